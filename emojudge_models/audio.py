@@ -1,0 +1,94 @@
+"""Decoding, resampling and validation of audio clips.
+
+Every clip is decoded to mono float32 at 16 kHz; :class:`AudioRejected` carries a reason a person can act on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import librosa
+import numpy as np
+import soundfile as sf
+
+TARGET_SR = 16_000
+MIN_DURATION_S = 0.5
+DEFAULT_MAX_DURATION_S = 60.0
+SILENCE_PEAK = 1e-4
+"""A clip whose absolute peak stays below this (-80 dBFS) is treated as all silence."""
+
+
+class AudioRejected(ValueError):
+    """A clip that cannot be used; ``reason`` says why in words a person can act on."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class DecodedAudio:
+    """A decoded clip plus what the original file was."""
+
+    wave: np.ndarray
+    orig_sample_rate_hz: int
+    channels: int
+    duration_s: float
+
+
+def file_sha256(path: Path | str) -> str:
+    """SHA-256 of the file bytes: the clip's identity in every cache."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read(path: Path) -> tuple[np.ndarray, int]:
+    """Read samples as float32 (frames, channels) with libsndfile (WAV, FLAC, OGG, MP3)."""
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as error:
+        raise AudioRejected(path, f"cannot decode audio: {error}") from None
+    return data, int(sr)
+
+
+def decode(path: Path | str, max_duration_s: float = DEFAULT_MAX_DURATION_S, resample: bool = True) -> DecodedAudio:
+    """Decode ``path`` to mono float32, rejecting empty, corrupt, silent, non-finite, too short or too long clips.
+
+    With ``resample`` (the default) the wave is at 16 kHz; without, it stays at the file's rate (validation only).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioRejected(path, "file not found")
+    if path.stat().st_size == 0:
+        raise AudioRejected(path, "file is empty (0 bytes)")
+    data, sr = _read(path)
+    channels = data.shape[1]
+    if data.shape[0] == 0:
+        raise AudioRejected(path, "file decodes to zero samples")
+    if not np.isfinite(data).all():
+        raise AudioRejected(path, "samples contain NaN or inf")
+    duration_s = data.shape[0] / sr
+    if duration_s < MIN_DURATION_S:
+        raise AudioRejected(path, f"clip is {duration_s:.2f} s long, shorter than the {MIN_DURATION_S} s minimum")
+    if duration_s > max_duration_s:
+        raise AudioRejected(
+            path, f"clip is {duration_s:.1f} s long, longer than the configured {max_duration_s:g} s limit"
+        )
+    mono = data.mean(axis=1)
+    if float(np.abs(mono).max()) < SILENCE_PEAK:
+        raise AudioRejected(path, "clip is all silence (peak below -80 dBFS)")
+    if resample and sr != TARGET_SR:
+        mono = librosa.resample(mono, orig_sr=sr, target_sr=TARGET_SR, res_type="soxr_hq")
+    wave = np.ascontiguousarray(mono, dtype=np.float32)
+    return DecodedAudio(wave=wave, orig_sample_rate_hz=sr, channels=channels, duration_s=duration_s)
+
+
+def load_wave(path: Path | str, max_duration_s: float = DEFAULT_MAX_DURATION_S) -> np.ndarray:
+    """The 16 kHz mono float32 samples of ``path`` (shortcut for encoders and prosody)."""
+    return decode(path, max_duration_s).wave

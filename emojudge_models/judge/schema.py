@@ -1,0 +1,96 @@
+"""The judge's answer: its JSON schema, the ``response_format`` sent to each backend, and strict validation.
+
+Every answer is validated here whatever the backend promised, so a transcript that talks the model into an
+out-of-set label or an impossible confidence yields an error, never a label.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from emojudge_models.labels import EMOTIONS
+
+JUDGMENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "label": {"type": "string", "enum": list(EMOTIONS)},
+        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        "rationale": {"type": "string"},
+    },
+    "required": ["label", "confidence", "rationale"],
+    "additionalProperties": False,
+}
+
+
+class ResponseFormat(StrEnum):
+    """How the answer's shape is requested; ``parse_judgment`` validates it in every case."""
+
+    JSON_SCHEMA = "json_schema"
+    """OpenAI structured outputs (strict JSON schema): OpenAI, vLLM, llama.cpp's C++ server, Ollama."""
+    JSON_OBJECT_SCHEMA = "json_object_schema"
+    """JSON mode with the schema attached as ``schema``: llama-cpp-python's server (grammar-constrained)."""
+    JSON_OBJECT = "json_object"
+    """Plain JSON mode, for endpoints that accept no schema."""
+
+
+def response_format(mode: ResponseFormat | str) -> dict[str, Any]:
+    """The ``response_format`` request field for ``mode``."""
+    mode = ResponseFormat(mode)
+    if mode is ResponseFormat.JSON_SCHEMA:
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": "emotion_judgment", "strict": True, "schema": JUDGMENT_SCHEMA},
+        }
+    if mode is ResponseFormat.JSON_OBJECT_SCHEMA:
+        return {"type": "json_object", "schema": JUDGMENT_SCHEMA}
+    return {"type": "json_object"}
+
+
+@dataclass(frozen=True)
+class Judgment:
+    """A validated answer: ``label`` is in EMOTIONS and ``confidence`` in [0, 1]."""
+
+    label: str
+    confidence: float
+    rationale: str
+
+
+def _strip_code_fence(text: str) -> str:
+    """Remove one surrounding Markdown code fence, which JSON-mode-less endpoints sometimes add."""
+    if text.startswith("```") and text.endswith("```") and len(text) >= 6:
+        inner = text[3:-3]
+        first_line, _, rest = inner.partition("\n")
+        return rest if first_line.strip().isalpha() or not first_line.strip() else inner
+    return text
+
+
+def parse_judgment(raw_text: str | None) -> Judgment | str:
+    """A :class:`Judgment`, or an error string saying why ``raw_text`` is not a valid answer."""
+    if raw_text is None or not raw_text.strip():
+        return "empty answer"
+    try:
+        answer = json.loads(_strip_code_fence(raw_text.strip()))
+    except json.JSONDecodeError as error:
+        return f"answer is not valid JSON: {error.msg} at position {error.pos}"
+    if not isinstance(answer, dict):
+        return f"answer is JSON {type(answer).__name__}, not an object"
+    missing = [key for key in JUDGMENT_SCHEMA["required"] if key not in answer]
+    if missing:
+        return f"answer lacks {', '.join(missing)}"
+    extra = sorted(set(answer) - set(JUDGMENT_SCHEMA["properties"]))
+    if extra:
+        return f"answer has unexpected keys {', '.join(extra)}"
+    label, confidence, rationale = answer["label"], answer["confidence"], answer["rationale"]
+    if not isinstance(label, str) or label.strip().lower() not in EMOTIONS:
+        return f"label {label!r:.80} is not one of {', '.join(EMOTIONS)}"
+    if isinstance(confidence, bool) or not isinstance(confidence, int | float):
+        return f"confidence {confidence!r:.80} is not a number"
+    if not (math.isfinite(confidence) and 0.0 <= confidence <= 1.0):
+        return f"confidence {confidence!r} is outside [0, 1]"
+    if not isinstance(rationale, str):
+        return f"rationale {rationale!r:.80} is not a string"
+    return Judgment(label=label.strip().lower(), confidence=float(confidence), rationale=rationale.strip())

@@ -1,0 +1,136 @@
+"""The ``emojudge`` command: register evaluation sets, materialise them, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from emojudge_models import warehouse
+from emojudge_models.corpus import FORMATS, detect_format
+from emojudge_pipeline import settings
+from emojudge_pipeline.partitions import EVAL_SETS_PARTITION
+
+log = logging.getLogger("emojudge")
+
+DAGSTER_YAML = """\
+# Written by emojudge: one writer at a time per warehouse (assets use the pool emojudge_warehouse).
+concurrency:
+  pools:
+    default_limit: 1
+telemetry:
+  enabled: false
+"""
+
+
+def instance() -> dg.DagsterInstance:
+    """The persistent Dagster instance shared with ``dagster dev`` (DAGSTER_HOME, default $EMOJUDGE_HOME/dagster)."""
+    home = settings.dagster_home()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return dg.DagsterInstance.get()
+
+
+def add_eval_set(name: str, path: Path, corpus_format: str | None) -> str:
+    """Record the set in the warehouse and add its dynamic partition; returns the format used."""
+    path = path.resolve()
+    if not path.exists():
+        raise SystemExit(f"error: {path} does not exist")
+    corpus_format = corpus_format or detect_format(path)
+    with warehouse.connect(settings.emojudge_home()) as con:
+        con.execute(warehouse.sql_text("queries/register_eval_set.sql"), [name, corpus_format, str(path)])
+    instance().add_dynamic_partitions(EVAL_SETS_PARTITION, [name])
+    return corpus_format
+
+
+def list_eval_sets() -> None:
+    with warehouse.connect(settings.emojudge_home()) as con:
+        frame = warehouse.query_df(con, "queries/list_eval_sets.sql")
+    print(frame.to_string(index=False) if len(frame) else "no evaluation sets registered")
+
+
+def materialize(name: str, train: bool | None = None) -> None:
+    """Materialise every asset for partition ``name`` in dependency order, in one Dagster run.
+
+    Training assets run too when ``name`` is one of EMOJUDGE_TRAIN_SETS (or ``train`` is True); otherwise the set is
+    scored by the models already registered.
+    """
+    from emojudge_pipeline.definitions import defs
+
+    inst = instance()
+    if not inst.has_dynamic_partition(EVAL_SETS_PARTITION, name):
+        raise SystemExit(f"error: evaluation set {name!r} is not registered: emojudge eval-set add {name} PATH")
+    job = defs.resolve_implicit_global_asset_job_def()
+    graph = defs.resolve_asset_graph()
+    if train is None:
+        train = name in settings.train_sets()
+    selection = [key for key in graph.get_all_asset_keys() if train or graph.get(key).is_partitioned]
+    result = job.execute_in_process(instance=inst, partition_key=name, asset_selection=selection, raise_on_error=False)
+    if not result.success:
+        raise SystemExit(f"error: materialising {name} failed; see the run {result.run_id} in the Dagster UI")
+    print(f"materialised {len(selection)} assets for {name} (run {result.run_id})")
+
+
+def demo() -> None:
+    """The main job on the embedded default: the demo corpus (or EMOJUDGE_DEMO_DATA), materialised end to end."""
+    from emojudge_models.demo_corpus import write_demo_corpus
+
+    home = settings.emojudge_home()
+    source = os.environ.get("EMOJUDGE_DEMO_DATA", "").strip()
+    manifest = Path(source).resolve() if source else write_demo_corpus(home / "demo_corpus")
+    add_eval_set("demo", manifest, "manifest")
+    materialize("demo", train=True)
+    path = warehouse.warehouse_path(home)
+    with warehouse.connect(home, read_only=True) as con:
+        print(warehouse.query_df(con, "queries/demo_summary.sql").to_string(index=False))
+    print(f"\nWarehouse: {path}")
+    print(f'Try:       duckdb -readonly {path} "$(cat sql/examples/per_class_f1.sql)"')
+    print(
+        f"      or:  python -c \"import duckdb; print(duckdb.connect('{path}', read_only=True)"
+        f".sql('SELECT * FROM v_metrics'))\""
+    )
+    print("UI:        make ui   (dagster dev on http://127.0.0.1:3000)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    parser = argparse.ArgumentParser(prog="emojudge", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    eval_set = commands.add_parser("eval-set", help="register and list evaluation sets")
+    eval_set_commands = eval_set.add_subparsers(dest="eval_set_command", required=True)
+    add = eval_set_commands.add_parser("add", help="register a corpus as an evaluation set (a partition)")
+    add.add_argument("name")
+    add.add_argument("path", type=Path)
+    add.add_argument("--format", choices=FORMATS, default=None, help="default: detected from the layout")
+    eval_set_commands.add_parser("list", help="show registered evaluation sets")
+    run = commands.add_parser("materialize", help="materialise every asset for one evaluation set")
+    run.add_argument("name")
+    run.add_argument(
+        "--train",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also (re)train the models; default: when NAME is in EMOJUDGE_TRAIN_SETS",
+    )
+    commands.add_parser("demo", help="generate the demo corpus and materialise everything")
+    args = parser.parse_args(argv)
+    if args.command == "eval-set" and args.eval_set_command == "add":
+        used = add_eval_set(args.name, args.path, args.format)
+        print(f"registered {args.name} ({used}) at {args.path.resolve()}")
+    elif args.command == "eval-set":
+        list_eval_sets()
+    elif args.command == "materialize":
+        materialize(args.name, args.train)
+    else:
+        demo()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Every setting the pipeline reads from the environment, with its documented default.
+
+| variable | default | meaning |
+|---|---|---|
+| EMOJUDGE_HOME | ./.emojudge | warehouse (emojudge.duckdb), features/, models/, dagster/ |
+| EMOJUDGE_PROFILE | local | local (CPU, offline models) or paper (WavLM-Large, RoBERTa-Large, OpenAI Batch) |
+| EMOJUDGE_AUDIO_ENCODER | profile's | whisper-ct2, acoustic, or hf:<model id or path>[@revision][#layer] |
+| EMOJUDGE_TEXT_ENCODER | profile's | minilm or hf:<model id or path>[@revision][#layer] |
+| EMOJUDGE_DEVICE | auto | auto (cuda when available), cpu, cuda, cuda:1 ... |
+| EMOJUDGE_TRAIN_SETS | demo | comma-separated evaluation sets whose train/development splits train the models |
+| EMOJUDGE_MAX_DURATION_S | 60 | clips longer than this are rejected at ingest |
+| EMOJUDGE_DEMO_DATA | (generated) | a manifest.csv the demo ingests instead of the synthetic corpus |
+| EMOJUDGE_JUDGE | local | local, openai-chat or openai-batch |
+| EMOJUDGE_JUDGE_MODEL | backend's | judge model id |
+| EMOJUDGE_JUDGE_BASE_URL | (OpenAI) | endpoint for openai-chat / openai-batch |
+| EMOJUDGE_JUDGE_THRESHOLD | 0.8 | the judge may change a label only at or above this confidence |
+| EMOJUDGE_JUDGE_TEMPERATURE | 0.3 | sampling temperature of the judge |
+| EMOJUDGE_JUDGE_SCOPE | all | all labelled predictions, or only disagreements between audio and text |
+| OPENAI_API_KEY | - | read from the environment only, never stored |
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def emojudge_home() -> Path:
+    return Path(env("EMOJUDGE_HOME", ".emojudge")).resolve()
+
+
+def train_sets() -> list[str]:
+    return [name.strip() for name in env("EMOJUDGE_TRAIN_SETS", "demo").split(",") if name.strip()]
+
+
+def dagster_home() -> Path:
+    """DAGSTER_HOME, defaulting to $EMOJUDGE_HOME/dagster so the CLI and the UI share runs and partitions."""
+    return Path(env("DAGSTER_HOME", str(emojudge_home() / "dagster"))).resolve()

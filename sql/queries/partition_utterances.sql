@@ -1,0 +1,1 @@
+SELECT * FROM utterances WHERE eval_set = ? ORDER BY utterance_id

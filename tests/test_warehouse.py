@@ -1,0 +1,77 @@
+"""The warehouse: schema creation, versioned migration, idempotent partition writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from emojudge_models import warehouse
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_schema_is_created_once_and_idempotent(tmp_path: Path) -> None:
+    with warehouse.connect(tmp_path) as con:
+        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION
+        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    contract = {
+        "eval_sets",
+        "utterances",
+        "rejected_inputs",
+        "feature_index",
+        "model_registry",
+        "logits",
+        "fused_predictions",
+        "prosody",
+        "llm_judgments",
+        "predictions",
+        "metrics",
+        "episode_emotions",
+    }
+    assert contract <= tables
+    with warehouse.connect(tmp_path) as con:
+        assert con.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 1
+
+
+def test_migration_from_version_1_keeps_rows(tmp_path: Path) -> None:
+    path = warehouse.warehouse_path(tmp_path)
+    old = duckdb.connect(str(path))
+    old.execute((FIXTURES / "schema_v1.sql").read_text())
+    old.close()
+    with warehouse.connect(tmp_path) as con:
+        assert warehouse.current_version(con) == 2
+        row = con.execute("SELECT utterance_id, transcript, transcript_source FROM utterances").fetchall()
+        assert row == [("u1", "hello there", "manifest")]
+        assert con.execute("SELECT count(*) FROM feature_index").fetchone()[0] == 0
+
+
+def test_newer_file_is_refused(tmp_path: Path) -> None:
+    with warehouse.connect(tmp_path) as con:
+        con.execute("INSERT INTO schema_version (version) VALUES (99)")
+    with pytest.raises(RuntimeError, match="newer than this code"), warehouse.connect(tmp_path):
+        pass
+
+
+def test_replace_partition_never_duplicates(tmp_path: Path) -> None:
+    rows = pd.DataFrame(
+        {
+            "utterance_id": ["a", "b"],
+            "audio_path": ["x", "y"],
+            "stage": "ingest",
+            "reason": "r",
+            "run_id": "run",
+        }
+    )
+    with warehouse.connect(tmp_path) as con:
+        for _ in range(3):
+            warehouse.replace_partition(con, "rejected_inputs", "set1", rows, where={"stage": ("ingest",)})
+        warehouse.replace_partition(con, "rejected_inputs", "set2", rows.head(1))
+        counts = dict(con.execute("SELECT eval_set, count(*) FROM rejected_inputs GROUP BY 1").fetchall())
+    assert counts == {"set1": 2, "set2": 1}
+    with warehouse.connect(tmp_path) as con, pytest.raises(ValueError, match="not a partitioned"):
+        warehouse.replace_partition(con, "model_registry", "set1", rows)
+    with warehouse.connect(tmp_path, read_only=True) as reader:
+        assert reader.execute("SELECT count(*) FROM rejected_inputs").fetchone()[0] == 3

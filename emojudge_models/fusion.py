@@ -41,8 +41,7 @@ def fusion_features(audio_logits: np.ndarray, text_logits: np.ndarray) -> np.nda
     text = np.asarray(text_logits, dtype=np.float64)
     if audio.ndim != 2 or text.ndim != 2 or audio.shape[0] != text.shape[0]:
         raise ValueError(
-            "audio and text outputs must be 2-D with the same number of rows, "
-            f"got {audio.shape} and {text.shape}"
+            f"audio and text outputs must be 2-D with the same number of rows, got {audio.shape} and {text.shape}"
         )
     return np.hstack([audio, text])
 
@@ -105,13 +104,13 @@ class FusionModel:
         return [EMOTIONS[i] for i in self.predict(X)]
 
     def hyperparameters(self) -> dict[str, Any]:
-        """JSON-ready description of the fit, for ``model_registry.hyperparameters``."""
+        """JSON-ready settings of the fit (no scores), for ``model_registry.hyperparameters``."""
         return {
             "task": self.task,
             "estimator": "logistic_regression" if self.task == "categorical" else "ridge",
             "standardised_inputs": True,
             "C": self.C,
-            "grid": [[c, score] for c, score in self.grid],
+            "C_grid": [c for c, _ in self.grid],
             "class_balanced": self.class_balanced,
             "fit_on": self.fit_on,
             "feature_names": self.feature_names,
@@ -150,9 +149,7 @@ def _check_training_arrays(name: str, X: np.ndarray, y: np.ndarray, n_features: 
 
 def _check_class_indices(name: str, y: np.ndarray) -> np.ndarray:
     if not np.issubdtype(y.dtype, np.integer) or y.ndim != 1:
-        raise ValueError(
-            f"{name}_y must be a 1-D array of integer indices into EMOTIONS, got {y.dtype} {y.shape}"
-        )
+        raise ValueError(f"{name}_y must be a 1-D array of integer indices into EMOTIONS, got {y.dtype} {y.shape}")
     bad = sorted(set(y[(y < 0) | (y >= len(EMOTIONS))].tolist()))
     if bad:
         raise ValueError(f"{name}_y holds indices {bad} outside 0..{len(EMOTIONS) - 1} (EMOTIONS)")
@@ -180,9 +177,7 @@ def _select_and_fit(
         results.append((C, score(dev_y, estimator.predict(dev_X)), estimator))
     best_C, best_score, best_estimator = max(results, key=lambda r: r[1])
     if fit_on == "train+dev":
-        best_estimator = make_estimator(best_C).fit(
-            np.vstack([train_X, dev_X]), np.concatenate([train_y, dev_y])
-        )
+        best_estimator = make_estimator(best_C).fit(np.vstack([train_X, dev_X]), np.concatenate([train_y, dev_y]))
     return best_estimator, best_C, [(C, s) for C, s, _ in results], best_score
 
 

@@ -29,9 +29,7 @@ def _check_labels(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence
         raise ValueError(f"labels {unknown} are not in the label set {list(labels)}")
 
 
-def present_labels(
-    y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str] = EMOTIONS
-) -> list[str]:
+def present_labels(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str] = EMOTIONS) -> list[str]:
     """The classes that occur in ``y_true`` or ``y_pred``, in ``labels`` order."""
     seen = set(y_true) | set(y_pred)
     return [label for label in labels if label in seen]

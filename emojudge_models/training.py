@@ -378,17 +378,17 @@ def train_audio_head(
         )
 
 
-class _Pairs(Sequence[tuple[np.ndarray, Any]]):
-    """(vector, target) view over an (N, D) array and N targets."""
+class Pairs(Sequence[tuple[Any, Any]]):
+    """(input, target) pairs over N inputs (vectors, texts) and N targets, without copying either."""
 
-    def __init__(self, vectors: np.ndarray, targets: Sequence[Any]) -> None:
-        self.vectors, self.targets = vectors, targets
+    def __init__(self, inputs: Sequence[Any], targets: Sequence[Any]) -> None:
+        self.inputs, self.targets = inputs, targets
 
     def __len__(self) -> int:
-        return len(self.vectors)
+        return len(self.inputs)
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, Any]:  # type: ignore[override]
-        return self.vectors[index], self.targets[index]
+    def __getitem__(self, index: int) -> tuple[Any, Any]:  # type: ignore[override]
+        return self.inputs[index], self.targets[index]
 
 
 def _vector_plan(
@@ -403,7 +403,7 @@ def _vector_plan(
     for index, target in enumerate(targets):
         check_target(target, head.task, f"{name} item {index}")
     lengths = np.ones(len(vectors), dtype=np.int64)
-    return BatchPlan(_Pairs(vectors, list(targets)), lengths, hyper.batch_size, collate_vectors(head.task))
+    return BatchPlan(Pairs(vectors, list(targets)), lengths, hyper.batch_size, collate_vectors(head.task))
 
 
 def train_text_head(

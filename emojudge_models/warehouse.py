@@ -69,12 +69,16 @@ def migrations() -> list[tuple[int, Path]]:
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> int:
-    """Create the schema in an empty file, or apply each pending migration in order; returns the final version."""
+    """Create the schema in an empty file, or apply each pending migration in order, then (re)create the views.
+
+    Returns the final version.
+    """
     version = current_version(con)
     if version == 0:
         con.execute("BEGIN")
         con.execute(sql_text("schema.sql"))
         con.execute("INSERT INTO schema_version (version) VALUES (?)", [SCHEMA_VERSION])
+        con.execute(sql_text("views.sql"))
         con.execute("COMMIT")
         return SCHEMA_VERSION
     if version > SCHEMA_VERSION:
@@ -90,6 +94,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
         con.execute("COMMIT")
         version = target
     con.execute(sql_text("schema.sql"))
+    con.execute(sql_text("views.sql"))
     return version
 
 

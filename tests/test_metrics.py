@@ -39,9 +39,7 @@ def test_categorical_metrics_match_sklearn_on_random_labels() -> None:
         f1_score(y_true, y_pred, average="macro", labels=present, zero_division=0)
     )
     assert result["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=present, zero_division=0
-    )
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=present, zero_division=0)
     assert list(result["per_class"]) == present
     for i, label in enumerate(present):
         scores = result["per_class"][label]
@@ -59,9 +57,7 @@ def test_categorical_metrics_by_hand() -> None:
     result = categorical_metrics(["angry", "angry", "sad", "neutral"], ["angry", "sad", "sad", "happy"])
     assert result["f1_macro"] == pytest.approx(1 / 3)
     assert result["accuracy"] == pytest.approx(0.5)
-    assert result["per_class"]["angry"] == pytest.approx(
-        {"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2}
-    )
+    assert result["per_class"]["angry"] == pytest.approx({"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2})
     assert set(result["per_class"]) == {"angry", "sad", "happy", "neutral"}
 
 

@@ -134,10 +134,12 @@ class BatchJudge:
             raise ValueError("judge requests have duplicate custom_ids")
         results: dict[str, JudgeResult] = {}
         owner: dict[str, BatchRecord] = {}
-        active = self._resume(by_id, owner)
+        resumed = self._resume(by_id, owner)
+        owning = set(owner.values())
+        active = [record for record in resumed if record in owning]
         fresh = [request for request in requests if request.custom_id not in owner]
         active += self._submit(fresh, 1, owner, results)
-        touched = [record.batch_id for record in active]
+        touched = [record.batch_id for record in resumed + active]
         deadline = self._clock() + self.max_wait_s
         while active:
             for record, batch in self._wait_for_terminal(active, deadline):
@@ -146,7 +148,7 @@ class BatchJudge:
                 new_records = self._submit(retry, record.attempt + 1, owner, results)
                 active += new_records
                 touched += [new.batch_id for new in new_records]
-        for batch_id in touched:
+        for batch_id in dict.fromkeys(touched):
             self.ledger.mark_collected(batch_id)
         return [results[request.custom_id] for request in requests]
 
@@ -166,17 +168,14 @@ class BatchJudge:
             raise BatchApiError(redact(f"{what} failed: {type(error).__name__}: {error}")) from None
 
     def _resume(self, by_id: dict[str, JudgeRequest], owner: dict[str, BatchRecord]) -> list[BatchRecord]:
-        """Open batches holding requested ids; each id is owned by its latest attempt so nothing is retried twice."""
-        resumed: list[BatchRecord] = []
-        for record in sorted(self.ledger.open_batches(), key=lambda r: r.attempt):
-            wanted = [cid for cid in record.custom_ids if cid in by_id]
-            if not wanted:
-                continue
-            for cid in wanted:
-                owner[cid] = record
-            resumed.append(record)
+        """Open ledger batches holding requested ids; each id is owned by its latest attempt only."""
+        resumed = [r for r in self.ledger.open_batches() if any(cid in by_id for cid in r.custom_ids)]
+        for record in sorted(resumed, key=lambda r: r.attempt):
+            for cid in record.custom_ids:
+                if cid in by_id:
+                    owner[cid] = record
             log.info("resuming judge batch %s (attempt %d, status %s)", record.batch_id, record.attempt, record.status)
-        return [record for record in resumed if any(owner[cid] is record for cid in record.custom_ids if cid in owner)]
+        return resumed
 
     def _submit(
         self,

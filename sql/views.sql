@@ -1,0 +1,43 @@
+-- Views over the warehouse contract; recreated on every writable connect (CREATE OR REPLACE is idempotent).
+
+-- One row per utterance: truth, each stage's label, the final label, and the keys that trace them.
+CREATE OR REPLACE VIEW v_predictions AS
+SELECT
+    u.eval_set,
+    u.utterance_id,
+    u.split,
+    u.speaker_id,
+    u.gender,
+    u.emotion AS true_label,
+    a.predicted_label AS audio_label,
+    t.predicted_label AS text_label,
+    f.predicted_label AS fused_label,
+    p.refined_label,
+    coalesce(p.final_label, f.predicted_label) AS final_label,
+    coalesce(p.changed, false) AS changed_by_judge,
+    f.modalities_agree,
+    u.transcript,
+    u.transcript_source,
+    u.duration_s,
+    u.audio_path,
+    u.audio_sha256,
+    a.model_key AS audio_model_key,
+    t.model_key AS text_model_key,
+    f.fusion_model_key,
+    p.judgment_custom_id
+FROM utterances u
+LEFT JOIN logits a
+    ON a.eval_set = u.eval_set AND a.utterance_id = u.utterance_id AND a.modality = 'audio' AND a.task = 'categorical'
+LEFT JOIN logits t
+    ON t.eval_set = u.eval_set AND t.utterance_id = u.utterance_id AND t.modality = 'text' AND t.task = 'categorical'
+LEFT JOIN fused_predictions f
+    ON f.eval_set = u.eval_set AND f.utterance_id = u.utterance_id AND f.task = 'categorical'
+LEFT JOIN predictions p
+    ON p.eval_set = u.eval_set AND p.utterance_id = u.utterance_id;
+
+-- The latest overall metrics per evaluation set, stage and task (per-class rows stay in table metrics).
+CREATE OR REPLACE VIEW v_metrics AS
+SELECT eval_set, stage, task, metric, value, run_id, computed_at
+FROM metrics
+WHERE label IS NULL
+QUALIFY computed_at = max(computed_at) OVER (PARTITION BY eval_set, stage, task);

@@ -173,7 +173,9 @@ class VectorEmotionModel(nn.Module):
     def __init__(self, config: HeadConfig) -> None:
         super().__init__()
         if config.pooling != "none":
-            raise ValueError(f"VectorEmotionModel takes utterance vectors; config.pooling must be 'none', got {config.pooling!r}")
+            raise ValueError(
+                f"VectorEmotionModel takes utterance vectors; config.pooling must be 'none', got {config.pooling!r}"
+            )
         self.config = config
         self.mlp = ResidualMLP(config.input_dim, config.hidden_dim, config.n_hidden_layers, config.dropout)
         self.output = nn.Linear(self.mlp.output_dim, output_dim(config.task))

@@ -95,9 +95,7 @@ class TextFinetuneConfig:
         return asdict(self)
 
 
-def collate_texts(
-    model: TextEmotionClassifier, task: str | None
-) -> Callable[[list[tuple[int, Any]]], Batch]:
+def collate_texts(model: TextEmotionClassifier, task: str | None) -> Callable[[list[tuple[int, Any]]], Batch]:
     """Tokenize (text, target) items, or bare texts when ``task`` is None, one batch at a time."""
 
     def collate(batch: list[tuple[int, Any]]) -> Batch:
@@ -106,9 +104,7 @@ def collate_texts(
         targets = None
         if task is not None:
             values = [item[1] for _, item in batch]
-            targets = torch.as_tensor(
-                np.asarray(values, dtype=np.int64 if task == "categorical" else np.float32)
-            )
+            targets = torch.as_tensor(np.asarray(values, dtype=np.int64 if task == "categorical" else np.float32))
         return indices, model.tokenize(texts), targets
 
     return collate
@@ -123,8 +119,10 @@ def _text_plan(
             raise ValueError(f"{name} item {index}: transcript must be a string, got {type(text).__name__}")
     if targets is not None:
         if len(targets) != len(texts) or not texts:
-            raise ValueError(f"{name}: need a non-empty list of texts with one target each, got {len(texts)} texts "
-                             f"and {len(targets)} targets")
+            raise ValueError(
+                f"{name}: need a non-empty list of texts with one target each, got {len(texts)} texts "
+                f"and {len(targets)} targets"
+            )
         for index, target in enumerate(targets):
             check_target(target, model.task, f"{name} item {index}")
     items = list(texts) if targets is None else Pairs(list(texts), list(targets))

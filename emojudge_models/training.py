@@ -423,7 +423,9 @@ def train_text_head(
     device = torch.device(device)
     head, hyper = config.head, config.train
     if head.pooling != "none":
-        raise ValueError(f"train_text_head takes utterance vectors; config.head.pooling must be 'none', got {head.pooling!r}")
+        raise ValueError(
+            f"train_text_head takes utterance vectors; config.head.pooling must be 'none', got {head.pooling!r}"
+        )
     train_plan = _vector_plan(train_vectors, train_targets, head, hyper, "train")
     dev_plan = _vector_plan(dev_vectors, dev_targets, head, hyper, "development")
     with seeded(seed, device):

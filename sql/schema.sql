@@ -232,6 +232,7 @@ CREATE TABLE IF NOT EXISTS metrics (
     eval_set VARCHAR NOT NULL,
     stage VARCHAR NOT NULL,             -- audio | text | fused | refined
     task VARCHAR NOT NULL,
+    split VARCHAR NOT NULL,             -- the rows scored: train | development | test | all (every labelled row)
     metric VARCHAR NOT NULL,            -- f1_macro, accuracy, precision, recall, f1, support, ccc, ccc_mean, ...
     label VARCHAR,                      -- class or attribute for per-class rows; NULL for overall
     value DOUBLE NOT NULL,
@@ -242,6 +243,7 @@ CREATE TABLE IF NOT EXISTS metrics (
 CREATE TABLE IF NOT EXISTS confusion_matrices (
     eval_set VARCHAR NOT NULL,
     stage VARCHAR NOT NULL,
+    split VARCHAR NOT NULL,
     true_label VARCHAR NOT NULL,
     predicted_label VARCHAR NOT NULL,
     n INTEGER NOT NULL,

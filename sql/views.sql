@@ -37,7 +37,7 @@ LEFT JOIN predictions p
 
 -- The latest overall metrics per evaluation set, stage and task (per-class rows stay in table metrics).
 CREATE OR REPLACE VIEW v_metrics AS
-SELECT eval_set, stage, task, metric, value, run_id, computed_at
+SELECT eval_set, split, stage, task, metric, value, run_id, computed_at
 FROM metrics
 WHERE label IS NULL
-QUALIFY computed_at = max(computed_at) OVER (PARTITION BY eval_set, stage, task);
+QUALIFY computed_at = max(computed_at) OVER (PARTITION BY eval_set, split, stage, task);

@@ -31,9 +31,9 @@ VERY_SHORT_S = 1.0
 MIN_VOICED_FRAMES = 5
 """Fewer voiced frames (50 ms) than this: no F0 statistics and the ``unvoiced`` flag."""
 SYLLABLE_SMOOTHING_FRAMES = 5
-SYLLABLE_PROMINENCE_DB = 3.0
-SYLLABLE_MIN_GAP_FRAMES = 8
-"""Syllable nuclei are at least 80 ms apart (at most 12.5 syllables/s)."""
+SYLLABLE_PROMINENCE_DB = 4.0
+SYLLABLE_MIN_GAP_FRAMES = 10
+"""Syllable nuclei are at least 100 ms apart. These three settings were picked on RAVDESS (7-syllable sentences)."""
 
 FLAGS = ("silent", "clipped", "unvoiced", "very_short")
 
@@ -51,11 +51,11 @@ class ProsodyValues:
       and a 100 Hz sine 19 dB less), and the frame powers are averaged -- an LAeq in dB re full scale, not phon/LUFS.
     - ``f0_median_hz``, ``f0_p10_hz``, ``f0_p90_hz``: percentiles of F0 over voiced frames; ``f0_range_hz`` =
       p90 - p10, ``f0_range_semitones`` = 12·log2(p90 / p10). None when fewer than ``MIN_VOICED_FRAMES`` are voiced.
-    - ``voiced_fraction``: voiced frames / all frames; voiced frames must also be active.
+    - ``voiced_fraction``: voiced frames / all frames (only active frames may be voiced).
     - ``words_per_s``: transcript words / speech span (first to last active frame); None without a transcript.
     - ``syllables_per_s``: transcript-free estimate: peaks of the smoothed A-weighted energy envelope (at least
-      ``SYLLABLE_PROMINENCE_DB`` prominent, ``SYLLABLE_MIN_GAP_FRAMES`` apart) at active, voiced frames, per second
-      of speech span; None for silent or unvoiced clips.
+      ``SYLLABLE_PROMINENCE_DB`` prominent, ``SYLLABLE_MIN_GAP_FRAMES`` apart) on active frames, per second of
+      speech span; independent of the pitch tracker; None for silent clips.
     - ``clipped_fraction``: share of samples with magnitude >= ``CLIP_LEVEL``.
     - ``flags``: subset of ``FLAGS`` in that order.
     """
@@ -93,8 +93,8 @@ def compute_prosody(
     peak_power = float(frame_power.max())
     active = frame_power >= peak_power * 10 ** (-ACTIVE_RANGE_DB / 10) if peak_power > 0 else frame_power > 0
     weighted_power = _a_weighted_frame_power(wave)
-    pitch = track_pitch(wave, tracker)
-    voiced = pitch.voiced & active
+    pitch = track_pitch(wave, tracker, eligible=active)
+    voiced = pitch.voiced
     clipped_fraction = float(np.mean(np.abs(wave) >= CLIP_LEVEL))
 
     silent = peak_power < 10 ** (SILENT_PEAK_DBFS / 10)
@@ -112,8 +112,8 @@ def compute_prosody(
     f0 = _f0_statistics(pitch.f0_hz[voiced]) if not unvoiced else {}
     span_s = _speech_span_s(active)
     syllables = None
-    if not (silent or unvoiced) and span_s > 0:
-        syllables = _count_syllables(weighted_power, active & voiced) / span_s
+    if not silent and span_s > 0:
+        syllables = _count_syllables(weighted_power, active) / span_s
     return ProsodyValues(
         duration_s=duration_s,
         rms_mean_dbfs=_db(float(frame_power[active].mean())) if active.any() else None,
@@ -193,12 +193,12 @@ def _speech_span_s(active: np.ndarray) -> float:
     return (indices[-1] - indices[0] + 1) * HOP_LENGTH / TARGET_SR
 
 
-def _count_syllables(weighted_power: np.ndarray, candidate: np.ndarray) -> int:
-    """Syllable nuclei: prominent peaks of the smoothed dB energy envelope that fall on candidate frames."""
+def _count_syllables(weighted_power: np.ndarray, active: np.ndarray) -> int:
+    """Syllable nuclei: prominent peaks of the smoothed dB energy envelope that fall on active frames."""
     envelope_db = 10 * np.log10(np.maximum(weighted_power, 1e-12))
     envelope_db = uniform_filter1d(envelope_db, size=SYLLABLE_SMOOTHING_FRAMES, mode="nearest")
     peaks, _ = find_peaks(envelope_db, prominence=SYLLABLE_PROMINENCE_DB, distance=SYLLABLE_MIN_GAP_FRAMES)
-    return int(candidate[peaks].sum())
+    return int(active[peaks].sum())
 
 
 def _words_per_s(transcript: str | None, span_s: float) -> float | None:

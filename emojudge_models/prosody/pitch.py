@@ -7,6 +7,8 @@ from typing import Literal
 
 import librosa
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy.ndimage import binary_opening
 
 from emojudge_models.audio import TARGET_SR
 
@@ -20,8 +22,13 @@ HOP_LENGTH = 160
 """10 ms at 16 kHz; every frame-wise prosody feature uses this hop with centred frames."""
 PITCH_FRAME_LENGTH = 1024
 """64 ms: more than two periods of ``FMIN_HZ``, as YIN needs."""
-YIN_PERIODICITY_THRESHOLD = 0.5
+YIN_PERIODICITY_THRESHOLD = 0.6
 """A yin frame is voiced when the normalised autocorrelation at the detected period reaches this."""
+YIN_CONTINUITY_FRAMES = 15
+YIN_CONTINUITY_SEMITONES = 5.0
+"""A yin frame further than this from the median F0 of the voiced frames within ±70 ms is dropped as a pitch error."""
+YIN_MIN_RUN_FRAMES = 3
+"""Voiced yin runs shorter than 30 ms are dropped (mostly errors at voicing onsets and offsets)."""
 
 
 @dataclass(frozen=True)
@@ -32,16 +39,26 @@ class PitchTrack:
     voiced: np.ndarray
 
 
-def track_pitch(wave: np.ndarray, tracker: PitchTracker = DEFAULT_TRACKER) -> PitchTrack:
-    """Track F0 of a 16 kHz mono wave; frames are centred at multiples of ``HOP_LENGTH``."""
-    if tracker == "yin":
-        return _track_yin(wave)
-    if tracker == "pyin":
-        return _track_pyin(wave)
-    raise ValueError(f"unknown pitch tracker {tracker!r}; choose one of {PITCH_TRACKERS}")
+def track_pitch(
+    wave: np.ndarray, tracker: PitchTracker = DEFAULT_TRACKER, eligible: np.ndarray | None = None
+) -> PitchTrack:
+    """Track F0 of a 16 kHz mono wave; frames are centred at multiples of ``HOP_LENGTH``.
+
+    ``eligible`` (bool per frame, e.g. frames loud enough to be speech) restricts which frames may be voiced.
+    """
+    if tracker not in PITCH_TRACKERS:
+        raise ValueError(f"unknown pitch tracker {tracker!r}; choose one of {PITCH_TRACKERS}")
+    n_frames = 1 + len(wave) // HOP_LENGTH
+    if eligible is None:
+        eligible = np.ones(n_frames, dtype=bool)
+    elif eligible.shape != (n_frames,):
+        raise ValueError(f"eligible has shape {eligible.shape}, expected ({n_frames},) for this wave")
+    f0, voiced = _track_yin(wave, eligible) if tracker == "yin" else _track_pyin(wave)
+    voiced = voiced & eligible
+    return PitchTrack(f0_hz=np.where(voiced, f0, np.nan), voiced=voiced)
 
 
-def _track_pyin(wave: np.ndarray) -> PitchTrack:
+def _track_pyin(wave: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     f0, voiced, _ = librosa.pyin(
         wave,
         fmin=FMIN_HZ,
@@ -50,11 +67,11 @@ def _track_pyin(wave: np.ndarray) -> PitchTrack:
         frame_length=PITCH_FRAME_LENGTH,
         hop_length=HOP_LENGTH,
     )
-    return PitchTrack(f0_hz=np.where(voiced, f0, np.nan), voiced=voiced.astype(bool))
+    return f0, voiced.astype(bool)
 
 
-def _track_yin(wave: np.ndarray) -> PitchTrack:
-    """librosa.yin for F0; a frame is voiced when the wave is periodic at that F0 (YIN always returns a period)."""
+def _track_yin(wave: np.ndarray, eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """librosa.yin for F0 (it always returns a period); voiced = periodic at that F0, continuous, not too brief."""
     f0 = librosa.yin(
         wave,
         fmin=FMIN_HZ,
@@ -63,8 +80,20 @@ def _track_yin(wave: np.ndarray) -> PitchTrack:
         frame_length=PITCH_FRAME_LENGTH,
         hop_length=HOP_LENGTH,
     )
-    voiced = periodicity_at(wave, f0) >= YIN_PERIODICITY_THRESHOLD
-    return PitchTrack(f0_hz=np.where(voiced, f0, np.nan), voiced=voiced)
+    voiced = eligible & (periodicity_at(wave, f0) >= YIN_PERIODICITY_THRESHOLD)
+    voiced &= _continuous(f0, voiced)
+    voiced = binary_opening(voiced, structure=np.ones(YIN_MIN_RUN_FRAMES, dtype=bool))
+    return f0, voiced
+
+
+def _continuous(f0_hz: np.ndarray, voiced: np.ndarray) -> np.ndarray:
+    """True for voiced frames within ``YIN_CONTINUITY_SEMITONES`` of their neighbourhood's median voiced F0."""
+    padded = np.pad(np.where(voiced, f0_hz, np.nan), YIN_CONTINUITY_FRAMES // 2, constant_values=np.nan)
+    windows = sliding_window_view(padded, YIN_CONTINUITY_FRAMES)[voiced]
+    keep = np.zeros_like(voiced)
+    local_median = np.nanmedian(windows, axis=1)
+    keep[voiced] = np.abs(12 * np.log2(f0_hz[voiced] / local_median)) <= YIN_CONTINUITY_SEMITONES
+    return keep
 
 
 def periodicity_at(wave: np.ndarray, f0_hz: np.ndarray) -> np.ndarray:

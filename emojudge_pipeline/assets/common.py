@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import dagster as dg
 import pandas as pd
 
@@ -27,3 +29,8 @@ def record_rejections(con, eval_set: str, stages: tuple[str, ...], rejections: l
 
 def markdown_preview(frame: pd.DataFrame, rows: int = 10) -> dg.MetadataValue:
     return dg.MetadataValue.md(frame.head(rows).to_markdown(index=False) if len(frame) else "_no rows_")
+
+
+def image_metadata(png: bytes) -> dg.MetadataValue:
+    """A PNG shown inline in the Dagster UI (markdown with a data URI)."""
+    return dg.MetadataValue.md(f"![plot](data:image/png;base64,{base64.b64encode(png).decode()})")

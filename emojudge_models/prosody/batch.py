@@ -1,0 +1,75 @@
+"""Prosody for many clips, inline or spread over worker processes with a bounded number of clips in flight."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import deque
+from collections.abc import Hashable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from os import PathLike
+from typing import TypeVar
+
+import numpy as np
+
+from emojudge_models.audio import DEFAULT_MAX_DURATION_S, AudioRejected, load_wave
+from emojudge_models.prosody.features import ProsodyValues, compute_prosody
+from emojudge_models.prosody.pitch import DEFAULT_TRACKER, PITCH_TRACKERS, PitchTracker
+
+Key = TypeVar("Key", bound=Hashable)
+AudioSource = np.ndarray | str | PathLike[str]
+"""A 16 kHz mono wave, or a path that ``emojudge_models.audio.load_wave`` decodes (preferred: cheap to send)."""
+
+
+@dataclass(frozen=True)
+class ProsodyFailed:
+    """Why one clip has no prosody values (goes to ``rejected_inputs.reason``)."""
+
+    reason: str
+
+
+def compute_many(
+    items: Iterable[tuple[Key, AudioSource, str | None]],
+    tracker: PitchTracker = DEFAULT_TRACKER,
+    processes: int = 1,
+    max_duration_s: float = DEFAULT_MAX_DURATION_S,
+) -> Iterator[tuple[Key, ProsodyValues | ProsodyFailed]]:
+    """Yield ``(key, values or failure)`` for each ``(key, wave or path, transcript)``, in input order.
+
+    ``processes=1`` runs inline; more spreads clips over spawned worker processes, reading ``items`` lazily and
+    keeping at most four clips per process in flight, so memory stays bounded however large the partition is.
+    """
+    if tracker not in PITCH_TRACKERS:
+        raise ValueError(f"unknown pitch tracker {tracker!r}; choose one of {PITCH_TRACKERS}")
+    if processes < 1:
+        raise ValueError(f"processes must be at least 1, got {processes}")
+    if processes == 1:
+        for key, source, transcript in items:
+            yield key, _compute_one(source, transcript, tracker, max_duration_s)
+        return
+    pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+    pending: deque[tuple[Key, Future[ProsodyValues | ProsodyFailed]]] = deque()
+    try:
+        for key, source, transcript in items:
+            pending.append((key, pool.submit(_compute_one, source, transcript, tracker, max_duration_s)))
+            if len(pending) >= 4 * processes:
+                done_key, future = pending.popleft()
+                yield done_key, future.result()
+        while pending:
+            done_key, future = pending.popleft()
+            yield done_key, future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _compute_one(
+    source: AudioSource, transcript: str | None, tracker: PitchTracker, max_duration_s: float
+) -> ProsodyValues | ProsodyFailed:
+    """Values for one clip, or the reason it failed: one bad clip must not stop a partition."""
+    try:
+        wave = source if isinstance(source, np.ndarray) else load_wave(source, max_duration_s)
+        return compute_prosody(wave, transcript, tracker)
+    except AudioRejected as rejected:
+        return ProsodyFailed(rejected.reason)
+    except Exception as error:  # noqa: BLE001 - reported per clip with its type; the caller records the reason
+        return ProsodyFailed(f"prosody failed: {type(error).__name__}: {error}")

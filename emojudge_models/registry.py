@@ -1,0 +1,97 @@
+"""The model registry (table ``model_registry``): every trained head and fusion model, with its lineage."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from emojudge_models.warehouse import sql_text
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """One ``model_registry`` row."""
+
+    model_key: str
+    kind: str
+    task: str
+    path: str
+    train_eval_sets: list[str]
+    hyperparameters: dict[str, Any]
+    dev_metric_name: str
+    dev_metric: float | None
+    encoder_key: str | None = None
+    input_model_keys: list[str] = field(default_factory=list)
+
+
+def git_revision() -> str | None:
+    """The code's git commit (with ``-dirty`` when the work tree has changes), or None outside a checkout."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return f"{rev}-dirty" if dirty else rev
+
+
+def register(con: duckdb.DuckDBPyConnection, model: RegisteredModel, run_id: str) -> None:
+    """Insert (or replace, for an identical key) the model's registry row."""
+    con.execute(
+        sql_text("queries/register_model.sql"),
+        [
+            model.model_key,
+            model.kind,
+            model.task,
+            model.encoder_key,
+            model.input_model_keys or None,
+            model.train_eval_sets,
+            json.dumps(model.hyperparameters, sort_keys=True, default=str),
+            model.dev_metric_name,
+            model.dev_metric,
+            model.path,
+            git_revision(),
+            run_id,
+        ],
+    )
+
+
+def _row_to_model(frame) -> RegisteredModel | None:
+    if frame.empty:
+        return None
+    row = frame.iloc[0]
+    return RegisteredModel(
+        model_key=row["model_key"],
+        kind=row["kind"],
+        task=row["task"],
+        path=row["path"],
+        train_eval_sets=list(row["train_eval_sets"]),
+        hyperparameters=json.loads(row["hyperparameters"]),
+        dev_metric_name=row["dev_metric_name"],
+        dev_metric=row["dev_metric"],
+        encoder_key=row["encoder_key"],
+        input_model_keys=list(row["input_model_keys"]) if row["input_model_keys"] is not None else [],
+    )
+
+
+def latest(
+    con: duckdb.DuckDBPyConnection, kind: str, task: str, encoder_key: str | None = None
+) -> RegisteredModel | None:
+    """The newest model of ``kind`` and ``task`` (for ``encoder_key`` when given), or None."""
+    return _row_to_model(con.execute(sql_text("queries/latest_model.sql"), [kind, task, encoder_key, encoder_key]).df())
+
+
+def by_key(con: duckdb.DuckDBPyConnection, model_key: str) -> RegisteredModel | None:
+    return _row_to_model(con.execute(sql_text("queries/model_by_key.sql"), [model_key]).df())

@@ -1,0 +1,55 @@
+"""Asset ``evaluation``: metrics per stage and split (tables metrics, confusion_matrices) with pictures in the UI."""
+
+import dagster as dg
+import pandas as pd
+
+from emojudge_models import warehouse
+from emojudge_models.evaluation import evaluate
+from emojudge_models.labels import EMOTIONS
+from emojudge_models.metrics import markdown_table
+from emojudge_models.plots import confusion_png
+from emojudge_pipeline.assets.common import WAREHOUSE_POOL, image_metadata
+from emojudge_pipeline.partitions import eval_sets_partitions
+from emojudge_pipeline.resources import WarehouseResource
+
+
+def _headline_split(metrics: pd.DataFrame) -> str:
+    """The split shown first in the UI: held-out test rows where there are any, else every labelled row."""
+    return "test" if (metrics["split"] == "test").any() else "all"
+
+
+@dg.asset(
+    partitions_def=eval_sets_partitions,
+    deps=["fused_predictions", "predictions"],
+    group_name="evaluation",
+    pool=WAREHOUSE_POOL,
+    kinds={"duckdb"},
+    description="F1-macro, accuracy, per-class scores and CCC for the audio, text, fused and refined stages.",
+)
+def evaluation(context: dg.AssetExecutionContext, warehouse_db: WarehouseResource) -> dg.MaterializeResult:
+    eval_set = context.partition_key
+    with warehouse_db.connect() as con:
+        rows = con.execute(warehouse.sql_text("queries/evaluation_rows.sql"), [eval_set]).df()
+        result = evaluate(rows)
+        metrics = result.metrics_frame().assign(run_id=context.run.run_id)
+        confusions = result.confusion_frame().assign(run_id=context.run.run_id)
+        warehouse.replace_partition(con, "metrics", eval_set, metrics)
+        warehouse.replace_partition(con, "confusion_matrices", eval_set, confusions)
+    if rows.empty:
+        return dg.MaterializeResult(metadata={"note": "unlabelled evaluation set: predictions only, no metrics"})
+    split = _headline_split(metrics)
+    shown = metrics[(metrics["split"] == split)].to_dict("records")
+    metadata: dict = {
+        "headline_split": split,
+        "labelled_rows": len(rows),
+        "metrics": dg.MetadataValue.md(markdown_table(shown)),
+        **{f"judge/{name}": value for name, value in result.judge.items()},
+    }
+    overall = metrics[(metrics["split"] == split) & metrics["label"].isna()]
+    for record in overall.itertuples():
+        metadata[f"{record.stage}/{record.task}/{record.metric}"] = float(record.value)
+    for stage in ("fused", "refined"):
+        if (split, stage) in result.confusions:
+            png = confusion_png(result.confusions[(split, stage)], EMOTIONS, f"{eval_set} {split}: {stage}")
+            metadata[f"confusion_{stage}"] = image_metadata(png)
+    return dg.MaterializeResult(metadata=metadata)

@@ -1,0 +1,153 @@
+"""Fusion assets: one fitted fusion model per task (unpartitioned) and ``fused_predictions`` per evaluation set."""
+
+import hashlib
+import json
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from emojudge_models import fusion_data, registry, warehouse
+from emojudge_models.fusion import FusionModel, fit_attribute_fusion, fit_categorical_fusion
+from emojudge_models.labels import EMOTIONS, TASKS
+from emojudge_models.plots import grid_curve_png
+from emojudge_pipeline import settings
+from emojudge_pipeline.assets.common import WAREHOUSE_POOL, image_metadata, markdown_preview
+from emojudge_pipeline.partitions import eval_sets_partitions
+from emojudge_pipeline.resources import WarehouseResource
+
+FUSION_CODE_VERSION = "fusion-1"
+
+
+def _fit(task: str, rows: pd.DataFrame) -> FusionModel:
+    fit_rows, select_rows = fusion_data.selection_split(rows, task)
+    args = (
+        fusion_data.features(fit_rows),
+        fusion_data.targets(fit_rows, task),
+        fusion_data.features(select_rows),
+        fusion_data.targets(select_rows, task),
+    )
+    if task == "categorical":
+        return fit_categorical_fusion(*args, class_balanced=True, fit_on="train+dev")
+    return fit_attribute_fusion(*args, fit_on="train+dev")
+
+
+def build_fusion_model_asset(task: str) -> dg.AssetsDefinition:
+    """The fusion model for ``task``, fitted on the development split's audio and text logits."""
+
+    @dg.asset(
+        name=f"fusion_model_{task}",
+        deps=["logits"],
+        group_name="fusion",
+        pool=WAREHOUSE_POOL,
+        kinds={"scikitlearn"},
+        description=f"Late fusion ({'logistic regression' if task == 'categorical' else 'ridge'}) of audio and "
+        f"text {task} logits; C grid-searched on the development split; registered in model_registry.",
+    )
+    def fusion_model(context: dg.AssetExecutionContext, warehouse_db: WarehouseResource) -> dg.MaterializeResult:
+        sets = settings.train_sets()
+        with warehouse_db.connect() as con:
+            rows = con.execute(
+                warehouse.sql_text("queries/logits_with_truth.sql"),
+                [task, task, sets, ["development"], ["development"]],
+            ).df()
+        rows = fusion_data.labelled(rows, task)
+        if len(rows) < 4:
+            context.log.warning(f"no {task} development logits in {sets}: fusion model not fitted")
+            return dg.MaterializeResult(metadata={"skipped": f"fewer than 4 labelled development rows in {sets}"})
+        model = _fit(task, rows)
+        input_keys = sorted(set(rows["audio_model_key"]) | set(rows["text_model_key"]))
+        hyper = model.hyperparameters()
+        key = hashlib.sha256(
+            json.dumps(
+                [input_keys, hyper, FUSION_CODE_VERSION, sorted(rows["utterance_id"])], sort_keys=True, default=str
+            ).encode()
+        ).hexdigest()[:20]
+        path = model.save(warehouse_db.models_root / "fusion" / f"{key}.joblib")
+        with warehouse_db.connect() as con:
+            registry.register(
+                con,
+                registry.RegisteredModel(
+                    model_key=key,
+                    kind="fusion",
+                    task=task,
+                    path=str(path),
+                    train_eval_sets=sets,
+                    hyperparameters=hyper,
+                    dev_metric_name=model.dev_metric_name,
+                    dev_metric=model.dev_score,
+                    input_model_keys=input_keys,
+                ),
+                context.run.run_id,
+            )
+        grid = pd.DataFrame(model.grid, columns=["C", model.dev_metric_name])
+        context.log.info(f"fusion {task}: C={model.C:g}, dev {model.dev_metric_name}={model.dev_score:.3f}")
+        return dg.MaterializeResult(
+            metadata={
+                "fusion_model_key": key,
+                "C": model.C,
+                f"dev_{model.dev_metric_name}": model.dev_score,
+                "development_rows": len(rows),
+                "input_model_keys": dg.MetadataValue.json(input_keys),
+                "grid": markdown_preview(grid, rows=len(grid)),
+                "grid_curve": image_metadata(grid_curve_png(model.grid, model.C, model.dev_metric_name)),
+                "path": dg.MetadataValue.path(str(path)),
+            }
+        )
+
+    return fusion_model
+
+
+fusion_models = [build_fusion_model_asset(task) for task in TASKS]
+
+
+def _fuse(task: str, model: registry.RegisteredModel, rows: pd.DataFrame) -> pd.DataFrame:
+    fitted = FusionModel.load(model.path)
+    X = fusion_data.features(rows)
+    out = pd.DataFrame(
+        {"utterance_id": rows["utterance_id"].to_numpy(), "task": task, "fusion_model_key": model.model_key}
+    )
+    if task == "categorical":
+        proba = fitted.predict_proba(X)
+        out["probabilities"] = list(proba.astype(np.float32))
+        out["predicted_label"] = [EMOTIONS[i] for i in proba.argmax(axis=1)]
+        out["audio_label"] = rows["audio_label"].to_numpy()
+        out["text_label"] = rows["text_label"].to_numpy()
+        out["modalities_agree"] = out["audio_label"] == out["text_label"]
+    else:
+        out["predicted_attributes"] = list(fitted.predict(X).astype(np.float32))
+    return out
+
+
+@dg.asset(
+    partitions_def=eval_sets_partitions,
+    deps=["logits", *[f"fusion_model_{task}" for task in TASKS]],
+    group_name="fusion",
+    pool=WAREHOUSE_POOL,
+    kinds={"duckdb"},
+    description="Fused predictions (table fused_predictions) of one evaluation set, from the latest fusion models.",
+)
+def fused_predictions(context: dg.AssetExecutionContext, warehouse_db: WarehouseResource) -> dg.MaterializeResult:
+    eval_set = context.partition_key
+    frames, metadata = [], {}
+    with warehouse_db.connect() as con:
+        for task in TASKS:
+            model = registry.latest(con, "fusion", task)
+            rows = con.execute(
+                warehouse.sql_text("queries/logits_with_truth.sql"), [task, task, [eval_set], None, None]
+            ).df()
+            if model is None or rows.empty:
+                metadata[f"{task}_skipped"] = "no fusion model registered" if model is None else "no logits"
+                continue
+            frames.append(_fuse(task, model, rows))
+            metadata[f"{task}_fusion_model_key"] = model.model_key
+            metadata[f"{task}_rows"] = len(rows)
+        fused = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["utterance_id", "task"])
+        fused["run_id"] = context.run.run_id
+        warehouse.replace_partition(con, "fused_predictions", eval_set, fused)
+    categorical = fused[fused["task"] == "categorical"]
+    if len(categorical):
+        metadata["modalities_agree_share"] = float(categorical["modalities_agree"].mean())
+        metadata["label_counts"] = dg.MetadataValue.json(categorical["predicted_label"].value_counts().to_dict())
+    metadata["dagster/row_count"] = len(fused)
+    return dg.MaterializeResult(metadata=metadata)

@@ -1,0 +1,1 @@
+SELECT * FROM model_registry WHERE model_key = ?

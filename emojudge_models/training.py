@@ -295,10 +295,10 @@ def fit(
                 loss = loss_fn(model(**_to_device(inputs, device)), targets.to(device))
                 if penalty is not None:
                     loss = loss + penalty()
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}, batch {step}")
-            (loss / config.grad_accum_steps).backward()
             losses.append(loss.item())
+            if not math.isfinite(losses[-1]):
+                raise FloatingPointError(f"training loss became {losses[-1]} at epoch {epoch}, batch {step}")
+            (loss / config.grad_accum_steps).backward()
             if step % config.grad_accum_steps == 0 or step == len(train):
                 if config.max_grad_norm is not None:
                     nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
@@ -308,6 +308,8 @@ def fit(
                     scheduler.step()
         outputs, dev_targets = run_inference(model, dev.ordered(), device, output_dim(task))
         metric = dev_metric(task, outputs, dev_targets)
+        if not math.isfinite(metric):
+            raise FloatingPointError(f"development {metric_name} became {metric} at epoch {epoch}")
         metrics = {
             "train_loss": float(np.mean(losses)),
             "dev_metric": metric,

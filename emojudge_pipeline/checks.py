@@ -1,5 +1,7 @@
 """Asset checks (visible in the UI): fused predictions are well-formed, and fusion does not lose to one modality."""
 
+import warnings
+
 import dagster as dg
 
 from emojudge_models import warehouse
@@ -7,6 +9,9 @@ from emojudge_pipeline.assets.evaluation import evaluation
 from emojudge_pipeline.assets.fusion import fused_predictions
 from emojudge_pipeline.partitions import eval_sets_partitions
 from emojudge_pipeline.resources import WarehouseResource
+
+# Partitioned asset checks are a Dagster preview feature; we rely on it knowingly, so keep logs free of its warning.
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 PROBABILITY_TOLERANCE = 1e-4
 FUSION_F1_TOLERANCE = 0.05

@@ -3,8 +3,8 @@
 Implements POST /v1/files (multipart), GET /v1/files/{id}/content, POST /v1/batches, GET /v1/batches/{id},
 POST /v1/batches/{id}/cancel and POST /v1/chat/completions. Answers come from a responder (chat request body,
 nth call with the same messages) -> :class:`Reply`; batches follow :class:`BatchPlan`s, one per created batch
-in order. Everything the client sent is recorded for assertions. The server stops on context exit, or by
-itself after ``max_lifetime_s``.
+in order; ``upload_error`` makes every upload fail. Everything the client sent is recorded for assertions.
+The server stops on context exit, or by itself after ``max_lifetime_s``.
 """
 
 from __future__ import annotations
@@ -100,14 +100,17 @@ class FakeOpenAIServer:
         self,
         responder: Responder = keep_prediction,
         batch_plans: list[BatchPlan] | None = None,
+        upload_error: Reply | None = None,
         max_lifetime_s: float = 120.0,
     ) -> None:
         self.responder = responder
+        self.upload_error = upload_error
         self.batch_plans = list(batch_plans or [])
         self.files: dict[str, tuple[bytes, str]] = {}
         self.batches: dict[str, _Batch] = {}
         self.uploads: list[str] = []
         self.created: list[tuple[str, list[str]]] = []
+        self.create_requests: list[dict[str, Any]] = []
         self.cancelled: list[str] = []
         self.chat_bodies: list[dict[str, Any]] = []
         self.authorizations: list[str] = []
@@ -172,9 +175,7 @@ class FakeOpenAIServer:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model", "fake"),
-            "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
-            ],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
         }
 
@@ -212,19 +213,47 @@ class FakeOpenAIServer:
         for line in answered:
             reply = self._answer(line["body"])
             if reply.status == 200:
-                response = {"status_code": 200, "request_id": "req", "body": self._completion(line["body"], reply.content)}
-                outputs.append({"id": self._new_id("batch_req"), "custom_id": line["custom_id"], "response": response, "error": None})
+                response = {
+                    "status_code": 200,
+                    "request_id": "req",
+                    "body": self._completion(line["body"], reply.content),
+                }
+                outputs.append(
+                    {
+                        "id": self._new_id("batch_req"),
+                        "custom_id": line["custom_id"],
+                        "response": response,
+                        "error": None,
+                    }
+                )
             else:
-                response = {"status_code": reply.status, "request_id": "req", "body": self._error_body(reply, authorization)}
-                errors.append({"id": self._new_id("batch_req"), "custom_id": line["custom_id"], "response": response, "error": None})
+                response = {
+                    "status_code": reply.status,
+                    "request_id": "req",
+                    "body": self._error_body(reply, authorization),
+                }
+                errors.append(
+                    {
+                        "id": self._new_id("batch_req"),
+                        "custom_id": line["custom_id"],
+                        "response": response,
+                        "error": None,
+                    }
+                )
         code = "batch_cancelled" if plan.outcome == "cancelled" else "batch_expired"
         for line in expired:
             error = {"code": code, "message": "This request could not be executed before the batch ended."}
-            errors.append({"id": self._new_id("batch_req"), "custom_id": line["custom_id"], "response": None, "error": error})
+            errors.append(
+                {"id": self._new_id("batch_req"), "custom_id": line["custom_id"], "response": None, "error": error}
+            )
         if outputs:
-            batch.output_file_id = self._store_file("".join(json.dumps(o) + "\n" for o in outputs).encode(), "batch_output")
+            batch.output_file_id = self._store_file(
+                "".join(json.dumps(o) + "\n" for o in outputs).encode(), "batch_output"
+            )
         if errors:
-            batch.error_file_id = self._store_file("".join(json.dumps(e) + "\n" for e in errors).encode(), "batch_output")
+            batch.error_file_id = self._store_file(
+                "".join(json.dumps(e) + "\n" for e in errors).encode(), "batch_output"
+            )
         batch.status = plan.outcome
         batch.finished_at[f"{plan.outcome}_at"] = now
         batch.counts = {"total": len(lines), "completed": len(outputs), "failed": len(errors)}
@@ -256,10 +285,14 @@ class FakeOpenAIServer:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-            def _send(self, status: int, payload: dict[str, Any] | bytes, headers: dict[str, str] | None = None) -> None:
+            def _send(
+                self, status: int, payload: dict[str, Any] | bytes, headers: dict[str, str] | None = None
+            ) -> None:
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/octet-stream" if isinstance(payload, bytes) else "application/json")
+                self.send_header(
+                    "Content-Type", "application/octet-stream" if isinstance(payload, bytes) else "application/json"
+                )
                 self.send_header("Content-Length", str(len(data)))
                 for name, value in (headers or {}).items():
                     self.send_header(name, value)
@@ -301,6 +334,9 @@ class FakeOpenAIServer:
             def do_POST(self) -> None:
                 auth = self._authorization()
                 body = self._body()
+                if self.path == "/v1/files" and server.upload_error is not None:
+                    reply = server.upload_error
+                    return self._send(reply.status, server._error_body(reply, auth), reply.headers)
                 if self.path == "/v1/files":
                     fields = _multipart_fields(self.headers.get("Content-Type", ""), body)
                     with server._lock:
@@ -321,6 +357,7 @@ class FakeOpenAIServer:
                 if self.path == "/v1/batches":
                     request = json.loads(body)
                     with server._lock:
+                        server.create_requests.append(request)
                         batch = _Batch(
                             id=server._new_id("batch"),
                             input_file_id=request["input_file_id"],
@@ -328,7 +365,9 @@ class FakeOpenAIServer:
                             created_at=int(time.time()),
                         )
                         server.batches[batch.id] = batch
-                        server.created.append((batch.id, [line["custom_id"] for line in server.batch_input_lines(batch.id)]))
+                        server.created.append(
+                            (batch.id, [line["custom_id"] for line in server.batch_input_lines(batch.id)])
+                        )
                         payload = server._batch_json(batch)
                     return self._send(200, payload)
                 if match := re.fullmatch(r"/v1/batches/([\w-]+)/cancel", self.path):

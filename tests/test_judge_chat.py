@@ -66,6 +66,7 @@ def test_each_answer_is_validated_and_one_failure_never_sinks_the_others() -> No
     assert by_marker["m-broken"].error.startswith("HTTP 500") and "upstream exploded" in by_marker["m-broken"].error
     assert json.loads(by_marker["m-broken"].response_json)["error"]["message"] == "upstream exploded"
     assert calls == [1, 1, 1, 1, 1, 2, 3]
+    assert [r.answered for r in results] == [True] * 6 + [False]
     ok = by_marker["m-change"]
     assert (ok.prompt_tokens, ok.completion_tokens) == (100, 20)
     assert ok.requested_at <= ok.completed_at
@@ -75,7 +76,9 @@ def test_each_answer_is_validated_and_one_failure_never_sinks_the_others() -> No
 
 
 def test_concurrency_is_bounded_by_max_workers() -> None:
-    responder = scripted({"slow": [Reply(content=json.dumps({"label": "sad", "confidence": 0.9, "rationale": "r"}), delay_s=0.15)]})
+    responder = scripted(
+        {"slow": [Reply(content=json.dumps({"label": "sad", "confidence": 0.9, "rationale": "r"}), delay_s=0.15)]}
+    )
     requests = build_requests([make_input(f"u{i}", "slow") for i in range(6)], JudgeConfig())
     with FakeOpenAIServer(responder) as server:
         results = ChatJudge(server.base_url, max_workers=2, max_retries=0).judge(requests)

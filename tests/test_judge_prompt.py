@@ -43,7 +43,7 @@ def make_input(utterance_id: str = "03-01-05-01-01-01-01", **overrides: object) 
 
 def test_template_sha_is_the_hash_of_the_packaged_file() -> None:
     data = files("emojudge_models.judge").joinpath("templates", "judge_v1.txt").read_bytes()
-    assert TEMPLATE_SHA256 == hashlib.sha256(data).hexdigest()
+    assert hashlib.sha256(data).hexdigest() == TEMPLATE_SHA256
 
 
 def test_rendered_prompt_holds_every_field_the_judge_needs() -> None:
@@ -104,7 +104,12 @@ def test_request_body_and_batch_line() -> None:
     assert schema_format["type"] == "json_schema" and schema_format["json_schema"]["strict"] is True
     assert schema_format["json_schema"]["schema"]["properties"]["label"]["enum"] == list(EMOTIONS)
     line = json.loads(request.batch_line())
-    assert line == {"custom_id": request.custom_id, "method": "POST", "url": "/v1/chat/completions", "body": request.body}
+    assert line == {
+        "custom_id": request.custom_id,
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": request.body,
+    }
     assert request.batch_line().endswith(b"\n")
     assert json.loads(request.request_json) == request.body
 
@@ -151,6 +156,18 @@ def test_judge_key_changes_with_backend_model_and_temperature() -> None:
         JudgeConfig(temperature=0.0).judge_key,
     }
     assert len(keys) == 4
+
+
+def test_backend_defaults() -> None:
+    local = JudgeConfig.for_backend("local")
+    assert (local.model, local.response_format) == ("gemma-3-270m-it-q4_k_m", ResponseFormat.JSON_OBJECT_SCHEMA)
+    batch = JudgeConfig.for_backend("openai-batch")
+    assert (batch.model, batch.temperature, batch.threshold) == ("gpt-4o-2024-08-06", 0.3, 0.8)
+    assert batch.response_format is ResponseFormat.JSON_SCHEMA
+    chat = JudgeConfig.for_backend("openai-chat", model="qwen2.5-7b", response_format="json_object")
+    assert (chat.model, chat.response_format) == ("qwen2.5-7b", ResponseFormat.JSON_OBJECT)
+    with pytest.raises(ValueError, match="unknown judge backend 'gemini'"):
+        JudgeConfig.for_backend("gemini")
 
 
 def test_scope_selects_disagreements() -> None:

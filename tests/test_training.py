@@ -58,7 +58,7 @@ def categorical_run():
     result = train_audio_head(
         SyntheticFrames(160, seed=0),
         SyntheticFrames(80, seed=1),
-        _config(),
+        _config(epochs=8),
         "cpu",
         seed=7,
         on_epoch=lambda epoch, metrics: epochs.append((epoch, metrics)),
@@ -77,7 +77,7 @@ def test_audio_head_learns_separable_classes(categorical_run) -> None:
 
 def test_best_epoch_is_the_best_dev_epoch_and_callback_saw_every_epoch(categorical_run) -> None:
     result, epochs = categorical_run
-    assert [epoch for epoch, _ in epochs] == list(range(1, 13))
+    assert [epoch for epoch, _ in epochs] == list(range(1, 9))
     assert set(epochs[0][1]) >= {"train_loss", "dev_metric"}
     dev_scores = [row["dev_metric"] for row in result.history]
     assert result.dev_metric == max(dev_scores) == dev_scores[result.best_epoch - 1]
@@ -113,7 +113,7 @@ def test_attribute_head_with_meanstd_pooling_reaches_high_ccc() -> None:
         seed=0,
     )
     assert result.dev_metric_name == "ccc_mean"
-    assert result.dev_metric > 0.6
+    assert result.dev_metric > 0.8
 
 
 def test_items_are_read_one_batch_at_a_time_not_stacked() -> None:

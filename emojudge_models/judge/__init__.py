@@ -13,6 +13,7 @@ from emojudge_models.judge.local_server import LocalJudgeServer, ensure_local_mo
 from emojudge_models.judge.prompt import TEMPLATE_SHA256, JudgeInput, prompt_sha256, render_messages
 from emojudge_models.judge.redaction import API_KEY_ENV, MissingApiKeyError
 from emojudge_models.judge.requests import (
+    BACKENDS,
     DEFAULT_BATCH_MODEL,
     JudgeConfig,
     JudgeRequest,
@@ -27,6 +28,7 @@ from emojudge_models.judge.schema import JUDGMENT_SCHEMA, Judgment, ResponseForm
 
 __all__ = [
     "API_KEY_ENV",
+    "BACKENDS",
     "DEFAULT_BATCH_MODEL",
     "DEFAULT_THRESHOLD",
     "JUDGMENT_SCHEMA",

@@ -23,7 +23,7 @@ from emojudge_models.judge.client import make_client
 from emojudge_models.judge.ledger import BatchLedger, BatchRecord
 from emojudge_models.judge.redaction import redact
 from emojudge_models.judge.requests import BATCH_URL, JudgeRequest
-from emojudge_models.judge.result import JudgeResult, result_from_completion, result_from_error
+from emojudge_models.judge.result import JudgeResult, describe_error, result_from_completion, result_from_error
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +79,6 @@ def chunk_requests(
 
 def _timestamp(seconds: int | None) -> datetime | None:
     return datetime.fromtimestamp(seconds, UTC) if seconds else None
-
-
-def _error_text(error: Any) -> str:
-    if isinstance(error, dict):
-        return ": ".join(str(part) for part in (error.get("code"), error.get("message")) if part) or "error"
-    return str(error)
 
 
 class BatchJudge:
@@ -212,7 +206,9 @@ class BatchJudge:
             for cid in custom_ids:
                 owner[cid] = record
             records.append(record)
-            log.info("submitted judge batch %s: %d requests, %d bytes, attempt %d", batch.id, len(chunk), len(data), attempt)
+            log.info(
+                "submitted judge batch %s: %d requests, %d bytes, attempt %d", batch.id, len(chunk), len(data), attempt
+            )
         return records
 
     def _wait_for_terminal(self, active: list[BatchRecord], deadline: float) -> list[tuple[BatchRecord, Any]]:
@@ -267,10 +263,9 @@ class BatchJudge:
         outputs = self._read_lines(batch.output_file_id)
         errors = self._read_lines(batch.error_file_id)
         requested_at = _timestamp(batch.created_at) or datetime.now(UTC)
-        completed_at = (
-            _timestamp(batch.completed_at or batch.expired_at or batch.failed_at or batch.cancelled_at)
-            or datetime.now(UTC)
-        )
+        completed_at = _timestamp(
+            batch.completed_at or batch.expired_at or batch.failed_at or batch.cancelled_at
+        ) or datetime.now(UTC)
         batch_error = self._batch_error(batch)
         failures = []
         for request in owned:
@@ -289,7 +284,8 @@ class BatchJudge:
             if failure.retryable and record.attempt < self.max_attempts:
                 retry.append(failure.request)
                 continue
-            suffix = f" (gave up after {record.attempt} submissions)" if failure.retryable else ""
+            plural = "s" if record.attempt > 1 else ""
+            suffix = f" (gave up after {record.attempt} submission{plural})" if failure.retryable else ""
             results[cid] = result_from_error(
                 failure.request,
                 failure.error + suffix,
@@ -312,7 +308,7 @@ class BatchJudge:
     def _batch_error(batch: Any) -> str:
         errors = getattr(batch, "errors", None)
         data = getattr(errors, "data", None) or []
-        details = "; ".join(_error_text(error.model_dump()) for error in data)
+        details = "; ".join(describe_error(error.model_dump()) for error in data)
         return f"batch {batch.id} {batch.status}" + (f": {details}" if details else "")
 
     @staticmethod
@@ -329,7 +325,7 @@ class BatchJudge:
             if status == 200 and isinstance(body, dict):
                 return None
             body_error = body.get("error") if isinstance(body, dict) else None
-            error = f"HTTP {status}: {_error_text(body_error or line.get('error') or 'no body')}"
+            error = f"HTTP {status}: {describe_error(body_error or line.get('error') or 'no body')}"
             retryable = isinstance(status, int) and (status in RETRYABLE_HTTP or status >= 500)
             return _Failure(request, error, json.dumps(body) if body is not None else None, retryable)
-        return _Failure(request, _error_text(line.get("error") or batch_status), None, retryable=True)
+        return _Failure(request, describe_error(line.get("error") or batch_status), None, retryable=True)

@@ -11,7 +11,7 @@ import openai
 
 from emojudge_models.judge.client import make_client
 from emojudge_models.judge.requests import JudgeRequest
-from emojudge_models.judge.result import JudgeResult, result_from_completion, result_from_error
+from emojudge_models.judge.result import JudgeResult, describe_error, result_from_completion, result_from_error
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class ChatJudge:
             log.warning("judge request %s failed with HTTP %d", request.custom_id, error.status_code)
             return result_from_error(
                 request,
-                f"HTTP {error.status_code}: {error.message}",
+                f"HTTP {error.status_code}: {describe_error(error.body) if error.body else error.message}",
                 requested_at,
                 datetime.now(UTC),
                 response_json=error.response.text,

@@ -7,9 +7,7 @@ import openai
 from emojudge_models.judge.redaction import api_key_from_env
 
 
-def make_client(
-    base_url: str | None, *, require_api_key: bool, max_retries: int, timeout_s: float
-) -> openai.OpenAI:
+def make_client(base_url: str | None, *, require_api_key: bool, max_retries: int, timeout_s: float) -> openai.OpenAI:
     """A client for ``base_url`` (None: api.openai.com).
 
     The SDK retries 408/409/429/5xx, connection errors and timeouts up to ``max_retries`` times with

@@ -27,9 +27,7 @@ class BatchLedger(Protocol):
     def record_submitted(self, batch_id: str, input_file_id: str, custom_ids: Sequence[str], attempt: int) -> None:
         """Persist a created batch (status ``validating``); called before the first poll."""
 
-    def update_status(
-        self, batch_id: str, status: str, output_file_id: str | None, error_file_id: str | None
-    ) -> None:
+    def update_status(self, batch_id: str, status: str, output_file_id: str | None, error_file_id: str | None) -> None:
         """Persist a status change seen while polling."""
 
     def mark_collected(self, batch_id: str) -> None:
@@ -51,9 +49,7 @@ class InMemoryBatchLedger:
         with self._lock:
             self._records[batch_id] = BatchRecord(batch_id, input_file_id, tuple(custom_ids), attempt, "validating")
 
-    def update_status(
-        self, batch_id: str, status: str, output_file_id: str | None, error_file_id: str | None
-    ) -> None:
+    def update_status(self, batch_id: str, status: str, output_file_id: str | None, error_file_id: str | None) -> None:
         with self._lock:
             record = self._records[batch_id]
             self._records[batch_id] = replace(

@@ -95,7 +95,8 @@ class LocalJudgeServer:
         if not self.model_path.is_file():
             raise FileNotFoundError(f"judge model file {self.model_path} does not exist")
         self.port = free_port(self.host)
-        self._log_file = tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log")
+        # held open for the server's lifetime and closed in stop()
+        self._log_file = tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log")  # noqa: SIM115
         self.process = subprocess.Popen(
             self.command(self.port), stdout=self._log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )

@@ -16,7 +16,7 @@ class MissingApiKeyError(RuntimeError):
 
 
 def api_key_from_env(required: bool) -> str:
-    """The key in ``$OPENAI_API_KEY``; raises when ``required`` and it is unset, otherwise falls back to a placeholder."""
+    """The key in ``$OPENAI_API_KEY``; when unset, raises if ``required``, else returns a placeholder."""
     key = os.environ.get(API_KEY_ENV, "").strip()
     if key:
         return key

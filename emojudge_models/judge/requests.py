@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from emojudge_models.judge.cost import LOCAL_JUDGE_MODEL
 from emojudge_models.judge.decision import DEFAULT_THRESHOLD
 from emojudge_models.judge.prompt import TEMPLATE_SHA256, JudgeInput, prompt_sha256, render_messages
 from emojudge_models.judge.schema import ResponseFormat, response_format
@@ -26,6 +27,7 @@ DEFAULT_BATCH_MODEL = "gpt-4o-2024-08-06"
 DEFAULT_TEMPERATURE = 0.3
 
 Scope = Literal["all", "disagreements"]
+BACKENDS = ("local", "openai-chat", "openai-batch")
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,29 @@ class JudgeConfig:
         if not 0.0 <= self.temperature <= 2.0:
             raise ValueError(f"temperature {self.temperature!r} is not in [0, 2]")
         object.__setattr__(self, "response_format", ResponseFormat(self.response_format))
+
+    @classmethod
+    def for_backend(
+        cls,
+        backend: str,
+        model: str | None = None,
+        temperature: float = DEFAULT_TEMPERATURE,
+        threshold: float = DEFAULT_THRESHOLD,
+        response_format: ResponseFormat | str | None = None,
+    ) -> JudgeConfig:
+        """Defaults per backend: ``local`` is Gemma 270M with the schema as a grammar, the OpenAI ones GPT-4o
+        with strict structured outputs (an ``openai-chat`` endpoint without it wants ``json_object``)."""
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown judge backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+        local = backend == "local"
+        default_format = ResponseFormat.JSON_OBJECT_SCHEMA if local else ResponseFormat.JSON_SCHEMA
+        return cls(
+            backend=backend,
+            model=model or (LOCAL_JUDGE_MODEL if local else DEFAULT_BATCH_MODEL),
+            temperature=temperature,
+            threshold=threshold,
+            response_format=ResponseFormat(response_format or default_format),
+        )
 
     @property
     def judge_key(self) -> str:
@@ -128,5 +153,9 @@ def select_for_scope(inputs: Iterable[JudgeInput], scope: Scope) -> list[JudgeIn
     if scope == "all":
         return list(inputs)
     if scope == "disagreements":
-        return [i for i in inputs if i.audio_label is not None and i.text_label is not None and i.audio_label != i.text_label]
+        return [
+            i
+            for i in inputs
+            if i.audio_label is not None and i.text_label is not None and i.audio_label != i.text_label
+        ]
     raise ValueError(f"unknown judge scope {scope!r}; expected 'all' or 'disagreements'")

@@ -15,7 +15,11 @@ from emojudge_models.judge.schema import Judgment, parse_judgment
 
 @dataclass(frozen=True)
 class JudgeResult:
-    """Exactly one of ``judgment`` and ``error`` is set; ``response_json`` is the raw body, key redacted."""
+    """Exactly one of ``judgment`` and ``error`` is set; ``response_json`` is the raw body, key redacted.
+
+    ``answered`` is True when the endpoint returned a completion (even an invalid one); unanswered results
+    (HTTP errors, timeouts, expiry) are worth requesting again rather than reusing.
+    """
 
     request: JudgeRequest
     response_json: str | None
@@ -25,6 +29,7 @@ class JudgeResult:
     completion_tokens: int | None
     requested_at: datetime
     completed_at: datetime | None
+    answered: bool
     batch_id: str | None = None
 
     @property
@@ -34,6 +39,16 @@ class JudgeResult:
     def decide(self, threshold: float) -> Decision:
         """The acceptance rule applied to this result against the request's fused label."""
         return decide(self.request.fused_label, self.judgment if self.judgment is not None else self.error, threshold)
+
+
+def describe_error(error: Any) -> str:
+    """``code: message`` of an API error object, or its string form."""
+    if isinstance(error, dict):
+        inner = error.get("error", error)
+        if isinstance(inner, dict):
+            parts = (inner.get("code"), inner.get("message"))
+            return ": ".join(str(part) for part in parts if part) or "error"
+    return str(error)
 
 
 def _answer_text(completion: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -93,6 +108,7 @@ def result_from_completion(
         completion_tokens=completion_tokens,
         requested_at=requested_at,
         completed_at=completed_at,
+        answered=True,
         batch_id=batch_id,
     )
 
@@ -115,5 +131,6 @@ def result_from_error(
         completion_tokens=None,
         requested_at=requested_at,
         completed_at=completed_at,
+        answered=False,
         batch_id=batch_id,
     )

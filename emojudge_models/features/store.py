@@ -1,0 +1,492 @@
+"""Frame-level features in fp16 Parquet shards, utterance vectors and the partition index in DuckDB.
+
+Layout under ``root`` (``$EMOJUDGE_HOME/features``): ``<encoder_key>/shard-<utc time>-<random>.parquet``, one row
+per clip content with columns
+
+- ``content_sha256`` (string): the clip's audio SHA-256, the cache identity together with the encoder key;
+- ``n_frames``, ``dim`` (int32);
+- ``frames`` (binary): the (n_frames, dim) matrix as little-endian float16, row-major: a plain binary value
+  reads zero-copy into numpy and skips the per-element repetition levels a ``list<halffloat>`` costs;
+- ``frames_blake2b`` (string): BLAKE2b-128 of ``frames``, checked on every read.
+
+Shards are immutable and content-addressed, so they are the cache: ``lookup`` scans the shards of a key
+(two small columns each), not the index, and a clip stored for one eval set is found for any other. Shards
+are written under a hidden temporary name, fsynced and renamed; their index rows and vectors are written only
+after the rename. Pages carry CRC checksums; a shard that fails to parse, fails a CRC or a row digest is
+renamed to ``*.corrupt`` (kept for inspection, never read again) and its clips count as not stored.
+
+DuckDB reads the scalar columns directly, e.g.
+``SELECT content_sha256, n_frames FROM read_parquet('<root>/<key>/*.parquet')``; frames are for Python
+(``read_frames``), pooled vectors for SQL (``utterance_vectors``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from emojudge_models import warehouse
+from emojudge_models.encoders.base import AudioEncoder, TextEncoder, encoder_key
+
+log = logging.getLogger(__name__)
+
+SHARD_FORMAT_VERSION = "1"
+FRAME_DTYPE = "float16"
+TEXT_VECTOR_DTYPE = "float32"
+ROW_GROUP_BYTES = 16 << 20
+"""Target row-group size: a read of a few clips decodes at most this much of a shard."""
+
+SHARD_SCHEMA = pa.schema(
+    [
+        ("content_sha256", pa.string()),
+        ("n_frames", pa.int32()),
+        ("dim", pa.int32()),
+        ("frames", pa.binary()),
+        ("frames_blake2b", pa.string()),
+    ],
+    metadata={
+        "emojudge.shard_format": SHARD_FORMAT_VERSION,
+        "emojudge.frames": "little-endian float16, row-major (n_frames, dim)",
+    },
+)
+
+Verify = Literal["footer", "full"]
+Modality = Literal["audio", "text"]
+
+
+class CorruptShardError(RuntimeError):
+    """A shard that cannot be trusted; it has been quarantined and its clips must be recomputed."""
+
+
+class MissingFeaturesError(KeyError):
+    """Requested utterances have no features under this encoder key in the index."""
+
+
+@dataclass(frozen=True)
+class StoredFrames:
+    """Where one clip's frames live: ``file`` relative to the store root, and its row in that shard."""
+
+    file: str
+    row: int
+    n_frames: int
+    dim: int
+
+
+@dataclass(frozen=True)
+class IndexRow:
+    """One ``feature_index`` row of a partition (``file``/``row`` are None for text vectors)."""
+
+    utterance_id: str
+    content_sha256: str
+    n_frames: int
+    dim: int
+    dtype: str
+    file: str | None = None
+    row: int | None = None
+
+
+def frames_digest(data: bytes | memoryview) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def pooled_vector(frames: np.ndarray) -> np.ndarray:
+    """Utterance-level audio vector: per-dimension mean ++ standard deviation of the frames, float32."""
+    frames = frames.astype(np.float32, copy=False)
+    return np.concatenate([frames.mean(axis=0), frames.std(axis=0)]).astype(np.float32)
+
+
+def _binary_values(array: pa.Array) -> list[memoryview]:
+    """Zero-copy views of the values of a binary array."""
+    array = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+    _, offsets_buffer, data_buffer = array.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int32)[array.offset : array.offset + len(array) + 1]
+    data = memoryview(data_buffer) if data_buffer is not None else memoryview(b"")
+    return [data[start:stop] for start, stop in zip(offsets[:-1], offsets[1:], strict=True)]
+
+
+def _to_arrow(result: duckdb.DuckDBPyConnection) -> pa.Table:
+    """Arrow table of a DuckDB result (``to_arrow_table`` in DuckDB >= 1.4, ``fetch_arrow_table`` before)."""
+    fetch = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
+    return fetch()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _shard_table(entries: Sequence[tuple[str, np.ndarray]]) -> pa.Table:
+    frames = [np.ascontiguousarray(f, dtype="<f2") for _, f in entries]
+    sizes = np.array([f.nbytes for f in frames], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)
+    data = np.concatenate([f.reshape(-1).view(np.uint8) for f in frames]) if frames else np.empty(0, np.uint8)
+    frames_array = pa.Array.from_buffers(
+        pa.binary(), len(frames), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    )
+    return pa.table(
+        {
+            "content_sha256": [sha for sha, _ in entries],
+            "n_frames": pa.array([f.shape[0] for f in frames], pa.int32()),
+            "dim": pa.array([f.shape[1] for f in frames], pa.int32()),
+            "frames": frames_array,
+            "frames_blake2b": [frames_digest(v) for v in _binary_values(frames_array)],
+        },
+        schema=SHARD_SCHEMA,
+    )
+
+
+class FeatureStore:
+    """Cache of encoder outputs keyed by (content SHA-256, encoder key), and the per-eval-set index over it.
+
+    ``con`` is the warehouse connection (tables ``encoders``, ``feature_index``, ``utterance_vectors``);
+    ``root`` is the shard directory. One writer at a time; ``write_shard`` alone may run on another thread.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, root: Path) -> None:
+        self.con = con
+        self.root = Path(root)
+        self._locations: dict[str, dict[str, StoredFrames]] = {}
+        self._scanned: dict[str, set[str]] = {}
+        self._verified: set[str] = set()
+
+    # Encoders -------------------------------------------------------------------------------------------
+
+    def register_encoder(self, encoder: AudioEncoder | TextEncoder, modality: Modality) -> str:
+        """Record the encoder's spec in ``encoders`` and return its key."""
+        key = encoder_key(encoder.spec)
+        self.con.execute(
+            """
+            INSERT INTO encoders (encoder_key, modality, kind, spec_json, frame_rate_hz, dim)
+            VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
+            """,
+            [
+                key,
+                modality,
+                str(encoder.spec.get("kind", type(encoder).__name__)),
+                json.dumps(encoder.spec, sort_keys=True, default=str),
+                getattr(encoder, "frame_rate_hz", None),
+                int(encoder.dim),
+            ],
+        )
+        return key
+
+    # Shards: scan, verify, quarantine -------------------------------------------------------------------
+
+    def _quarantine(self, relative: str, reason: str) -> None:
+        path = self.root / relative
+        log.warning("feature shard %s is corrupt (%s); quarantined, its clips will be recomputed", path, reason)
+        if path.exists():
+            os.replace(path, path.with_name(path.name + ".corrupt"))
+        self._verified.discard(relative)
+
+    def _forget(self, key: str) -> None:
+        self._locations.pop(key, None)
+        self._scanned.pop(key, None)
+
+    def _scan(self, key: str) -> dict[str, StoredFrames]:
+        """Map content hash -> location for every readable shard of ``key`` (newest shard wins)."""
+        directory = self.root / key
+        names = sorted(p.name for p in directory.glob("shard-*.parquet")) if directory.is_dir() else []
+        if not self._scanned.get(key, set()) <= set(names):
+            self._forget(key)
+        scanned = self._scanned.setdefault(key, set())
+        locations = self._locations.setdefault(key, {})
+        for name in names:
+            if name in scanned:
+                continue
+            relative = f"{key}/{name}"
+            try:
+                table = pq.read_table(directory / name, columns=["content_sha256", "n_frames", "dim"])
+            except (OSError, pa.ArrowException) as error:
+                self._quarantine(relative, f"unreadable: {error}")
+                continue
+            columns = table.to_pydict()
+            for row, (sha, n_frames, dim) in enumerate(
+                zip(columns["content_sha256"], columns["n_frames"], columns["dim"], strict=True)
+            ):
+                locations[sha] = StoredFrames(relative, row, n_frames, dim)
+            scanned.add(name)
+        return locations
+
+    def _check_rows(self, relative: str, table: pa.Table) -> None:
+        """Raise ``CorruptShardError`` unless every row's size and digest match its frames."""
+        values = _binary_values(table.column("frames"))
+        expected = zip(
+            table.column("n_frames").to_pylist(),
+            table.column("dim").to_pylist(),
+            table.column("frames_blake2b").to_pylist(),
+            strict=True,
+        )
+        for row, (value, (n_frames, dim, digest)) in enumerate(zip(values, expected, strict=True)):
+            if len(value) != n_frames * dim * 2 or frames_digest(value) != digest:
+                raise CorruptShardError(f"{self.root / relative}: row {row} does not match its stored digest")
+
+    def _verify_file(self, relative: str) -> bool:
+        """Read every page (CRC-checked) and every row digest of a shard; quarantine it on any mismatch."""
+        if relative in self._verified:
+            return True
+        try:
+            shard = pq.ParquetFile(self.root / relative, page_checksum_verification=True)
+            for group in range(shard.num_row_groups):
+                self._check_rows(relative, shard.read_row_group(group))
+        except (OSError, pa.ArrowException, CorruptShardError) as error:
+            self._quarantine(relative, str(error))
+            return False
+        self._verified.add(relative)
+        return True
+
+    def verify_shards(self, key: str) -> list[str]:
+        """Deep-check every shard of ``key``; returns the shards found corrupt (now quarantined)."""
+        self._forget(key)
+        files = sorted({loc.file for loc in self._scan(key).values()})
+        self._verified.difference_update(files)
+        bad = [f for f in files if not self._verify_file(f)]
+        if bad:
+            self._forget(key)
+        return bad
+
+    def lookup(self, key: str, content_hashes: Iterable[str], verify: Verify = "full") -> dict[str, StoredFrames]:
+        """Stored frames among ``content_hashes``.
+
+        ``verify="footer"`` trusts any shard whose footer and hash column read; ``"full"`` also checks every
+        page CRC and row digest of the shards that hold a hit (once per shard per store object).
+        """
+        wanted = set(content_hashes)
+        while True:
+            locations = self._scan(key)
+            hits = {sha: locations[sha] for sha in wanted if sha in locations}
+            if verify == "footer":
+                return hits
+            bad = [f for f in sorted({loc.file for loc in hits.values()}) if not self._verify_file(f)]
+            if not bad:
+                return hits
+            self._forget(key)
+
+    # Writes ----------------------------------------------------------------------------------------------
+
+    def write_shard(self, key: str, entries: Sequence[tuple[str, np.ndarray]]) -> list[StoredFrames]:
+        """Write (content hash, float16 frames) rows as one new shard; file I/O only, safe on a worker thread."""
+        directory = self.root / key
+        directory.mkdir(parents=True, exist_ok=True)
+        name = f"shard-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:12]}.parquet"
+        partial = directory / f".{name}.partial"
+        table = _shard_table(entries)
+        row_bytes = max(1, table.column("frames").nbytes // max(1, len(entries)))
+        pq.write_table(
+            table,
+            partial,
+            row_group_size=max(1, ROW_GROUP_BYTES // row_bytes),
+            compression="none",
+            use_dictionary=False,
+            write_page_checksum=True,
+        )
+        _fsync(partial)
+        os.replace(partial, directory / name)
+        _fsync(directory)
+        relative = f"{key}/{name}"
+        return [StoredFrames(relative, row, f.shape[0], f.shape[1]) for row, (_, f) in enumerate(entries)]
+
+    def remember(self, key: str, hashes: Sequence[str], stored: Sequence[StoredFrames]) -> None:
+        """Make a shard written by ``write_shard`` visible to ``lookup`` without rescanning."""
+        locations = self._scan(key)
+        for sha, location in zip(hashes, stored, strict=True):
+            locations[sha] = location
+            self._scanned[key].add(Path(location.file).name)
+            self._verified.add(location.file)
+
+    def add_vectors(self, key: str, modality: Modality, hashes: Sequence[str], vectors: np.ndarray) -> None:
+        """Insert utterance-level vectors (rows of ``vectors``); existing (key, hash) rows are kept."""
+        if not hashes:
+            return
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        offsets = pa.array(np.arange(len(hashes) + 1, dtype=np.int32) * vectors.shape[1])
+        table = pa.table(
+            {
+                "content_sha256": list(hashes),
+                "vector": pa.ListArray.from_arrays(offsets, pa.array(vectors.reshape(-1))),
+            }
+        )
+        with _registered(self.con, "_emojudge_new_vectors", table):
+            self.con.execute(
+                """
+                INSERT INTO utterance_vectors (encoder_key, content_sha256, modality, vector)
+                SELECT ?, content_sha256, ?, vector FROM _emojudge_new_vectors ON CONFLICT DO NOTHING
+                """,
+                [key, modality],
+            )
+
+    def write_batch(self, key: str, entries: Sequence[tuple[str, np.ndarray]]) -> list[StoredFrames]:
+        """Store (content hash, float32 frames) clips: one shard, then their pooled vectors."""
+        hashes = [sha for sha, _ in entries]
+        stored = self.write_shard(key, [(sha, frames.astype(np.float16)) for sha, frames in entries])
+        self.remember(key, hashes, stored)
+        self.add_vectors(key, "audio", hashes, np.stack([pooled_vector(f) for _, f in entries]))
+        return stored
+
+    def stored_vectors(self, key: str, content_hashes: Iterable[str]) -> set[str]:
+        """The hashes among ``content_hashes`` that have an utterance vector under ``key``."""
+        table = pa.table({"content_sha256": pa.array(sorted(set(content_hashes)), pa.string())})
+        with _registered(self.con, "_emojudge_wanted", table):
+            rows = self.con.execute(
+                """
+                SELECT v.content_sha256 FROM utterance_vectors v
+                JOIN _emojudge_wanted w USING (content_sha256) WHERE v.encoder_key = ?
+                """,
+                [key],
+            ).fetchall()
+        return {sha for (sha,) in rows}
+
+    def replace_partition(
+        self, eval_set: str, modality: Modality, key: str, rows: Sequence[IndexRow], run_id: str
+    ) -> None:
+        """Replace the eval set's ``feature_index`` rows for (modality, key) in one transaction."""
+        frame = pd.DataFrame(
+            {
+                "utterance_id": [r.utterance_id for r in rows],
+                "modality": modality,
+                "encoder_key": key,
+                "content_sha256": [r.content_sha256 for r in rows],
+                "n_frames": pd.array([r.n_frames for r in rows], dtype="int32"),
+                "dim": pd.array([r.dim for r in rows], dtype="int32"),
+                "dtype": [r.dtype for r in rows],
+                "file": pd.array([r.file for r in rows], dtype="string"),
+                "row": pd.array([r.row for r in rows], dtype="Int32"),
+                "run_id": run_id,
+            }
+        )
+        warehouse.replace_partition(
+            self.con, "feature_index", eval_set, frame, where={"modality": modality, "encoder_key": key}
+        )
+
+    # Reads -----------------------------------------------------------------------------------------------
+
+    def _index_rows(
+        self, eval_set: str, utterance_ids: Iterable[str] | None, key: str, modality: Modality
+    ) -> list[tuple[Any, ...]]:
+        query = """
+            SELECT utterance_id, content_sha256, file, "row", n_frames, dim FROM feature_index
+            WHERE eval_set = ? AND encoder_key = ? AND modality = ?
+        """
+        params: list[Any] = [eval_set, key, modality]
+        wanted = None if utterance_ids is None else list(dict.fromkeys(utterance_ids))
+        if wanted is not None:
+            query += " AND list_contains(?::VARCHAR[], utterance_id)"
+            params.append(wanted)
+        rows = self.con.execute(query + ' ORDER BY file, "row", utterance_id', params).fetchall()
+        if wanted is not None and len(rows) < len(wanted):
+            missing = sorted(set(wanted) - {r[0] for r in rows})
+            raise MissingFeaturesError(
+                f"{len(missing)} utterance(s) of eval set {eval_set!r} have no {modality} features under encoder "
+                f"{key} (first: {missing[:5]}); materialise the features first"
+            )
+        return rows
+
+    def read_frames(
+        self, eval_set: str, utterance_ids: Iterable[str] | None, key: str
+    ) -> Iterator[tuple[str, np.ndarray]]:
+        """Lazily yield (utterance_id, float16 (n_frames, dim)) in storage order, one row group in memory.
+
+        ``utterance_ids=None`` reads the whole partition. Unknown ids raise ``MissingFeaturesError`` now;
+        a shard failing its checks raises ``CorruptShardError`` (after quarantining it) instead of yielding.
+        """
+        rows = self._index_rows(eval_set, utterance_ids, key, "audio")
+        by_file: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+        for row in rows:
+            by_file[row[2]].append(row)
+        return self._iter_frames(eval_set, by_file)
+
+    def _iter_frames(
+        self, eval_set: str, by_file: dict[str, list[tuple[Any, ...]]]
+    ) -> Iterator[tuple[str, np.ndarray]]:
+        for relative, rows in by_file.items():
+            yield from self._read_shard_rows(eval_set, relative, rows)
+
+    def _read_shard_rows(
+        self, eval_set: str, relative: str, rows: list[tuple[Any, ...]]
+    ) -> Iterator[tuple[str, np.ndarray]]:
+        advice = f"re-materialise the audio features of eval set {eval_set!r} to recompute its clips"
+        path = self.root / relative
+        if not path.is_file():
+            raise CorruptShardError(f"{path}: shard is missing; {advice}")
+        try:
+            shard = pq.ParquetFile(path, page_checksum_verification=True)
+            group_starts = np.cumsum([0] + [shard.metadata.row_group(g).num_rows for g in range(shard.num_row_groups)])
+            wanted_by_group: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
+            for row in rows:
+                wanted_by_group[int(np.searchsorted(group_starts, row[3], side="right")) - 1].append(row)
+            for group, group_rows in sorted(wanted_by_group.items()):
+                table = shard.read_row_group(group)
+                values = _binary_values(table.column("frames"))
+                hashes = table.column("content_sha256").to_pylist()
+                digests = table.column("frames_blake2b").to_pylist()
+                for utterance_id, sha, _, row, n_frames, dim in group_rows:
+                    local = row - int(group_starts[group])
+                    value = values[local]
+                    if hashes[local] != sha or len(value) != n_frames * dim * 2 or frames_digest(value) != digests[local]:
+                        raise CorruptShardError(f"{path}: row {row} does not match its index entry or digest")
+                    yield utterance_id, np.frombuffer(value, dtype="<f2").reshape(n_frames, dim).copy()
+        except (OSError, pa.ArrowException, CorruptShardError, IndexError) as error:
+            self._quarantine(relative, str(error))
+            self._forget(relative.split("/", 1)[0])
+            raise CorruptShardError(f"{path}: {error}; {advice}") from error
+
+    def read_vectors(
+        self, eval_set: str, utterance_ids: Iterable[str] | None, key: str
+    ) -> tuple[list[str], np.ndarray]:
+        """(utterance ids, float32 (n, dim)) for audio (mean ++ std) or text vectors under ``key``.
+
+        Rows follow ``utterance_ids`` when given (unknown ids raise ``MissingFeaturesError``), else id order.
+        """
+        query = """
+            SELECT i.utterance_id, v.vector FROM feature_index i
+            JOIN utterance_vectors v ON v.encoder_key = i.encoder_key AND v.content_sha256 = i.content_sha256
+            WHERE i.eval_set = ? AND i.encoder_key = ?
+        """
+        params: list[Any] = [eval_set, key]
+        wanted = None if utterance_ids is None else list(dict.fromkeys(utterance_ids))
+        if wanted is not None:
+            query += " AND list_contains(?::VARCHAR[], i.utterance_id)"
+            params.append(wanted)
+        table = _to_arrow(self.con.execute(query + " ORDER BY i.utterance_id", params))
+        ids = table.column("utterance_id").to_pylist()
+        flat = table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        matrix = flat.astype(np.float32).reshape(len(ids), -1) if ids else np.empty((0, 0), np.float32)
+        if wanted is None:
+            return ids, matrix
+        position = {utterance_id: i for i, utterance_id in enumerate(ids)}
+        missing = [u for u in wanted if u not in position]
+        if missing:
+            raise MissingFeaturesError(
+                f"{len(missing)} utterance(s) of eval set {eval_set!r} have no vectors under encoder {key} "
+                f"(first: {missing[:5]}); materialise the features first"
+            )
+        return wanted, matrix[[position[u] for u in wanted]]
+
+
+@contextmanager
+def _registered(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> Iterator[None]:
+    """An Arrow table visible to DuckDB as ``name`` for the statements inside the block."""
+    con.register(name, table)
+    try:
+        yield
+    finally:
+        con.unregister(name)

@@ -1,0 +1,103 @@
+"""Asset ``prosody``: librosa prosody values and the plain-English description the judge reads."""
+
+import os
+from dataclasses import asdict, fields
+
+import dagster as dg
+import pandas as pd
+
+from emojudge_models import warehouse
+from emojudge_models.corpus import Rejection
+from emojudge_models.prosody import (
+    DEFAULT_TRACKER,
+    ProsodyFailed,
+    ProsodyValues,
+    Thresholds,
+    compute_many,
+    describe,
+    prosody_version,
+)
+from emojudge_pipeline import settings
+from emojudge_pipeline.assets.common import WAREHOUSE_POOL, markdown_preview, record_rejections
+from emojudge_pipeline.partitions import eval_sets_partitions
+from emojudge_pipeline.resources import WarehouseResource
+
+PARALLEL_FROM_CLIPS = 400
+"""Partitions with at least this many clips are spread over worker processes."""
+
+
+def _thresholds(con, eval_set: str, own: dict[str, ProsodyValues], own_train: list[str]) -> tuple[Thresholds, str]:
+    """Terciles over the configured train sets' train split (this partition's included), else the defaults."""
+    stored = con.execute(warehouse.sql_text("queries/train_prosody.sql"), [settings.train_sets(), eval_set]).df()
+    names = [f.name for f in fields(ProsodyValues)]
+    values = [
+        ProsodyValues(
+            **{k: (tuple(v) if k == "flags" else (None if pd.isna(v) else v)) for k, v in row.items() if k in names}
+        )
+        for row in stored.to_dict("records")
+    ]
+    values += [own[u] for u in own_train if u in own]
+    if not values:
+        return Thresholds(), "defaults (no train split)"
+    return Thresholds.from_values(values), f"train-set terciles over {len(values)} clips"
+
+
+@dg.asset(
+    partitions_def=eval_sets_partitions,
+    deps=["utterances"],
+    group_name="prosody",
+    pool=WAREHOUSE_POOL,
+    kinds={"duckdb", "python"},
+    description="Duration, level, loudness, pitch and rate per clip, and the description the LLM judge reads.",
+)
+def prosody(context: dg.AssetExecutionContext, warehouse_db: WarehouseResource) -> dg.MaterializeResult:
+    eval_set = context.partition_key
+    tracker = settings.env("EMOJUDGE_PITCH_TRACKER", DEFAULT_TRACKER)
+    with warehouse_db.connect() as con:
+        clips = warehouse.query_df(con, "queries/partition_utterances.sql", [eval_set])
+    processes = (os.cpu_count() or 1) if len(clips) >= PARALLEL_FROM_CLIPS else 1
+    context.log.info(f"prosody of {len(clips)} clips with {tracker} on {processes} process(es)")
+    values: dict[str, ProsodyValues] = {}
+    failures: list[Rejection] = []
+    items = zip(
+        clips["utterance_id"], clips["audio_path"], clips["transcript"].where(clips["transcript"].notna()), strict=True
+    )
+    for utterance_id, outcome in compute_many(items, tracker=tracker, processes=processes):
+        if isinstance(outcome, ProsodyFailed):
+            failures.append(Rejection(utterance_id, None, "prosody", outcome.reason))
+        else:
+            values[utterance_id] = outcome
+    with warehouse_db.connect() as con:
+        own_train = clips.loc[clips["split"] == "train", "utterance_id"].tolist()
+        thresholds, threshold_source = _thresholds(con, eval_set, values, own_train)
+        version = prosody_version(tracker, thresholds)
+        sha = dict(zip(clips["utterance_id"], clips["audio_sha256"], strict=True))
+        rows = pd.DataFrame(
+            [
+                {
+                    "utterance_id": u,
+                    "audio_sha256": sha[u],
+                    "prosody_version": version,
+                    **{**asdict(v), "flags": list(v.flags)},
+                    "description": describe(v, thresholds),
+                }
+                for u, v in values.items()
+            ]
+        )
+        rows["run_id"] = context.run.run_id
+        warehouse.replace_partition(con, "prosody", eval_set, rows)
+        record_rejections(con, eval_set, ("prosody",), failures, context.run.run_id)
+    flags = pd.Series([f for v in values.values() for f in v.flags]).value_counts().to_dict()
+    return dg.MaterializeResult(
+        metadata={
+            "clips": len(rows),
+            "failed": len(failures),
+            "pitch_tracker": tracker,
+            "prosody_version": version,
+            "thresholds": dg.MetadataValue.json(asdict(thresholds)),
+            "threshold_source": threshold_source,
+            **{f"flagged_{name}": int(flags.get(name, 0)) for name in ("silent", "clipped", "unvoiced", "very_short")},
+            "descriptions": markdown_preview(rows[["utterance_id", "description"]]),
+            "dagster/row_count": len(rows),
+        }
+    )

@@ -1,0 +1,56 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from emojudge_models import heads
+from emojudge_models.checkpoints import load_checkpoint, model_key, read_checkpoint_config, save_checkpoint
+from emojudge_models.heads import HeadConfig, build_head_model
+
+
+@pytest.mark.parametrize(
+    ("pooling", "kind"), [("attentive", "audio_head"), ("meanstd", "audio_head"), ("none", "vector_head")]
+)
+def test_head_round_trip_gives_identical_logits(tmp_path: Path, pooling: str, kind: str) -> None:
+    torch.manual_seed(0)
+    config = HeadConfig(
+        task="categorical", input_dim=6, pooling=pooling, attention_dim=4, hidden_dim=8, n_hidden_layers=3
+    )
+    model = build_head_model(config).eval()
+    with torch.no_grad():  # move the zero-initialised residual gates so the round trip checks real weights
+        for block in model.mlp.layers[1:]:
+            block.gate.fill_(0.5)
+    inputs = (torch.randn(3, 6),) if pooling == "none" else (torch.randn(3, 5, 6), torch.ones(3, 5, dtype=bool))
+
+    directory = save_checkpoint(model, {"lr": 1e-4}, tmp_path / "head")
+    restored = load_checkpoint(directory, "cpu")
+
+    assert type(restored) is type(model) and restored.config == config and not restored.training
+    assert torch.equal(restored(*inputs), model(*inputs))
+    document = json.loads((directory / "config.json").read_text())
+    assert document["kind"] == kind and document["code_version"] == heads.CODE_VERSION
+    assert document["metadata"] == {"lr": 1e-4}
+    assert (directory / "model.safetensors").is_file()
+
+
+def test_loading_a_directory_without_a_checkpoint_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"config\.json"):
+        load_checkpoint(tmp_path, "cpu")
+    (tmp_path / "config.json").write_text(json.dumps({"kind": "fusion"}))
+    with pytest.raises(ValueError, match="not an emojudge checkpoint"):
+        read_checkpoint_config(tmp_path)
+
+
+def test_saving_an_unknown_model_type_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="Linear"):
+        save_checkpoint(torch.nn.Linear(2, 2), {}, tmp_path)
+
+
+def test_model_key_ignores_data_key_order_and_tracks_everything_else() -> None:
+    key = model_key(["b", "a"], {"lr": 1e-4, "pooling": "attentive"}, "heads-1")
+    assert key == model_key(["a", "b"], {"pooling": "attentive", "lr": 1e-4}, "heads-1")
+    assert len(key) == 20 and int(key, 16) >= 0
+    assert key != model_key(["a", "b", "c"], {"lr": 1e-4, "pooling": "attentive"}, "heads-1")
+    assert key != model_key(["a", "b"], {"lr": 1e-3, "pooling": "attentive"}, "heads-1")
+    assert key != model_key(["a", "b"], {"lr": 1e-4, "pooling": "attentive"}, "heads-2")

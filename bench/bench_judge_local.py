@@ -18,6 +18,7 @@ import platform
 import re
 import statistics
 import time
+from collections import Counter
 from datetime import date
 from pathlib import Path
 
@@ -104,7 +105,8 @@ def main() -> None:
                 f"{sum(changed)} | {sum(f and not g for f, g in zip(fused_right, right, strict=True))} | "
                 f"{sum(g and not f for f, g in zip(fused_right, right, strict=True))} | "
                 f"{sum(fused_right)} -> {sum(right)} | "
-                f"{len(set(labels))} labels, confidence median {median_confidence:.2f} |"
+                f"{', '.join(f'{label} {n}' for label, n in Counter(labels).most_common())}; "
+                f"confidence median {median_confidence:.2f} |"
             )
             print(lines[-1], flush=True)
 
@@ -120,7 +122,7 @@ def main() -> None:
             "`neutral`: fused = neutral (p 0.40).",
             "",
             "| condition | n | errors | s per judgment median / max | tokens in / out | changed "
-            "| right->wrong | wrong->right | correct before -> after | answers |",
+            "| right->wrong | wrong->right | correct before -> after | judge labels |",
             "|---|---|---|---|---|---|---|---|---|---|",
             *lines,
             "",

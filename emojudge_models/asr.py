@@ -12,7 +12,7 @@ Hugging Face Whisper checkpoints (transformers pipeline).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -62,7 +62,7 @@ def segment_waves(episode: np.ndarray, segments: Sequence[tuple[float, float]]) 
             raise ValueError(
                 f"segment {index} ({start_s:.2f}-{end_s:.2f} s) is empty or outside the {duration_s:.2f} s episode"
             )
-        waves.append(episode[int(round(start_s * TARGET_SR)) : int(round(end_s * TARGET_SR))])
+        waves.append(episode[round(start_s * TARGET_SR) : round(end_s * TARGET_SR)])
     return waves
 
 
@@ -78,6 +78,23 @@ def split_at_pauses(wave: np.ndarray, max_samples: int) -> list[np.ndarray]:
         wave = wave[cut:]
     pieces.append(wave)
     return pieces
+
+
+def transcribe_in_pieces(
+    waves: Sequence[np.ndarray],
+    max_samples: int,
+    decode: Callable[[list[np.ndarray]], list[str]],
+    batch_size: int,
+) -> list[str]:
+    """Decode every wave in batches of pieces of at most ``max_samples``; a wave's piece texts are joined in order."""
+    pieces = [(index, piece) for index, wave in enumerate(waves) for piece in split_at_pauses(wave, max_samples)]
+    texts: list[list[str]] = [[] for _ in waves]
+    for start in range(0, len(pieces), batch_size):
+        batch = pieces[start : start + batch_size]
+        for (index, _), text in zip(batch, decode([piece for _, piece in batch]), strict=True):
+            if text:
+                texts[index].append(text)
+    return [" ".join(parts) for parts in texts]
 
 
 def normalized_words(text: str) -> list[str]:
@@ -164,15 +181,8 @@ class WhisperASR:
         return self._transcribe(segment_waves(episode, segments))
 
     def _transcribe(self, waves: list[np.ndarray]) -> list[str]:
-        window_samples = int(self.options.window_s * TARGET_SR)
-        pieces = [(index, piece) for index, wave in enumerate(waves) for piece in split_at_pauses(wave, window_samples)]
-        texts: list[list[str]] = [[] for _ in waves]
-        for start in range(0, len(pieces), self.batch_size):
-            batch = pieces[start : start + self.batch_size]
-            for (index, _), text in zip(batch, self._decode([piece for _, piece in batch]), strict=True):
-                if text:
-                    texts[index].append(text)
-        return [" ".join(parts) for parts in texts]
+        max_samples = int(self.options.window_s * TARGET_SR)
+        return transcribe_in_pieces(waves, max_samples, self._decode, self.batch_size)
 
     def _decode(self, pieces: list[np.ndarray]) -> list[str]:
         import ctranslate2
@@ -229,14 +239,16 @@ class HFWhisperASR:
         self.asr_model_key = f"hf-whisper-{name}-{encoder_key(self.spec)[:12]}"
 
     def transcribe_clips(self, clips: Sequence[Clip]) -> list[str]:
-        inputs = [{"raw": _as_wave(clip), "sampling_rate": TARGET_SR} for clip in clips]
-        outputs = self._pipe(
-            inputs, batch_size=self.batch_size, chunk_length_s=MAX_WINDOW_S, generate_kwargs=self._generate_kwargs
-        )
-        return [output["text"].strip() for output in outputs]
+        max_samples = int(MAX_WINDOW_S * TARGET_SR)
+        return transcribe_in_pieces([_as_wave(clip) for clip in clips], max_samples, self._decode, self.batch_size)
 
     def transcribe_segments(self, episode: np.ndarray, segments: Sequence[tuple[float, float]]) -> list[str]:
         return self.transcribe_clips(segment_waves(episode, segments))
+
+    def _decode(self, pieces: list[np.ndarray]) -> list[str]:
+        inputs = [{"raw": piece, "sampling_rate": TARGET_SR} for piece in pieces]
+        outputs = self._pipe(inputs, batch_size=len(pieces), generate_kwargs=self._generate_kwargs)
+        return [output["text"].strip() for output in outputs]
 
 
 def is_ct2_model_dir(path: Path) -> bool:

@@ -1,8 +1,12 @@
-"""Turn warehouse logits into fusion inputs, and split the development set for C selection.
+"""Turn warehouse logits into fusion inputs, and choose which rows fit the fusion and which select its C.
 
-Fusion is fitted on held-out logits: the heads have seen their train split, so its logits are over-confident.
-The development split is cut (seeded, stratified) into a fitting half and a selection half to choose C, then the
-chosen C is refitted on the whole development split.
+Two strategies (``FIT_STRATEGIES``):
+- ``train`` (default): fit on the train split's logits, select C on the development split, refit on both. The
+  heads have seen the train split, so its logits are somewhat over-confident; selecting C on held-out rows
+  corrects the regularisation for that.
+- ``development``: fit only on held-out logits: the development split is cut (seeded, stratified) into a fitting
+  half and a selection half, then the chosen C is refitted on the whole development split. Cleaner, but needs a
+  large development split.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ def labelled(frame: pd.DataFrame, task: str) -> pd.DataFrame:
     if task == "categorical":
         return frame[frame["emotion"].notna()]
     return frame[frame[list(ATTRIBUTES)].notna().all(axis=1)]
+
+
+FIT_STRATEGIES = ("train", "development")
 
 
 def selection_split(frame: pd.DataFrame, task: str, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -68,21 +68,22 @@ def register(con: duckdb.DuckDBPyConnection, model: RegisteredModel, run_id: str
     )
 
 
-def _row_to_model(frame) -> RegisteredModel | None:
-    if frame.empty:
+def _fetch_model(cursor: duckdb.DuckDBPyConnection) -> RegisteredModel | None:
+    rows = cursor.fetchall()
+    if not rows:
         return None
-    row = frame.iloc[0]
+    record = dict(zip([column[0] for column in cursor.description], rows[0], strict=True))
     return RegisteredModel(
-        model_key=row["model_key"],
-        kind=row["kind"],
-        task=row["task"],
-        path=row["path"],
-        train_eval_sets=list(row["train_eval_sets"]),
-        hyperparameters=json.loads(row["hyperparameters"]),
-        dev_metric_name=row["dev_metric_name"],
-        dev_metric=row["dev_metric"],
-        encoder_key=row["encoder_key"],
-        input_model_keys=list(row["input_model_keys"]) if row["input_model_keys"] is not None else [],
+        model_key=record["model_key"],
+        kind=record["kind"],
+        task=record["task"],
+        path=record["path"],
+        train_eval_sets=list(record["train_eval_sets"]),
+        hyperparameters=json.loads(record["hyperparameters"]),
+        dev_metric_name=record["dev_metric_name"],
+        dev_metric=record["dev_metric"],
+        encoder_key=record["encoder_key"],
+        input_model_keys=list(record["input_model_keys"] or []),
     )
 
 
@@ -90,8 +91,8 @@ def latest(
     con: duckdb.DuckDBPyConnection, kind: str, task: str, encoder_key: str | None = None
 ) -> RegisteredModel | None:
     """The newest model of ``kind`` and ``task`` (for ``encoder_key`` when given), or None."""
-    return _row_to_model(con.execute(sql_text("queries/latest_model.sql"), [kind, task, encoder_key, encoder_key]).df())
+    return _fetch_model(con.execute(sql_text("queries/latest_model.sql"), [kind, task, encoder_key, encoder_key]))
 
 
 def by_key(con: duckdb.DuckDBPyConnection, model_key: str) -> RegisteredModel | None:
-    return _row_to_model(con.execute(sql_text("queries/model_by_key.sql"), [model_key]).df())
+    return _fetch_model(con.execute(sql_text("queries/model_by_key.sql"), [model_key]))

@@ -36,7 +36,11 @@ Batch = tuple[list[int], dict[str, torch.Tensor], torch.Tensor | None]
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    """Optimisation hyperparameters shared by every trainer."""
+    """Optimisation hyperparameters shared by every trainer.
+
+    ``focal_gamma``/``class_balance`` apply to categorical tasks, ``attention_l2_weight`` to attentive pooling,
+    ``warmup_ratio`` to the fine-tuned text model, ``num_workers`` (DataLoader processes) to frame reading.
+    """
 
     lr: float = 1e-4
     weight_decay: float = 0.01
@@ -81,6 +85,7 @@ class TrainResult:
 
 
 def dev_metric_name(task: str) -> str:
+    """The development metric that selects checkpoints: f1_macro (categorical) or ccc_mean (attributes)."""
     output_dim(task)
     return "f1_macro" if task == "categorical" else "ccc_mean"
 

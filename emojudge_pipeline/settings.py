@@ -3,10 +3,17 @@
 | variable | default | meaning |
 |---|---|---|
 | EMOJUDGE_HOME | ./.emojudge | warehouse (emojudge.duckdb), features/, models/, dagster/ |
-| EMOJUDGE_PROFILE | local | local (CPU, offline models) or paper (WavLM-Large, RoBERTa-Large, OpenAI Batch) |
-| EMOJUDGE_AUDIO_ENCODER | profile's | whisper-ct2, acoustic, or hf:<model id or path>[@revision][#layer] |
-| EMOJUDGE_TEXT_ENCODER | profile's | minilm or hf:<model id or path>[@revision][#layer] |
+| EMOJUDGE_PROFILE | local | local, paper or acoustic (see emojudge_models/profiles.py) |
+| EMOJUDGE_AUDIO_ENCODER | profile's | whisper-ct2, acoustic, hf:<model id or path>[@revision], or JSON {"kind": ...} |
+| EMOJUDGE_TEXT_ENCODER | profile's | minilm, hf:<model id or path>[@revision], or JSON {"kind": ...} |
+| EMOJUDGE_TEXT_TRAINING | profile's | head (a head on cached text vectors, CPU) or finetune (the whole text encoder) |
 | EMOJUDGE_DEVICE | auto | auto (cuda when available), cpu, cuda, cuda:1 ... |
+| EMOJUDGE_BATCH_SECONDS | 100 | padded audio per encoder forward pass (about 1000 for WavLM-Large bf16 on an 80 GB GPU) |
+| EMOJUDGE_PITCH_TRACKER | yin | prosody pitch tracker: yin (fast) or pyin (the paper's, slow) |
+| EMOJUDGE_AUDIO_POOLING | auto | attentive, meanstd, or auto (train both, keep the better development score) |
+| EMOJUDGE_MAX_EPOCHS, EMOJUDGE_PATIENCE | 40, 8 | head training length and early-stopping patience |
+| EMOJUDGE_FUSION_FIT | train | fusion fitted on train logits with C chosen on development, or development (halves) |
+| EMOJUDGE_ASR | {} | ASR options as JSON ({"model": path or HF id, "beam_size": 5, ...}); default Whisper tiny.en |
 | EMOJUDGE_TRAIN_SETS | demo | comma-separated evaluation sets whose train/development splits train the models |
 | EMOJUDGE_MAX_DURATION_S | 60 | clips longer than this are rejected at ingest |
 | EMOJUDGE_DEMO_DATA | (generated) | a manifest.csv the demo ingests instead of the synthetic corpus |

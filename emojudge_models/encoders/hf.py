@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import AutoFeatureExtractor, AutoModel, AutoTokenizer, PreTrainedModel
+from transformers.utils import cached_file, extract_commit_hash
 
 from emojudge_models.encoders.base import SAMPLE_RATE_HZ
 
@@ -80,13 +81,22 @@ def local_weights_sha256(directory: Path) -> str:
     return digest.hexdigest()
 
 
-def _identity(model_name_or_path: str | Path, revision: str | None, model: PreTrainedModel) -> dict[str, Any]:
-    """Model id plus what pins its weights: the weights hash for a local path, the resolved hub commit otherwise."""
+def hub_commit(model_id: str, revision: str | None) -> str:
+    """The commit a hub id (and optional branch/tag) resolves to, read from the local snapshot path."""
+    config_file = cached_file(model_id, "config.json", revision=revision)
+    commit = extract_commit_hash(config_file, None)
+    if commit is None:
+        raise ValueError(f"{model_id}: cannot tell which hub commit {config_file} belongs to")
+    return commit
+
+
+def _identity(model_name_or_path: str | Path, revision: str | None) -> dict[str, Any]:
+    """Model id plus what pins its weights: the resolved hub commit, or for a local folder its name and weights
+    hash (not its path, so a moved or copied checkpoint keeps its cache)."""
     local = Path(model_name_or_path)
     if local.is_dir():
-        return {"model": str(local.resolve()), "weights_sha256": local_weights_sha256(local)}
-    commit = getattr(model.config, "_commit_hash", None)
-    return {"model": str(model_name_or_path), "revision": commit or revision}
+        return {"model": local.resolve().name, "weights_sha256": local_weights_sha256(local)}
+    return {"model": str(model_name_or_path), "revision": hub_commit(str(model_name_or_path), revision)}
 
 
 def _resolve_device_and_dtype(device: str | torch.device, dtype: DtypePolicy) -> tuple[torch.device, torch.dtype]:
@@ -154,18 +164,18 @@ def _hidden_state_indices(layers: LayerSelection, n_layers: int) -> tuple[int, .
     return tuple(sorted(set(indices)))
 
 
-def _select_layers(
-    output: Any, indices: tuple[int, ...] | str, n_layers: int, last_only: bool
-) -> torch.Tensor:
+def _select_layers(output: Any, indices: tuple[int, ...] | str, n_layers: int) -> torch.Tensor:
     """Mean over the chosen hidden states; "weighted-avg" is the uniform mean of layers 1..L.
 
-    Uniform weights are where SUPERB's learnable layer weighting starts; a frozen cache cannot learn them.
+    Layer L is the model's ``last_hidden_state`` (after any final layer norm, which WavLM-Large's
+    ``hidden_states[L]`` lacks). Uniform weights are where SUPERB's learnable layer weighting starts; a frozen
+    cache cannot learn them.
     """
-    if last_only:
-        return output.last_hidden_state
-    hidden = output.hidden_states
     chosen = range(1, n_layers + 1) if indices == "weighted-avg" else indices
-    return torch.stack([hidden[i].float() for i in chosen]).mean(dim=0)
+    if tuple(chosen) == (n_layers,):
+        return output.last_hidden_state
+    states = [output.last_hidden_state if i == n_layers else output.hidden_states[i] for i in chosen]
+    return torch.stack([state.float() for state in states]).mean(dim=0)
 
 
 def _chunk_bounds(n_samples: int, chunk_samples: int, step_samples: int) -> list[tuple[int, int]]:
@@ -191,7 +201,8 @@ def stitch_chunks(chunks: list[np.ndarray], offsets: list[int], overlap_frames: 
 class HFAudioEncoder:
     """Frame-level features from the hidden states of a Hugging Face speech model.
 
-    ``layers``: hidden-state indices (negative counts from the top, several are averaged) or "weighted-avg".
+    ``layers``: hidden-state indices (0 = input embeddings, L or -1 = the final ``last_hidden_state``; several
+    are averaged) or "weighted-avg".
     Clips longer than ``max_chunk_s`` are cut into windows overlapping by ``chunk_overlap_s`` and stitched.
     """
 
@@ -233,7 +244,7 @@ class HFAudioEncoder:
         self.spec: dict[str, Any] = {
             "kind": "hf",
             "modality": "audio",
-            **_identity(model_name_or_path, revision, model),
+            **_identity(model_name_or_path, revision),
             "layers": list(self._layer_indices) if isinstance(self._layer_indices, tuple) else "weighted-avg",
             "preprocessing": PREPROCESSING_VERSION,
             "chunk": {"max_s": max_chunk_s, "overlap_s": chunk_overlap_s},
@@ -250,7 +261,7 @@ class HFAudioEncoder:
         if self.is_whisper:
             return [min(n_frames_out, max(1, math.ceil(n / self._samples_per_frame))) for n in n_samples]
         lengths = self.model._get_feat_extract_output_lengths(torch.tensor(n_samples))
-        return [min(n_frames_out, int(n)) for n in lengths]
+        return [max(0, min(n_frames_out, int(n))) for n in lengths]
 
     def _forward(self, pieces: list[np.ndarray]) -> list[np.ndarray]:
         """One padded forward pass over ``pieces``; returns each piece's valid frames as float32."""
@@ -275,7 +286,7 @@ class HFAudioEncoder:
             torch.autocast(self.device.type, dtype=self.compute_dtype, enabled=autocast),
         ):
             output = self.model(**model_inputs, output_hidden_states=not self._last_only)
-            frames = _select_layers(output, self._layer_indices, self.n_layers, self._last_only)
+            frames = _select_layers(output, self._layer_indices, self.n_layers)
         frames = frames.float().cpu().numpy()
         valid = self._valid_frames([len(p) for p in pieces], frames.shape[1])
         return [frames[i, :n] for i, n in enumerate(valid)]
@@ -293,8 +304,7 @@ class HFAudioEncoder:
         for (clip_index, offset), frames in zip(owners, outputs, strict=True):
             per_clip[clip_index].append((offset, frames))
         return [
-            stitch_chunks([f for _, f in chunks], [o for o, _ in chunks], self._overlap_frames)
-            for chunks in per_clip
+            stitch_chunks([f for _, f in chunks], [o for o, _ in chunks], self._overlap_frames) for chunks in per_clip
         ]
 
 
@@ -325,7 +335,7 @@ class HFTextEncoder:
         self.spec: dict[str, Any] = {
             "kind": "hf",
             "modality": "text",
-            **_identity(model_name_or_path, revision, model),
+            **_identity(model_name_or_path, revision),
             "layer": self._layer_index,
             "pooling": pooling,
             "max_length": max_length,

@@ -41,7 +41,7 @@ def default_model_path() -> Path:
 
 
 def resolve_model_dir(model_path: str | Path | None) -> Path:
-    """The model folder, checked to hold a CTranslate2 Whisper model (faster-whisper would try to download otherwise)."""
+    """The model folder, checked to hold a CTranslate2 Whisper model (else faster-whisper would try a download)."""
     model_dir = Path(model_path) if model_path is not None else default_model_path()
     missing = [name for name in MODEL_FILES if not (model_dir / name).is_file()]
     if missing:

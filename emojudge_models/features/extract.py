@@ -244,9 +244,7 @@ def extract_audio_features(
     failed_by_sha: dict[str, str] = {}
     done = 0
     with (
-        BackgroundLoader(
-            batches, lambda c: _load_clip(c, max_duration_s), decode_workers, prefetch_batches
-        ) as loader,
+        BackgroundLoader(batches, lambda c: _load_clip(c, max_duration_s), decode_workers, prefetch_batches) as loader,
         _ShardWriter(store, key, flush_every, flush_bytes) as writer,
     ):
         for loaded in loader:

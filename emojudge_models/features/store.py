@@ -23,6 +23,7 @@ DuckDB reads the scalar columns directly, e.g.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -117,12 +118,13 @@ def _binary_values(array: pa.Array) -> list[memoryview]:
     _, offsets_buffer, data_buffer = array.buffers()
     offsets = np.frombuffer(offsets_buffer, dtype=np.int32)[array.offset : array.offset + len(array) + 1]
     data = memoryview(data_buffer) if data_buffer is not None else memoryview(b"")
-    return [data[start:stop] for start, stop in zip(offsets[:-1], offsets[1:], strict=True)]
+    return [data[start:stop] for start, stop in itertools.pairwise(offsets)]
 
 
-def _to_arrow(result: duckdb.DuckDBPyConnection) -> pa.Table:
-    """Arrow table of a DuckDB result (``to_arrow_table`` in DuckDB >= 1.4, ``fetch_arrow_table`` before)."""
-    fetch = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
+def _query_arrow(con: duckdb.DuckDBPyConnection, query: str, params: list[Any]) -> pa.Table:
+    """Arrow table of a query (``to_arrow_table`` in DuckDB 2, ``fetch_arrow_table`` in 1.x)."""
+    relation = con.sql(query, params=params)
+    fetch = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table
     return fetch()
 
 
@@ -139,9 +141,7 @@ def _shard_table(entries: Sequence[tuple[str, np.ndarray]]) -> pa.Table:
     sizes = np.array([f.nbytes for f in frames], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)
     data = np.concatenate([f.reshape(-1).view(np.uint8) for f in frames]) if frames else np.empty(0, np.uint8)
-    frames_array = pa.Array.from_buffers(
-        pa.binary(), len(frames), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
-    )
+    frames_array = pa.Array.from_buffers(pa.binary(), len(frames), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
     return pa.table(
         {
             "content_sha256": [sha for sha, _ in entries],
@@ -441,7 +441,11 @@ class FeatureStore:
                 for utterance_id, sha, _, row, n_frames, dim in group_rows:
                     local = row - int(group_starts[group])
                     value = values[local]
-                    if hashes[local] != sha or len(value) != n_frames * dim * 2 or frames_digest(value) != digests[local]:
+                    if (
+                        hashes[local] != sha
+                        or len(value) != n_frames * dim * 2
+                        or frames_digest(value) != digests[local]
+                    ):
                         raise CorruptShardError(f"{path}: row {row} does not match its index entry or digest")
                     yield utterance_id, np.frombuffer(value, dtype="<f2").reshape(n_frames, dim).copy()
         except (OSError, pa.ArrowException, CorruptShardError, IndexError) as error:
@@ -466,7 +470,7 @@ class FeatureStore:
         if wanted is not None:
             query += " AND list_contains(?::VARCHAR[], i.utterance_id)"
             params.append(wanted)
-        table = _to_arrow(self.con.execute(query + " ORDER BY i.utterance_id", params))
+        table = _query_arrow(self.con, query + " ORDER BY i.utterance_id", params)
         ids = table.column("utterance_id").to_pylist()
         flat = table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
         matrix = flat.astype(np.float32).reshape(len(ids), -1) if ids else np.empty((0, 0), np.float32)

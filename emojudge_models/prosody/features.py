@@ -112,7 +112,7 @@ def compute_prosody(
         if present
     )
 
-    f0 = _f0_statistics(pitch.f0_hz[voiced]) if not unvoiced else {}
+    f0 = {} if unvoiced else _f0_statistics(pitch.f0_hz[voiced])
     span_s = _speech_span_s(active)
     syllables = None
     if not silent and span_s > 0:

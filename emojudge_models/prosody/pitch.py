@@ -80,7 +80,8 @@ def _track_yin(wave: np.ndarray, eligible: np.ndarray) -> tuple[np.ndarray, np.n
         frame_length=PITCH_FRAME_LENGTH,
         hop_length=HOP_LENGTH,
     )
-    voiced = eligible & (periodicity_at(wave, f0) >= YIN_PERIODICITY_THRESHOLD)
+    in_range = (f0 >= FMIN_HZ) & (f0 <= FMAX_HZ)  # yin's search edges (e.g. 615 Hz) mark failed frames
+    voiced = eligible & in_range & (periodicity_at(wave, f0) >= YIN_PERIODICITY_THRESHOLD)
     voiced &= _continuous(f0, voiced)
     voiced = binary_opening(voiced, structure=np.ones(YIN_MIN_RUN_FRAMES, dtype=bool))
     return f0, voiced

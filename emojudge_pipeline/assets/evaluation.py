@@ -20,7 +20,7 @@ def _headline_split(metrics: pd.DataFrame) -> str:
 
 @dg.asset(
     partitions_def=eval_sets_partitions,
-    deps=["fused_predictions", "predictions"],
+    deps=["fused_predictions"],
     group_name="evaluation",
     pool=WAREHOUSE_POOL,
     kinds={"duckdb"},
@@ -38,7 +38,7 @@ def evaluation(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
     if rows.empty:
         return dg.MaterializeResult(metadata={"note": "unlabelled evaluation set: predictions only, no metrics"})
     split = _headline_split(metrics)
-    shown = metrics[(metrics["split"] == split)].to_dict("records")
+    shown = metrics[metrics["split"] == split].astype(object).where(metrics.notna(), None).to_dict("records")
     metadata: dict = {
         "headline_split": split,
         "labelled_rows": len(rows),

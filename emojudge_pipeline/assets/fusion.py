@@ -19,8 +19,12 @@ from emojudge_pipeline.resources import WarehouseResource
 FUSION_CODE_VERSION = "fusion-1"
 
 
-def _fit(task: str, rows: pd.DataFrame) -> FusionModel:
-    fit_rows, select_rows = fusion_data.selection_split(rows, task)
+def _fit(task: str, rows: pd.DataFrame, strategy: str) -> FusionModel:
+    """Fit on the train split and select C on development, or split development in halves (see fusion_data)."""
+    if strategy == "train":
+        fit_rows, select_rows = rows[rows["split"] == "train"], rows[rows["split"] == "development"]
+    else:
+        fit_rows, select_rows = fusion_data.selection_split(rows[rows["split"] == "development"], task)
     args = (
         fusion_data.features(fit_rows),
         fusion_data.targets(fit_rows, task),
@@ -33,7 +37,7 @@ def _fit(task: str, rows: pd.DataFrame) -> FusionModel:
 
 
 def build_fusion_model_asset(task: str) -> dg.AssetsDefinition:
-    """The fusion model for ``task``, fitted on the development split's audio and text logits."""
+    """The fusion model for ``task`` on the audio and text logits, C chosen on the development split."""
 
     @dg.asset(
         name=f"fusion_model_{task}",
@@ -46,18 +50,22 @@ def build_fusion_model_asset(task: str) -> dg.AssetsDefinition:
     )
     def fusion_model(context: dg.AssetExecutionContext, warehouse_db: WarehouseResource) -> dg.MaterializeResult:
         sets = settings.train_sets()
+        strategy = settings.env("EMOJUDGE_FUSION_FIT", "train")
+        if strategy not in fusion_data.FIT_STRATEGIES:
+            raise dg.Failure(f"EMOJUDGE_FUSION_FIT must be one of {fusion_data.FIT_STRATEGIES}, not {strategy!r}")
+        splits = ["train", "development"]
         with warehouse_db.connect() as con:
             rows = con.execute(
-                warehouse.sql_text("queries/logits_with_truth.sql"),
-                [task, task, sets, ["development"], ["development"]],
+                warehouse.sql_text("queries/logits_with_truth.sql"), [task, task, sets, splits, splits]
             ).df()
         rows = fusion_data.labelled(rows, task)
-        if len(rows) < 4:
-            context.log.warning(f"no {task} development logits in {sets}: fusion model not fitted")
-            return dg.MaterializeResult(metadata={"skipped": f"fewer than 4 labelled development rows in {sets}"})
-        model = _fit(task, rows)
+        n_dev = int((rows["split"] == "development").sum())
+        if n_dev < 4 or (strategy == "train" and n_dev == len(rows)):
+            context.log.warning(f"too few {task} train/development logits in {sets}: fusion model not fitted")
+            return dg.MaterializeResult(metadata={"skipped": f"too few labelled train/development rows in {sets}"})
+        model = _fit(task, rows, strategy)
         input_keys = sorted(set(rows["audio_model_key"]) | set(rows["text_model_key"]))
-        hyper = model.hyperparameters()
+        hyper = {**model.hyperparameters(), "fit_strategy": strategy}
         key = hashlib.sha256(
             json.dumps(
                 [input_keys, hyper, FUSION_CODE_VERSION, sorted(rows["utterance_id"])], sort_keys=True, default=str
@@ -87,7 +95,9 @@ def build_fusion_model_asset(task: str) -> dg.AssetsDefinition:
                 "fusion_model_key": key,
                 "C": model.C,
                 f"dev_{model.dev_metric_name}": model.dev_score,
-                "development_rows": len(rows),
+                "fit_strategy": strategy,
+                "train_rows": len(rows) - n_dev,
+                "development_rows": n_dev,
                 "input_model_keys": dg.MetadataValue.json(input_keys),
                 "grid": markdown_preview(grid, rows=len(grid)),
                 "grid_curve": image_metadata(grid_curve_png(model.grid, model.C, model.dev_metric_name)),

@@ -1,0 +1,124 @@
+"""Feature-store assets: train-set waveform statistics, cached audio frames and text vectors per evaluation set."""
+
+import dagster as dg
+
+from emojudge_models import warehouse
+from emojudge_models.corpus import Rejection
+from emojudge_models.features.extract import Clip, TextItem, extract_audio_features, extract_text_features
+from emojudge_models.features.store import FeatureStore
+from emojudge_models.features.waveform_stats import (
+    compute_waveform_stats,
+    load_waveform_stats,
+    save_waveform_stats,
+)
+from emojudge_pipeline import settings
+from emojudge_pipeline.assets.common import WAREHOUSE_POOL, record_rejections
+from emojudge_pipeline.partitions import eval_sets_partitions
+from emojudge_pipeline.resources import ModelsResource, WarehouseResource
+
+
+@dg.asset(
+    deps=["utterances"],
+    group_name="features",
+    pool=WAREHOUSE_POOL,
+    kinds={"duckdb"},
+    description="Mean and standard deviation of the train split's waveforms (the paper's input normalisation).",
+)
+def waveform_stats(context: dg.AssetExecutionContext, warehouse_db: WarehouseResource) -> dg.MaterializeResult:
+    sets = settings.train_sets()
+    with warehouse_db.connect() as con:
+        paths = con.execute(warehouse.sql_text("queries/train_split_audio.sql"), [sets]).df()["audio_path"]
+    if paths.empty:
+        raise dg.Failure(f"no train-split clips in EMOJUDGE_TRAIN_SETS={','.join(sets)}: materialise utterances first")
+    stats = compute_waveform_stats(paths.tolist())
+    with warehouse_db.connect() as con:
+        save_waveform_stats(con, stats, sets, context.run.run_id)
+    return dg.MaterializeResult(
+        metadata={
+            "stats_key": stats.stats_key,
+            "mean": stats.mean,
+            "std": stats.std,
+            "clips": stats.n_clips,
+            "audio_hours": round(stats.n_samples / 16_000 / 3600, 3),
+            "rejected": len(stats.rejected),
+        }
+    )
+
+
+def _failures(report, stage: str) -> list[Rejection]:
+    return [Rejection(utterance_id, None, stage, reason) for utterance_id, reason in report.failed]
+
+
+@dg.asset(
+    partitions_def=eval_sets_partitions,
+    deps=["utterances", "waveform_stats"],
+    group_name="features",
+    pool=WAREHOUSE_POOL,
+    kinds={"parquet", "duckdb", "pytorch"},
+    description="Frame-level audio features (fp16 Parquet shards, feature_index, pooled vectors), cached by audio "
+    "SHA-256 and encoder key: a clip is never encoded twice.",
+)
+def audio_features(
+    context: dg.AssetExecutionContext, warehouse_db: WarehouseResource, models: ModelsResource
+) -> dg.MaterializeResult:
+    eval_set = context.partition_key
+    encoder = models.build_audio_encoder()
+    with warehouse_db.connect() as con:
+        clips = warehouse.query_df(con, "queries/partition_utterances.sql", [eval_set])
+        stats = None
+        if models.resolved().normalize_waveform:
+            latest = con.execute(warehouse.sql_text("queries/latest_waveform_stats.sql")).fetchone()
+            if latest is None:
+                raise dg.Failure("waveform normalisation needs the waveform_stats asset: materialise it first")
+            stats = load_waveform_stats(con, latest[0])
+        context.log.info(
+            f"audio features of {len(clips)} clips with {encoder.spec.get('kind')} on {models.torch_device()}"
+        )
+        report = extract_audio_features(
+            FeatureStore(con, warehouse_db.features_root),
+            encoder,
+            (Clip(eval_set, r.utterance_id, r.audio_path, r.audio_sha256, r.duration_s) for r in clips.itertuples()),
+            run_id=context.run.run_id,
+            batch_seconds=models.batch_seconds,
+            normalize=stats,
+            on_progress=lambda done, total: context.log.info(f"encoded {done}/{total} new clips"),
+        )
+        record_rejections(con, eval_set, ("audio_features",), _failures(report, "audio_features"), context.run.run_id)
+    return dg.MaterializeResult(
+        metadata={
+            **report.as_metadata(),
+            "frame_rate_hz": encoder.frame_rate_hz,
+            "dim": encoder.dim,
+            "encoder_spec": dg.MetadataValue.json(encoder.spec),
+        }
+    )
+
+
+@dg.asset(
+    partitions_def=eval_sets_partitions,
+    deps=["transcripts"],
+    group_name="features",
+    pool=WAREHOUSE_POOL,
+    kinds={"duckdb", "pytorch"},
+    description="One text vector per transcript (CLS or mean-pooled), cached by text SHA-256 and encoder key.",
+)
+def text_features(
+    context: dg.AssetExecutionContext, warehouse_db: WarehouseResource, models: ModelsResource
+) -> dg.MaterializeResult:
+    eval_set = context.partition_key
+    encoder = models.build_text_encoder()
+    with warehouse_db.connect() as con:
+        rows = warehouse.query_df(con, "queries/partition_utterances.sql", [eval_set])
+        report = extract_text_features(
+            FeatureStore(con, warehouse_db.features_root),
+            encoder,
+            (
+                TextItem(eval_set, r.utterance_id, r.transcript if isinstance(r.transcript, str) else None)
+                for r in rows.itertuples()
+            ),
+            run_id=context.run.run_id,
+        )
+        record_rejections(con, eval_set, ("text_features",), _failures(report, "text_features"), context.run.run_id)
+    return dg.MaterializeResult(
+        metadata={**report.as_metadata(), "dim": encoder.dim, "encoder_spec": dg.MetadataValue.json(encoder.spec)}
+    )

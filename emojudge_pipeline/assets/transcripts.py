@@ -1,0 +1,93 @@
+"""Asset ``transcripts``: ASR for every utterance without a transcript, cached by audio hash and ASR model key."""
+
+import json
+
+import dagster as dg
+
+from emojudge_models import warehouse
+from emojudge_models.audio import AudioRejected
+from emojudge_models.corpus import Rejection
+from emojudge_pipeline import settings
+from emojudge_pipeline.assets.common import WAREHOUSE_POOL, markdown_preview, record_rejections
+from emojudge_pipeline.partitions import eval_sets_partitions
+from emojudge_pipeline.resources import WarehouseResource
+
+ASR_CHUNK = 16
+"""Clips decoded and transcribed together; bounds memory whatever the partition size."""
+
+
+def build_recognizer():
+    """The configured ASR (EMOJUDGE_ASR: JSON options; default the packaged Whisper tiny.en)."""
+    from emojudge_models.asr import build_asr
+
+    return build_asr(json.loads(settings.env("EMOJUDGE_ASR", "{}")))
+
+
+def _transcribe_chunk(recognizer, chunk, failures: list[Rejection]) -> dict[str, str]:
+    """Transcripts by audio hash for one chunk; if a clip cannot be decoded, the others still get theirs."""
+    try:
+        return dict(zip(chunk["audio_sha256"], recognizer.transcribe_clips(chunk["audio_path"].tolist()), strict=True))
+    except AudioRejected:
+        texts = {}
+        for row in chunk.itertuples():
+            try:
+                texts[row.audio_sha256] = recognizer.transcribe_clips([row.audio_path])[0]
+            except AudioRejected as error:
+                failures.append(Rejection(row.utterance_id, row.audio_path, "asr", error.reason))
+        return texts
+
+
+@dg.asset(
+    partitions_def=eval_sets_partitions,
+    deps=["utterances"],
+    group_name="ingest",
+    pool=WAREHOUSE_POOL,
+    kinds={"duckdb", "python"},
+    description="Machine transcripts (faster-whisper) where the corpus has none; utterances.transcript_source says "
+    "asr:<model key> for them.",
+)
+def transcripts(context: dg.AssetExecutionContext, warehouse_db: WarehouseResource) -> dg.MaterializeResult:
+    eval_set = context.partition_key
+    with warehouse_db.connect() as con:
+        todo = warehouse.query_df(con, "queries/missing_transcripts.sql", [eval_set])
+    if todo.empty:
+        return dg.MaterializeResult(
+            metadata={"transcribed": 0, "reused": 0, "note": "every utterance has a transcript"}
+        )
+    recognizer = build_recognizer()
+    key = recognizer.asr_model_key
+    source = f"asr:{key}"
+    with warehouse_db.connect() as con:
+        cached = dict(
+            con.execute(warehouse.sql_text("queries/cached_asr.sql"), [key, todo["audio_sha256"].tolist()]).fetchall()
+        )
+    pending = todo[~todo["audio_sha256"].isin(cached)].drop_duplicates("audio_sha256")
+    failures: list[Rejection] = []
+    for start in range(0, len(pending), ASR_CHUNK):
+        chunk = pending.iloc[start : start + ASR_CHUNK]
+        texts = _transcribe_chunk(recognizer, chunk, failures)
+        with warehouse_db.connect() as con:
+            for sha, text in texts.items():
+                con.execute(warehouse.sql_text("queries/insert_asr.sql"), [key, sha, text, "en"])
+                cached[sha] = text
+        context.log.info(f"transcribed {min(start + ASR_CHUNK, len(pending))}/{len(pending)} clips")
+    with warehouse_db.connect() as con:
+        con.execute("BEGIN")
+        for row in todo.itertuples():
+            if row.audio_sha256 in cached:
+                con.execute(
+                    warehouse.sql_text("queries/set_asr_transcript.sql"),
+                    [cached[row.audio_sha256], source, eval_set, row.utterance_id],
+                )
+        con.execute("COMMIT")
+        record_rejections(con, eval_set, ("asr",), failures, context.run.run_id)
+    shown = todo.assign(transcript=todo["audio_sha256"].map(cached))[["utterance_id", "transcript"]]
+    return dg.MaterializeResult(
+        metadata={
+            "asr_model_key": key,
+            "transcribed": len(pending) - len(failures),
+            "reused": len(todo) - len(pending),
+            "failed": len(failures),
+            "preview": markdown_preview(shown),
+        }
+    )

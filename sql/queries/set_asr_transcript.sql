@@ -1,0 +1,1 @@
+UPDATE utterances SET transcript = ?, transcript_source = ? WHERE eval_set = ? AND utterance_id = ?

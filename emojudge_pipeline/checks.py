@@ -72,4 +72,29 @@ def fusion_not_worse_than_modalities(
     )
 
 
-asset_checks = [fused_predictions_well_formed, fusion_not_worse_than_modalities]
+def judge_effect_on_development(con, eval_set: str) -> dict[str, float] | None:
+    """Development F1-macro of the fused and refined stages; None when either is missing."""
+    frame = con.execute(warehouse.sql_text("checks/development_refined_vs_fused.sql"), [eval_set]).df()
+    scores = dict(zip(frame["stage"], frame["value"], strict=True))
+    return scores if {"fused", "refined"} <= scores.keys() else None
+
+
+@dg.asset_check(
+    asset=evaluation,
+    partitions_def=eval_sets_partitions,
+    description=f"The LLM judge does not lower development F1-macro by more than {FUSION_F1_TOLERANCE} "
+    "(a warning: a small local judge may hurt; raise EMOJUDGE_JUDGE_THRESHOLD or use a stronger model).",
+)
+def judge_not_harmful(context: dg.AssetCheckExecutionContext, warehouse_db: WarehouseResource) -> dg.AssetCheckResult:
+    with warehouse_db.connect(read_only=True) as con:
+        scores = judge_effect_on_development(con, context.partition_key)
+    if scores is None:
+        return dg.AssetCheckResult(passed=True, metadata={"note": "no development split with fused and refined"})
+    return dg.AssetCheckResult(
+        passed=scores["refined"] >= scores["fused"] - FUSION_F1_TOLERANCE,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={f"dev_f1_{k}": float(v) for k, v in scores.items()},
+    )
+
+
+asset_checks = [fused_predictions_well_formed, fusion_not_worse_than_modalities, judge_not_harmful]

@@ -2,12 +2,24 @@
 
 import dagster as dg
 
-from emojudge_pipeline.assets import evaluation, features, fusion, ingest, logits, prosody, training, transcripts
+from emojudge_pipeline.assets import (
+    evaluation,
+    features,
+    fusion,
+    ingest,
+    logits,
+    prosody,
+    refinement,
+    training,
+    transcripts,
+)
 from emojudge_pipeline.checks import asset_checks
-from emojudge_pipeline.resources import default_models, default_warehouse
+from emojudge_pipeline.resources import default_judge, default_models, default_warehouse
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([ingest, transcripts, features, training, logits, prosody, fusion, evaluation]),
+    assets=dg.load_assets_from_modules(
+        [ingest, transcripts, features, training, logits, prosody, fusion, refinement, evaluation]
+    ),
     asset_checks=asset_checks,
-    resources={"warehouse_db": default_warehouse(), "models": default_models()},
+    resources={"warehouse_db": default_warehouse(), "models": default_models(), "judge": default_judge()},
 )

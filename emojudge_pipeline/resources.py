@@ -114,3 +114,62 @@ def default_models() -> ModelsResource:
         device=settings.env("EMOJUDGE_DEVICE", "auto"),
         batch_seconds=float(settings.env("EMOJUDGE_BATCH_SECONDS", "100")),
     )
+
+
+class JudgeResource(dg.ConfigurableResource):
+    """The LLM judge: backend (local | openai-chat | openai-batch), model, sampling, threshold and scope.
+
+    For ``local`` the resource starts the Gemma 3 270M llama.cpp server on 127.0.0.1 at a free port for the
+    duration of :meth:`session` and always stops it afterwards.
+    """
+
+    backend: str = "local"
+    model: str = ""
+    base_url: str = ""
+    threshold: float = 0.8
+    temperature: float = 0.3
+    scope: str = "all"
+    splits: str = "development,test,unsplit"
+    max_workers: int = 4
+    poll_interval_s: float = 30.0
+    max_wait_s: float = 26 * 3600.0
+    model_cache: str = ""
+
+    def config(self):
+        from emojudge_models.judge import JudgeConfig
+
+        return JudgeConfig.for_backend(
+            self.backend, model=self.model or None, temperature=self.temperature, threshold=self.threshold
+        )
+
+    def judged_splits(self) -> set[str]:
+        return {s.strip() for s in self.splits.split(",") if s.strip()}
+
+    @contextmanager
+    def session(self, ledger=None) -> Iterator:
+        """A callable ``requests -> results`` for this backend (with the local server running, where local)."""
+        from emojudge_models.judge import BatchJudge, ChatJudge, LocalJudgeServer, ensure_local_model
+
+        base_url = self.base_url or None
+        if self.backend == "openai-batch":
+            judge = BatchJudge(ledger, base_url, poll_interval_s=self.poll_interval_s, max_wait_s=self.max_wait_s)
+            yield judge.run
+        elif self.backend == "openai-chat":
+            yield ChatJudge(base_url, max_workers=self.max_workers).judge
+        else:
+            model_path = ensure_local_model(Path(self.model_cache))
+            with LocalJudgeServer(model_path) as server:
+                yield ChatJudge(server.base_url, max_workers=1, require_api_key=False).judge
+
+
+def default_judge(profile_judge: str = "local") -> JudgeResource:
+    return JudgeResource(
+        backend=settings.env("EMOJUDGE_JUDGE", profile_judge),
+        model=settings.env("EMOJUDGE_JUDGE_MODEL", ""),
+        base_url=settings.env("EMOJUDGE_JUDGE_BASE_URL", ""),
+        threshold=float(settings.env("EMOJUDGE_JUDGE_THRESHOLD", "0.8")),
+        temperature=float(settings.env("EMOJUDGE_JUDGE_TEMPERATURE", "0.3")),
+        scope=settings.env("EMOJUDGE_JUDGE_SCOPE", "all"),
+        splits=settings.env("EMOJUDGE_JUDGE_SPLITS", "development,test,unsplit"),
+        model_cache=str(settings.emojudge_home() / "models" / "judge"),
+    )

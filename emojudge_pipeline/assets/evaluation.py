@@ -20,7 +20,7 @@ def _headline_split(metrics: pd.DataFrame) -> str:
 
 @dg.asset(
     partitions_def=eval_sets_partitions,
-    deps=["fused_predictions"],
+    deps=["fused_predictions", "predictions"],
     group_name="evaluation",
     pool=WAREHOUSE_POOL,
     kinds={"duckdb"},

@@ -1,0 +1,215 @@
+"""Refinement: the LLM judge over fused predictions (table llm_judgments) and the final labels (predictions).
+
+Judgments are identified by custom_id (eval set + utterance + hash of prompt, judge model and temperature): an
+answered judgment is reused, never asked (or paid for) twice; a new prompt template or model is a new judgment.
+"""
+
+import dagster as dg
+import pandas as pd
+
+from emojudge_models import warehouse
+from emojudge_models.judge import (
+    TEMPLATE_SHA256,
+    BatchesStillRunning,
+    JudgeInput,
+    JudgeResult,
+    build_requests,
+    estimate_cost,
+    select_for_scope,
+)
+from emojudge_models.judge.duckdb_ledger import DuckDBBatchLedger
+from emojudge_pipeline.assets.common import WAREHOUSE_POOL, markdown_preview
+from emojudge_pipeline.partitions import eval_sets_partitions
+from emojudge_pipeline.resources import JudgeResource, WarehouseResource
+
+
+def _inputs(rows: pd.DataFrame, eval_set: str) -> list[JudgeInput]:
+    def text(value) -> str | None:
+        return value if isinstance(value, str) else None
+
+    return [
+        JudgeInput(
+            eval_set=eval_set,
+            utterance_id=r.utterance_id,
+            transcript=text(r.transcript) or "",
+            speaker_id=text(r.speaker_id),
+            gender=text(r.gender),
+            prosody_description=text(r.prosody_description) or "no prosody description available",
+            fused_label=r.fused_label,
+            fused_probability=float(r.fused_probability),
+            audio_label=text(r.audio_label),
+            text_label=text(r.text_label),
+        )
+        for r in rows.itertuples()
+    ]
+
+
+def _judgment_row(result: JudgeResult, config, context_row, run_id: str) -> dict:
+    decision = result.decide(config.threshold)
+    judgment = result.judgment
+    return {
+        "utterance_id": result.request.utterance_id,
+        "custom_id": result.custom_id,
+        "backend": config.backend,
+        "judge_model": config.model,
+        "temperature": config.temperature,
+        "threshold": config.threshold,
+        "prompt_template_sha256": TEMPLATE_SHA256,
+        "prompt_sha256": result.request.prompt_sha256,
+        "fusion_model_key": context_row.fusion_model_key,
+        "prosody_version": context_row.prosody_version,
+        "batch_id": result.batch_id,
+        "request_json": result.request.request_json,
+        "response_json": result.response_json,
+        "fused_label": result.request.fused_label,
+        "label": judgment.label if judgment else None,
+        "confidence": judgment.confidence if judgment else None,
+        "rationale": judgment.rationale if judgment else None,
+        "accepted": decision.accepted,
+        "answered": result.answered,
+        "error": decision.error,
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "requested_at": result.requested_at,
+        "completed_at": result.completed_at,
+        "run_id": run_id,
+    }
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            "llm_judgments",
+            deps=["fused_predictions", "prosody"],
+            kinds={"openai", "duckdb"},
+            description="One row per LLM judgment with the request, raw answer, parsed label, confidence "
+            "and the keys of everything it saw.",
+        ),
+        dg.AssetSpec(
+            "predictions",
+            deps=["fused_predictions"],
+            kinds={"duckdb"},
+            description="Fused, refined and final label per utterance, linked to its judgment.",
+        ),
+    ],
+    partitions_def=eval_sets_partitions,
+    group_name="refinement",
+    pool=WAREHOUSE_POOL,
+)
+def refinement(context: dg.AssetExecutionContext, warehouse_db: WarehouseResource, judge: JudgeResource):
+    eval_set = context.partition_key
+    run_id = context.run.run_id
+    config = judge.config()
+    with warehouse_db.connect() as con:
+        rows = con.execute(warehouse.sql_text("judge/judge_inputs.sql"), [eval_set]).df()
+    rows["split"] = rows["split"].fillna("unsplit")
+    in_splits = rows[rows["split"].isin(judge.judged_splits())]
+    inputs = select_for_scope(_inputs(in_splits, eval_set), judge.scope)
+    requests = build_requests(inputs, config)
+    by_utterance = rows.set_index("utterance_id")
+    with warehouse_db.connect() as con:
+        stored = con.execute(warehouse.sql_text("judge/answered_judgments.sql"), [[r.custom_id for r in requests]]).df()
+    reused_ids = set(stored["custom_id"])
+    todo = [r for r in requests if r.custom_id not in reused_ids]
+    context.log.info(
+        f"{len(requests)} judgments in scope: {len(reused_ids)} stored, {len(todo)} to ask "
+        f"({config.backend}, {config.model})"
+    )
+    results: list[JudgeResult] = []
+    if todo:
+        ledger = DuckDBBatchLedger(warehouse_db.connect, eval_set, config.judge_key, run_id)
+        try:
+            with judge.session(ledger) as ask:
+                results = ask(todo)
+        except BatchesStillRunning as running:
+            raise dg.Failure(
+                f"OpenAI batches still running ({', '.join(running.batch_ids)}); their ids are in "
+                "judge_batches: materialise again later to resume them without paying twice"
+            ) from None
+    new_rows = pd.DataFrame(
+        [_judgment_row(r, config, by_utterance.loc[r.request.utterance_id], run_id) for r in results]
+    )
+    with warehouse_db.connect() as con:
+        con.execute("BEGIN")
+        con.execute(warehouse.sql_text("judge/delete_judgments.sql"), [[r.custom_id for r in results]])
+        if len(new_rows):
+            warehouse.insert_frame(con, "llm_judgments", new_rows.assign(eval_set=eval_set))
+        con.execute("COMMIT")
+        judged = con.execute(warehouse.sql_text("judge/answered_judgments.sql"), [[r.custom_id for r in requests]]).df()
+        judged = pd.concat(
+            [judged, new_rows[~new_rows["custom_id"].isin(judged["custom_id"])]] if len(new_rows) else [judged]
+        ).set_index("utterance_id")
+        predictions = _predictions(rows, judged, run_id)
+        warehouse.replace_partition(con, "predictions", eval_set, predictions)
+    tokens_in = int(new_rows["prompt_tokens"].fillna(0).sum()) if len(new_rows) else 0
+    tokens_out = int(new_rows["completion_tokens"].fillna(0).sum()) if len(new_rows) else 0
+    cost = estimate_cost(config.model, tokens_in, tokens_out, batch=config.backend == "openai-batch")
+    errors = int(new_rows["error"].notna().sum()) if len(new_rows) else 0
+    yield dg.MaterializeResult(
+        asset_key="llm_judgments",
+        metadata={
+            "backend": config.backend,
+            "judge_model": config.model,
+            "threshold": config.threshold,
+            "temperature": config.temperature,
+            "scope": judge.scope,
+            "prompt_template_sha256": TEMPLATE_SHA256,
+            "requests_in_scope": len(requests),
+            "reused": len(reused_ids),
+            "sent": len(todo),
+            "answered": int(new_rows["answered"].sum()) if len(new_rows) else 0,
+            "errors": errors,
+            "tokens_in": tokens_in,
+            "tokens_out": tokens_out,
+            "estimated_cost_usd": dg.MetadataValue.float(cost) if cost is not None else "unknown price",
+            "examples": markdown_preview(
+                new_rows[["utterance_id", "fused_label", "label", "confidence", "accepted", "error"]]
+                if len(new_rows)
+                else new_rows
+            ),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key="predictions",
+        metadata={
+            "rows": len(predictions),
+            "judged": int(predictions["judgment_custom_id"].notna().sum()),
+            "changed_by_judge": int(predictions["changed"].sum()),
+            "dagster/row_count": len(predictions),
+        },
+    )
+
+
+def _predictions(rows: pd.DataFrame, judged: pd.DataFrame, run_id: str) -> pd.DataFrame:
+    """Final label per fused prediction: the judge's where it was judged and accepted, else the fused one."""
+    out = []
+    for r in rows.itertuples():
+        refined, custom = None, None
+        if r.utterance_id in judged.index:
+            judgment = judged.loc[r.utterance_id]
+            custom = judgment["custom_id"]
+            refined = judgment["label"] if bool(judgment["accepted"]) else r.fused_label
+        final = refined or r.fused_label
+        out.append(
+            {
+                "utterance_id": r.utterance_id,
+                "fused_label": r.fused_label,
+                "refined_label": refined,
+                "final_label": final,
+                "changed": final != r.fused_label,
+                "judgment_custom_id": custom,
+                "run_id": run_id,
+            }
+        )
+    return pd.DataFrame(
+        out,
+        columns=[
+            "utterance_id",
+            "fused_label",
+            "refined_label",
+            "final_label",
+            "changed",
+            "judgment_custom_id",
+            "run_id",
+        ],
+    )

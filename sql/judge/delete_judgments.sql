@@ -1,0 +1,1 @@
+DELETE FROM llm_judgments WHERE list_contains(?, custom_id)

@@ -162,7 +162,8 @@ class JudgeResource(dg.ConfigurableResource):
                 yield ChatJudge(server.base_url, max_workers=1, require_api_key=False).judge
 
 
-def default_judge(profile_judge: str = "local") -> JudgeResource:
+def default_judge() -> JudgeResource:
+    profile_judge = resolve(settings.env("EMOJUDGE_PROFILE", "local")).judge
     return JudgeResource(
         backend=settings.env("EMOJUDGE_JUDGE", profile_judge),
         model=settings.env("EMOJUDGE_JUDGE_MODEL", ""),

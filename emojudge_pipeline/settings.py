@@ -8,7 +8,7 @@
 | EMOJUDGE_TEXT_ENCODER | profile's | minilm, hf:<model id or path>[@revision], or JSON {"kind": ...} |
 | EMOJUDGE_TEXT_TRAINING | profile's | head (a head on cached text vectors, CPU) or finetune (the whole text encoder) |
 | EMOJUDGE_DEVICE | auto | auto (cuda when available), cpu, cuda, cuda:1 ... |
-| EMOJUDGE_BATCH_SECONDS | 100 | padded audio per encoder forward pass (about 1000 for WavLM-Large bf16 on an 80 GB GPU) |
+| EMOJUDGE_BATCH_SECONDS | 100 | padded audio per encoder forward pass (~1000 for WavLM-Large bf16 on an 80 GB GPU) |
 | EMOJUDGE_PITCH_TRACKER | yin | prosody pitch tracker: yin (fast) or pyin (the paper's, slow) |
 | EMOJUDGE_AUDIO_POOLING | auto | attentive, meanstd, or auto (train both, keep the better development score) |
 | EMOJUDGE_MAX_EPOCHS, EMOJUDGE_PATIENCE | 40, 8 | head training length and early-stopping patience |
@@ -17,13 +17,13 @@
 | EMOJUDGE_TRAIN_SETS | demo | comma-separated evaluation sets whose train/development splits train the models |
 | EMOJUDGE_MAX_DURATION_S | 60 | clips longer than this are rejected at ingest |
 | EMOJUDGE_DEMO_DATA | (generated) | a manifest.csv the demo ingests instead of the synthetic corpus |
-| EMOJUDGE_JUDGE | local | local, openai-chat or openai-batch |
+| EMOJUDGE_JUDGE | profile's | local, openai-chat or openai-batch |
 | EMOJUDGE_JUDGE_MODEL | backend's | judge model id |
 | EMOJUDGE_JUDGE_BASE_URL | (OpenAI) | endpoint for openai-chat / openai-batch |
 | EMOJUDGE_JUDGE_THRESHOLD | 0.8 | the judge may change a label only at or above this confidence |
 | EMOJUDGE_JUDGE_TEMPERATURE | 0.3 | sampling temperature of the judge |
 | EMOJUDGE_JUDGE_SCOPE | all | all predictions in the judged splits, or only disagreements between audio and text |
-| EMOJUDGE_JUDGE_SPLITS | development,test,unsplit | which splits the judge sees (unsplit: sets without splits, e.g. inbox) |
+| EMOJUDGE_JUDGE_SPLITS | development,test,unsplit | splits the judge sees (unsplit: sets without splits) |
 | OPENAI_API_KEY | - | read from the environment only, never stored |
 """
 

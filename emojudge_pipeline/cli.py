@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 
 from emojudge_models import warehouse
 from emojudge_models.corpus import FORMATS, detect_format
@@ -62,8 +63,9 @@ def materialize(name: str, train: bool | None = None) -> None:
     Training assets run too when ``name`` is one of EMOJUDGE_TRAIN_SETS (or ``train`` is True); otherwise the set is
     scored by the models already registered.
     """
-    from emojudge_pipeline.definitions import defs
+    from emojudge_pipeline.definitions import build_definitions
 
+    defs = build_definitions()
     inst = instance()
     if not inst.has_dynamic_partition(EVAL_SETS_PARTITION, name):
         raise SystemExit(f"error: evaluation set {name!r} is not registered: emojudge eval-set add {name} PATH")
@@ -90,6 +92,11 @@ def demo() -> None:
     path = warehouse.warehouse_path(home)
     with warehouse.connect(home, read_only=True) as con:
         print(warehouse.query_df(con, "queries/demo_summary.sql").to_string(index=False))
+        print("\nF1-macro and accuracy per stage (columns) and split:")
+        print(con.execute(warehouse.sql_text("examples/stage_summary.sql")).df().to_string(index=False))
+        print("\nTranscripts next to their predictions:")
+        with pd.option_context("display.max_colwidth", 40, "display.width", 200):
+            print(warehouse.query_df(con, "queries/demo_predictions.sql", ["demo"]).to_string(index=False))
     print(f"\nWarehouse: {path}")
     print(f'Try:       duckdb -readonly {path} "$(cat sql/examples/per_class_f1.sql)"')
     print(

@@ -1,0 +1,1 @@
+SELECT name FROM eval_sets ORDER BY name

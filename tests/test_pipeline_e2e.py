@@ -1,0 +1,149 @@
+"""End to end through the real Dagster job (the `emojudge materialize` path) on the generated demo corpus.
+
+Weight-free acoustic frames, a tiny RoBERTa text encoder built from a config, short head training, and the
+openai-chat judge against the scripted local OpenAI-compatible server. Asserts rows, lineage, reuse on rerun,
+asset checks, and that every sql/examples/*.sql returns rows.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from batch_api_server import FakeOpenAIServer, judgment_reply, keep_prediction, user_message
+from emojudge_models import warehouse
+from emojudge_models.demo_corpus import write_demo_corpus
+from emojudge_models.encoders.tiny import save_tiny_roberta
+from emojudge_pipeline import cli
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "sql" / "examples").glob("*.sql"))
+
+
+def judge_changes_sad_clips(body: dict, call: int):
+    """The scripted judge: confidently relabels clips whose fused label is sad as fear; agrees otherwise."""
+    if "Predicted emotion: sad" in user_message(body):
+        return judgment_reply("fear", 0.95)
+    return keep_prediction(body, call)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("e2e")
+    home = root / "home"
+    manifest = write_demo_corpus(root / "corpus")
+    sentences = [line.split(",")[3] for line in manifest.read_text().splitlines()[1:]]
+    text_model = save_tiny_roberta(root / "tiny-roberta", sentences)
+    env = {
+        "EMOJUDGE_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "EMOJUDGE_PROFILE": "acoustic",
+        "EMOJUDGE_TEXT_ENCODER": json.dumps({"kind": "hf", "model": str(text_model)}),
+        "EMOJUDGE_MAX_EPOCHS": "4",
+        "EMOJUDGE_PATIENCE": "2",
+        "EMOJUDGE_AUDIO_POOLING": "attentive",
+        "EMOJUDGE_JUDGE": "openai-chat",
+        "OPENAI_API_KEY": "sk-test-e2e",
+    }
+    with pytest.MonkeyPatch.context() as patch, FakeOpenAIServer(judge_changes_sad_clips, max_lifetime_s=600) as api:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        patch.setenv("EMOJUDGE_JUDGE_BASE_URL", api.base_url)
+        cli.add_eval_set("demo", manifest, "manifest")
+        cli.materialize("demo", train=True)
+        first_calls = len(api.chat_bodies)
+        with warehouse.connect(home, read_only=True) as con:
+            first_counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in COUNTED}
+        cli.materialize("demo", train=True)
+        second_calls = len(api.chat_bodies) - first_calls
+        yield home, first_calls, second_calls, first_counts
+
+
+COUNTED = (
+    "utterances",
+    "rejected_inputs",
+    "feature_index",
+    "logits",
+    "fused_predictions",
+    "prosody",
+    "llm_judgments",
+    "predictions",
+    "metrics",
+    "model_registry",
+)
+
+
+def test_every_table_is_filled(demo_run) -> None:
+    home, first_calls, _, counts = demo_run
+    assert counts["utterances"] == 144
+    assert counts["rejected_inputs"] == 6
+    assert counts["feature_index"] == 2 * 144
+    assert counts["logits"] == 4 * 144
+    assert counts["fused_predictions"] == 2 * 144
+    assert counts["prosody"] == 144
+    assert counts["predictions"] == 144
+    assert counts["model_registry"] == 6
+    with warehouse.connect(home, read_only=True) as con:
+        judged_splits = con.execute("SELECT count(*) FROM utterances WHERE split IN ('development', 'test')").fetchone()
+    assert counts["llm_judgments"] == judged_splits[0] == first_calls
+
+
+def test_rerun_is_idempotent_and_reuses_judgments(demo_run) -> None:
+    home, _, second_calls, counts = demo_run
+    assert second_calls == 0
+    with warehouse.connect(home, read_only=True) as con:
+        for table, first in counts.items():
+            assert con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == first, table
+
+
+def test_acceptance_rule_and_lineage(demo_run) -> None:
+    home = demo_run[0]
+    with warehouse.connect(home, read_only=True) as con:
+        rows = con.execute("""
+            SELECT j.fused_label, j.label, j.accepted, p.final_label, p.changed, j.prompt_template_sha256,
+                   j.fusion_model_key, m.kind, u.audio_sha256
+            FROM predictions p
+            JOIN llm_judgments j ON j.custom_id = p.judgment_custom_id
+            JOIN model_registry m ON m.model_key = j.fusion_model_key
+            JOIN utterances u ON u.eval_set = p.eval_set AND u.utterance_id = p.utterance_id
+        """).fetchall()
+    assert rows
+    for fused, label, accepted, final, changed, template_sha, _, kind, sha in rows:
+        assert kind == "fusion" and len(template_sha) == 64 and len(sha) == 64
+        if fused == "sad":
+            assert (label, accepted, final, changed) == ("fear", True, "fear", True)
+        else:
+            assert not accepted and final == fused and not changed
+
+
+def test_refined_stage_and_judge_counts_in_metrics(demo_run) -> None:
+    home = demo_run[0]
+    with warehouse.connect(home, read_only=True) as con:
+        stages = {r[0] for r in con.execute("SELECT DISTINCT stage FROM v_metrics").fetchall()}
+        changed = con.execute("SELECT value FROM v_metrics WHERE split = 'all' AND metric = 'judge_changed'").fetchone()
+        n_changed = con.execute("SELECT count(*) FROM predictions WHERE changed").fetchone()[0]
+    assert stages == {"audio", "text", "fused", "refined"}
+    assert changed[0] == n_changed
+
+
+def test_asset_checks_ran_and_passed(demo_run) -> None:
+    instance = cli.instance()
+    records = instance.get_run_records()
+    assert records and all(r.dagster_run.is_success for r in records)
+    from dagster import AssetCheckKey, AssetKey
+
+    key = AssetCheckKey(AssetKey("fused_predictions"), "fused_predictions_well_formed")
+    evaluation = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
+    assert evaluation.status.value == "SUCCEEDED"
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_query_returns_rows(demo_run, example: Path) -> None:
+    home = demo_run[0]
+    con = duckdb.connect(str(warehouse.warehouse_path(home)), read_only=True)
+    try:
+        assert con.execute(example.read_text()).fetchall(), example.name
+    finally:
+        con.close()

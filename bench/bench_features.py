@@ -243,7 +243,7 @@ def large_benchmark(args: argparse.Namespace) -> None:
         f"device: {device_name}; model: WavLM-Large architecture (random weights), dtype policy auto "
         f"({encoder.compute_dtype}), batch_seconds={args.batch_seconds}"
     )
-    print(f"audio: {len(durations)} synthetic clips, {total_audio / 3600:.2f} h")
+    print(f"audio: {len(durations)} synthetic clips, {total_audio:.0f} s ({total_audio / 3600:.2f} h)")
     print(
         f"model only : {model_speed:,.0f} s of audio per s ({flops_per_audio_second / 1e9:.1f} GFLOP per audio s, "
         f"{achieved_tflops:.0f} TFLOP/s" + (f" = {achieved_tflops / peak:.1%} of {peak:g} bf16 peak)" if peak else ")")

@@ -38,19 +38,26 @@ ENCODER_RUNS = [
     {"window": window, "batch_size": batch_size} for window in ("clip", "full") for batch_size in (1, 4, 8, 16)
 ] + [{"window": "clip", "batch_size": 8, "cpu_threads": 2}]
 ASR_RUNS = [
-    {"batch_size": 1},
-    {"batch_size": 2},
-    {"batch_size": 4},
-    {"batch_size": 8},
-    {"batch_size": 2, "cpu_threads": 2},
-    {"batch_size": 2, "beam_size": 1},
-    {"batch_size": 8, "window_s": 15.0},
-    {"batch_size": 8, "window_s": 10.0},
+    {"window_s": 15.0, "batch_size": 4},
+    {"window_s": 15.0, "batch_size": 2},
+    {"window_s": 15.0, "batch_size": 8},
+    {"window_s": 15.0, "batch_size": 4, "beam_size": 1},
+    {"window_s": 10.0, "batch_size": 4},
+    {"window_s": 20.0, "batch_size": 4},
+    {"window_s": 30.0, "batch_size": 1},
+    {"window_s": 30.0, "batch_size": 2},
+    {"window_s": 30.0, "batch_size": 8},
 ]
 
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process, all threads: less sensitive than wall time to other load."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def build_episode(
@@ -77,20 +84,30 @@ def run_encoder(config: dict, data: Path) -> dict:
     waves = [load_wave(data / path) for path in manifest["path"]]
     encoder = WhisperCT2Encoder(**config)
     encoder.encode_batch(waves[:2])
-    started = time.perf_counter()
+    rss_before = peak_rss_mib()
+    started, cpu_started = time.perf_counter(), cpu_seconds()
     encoder.encode_batch(waves)
-    seconds = time.perf_counter() - started
+    seconds, cpu_s = time.perf_counter() - started, cpu_seconds() - cpu_started
     audio_s = sum(len(wave) for wave in waves) / TARGET_SR
-    return {"clips": len(waves), "audio_s": audio_s, "wall_s": seconds, "speed_x": audio_s / seconds}
+    return {
+        "clips": len(waves),
+        "audio_s": audio_s,
+        "wall_s": seconds,
+        "speed_x": audio_s / seconds,
+        "cpu_per_audio_s": cpu_s / audio_s,
+        "rss_before_mib": rss_before,
+    }
 
 
 def run_asr(config: dict, data: Path, minutes: float) -> dict:
     manifest = pd.read_csv(data / "manifest.csv")
     episode, segments, sentences = build_episode(manifest, data, minutes)
     asr = WhisperASR(**config)
-    started = time.perf_counter()
+    asr.transcribe_clips([episode[: TARGET_SR * 2]])
+    rss_before = peak_rss_mib()
+    started, cpu_started = time.perf_counter(), cpu_seconds()
     texts = asr.transcribe_segments(episode, segments)
-    seconds = time.perf_counter() - started
+    seconds, cpu_s = time.perf_counter() - started, cpu_seconds() - cpu_started
     errors = [word_error_rate(sentence, text) for sentence, text in zip(sentences, texts, strict=True)]
     recovered = sum(error <= RECOVERED_MAX_WER for error in errors)
     misses = [(s, t) for s, t, e in zip(sentences, texts, errors, strict=True) if e > RECOVERED_MAX_WER]
@@ -99,6 +116,8 @@ def run_asr(config: dict, data: Path, minutes: float) -> dict:
         "segments": len(segments),
         "wall_s": seconds,
         "rtf_x": len(episode) / TARGET_SR / seconds,
+        "cpu_per_audio_s": cpu_s / (len(episode) / TARGET_SR),
+        "rss_before_mib": rss_before,
         "recovered": recovered,
         "mean_wer": float(np.mean(errors)),
         "misses": misses[:3],
@@ -145,16 +164,26 @@ def main() -> None:
         print(json.dumps(result | {"peak_rss_mib": peak_rss_mib()}))
         return
 
-    cpu = platform.processor() or platform.machine()
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        platform.machine(),
+    )
     print(f"machine: {os.cpu_count()} CPUs ({cpu}), {platform.platform()}; load average (1 min) before/after each run")
     if args.part in ("encoder", "all"):
-        print("\n| encoder config | clips | audio s | wall s | audio s per s | peak RSS MiB | load |")
-        print("| --- | --- | --- | --- | --- | --- | --- |")
+        print(
+            "\n| encoder config | clips | audio s | wall s | audio s per s | CPU s per audio s "
+            "| RSS before / peak MiB | load |"
+        )
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
         for config in ENCODER_RUNS:
             r = run_in_subprocess("encoder", config, args)
             print(
                 f"| {describe(config)} | {r['clips']} | {r['audio_s']:.0f} | {r['wall_s']:.1f} | {r['speed_x']:.1f}x "
-                f"| {r['peak_rss_mib']:.0f} | {r['load']} |",
+                f"| {r['cpu_per_audio_s']:.4f} | {r['rss_before_mib']:.0f} / {r['peak_rss_mib']:.0f} | {r['load']} |",
                 flush=True,
             )
     if args.part in ("asr", "all"):
@@ -162,17 +191,18 @@ def main() -> None:
             "\n| ASR config | episode s | segments | wall s | real time | recovered | mean WER | peak RSS MiB | load |"
         )
         print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        misses = []
         for config in ASR_RUNS:
             r = run_in_subprocess("asr", config, args)
             share = r["recovered"] / r["segments"]
             print(
                 f"| {describe(config)} | {r['episode_s']:.0f} | {r['segments']} | {r['wall_s']:.1f} "
-                f"| {r['rtf_x']:.1f}x | {r['recovered']}/{r['segments']} ({share:.1%}) | {r['mean_wer']:.3f} "
-                f"| {r['peak_rss_mib']:.0f} | {r['load']} |",
+                f"| {r['rtf_x']:.1f}x | {r['cpu_per_audio_s']:.4f} | {r['recovered']}/{r['segments']} ({share:.1%}) "
+                f"| {r['mean_wer']:.3f} | {r['rss_before_mib']:.0f} / {r['peak_rss_mib']:.0f} | {r['load']} |",
                 flush=True,
             )
-            if r["misses"]:
-                print(f"<!-- misses: {r['misses']} -->", flush=True)
+            misses.append(f"{describe(config)}: {r['misses']}")
+        print("\nfirst misses (manifest sentence, transcript):\n" + "\n".join(misses))
 
 
 if __name__ == "__main__":

@@ -74,7 +74,13 @@ def materialize(name: str, train: bool | None = None) -> None:
     if train is None:
         train = name in settings.train_sets()
     selection = [key for key in graph.get_all_asset_keys() if train or graph.get(key).is_partitioned]
-    result = job.execute_in_process(instance=inst, partition_key=name, asset_selection=selection, raise_on_error=False)
+    result = job.execute_in_process(
+        instance=inst,
+        partition_key=name,
+        asset_selection=selection,
+        run_config={"loggers": {"console": {"config": {"log_level": settings.env("EMOJUDGE_LOG_LEVEL", "INFO")}}}},
+        raise_on_error=False,
+    )
     if not result.success:
         raise SystemExit(f"error: materialising {name} failed; see the run {result.run_id} in the Dagster UI")
     print(f"materialised {len(selection)} assets for {name} (run {result.run_id})")
@@ -108,7 +114,8 @@ def demo() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    for noisy in ("alembic", "httpx", "httpx2", "openai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     parser = argparse.ArgumentParser(prog="emojudge", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     eval_set = commands.add_parser("eval-set", help="register and list evaluation sets")

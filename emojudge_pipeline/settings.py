@@ -24,6 +24,7 @@
 | EMOJUDGE_JUDGE_TEMPERATURE | 0.3 | sampling temperature of the judge |
 | EMOJUDGE_JUDGE_SCOPE | all | all predictions in the judged splits, or only disagreements between audio and text |
 | EMOJUDGE_JUDGE_SPLITS | development,test,unsplit | splits the judge sees (unsplit: sets without splits) |
+| EMOJUDGE_LOG_LEVEL | INFO | console log level of `emojudge materialize` runs |
 | OPENAI_API_KEY | - | read from the environment only, never stored |
 """
 

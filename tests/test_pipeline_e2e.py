@@ -12,8 +12,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
 from batch_api_server import FakeOpenAIServer, judgment_reply, keep_prediction, user_message
+
 from emojudge_models import warehouse
 from emojudge_models.demo_corpus import write_demo_corpus
 from emojudge_models.encoders.tiny import save_tiny_roberta

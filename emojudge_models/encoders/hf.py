@@ -1,13 +1,16 @@
 """Hugging Face speech and text encoders: any ``AutoModel`` checkpoint, by id or local path.
 
-Audio: WavLM, wav2vec2, HuBERT (``input_values`` + attention mask) and Whisper encoders (``input_features``,
-always padded to 30 s by the model's own feature extractor). Padded frames are cut off with the model's
-``_get_feat_extract_output_lengths`` so a clip's frames do not depend on the batch it lands in (exactly so for
-layer-norm convolution stacks such as WavLM-Large; group-norm stacks such as wav2vec2-base normalise over
-the padded signal in their first layer, so their frames move slightly with padding).
+Audio: wav2vec2-style models (WavLM, wav2vec2, HuBERT: ``input_values`` + sample mask, normalised on the device
+exactly as their ``Wav2Vec2FeatureExtractor`` would) and Whisper encoders (``input_features``, always padded to
+30 s by Whisper's own feature extractor). Padded frames are cut off with the model's
+``_get_feat_extract_output_lengths``, so a clip's frames do not depend on the batch it lands in (exactly so for
+layer-norm convolution stacks such as WavLM-Large; group-norm stacks such as wav2vec2-base normalise over the
+padded signal in their first layer, so their frames move slightly with padding). WavLM's attention runs through
+SDPA here (transformers has no SDPA path for it); other models get ``attn_implementation="sdpa"`` where supported.
 
-Compute dtype and device are deliberately not part of the ``spec``: bf16 and fp32 frames of the same model
-differ by less than the fp16 storage rounding and serve the same downstream heads.
+Device and compute dtype are deliberately not part of the ``spec``: bf16 and fp32 frames of one model differ by
+about the fp16 storage rounding and serve the same downstream heads. ``dtype="auto"``: bf16 autocast on CUDA
+(fp16 where bf16 is missing), fp32 on CPU; always under ``torch.inference_mode``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,14 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import AutoFeatureExtractor, AutoModel, AutoTokenizer, PreTrainedModel
+from torch.nn.utils import parametrize
+from transformers import (
+    AutoFeatureExtractor,
+    AutoModel,
+    AutoTokenizer,
+    PreTrainedModel,
+    Wav2Vec2FeatureExtractor,
+)
 from transformers.utils import cached_file, extract_commit_hash
 
 from emojudge_models.encoders.base import SAMPLE_RATE_HZ
@@ -147,6 +157,15 @@ def _use_sdpa_for_wavlm(model: torch.nn.Module) -> None:
             module.torch_multi_head_self_attention = types.MethodType(_wavlm_sdpa_self_attention, module)
 
 
+def _fold_parametrizations(model: torch.nn.Module) -> None:
+    """Bake weight-norm style parametrizations (WavLM/wav2vec2 positional conv) into plain weights: the same
+    values, without recomputing them on every forward pass."""
+    for module in model.modules():
+        if parametrize.is_parametrized(module):
+            for name in list(module.parametrizations.keys()):
+                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+
+
 def _hidden_state_indices(layers: LayerSelection, n_layers: int) -> tuple[int, ...] | str:
     """Non-negative ``hidden_states`` indices (0 = input embeddings, n_layers = last); "weighted-avg" as is."""
     if isinstance(layers, str):
@@ -220,7 +239,13 @@ class HFAudioEncoder:
         model = _load_model(model_name_or_path, revision)
         self.feature_extractor = AutoFeatureExtractor.from_pretrained(str(model_name_or_path), revision=revision)
         self.is_whisper = model.config.model_type == "whisper"
+        if not self.is_whisper and not isinstance(self.feature_extractor, Wav2Vec2FeatureExtractor):
+            raise ValueError(
+                f"{model_name_or_path}: {type(self.feature_extractor).__name__} is not a raw-waveform feature "
+                f"extractor; supported are wav2vec2-style models (WavLM, wav2vec2, HuBERT) and Whisper encoders"
+            )
         self.model = (model.get_encoder() if self.is_whisper else model).eval().to(self.device)
+        _fold_parametrizations(self.model)
         if model.config.model_type == "wavlm":
             _use_sdpa_for_wavlm(self.model)
         config = model.config
@@ -263,23 +288,35 @@ class HFAudioEncoder:
         lengths = self.model._get_feat_extract_output_lengths(torch.tensor(n_samples))
         return [max(0, min(n_frames_out, int(n))) for n in lengths]
 
+    def _waveform_inputs(self, pieces: list[np.ndarray]) -> dict[str, torch.Tensor]:
+        """Padded ``input_values`` and sample mask on the device, normalised as ``Wav2Vec2FeatureExtractor`` does
+        (per clip over its own samples, padding set to ``padding_value``), but on the device: the extractor's
+        per-clip numpy path costs ~0.6 s of CPU per 1000 s of audio, a GPU's whole budget at 2,000x real time."""
+        lengths = [len(p) for p in pieces]
+        padded = np.zeros((len(pieces), max(lengths)), dtype=np.float32)
+        for row, piece in enumerate(pieces):
+            padded[row, : len(piece)] = piece
+        values = torch.from_numpy(padded).to(self.device, non_blocking=True)
+        n_samples = torch.tensor(lengths, device=self.device)
+        mask = torch.arange(values.shape[1], device=self.device)[None, :] < n_samples[:, None]
+        if getattr(self.feature_extractor, "do_normalize", False):
+            count = n_samples[:, None].to(values.dtype)
+            mean = values.sum(dim=1, keepdim=True) / count
+            variance = ((values - mean).square() * mask).sum(dim=1, keepdim=True) / count
+            values = (values - mean) / torch.sqrt(variance + 1e-7)
+        values = torch.where(mask, values, float(getattr(self.feature_extractor, "padding_value", 0.0)))
+        inputs = {"input_values": values}
+        if self._passes_attention_mask:
+            inputs["attention_mask"] = mask.long()
+        return inputs
+
     def _forward(self, pieces: list[np.ndarray]) -> list[np.ndarray]:
         """One padded forward pass over ``pieces``; returns each piece's valid frames as float32."""
         if self.is_whisper:
-            inputs = self.feature_extractor(pieces, sampling_rate=SAMPLE_RATE_HZ, return_tensors="pt")
-            model_inputs = {"input_features": inputs["input_features"]}
+            features = self.feature_extractor(pieces, sampling_rate=SAMPLE_RATE_HZ, return_tensors="pt")
+            model_inputs = {"input_features": features["input_features"].to(self.device, non_blocking=True)}
         else:
-            inputs = self.feature_extractor(
-                pieces,
-                sampling_rate=SAMPLE_RATE_HZ,
-                padding=True,
-                return_attention_mask=True,
-                return_tensors="pt",
-            )
-            model_inputs = {"input_values": inputs["input_values"]}
-            if self._passes_attention_mask:
-                model_inputs["attention_mask"] = inputs["attention_mask"]
-        model_inputs = {name: tensor.to(self.device, non_blocking=True) for name, tensor in model_inputs.items()}
+            model_inputs = self._waveform_inputs(pieces)
         autocast = self.compute_dtype != torch.float32
         with (
             torch.inference_mode(),

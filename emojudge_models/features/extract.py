@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -117,12 +117,13 @@ def _load_clip(clip: Clip, max_duration_s: float) -> np.ndarray:
 
 
 def _check_frames(frames: np.ndarray, dim: int, max_abs: float = FLOAT16_MAX) -> str | None:
-    """Why an encoder output cannot be stored, or None when it can."""
+    """Why an encoder output cannot be stored, or None when it can (two passes, no temporaries)."""
     if frames.ndim != 2 or frames.shape[1] != dim or frames.shape[0] == 0:
         return f"encoder returned shape {frames.shape}, expected (n_frames >= 1, {dim})"
-    if not np.isfinite(frames).all():
+    low, high = float(frames.min()), float(frames.max())
+    if not (np.isfinite(low) and np.isfinite(high)):
         return "encoder output contains NaN or inf"
-    if float(np.abs(frames).max()) > max_abs:
+    if max(high, -low) > max_abs:
         return f"encoder output exceeds {max_abs:g}, the largest value the store keeps"
     return None
 
@@ -140,59 +141,83 @@ def _encode_guarded(encode: Callable[[list[Any]], Sequence[np.ndarray]], inputs:
         return [result for single in inputs for result in _encode_guarded(encode, [single])]
 
 
+@dataclass
+class _Processed:
+    """What the writer thread did with one batch: rejected clips, accepted clips, shards it completed."""
+
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    accepted: list[tuple[str, int, int]] = field(default_factory=list)
+    shards: list[tuple[list[str], list[StoredFrames], np.ndarray]] = field(default_factory=list)
+
+
 class _ShardWriter:
-    """Buffers encoded clips and writes each full shard on a worker thread while the model keeps running.
+    """Checks, converts to fp16, pools and writes encoder outputs on one worker thread, so the model's thread
+    only runs the model. Results return to the caller's thread, the only one touching DuckDB: a shard's
+    vectors are inserted once its file is renamed into place. At most ``max_pending`` batches wait."""
 
-    A shard's vectors go to DuckDB (on the caller's thread) only once its file is renamed into place.
-    """
-
-    def __init__(self, store: FeatureStore, key: str, flush_every: int, flush_bytes: int) -> None:
-        self._store, self._key = store, key
-        self._flush_every, self._flush_bytes = flush_every, flush_bytes
+    def __init__(
+        self, store: FeatureStore, key: str, dim: int, flush_every: int, flush_bytes: int, max_pending: int = 2
+    ) -> None:
+        self._store, self._key, self._dim = store, key, dim
+        self._flush_every, self._flush_bytes, self._max_pending = flush_every, flush_bytes, max_pending
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer")
+        self._jobs: deque[Future[_Processed]] = deque()
         self._buffer: list[tuple[str, np.ndarray]] = []
         self._vectors: list[np.ndarray] = []
         self._buffered_bytes = 0
-        self._pending: tuple[Future, list[str], np.ndarray] | None = None
         self.stored: dict[str, StoredFrames] = {}
 
-    def add(self, sha: str, frames: np.ndarray) -> None:
-        half = frames.astype(np.float16)
-        self._buffer.append((sha, half))
-        self._vectors.append(pooled_vector(frames))
-        self._buffered_bytes += half.nbytes
-        if len(self._buffer) >= self._flush_every or self._buffered_bytes >= self._flush_bytes:
-            self.flush()
+    def submit(self, batch: list[tuple[str, np.ndarray | str, int]]) -> list[_Processed]:
+        """Queue (content hash, frames or failure reason, n_samples) per clip; returns finished batches."""
+        self._jobs.append(self._pool.submit(self._process, batch, False))
+        return self._collect(keep=self._max_pending)
 
-    def _settle(self) -> None:
-        if self._pending is None:
-            return
-        future, hashes, vectors = self._pending
-        self._pending = None
-        stored = future.result()
-        self._store.remember(self._key, hashes, stored)
-        self._store.add_vectors(self._key, "audio", hashes, vectors)
-        self.stored.update(zip(hashes, stored, strict=True))
+    def finish(self) -> list[_Processed]:
+        """Write the last partial shard and return every outstanding result."""
+        self._jobs.append(self._pool.submit(self._process, [], True))
+        return self._collect(keep=0)
 
-    def flush(self) -> None:
-        self._settle()
-        if not self._buffer:
-            return
+    def _collect(self, keep: int) -> list[_Processed]:
+        finished = []
+        while len(self._jobs) > keep:
+            result = self._jobs.popleft().result()
+            for hashes, stored, vectors in result.shards:
+                self._store.remember(self._key, hashes, stored)
+                self._store.add_vectors(self._key, "audio", hashes, vectors)
+                self.stored.update(zip(hashes, stored, strict=True))
+            finished.append(result)
+        return finished
+
+    def _process(self, batch: list[tuple[str, np.ndarray | str, int]], flush: bool) -> _Processed:
+        result = _Processed()
+        for sha, output, n_samples in batch:
+            reason = output if isinstance(output, str) else _check_frames(output, self._dim)
+            if reason is not None:
+                result.failures.append((sha, reason))
+                continue
+            half = output.astype(np.float16)
+            self._buffer.append((sha, half))
+            self._vectors.append(pooled_vector(output))
+            self._buffered_bytes += half.nbytes
+            result.accepted.append((sha, output.shape[0], n_samples))
+            if len(self._buffer) >= self._flush_every or self._buffered_bytes >= self._flush_bytes:
+                result.shards.append(self._write())
+        if flush and self._buffer:
+            result.shards.append(self._write())
+        return result
+
+    def _write(self) -> tuple[list[str], list[StoredFrames], np.ndarray]:
         hashes = [sha for sha, _ in self._buffer]
-        future = self._pool.submit(self._store.write_shard, self._key, self._buffer)
-        self._pending = (future, hashes, np.stack(self._vectors))
+        stored = self._store.write_shard(self._key, self._buffer)
+        vectors = np.stack(self._vectors)
         self._buffer, self._vectors, self._buffered_bytes = [], [], 0
+        return hashes, stored, vectors
 
     def __enter__(self) -> _ShardWriter:
         return self
 
-    def __exit__(self, exc_type: object, *exc_info: object) -> None:
-        try:
-            if exc_type is None:
-                self.flush()
-                self._settle()
-        finally:
-            self._pool.shutdown(wait=True)
+    def __exit__(self, *exc_info: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _replace_partitions(
@@ -242,26 +267,35 @@ def extract_audio_features(
             leaders.setdefault(clip.audio_sha256, clip)
     batches = plan_batches(list(leaders.values()), lambda c: c.duration_s, batch_seconds)
     failed_by_sha: dict[str, str] = {}
+
+    def absorb(results: list[_Processed]) -> None:
+        for result in results:
+            failed_by_sha.update(result.failures)
+            for _, n_frames, n_samples in result.accepted:
+                report.computed += 1
+                report.frames += n_frames
+                report.audio_seconds += n_samples / SAMPLE_RATE_HZ
+
     done = 0
     with (
         BackgroundLoader(batches, lambda c: _load_clip(c, max_duration_s), decode_workers, prefetch_batches) as loader,
-        _ShardWriter(store, key, flush_every, flush_bytes) as writer,
+        _ShardWriter(store, key, active.dim, flush_every, flush_bytes) as writer,
     ):
         for loaded in loader:
             failed_by_sha.update((clip.audio_sha256, reason) for clip, reason in loaded.failures)
             outputs = _encode_guarded(active.encode_batch, loaded.waves) if loaded.waves else []
-            for clip, wave, output in zip(loaded.items, loaded.waves, outputs, strict=True):
-                reason = output if isinstance(output, str) else _check_frames(output, active.dim)
-                if reason is not None:
-                    failed_by_sha[clip.audio_sha256] = reason
-                    continue
-                writer.add(clip.audio_sha256, output)
-                report.computed += 1
-                report.frames += output.shape[0]
-                report.audio_seconds += len(wave) / SAMPLE_RATE_HZ
+            absorb(
+                writer.submit(
+                    [
+                        (clip.audio_sha256, output, len(wave))
+                        for clip, wave, output in zip(loaded.items, loaded.waves, outputs, strict=True)
+                    ]
+                )
+            )
             done += len(loaded.items) + len(loaded.failures)
             if on_progress is not None:
                 on_progress(done, len(leaders))
+        absorb(writer.finish())
     locations = {sha: stored[sha] for sha in cached_hashes} | writer.stored
     rows: dict[str, list[IndexRow]] = defaultdict(list)
     for clip in clip_list:

@@ -1,6 +1,6 @@
 """Frame-level features in fp16 Parquet shards, utterance vectors and the partition index in DuckDB.
 
-Layout under ``root`` (``$EMOJUDGE_HOME/features``): ``<encoder_key>/shard-<utc time>-<random>.parquet``, one row
+Layout under ``root`` (``$EMOJUDGE_HOME/features``): ``<encoder_key>/shard-<UTC time, µs>-<random>.parquet``, one row
 per clip content with columns
 
 - ``content_sha256`` (string): the clip's audio SHA-256, the cache identity together with the encoder key;
@@ -27,12 +27,12 @@ import itertools
 import json
 import logging
 import os
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -287,7 +287,8 @@ class FeatureStore:
         """Write (content hash, float16 frames) rows as one new shard; file I/O only, safe on a worker thread."""
         directory = self.root / key
         directory.mkdir(parents=True, exist_ok=True)
-        name = f"shard-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:12]}.parquet"
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        name = f"shard-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
         partial = directory / f".{name}.partial"
         table = _shard_table(entries)
         row_bytes = max(1, table.column("frames").nbytes // max(1, len(entries)))

@@ -1,0 +1,401 @@
+"""Speaker-independent F1-macro of every stage of the local profile on real RAVDESS speech (issues 4 and 12).
+
+Six folds by actor: the 12 actors, sorted, form 6 pairs; fold k tests on pair k, selects models (epochs, pooling,
+probe and fusion C) on pair k+1 (mod 6) and trains on the other 8 actors. Every clip is encoded once per encoder;
+heads, probes, fusion and the local judge are the library's, with the pipeline's settings (TrainConfig
+max_epochs=40, patience=8; text head with one hidden layer; fusion fit on train logits, C on development, refit on
+both). One seed per model, fixed.
+
+Run by hand: ``.venv/bin/python bench/bench_ravdess_accuracy.py [--judge-per-fold N] [--folds K] [--write]``;
+``--write`` replaces the "## RAVDESS speaker-independent accuracy" section of bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import os
+import platform
+import re
+import resource
+import statistics
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from emojudge_models.audio import load_wave
+from emojudge_models.encoders.factory import build_audio_encoder, build_text_encoder
+from emojudge_models.fusion import C_GRID, fit_categorical_fusion, fusion_features
+from emojudge_models.heads import HeadConfig
+from emojudge_models.judge import (
+    ChatJudge,
+    JudgeConfig,
+    JudgeInput,
+    LocalJudgeServer,
+    build_requests,
+    ensure_local_model,
+)
+from emojudge_models.labels import EMOTIONS, emotion_index
+from emojudge_models.metrics import categorical_metrics
+from emojudge_models.prosody import Thresholds, compute_prosody, describe
+from emojudge_models.training import (
+    HeadTrainingConfig,
+    TrainConfig,
+    predict_audio,
+    predict_vectors,
+    train_audio_head,
+    train_text_head,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared/data/ravdess-dev"
+RESULTS = REPO / "bench/RESULTS.md"
+SECTION = "## RAVDESS speaker-independent accuracy"
+
+AUDIO_ENCODERS: dict[str, dict[str, Any]] = {
+    "acoustic": {"kind": "acoustic"},
+    "whisper-clip": {"kind": "whisper-ct2", "window": "clip"},
+    "whisper-full": {"kind": "whisper-ct2", "window": "full"},
+}
+LOCAL_PROFILE_ENCODER = "whisper-clip"
+POOLINGS = ("attentive", "meanstd")
+N_FOLDS = 6
+SEED = 0
+ENCODE_CALL_CLIPS = 16
+TRAIN_CONFIG = TrainConfig(max_epochs=40, patience=8)
+
+
+@dataclass
+class Corpus:
+    rows: list[dict[str, str]]
+    waves: list[np.ndarray]
+    labels: np.ndarray
+    actors: np.ndarray
+
+    @property
+    def audio_seconds(self) -> float:
+        return sum(len(w) for w in self.waves) / 16_000
+
+
+@dataclass(frozen=True)
+class Fold:
+    index: int
+    test_actors: tuple[str, ...]
+    dev_actors: tuple[str, ...]
+    train: np.ndarray
+    dev: np.ndarray
+    test: np.ndarray
+
+
+@dataclass
+class Scores:
+    """Test F1-macro and accuracy per fold for each (stage, encoder, model) row of the table."""
+
+    f1: dict[tuple[str, str, str], list[float]] = field(default_factory=dict)
+    accuracy: dict[tuple[str, str, str], list[float]] = field(default_factory=dict)
+
+    def add(self, row: tuple[str, str, str], y_true: np.ndarray, y_pred: np.ndarray) -> float:
+        metrics = f1_and_accuracy(y_true, y_pred)
+        self.f1.setdefault(row, []).append(metrics[0])
+        self.accuracy.setdefault(row, []).append(metrics[1])
+        return metrics[0]
+
+
+def f1_and_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float]:
+    metrics = categorical_metrics([EMOTIONS[i] for i in y_true], [EMOTIONS[i] for i in y_pred])
+    return metrics["f1_macro"], metrics["accuracy"]
+
+
+def load_corpus(data: Path) -> Corpus:
+    rows = list(csv.DictReader((data / "manifest.csv").open()))
+    waves = [load_wave(data / row["path"]) for row in rows]
+    labels = np.array([emotion_index(row["emotion"]) for row in rows])
+    return Corpus(rows, waves, labels, np.array([row["speaker_id"] for row in rows]))
+
+
+def make_folds(actors: np.ndarray) -> list[Fold]:
+    """Pairs of sorted actors: pair k is the test set of fold k and the development set of fold k-1."""
+    names = sorted(set(actors))
+    if len(names) != 2 * N_FOLDS:
+        raise ValueError(f"expected {2 * N_FOLDS} actors for {N_FOLDS} folds of 2, found {len(names)}")
+    pairs = [tuple(names[2 * k : 2 * k + 2]) for k in range(N_FOLDS)]
+    folds = []
+    for k in range(N_FOLDS):
+        test, dev = pairs[k], pairs[(k + 1) % N_FOLDS]
+        in_test, in_dev = np.isin(actors, test), np.isin(actors, dev)
+        folds.append(
+            Fold(k, test, dev, np.flatnonzero(~in_test & ~in_dev), np.flatnonzero(in_dev), np.flatnonzero(in_test))
+        )
+    return folds
+
+
+def encode_audio(name: str, waves: list[np.ndarray], audio_seconds: float) -> tuple[list[np.ndarray], float, float]:
+    """Frames of every clip, and the encoder's x real time in wall-clock and in CPU time (all threads)."""
+    encoder = build_audio_encoder(AUDIO_ENCODERS[name])
+    frames: list[np.ndarray] = []
+    wall, cpu = time.perf_counter(), time.process_time()
+    for start in range(0, len(waves), ENCODE_CALL_CLIPS):
+        frames += encoder.encode_batch(waves[start : start + ENCODE_CALL_CLIPS])
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    print(f"encoded {name}: {frames[0].shape[1]} dims, {audio_seconds / wall:.1f}x real time (wall)", flush=True)
+    return frames, audio_seconds / wall, audio_seconds / cpu
+
+
+def mean_std(frames: list[np.ndarray]) -> np.ndarray:
+    return np.stack([np.concatenate([f.mean(axis=0), f.std(axis=0)]) for f in frames])
+
+
+def probe_predictions(vectors: np.ndarray, labels: np.ndarray, fold: Fold) -> np.ndarray:
+    """Standardised logistic regression on train, C chosen by development F1-macro; test predictions."""
+    best: tuple[float, Any] | None = None
+    for C in C_GRID:
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000, random_state=SEED))
+        model.fit(vectors[fold.train], labels[fold.train])
+        dev_f1 = f1_and_accuracy(labels[fold.dev], model.predict(vectors[fold.dev]))[0]
+        if best is None or dev_f1 > best[0]:
+            best = (dev_f1, model)
+    return best[1].predict(vectors[fold.test])
+
+
+def audio_head_logits(
+    frames: list[np.ndarray], labels: np.ndarray, fold: Fold, pooling: str
+) -> tuple[dict[str, np.ndarray], float]:
+    """Train/dev/test logits of an audio head trained on the fold, and its development F1-macro."""
+    items = [(f, int(y)) for f, y in zip(frames, labels, strict=True)]
+    config = HeadTrainingConfig(
+        head=HeadConfig(task="categorical", input_dim=frames[0].shape[1], pooling=pooling), train=TRAIN_CONFIG
+    )
+    result = train_audio_head([items[i] for i in fold.train], [items[i] for i in fold.dev], config, "cpu", SEED)
+    logits = {
+        split: predict_audio(
+            result.model, [frames[i] for i in indices], "cpu", lengths=[len(frames[i]) for i in indices]
+        )
+        for split, indices in (("train", fold.train), ("dev", fold.dev), ("test", fold.test))
+    }
+    return logits, result.dev_metric
+
+
+def text_head_logits(vectors: np.ndarray, labels: np.ndarray, fold: Fold) -> dict[str, np.ndarray]:
+    config = HeadTrainingConfig(
+        head=HeadConfig(task="categorical", input_dim=vectors.shape[1], pooling="none", n_hidden_layers=1),
+        train=TRAIN_CONFIG,
+    )
+    result = train_text_head(
+        vectors[fold.train],
+        labels[fold.train].tolist(),
+        vectors[fold.dev],
+        labels[fold.dev].tolist(),
+        config,
+        "cpu",
+        SEED,
+    )
+    return {
+        split: predict_vectors(result.model, vectors[indices], "cpu")
+        for split, indices in (("train", fold.train), ("dev", fold.dev), ("test", fold.test))
+    }
+
+
+def fused_probabilities(audio: dict[str, np.ndarray], text: dict[str, np.ndarray], labels: np.ndarray, fold: Fold):
+    model = fit_categorical_fusion(
+        fusion_features(audio["train"], text["train"]),
+        labels[fold.train],
+        fusion_features(audio["dev"], text["dev"]),
+        labels[fold.dev],
+        class_balanced=True,
+        fit_on="train+dev",
+    )
+    return model.predict_proba(fusion_features(audio["test"], text["test"]))
+
+
+@dataclass
+class JudgeTally:
+    judged: int = 0
+    errors: int = 0
+    changed: int = 0
+    right_to_wrong: int = 0
+    wrong_to_right: int = 0
+    seconds: list[float] = field(default_factory=list)
+    labels: Counter = field(default_factory=Counter)
+
+
+def refine(
+    judge: ChatJudge,
+    config: JudgeConfig,
+    corpus: Corpus,
+    fold: Fold,
+    prosody: list[Any],
+    fused: np.ndarray,
+    audio_pred: np.ndarray,
+    text_pred: np.ndarray,
+    per_fold: int,
+    tally: JudgeTally,
+) -> np.ndarray:
+    """Final labels of the fold's test clips: the judge's where it was asked and accepted, else the fused ones."""
+    thresholds = Thresholds.from_values([prosody[i] for i in fold.train])
+    fused_pred = fused.argmax(axis=1)
+    inputs = []
+    for position, i in enumerate(fold.test[:per_fold]):
+        row = corpus.rows[i]
+        inputs.append(
+            JudgeInput(
+                eval_set=f"ravdess-fold{fold.index}",
+                utterance_id=row["utterance_id"],
+                transcript=row["transcript"],
+                speaker_id=row["speaker_id"],
+                gender=row["gender"],
+                prosody_description=describe(prosody[i], thresholds),
+                fused_label=EMOTIONS[fused_pred[position]],
+                fused_probability=float(fused[position].max()),
+                audio_label=EMOTIONS[audio_pred[position]],
+                text_label=EMOTIONS[text_pred[position]],
+            )
+        )
+    final = fused_pred.copy()
+    for position, result in enumerate(judge.judge(build_requests(inputs, config))):
+        decision = result.decide(config.threshold)
+        truth = corpus.labels[fold.test[position]]
+        final[position] = emotion_index(decision.final_label)
+        tally.judged += 1
+        tally.errors += result.error is not None
+        tally.changed += decision.accepted
+        tally.right_to_wrong += fused_pred[position] == truth != final[position]
+        tally.wrong_to_right += fused_pred[position] != truth == final[position]
+        if result.completed_at is not None:
+            tally.seconds.append((result.completed_at - result.requested_at).total_seconds())
+        if result.judgment is not None:
+            tally.labels[result.judgment.label] += 1
+    return final
+
+
+def summary_row(stage: str, encoder: str, model: str, scores: Scores) -> str:
+    f1 = scores.f1[stage, encoder, model]
+    accuracy = scores.accuracy[stage, encoder, model]
+    return (
+        f"| {stage} | {encoder} | {model} | **{statistics.mean(f1):.3f}** | {min(f1):.3f} / {max(f1):.3f} | "
+        f"{statistics.mean(accuracy):.3f} | {' '.join(f'{v:.2f}' for v in f1)} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--folds", type=int, default=N_FOLDS, help="run only the first K folds (smoke runs)")
+    parser.add_argument("--judge-per-fold", type=int, default=28, help="test clips judged per fold (0: no judge)")
+    parser.add_argument("--judge-encoder", default=LOCAL_PROFILE_ENCODER, choices=sorted(AUDIO_ENCODERS))
+    parser.add_argument("--judge-cache", type=Path, default=Path("/tmp/emojudge-judge-cache"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    corpus = load_corpus(args.data)
+    folds = make_folds(corpus.actors)[: args.folds]
+    frames, speed = {}, {}
+    for name in AUDIO_ENCODERS:
+        frames[name], *speed[name] = encode_audio(name, corpus.waves, corpus.audio_seconds)
+    text_vectors = build_text_encoder({"kind": "minilm"}).encode_batch([row["transcript"] for row in corpus.rows])
+    prosody = [compute_prosody(w, row["transcript"]) for w, row in zip(corpus.waves, corpus.rows, strict=True)]
+    print(f"features ready after {time.perf_counter() - started:.0f} s", flush=True)
+
+    scores = Scores()
+    picked: Counter = Counter()
+    tally = JudgeTally()
+    judge_config = JudgeConfig.for_backend("local")
+    with contextlib.ExitStack() as stack:
+        judge = None
+        if args.judge_per_fold:
+            server = stack.enter_context(LocalJudgeServer(ensure_local_model(args.judge_cache), n_threads=args.threads))
+            judge = ChatJudge(server.base_url, max_workers=1, max_retries=0, timeout_s=600, require_api_key=False)
+        for fold in folds:
+            fold_started = time.perf_counter()
+            y_test = corpus.labels[fold.test]
+            text = text_head_logits(text_vectors, corpus.labels, fold)
+            scores.add(("text", "minilm", "head"), y_test, text["test"].argmax(axis=1))
+            for name in AUDIO_ENCODERS:
+                scores.add(
+                    ("audio", name, "probe"), y_test, probe_predictions(mean_std(frames[name]), corpus.labels, fold)
+                )
+                heads = {pooling: audio_head_logits(frames[name], corpus.labels, fold, pooling) for pooling in POOLINGS}
+                for pooling, (logits, _) in heads.items():
+                    scores.add(("audio", name, pooling), y_test, logits["test"].argmax(axis=1))
+                auto = max(POOLINGS, key=lambda pooling: heads[pooling][1])
+                picked[name, auto] += 1
+                audio = heads[auto][0]
+                scores.add(("audio", name, "auto"), y_test, audio["test"].argmax(axis=1))
+                fused = fused_probabilities(audio, text, corpus.labels, fold)
+                scores.add(("fused", name, "auto + text"), y_test, fused.argmax(axis=1))
+                if judge is not None and name == args.judge_encoder:
+                    final = refine(
+                        judge, judge_config, corpus, fold, prosody, fused,
+                        audio["test"].argmax(axis=1), text["test"].argmax(axis=1), args.judge_per_fold, tally,
+                    )  # fmt: skip
+                    scores.add(("refined", name, "auto + text + judge"), y_test, final)
+            summary = ", ".join(f"{'/'.join(k[1:])} {v[-1]:.2f}" for k, v in scores.f1.items())
+            print(
+                f"fold {fold.index} test {fold.test_actors} dev {fold.dev_actors}: {summary} "
+                f"({time.perf_counter() - fold_started:.0f} s)",
+                flush=True,
+            )
+
+    elapsed = time.perf_counter() - started
+    table = [
+        "| stage | encoder | model | F1-macro mean | min / max | accuracy mean | per fold |",
+        "|---|---|---|---|---|---|---|",
+        *(summary_row(*row, scores) for row in scores.f1),
+    ]
+    speed_lines = [f"| {name} | {wall:.1f} | {cpu:.1f} |" for name, (wall, cpu) in speed.items()]
+    auto_lines = ", ".join(
+        f"{name}: attentive {picked[name, 'attentive']} / meanstd {picked[name, 'meanstd']}" for name in AUDIO_ENCODERS
+    )
+    judge_line = (
+        f"Judge (Gemma 3 270M, threshold {judge_config.threshold}, {args.judge_encoder} fusion): {tally.judged} test "
+        f"clips judged, {tally.errors} errors, {tally.changed} labels changed, {tally.right_to_wrong} right->wrong, "
+        f"{tally.wrong_to_right} wrong->right; median {statistics.median(tally.seconds):.1f} s per judgment; "
+        f"judge labels {', '.join(f'{label} {n}' for label, n in tally.labels.most_common())}."
+        if tally.judged
+        else "Judge not run."
+    )
+    section = "\n".join(
+        [
+            SECTION,
+            "",
+            f"`bench/bench_ravdess_accuracy.py`, {date.today()}, {platform.processor() or platform.machine()}, "
+            f"{os.cpu_count()} CPUs shared with other work, no GPU; torch {torch.__version__}. {len(corpus.rows)} "
+            f"clips ({corpus.audio_seconds:.0f} s), {len(folds)} folds by actor (test 2 actors, development 2, "
+            f"train 8), seed {SEED}; heads: TrainConfig(max_epochs={TRAIN_CONFIG.max_epochs}, "
+            f"patience={TRAIN_CONFIG.patience}). Whole run {elapsed / 60:.1f} min, peak RSS "
+            f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB. F1-macro over the 7 RAVDESS "
+            "classes (chance about 0.14).",
+            "",
+            *table,
+            "",
+            f"`auto` = the pooling with the better development F1-macro, per fold ({auto_lines}). {judge_line}",
+            "",
+            "Encoder speed over the 168 clips, 16 clips per call (x real time):",
+            "",
+            "| encoder | wall clock | CPU time |",
+            "|---|---|---|",
+            *speed_lines,
+            "",
+        ]
+    )
+    print(section)
+    if args.write:
+        text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+        pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+        text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
+        RESULTS.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""The real Dagster command line and webserver load the code location and see the asset graph."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from emojudge_models import warehouse
+from emojudge_pipeline import cli
+
+REPO = Path(__file__).resolve().parents[1]
+DAGSTER = str(Path(sys.executable).with_name("dagster"))
+WEBSERVER = str(Path(sys.executable).with_name("dagster-webserver"))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_dagster_asset_materialize_cli(msp_corpus: Path, emojudge_home: Path) -> None:
+    cli.add_eval_set("msp-cli", msp_corpus, "msp")
+    done = subprocess.run(
+        [
+            DAGSTER,
+            "asset",
+            "materialize",
+            "-m",
+            "emojudge_pipeline",
+            "--select",
+            "utterances",
+            "--partition",
+            "msp-cli",
+        ],
+        cwd=REPO,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    with warehouse.connect(emojudge_home, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM utterances WHERE eval_set = 'msp-cli'").fetchone()[0] == 10
+
+
+def test_webserver_serves_the_asset_graph(emojudge_home: Path) -> None:
+    cli.instance()
+    port = _free_port()
+    server = subprocess.Popen(
+        [WEBSERVER, "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=REPO,
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    query = json.dumps({"query": "{ assetNodes { assetKey { path } groupName } }"}).encode()
+    try:
+        nodes = None
+        deadline = time.monotonic() + 120
+        while nodes is None and time.monotonic() < deadline and server.poll() is None:
+            try:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/graphql", data=query, headers={"Content-Type": "application/json"}
+                )
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    nodes = json.load(response)["data"]["assetNodes"]
+            except (OSError, KeyError, TypeError):
+                time.sleep(1)
+        assert nodes is not None, "webserver did not answer within 120 s"
+        keys = {"/".join(n["assetKey"]["path"]): n["groupName"] for n in nodes}
+        assert keys["utterances"] == "ingest" and keys["llm_judgments"] == "refinement"
+        assert {
+            "audio_features",
+            "text_features",
+            "logits",
+            "fused_predictions",
+            "prosody",
+            "evaluation",
+        } <= keys.keys()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -9,7 +9,8 @@ GPU: full-size WavLM-Large (random weights, built from its config) in bf16 on sy
 like lengths: seconds of audio per second for the model alone and for the whole pipeline (decoding, shards),
 and the fraction of the GPU's bf16 dense peak (FLOPs counted with torch's FlopCounterMode):
 
-    .venv/bin/python bench/bench_features.py --large --device cuda [--audio-hours 2] [--batch-seconds 1000]
+    .venv/bin/python bench/bench_features.py --large --device cuda --batch-seconds 1000 --workers 8 \
+        --write-workers 4 [--audio-hours 2]
 """
 
 from __future__ import annotations
@@ -237,6 +238,7 @@ def large_benchmark(args: argparse.Namespace) -> None:
             run_id="bench-large",
             batch_seconds=args.batch_seconds,
             decode_workers=args.workers,
+            write_workers=args.write_workers,
             prefetch_batches=4,
         )
     print(
@@ -262,6 +264,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--batch-seconds", type=float, default=60.0)
     parser.add_argument("--workers", type=int, default=2, help="audio decoding threads")
+    parser.add_argument("--write-workers", type=int, default=1, help="frame checking/writing threads")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads in every phase (0: torch default)")
     parser.add_argument("--large", action="store_true", help="WavLM-Large throughput on --device")

@@ -69,10 +69,14 @@ AUDIO_ENCODERS: dict[str, dict[str, Any]] = {
 }
 LOCAL_PROFILE_ENCODER = "whisper-clip"
 POOLINGS = ("attentive", "meanstd")
+AUTO_POLICIES: dict[str, tuple[str, ...]] = {"auto": POOLINGS, "auto+probe": (*POOLINGS, "probe")}
+"""Model choice by development F1-macro: ``auto`` is the pipeline's default (EMOJUDGE_AUDIO_POOLING), ``auto+probe``
+also lets the mean+std logistic-regression probe compete."""
 N_FOLDS = 6
 SEED = 0
 ENCODE_CALL_CLIPS = 16
 TRAIN_CONFIG = TrainConfig(max_epochs=40, patience=8)
+PROBE_FLOOR = 1e-6
 
 
 @dataclass
@@ -125,7 +129,7 @@ def load_corpus(data: Path) -> Corpus:
 
 def make_folds(actors: np.ndarray) -> list[Fold]:
     """Pairs of sorted actors: pair k is the test set of fold k and the development set of fold k-1."""
-    names = sorted(set(actors))
+    names = sorted({str(actor) for actor in actors})
     if len(names) != 2 * N_FOLDS:
         raise ValueError(f"expected {2 * N_FOLDS} actors for {N_FOLDS} folds of 2, found {len(names)}")
     pairs = [tuple(names[2 * k : 2 * k + 2]) for k in range(N_FOLDS)]
@@ -155,8 +159,9 @@ def mean_std(frames: list[np.ndarray]) -> np.ndarray:
     return np.stack([np.concatenate([f.mean(axis=0), f.std(axis=0)]) for f in frames])
 
 
-def probe_predictions(vectors: np.ndarray, labels: np.ndarray, fold: Fold) -> np.ndarray:
-    """Standardised logistic regression on train, C chosen by development F1-macro; test predictions."""
+def probe_logits(vectors: np.ndarray, labels: np.ndarray, fold: Fold) -> tuple[dict[str, np.ndarray], float]:
+    """Standardised logistic regression fitted on train, C chosen by development F1-macro: log-probabilities of
+    the train/dev/test clips in EMOTIONS columns (classes absent from train at log PROBE_FLOOR), and the dev F1."""
     best: tuple[float, Any] | None = None
     for C in C_GRID:
         model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000, random_state=SEED))
@@ -164,7 +169,13 @@ def probe_predictions(vectors: np.ndarray, labels: np.ndarray, fold: Fold) -> np
         dev_f1 = f1_and_accuracy(labels[fold.dev], model.predict(vectors[fold.dev]))[0]
         if best is None or dev_f1 > best[0]:
             best = (dev_f1, model)
-    return best[1].predict(vectors[fold.test])
+    dev_f1, model = best
+    logits = {}
+    for split, indices in (("train", fold.train), ("dev", fold.dev), ("test", fold.test)):
+        probabilities = np.full((len(indices), len(EMOTIONS)), PROBE_FLOOR)
+        probabilities[:, model.classes_] = np.maximum(model.predict_proba(vectors[indices]), PROBE_FLOOR)
+        logits[split] = np.log(probabilities)
+    return logits, dev_f1
 
 
 def audio_head_logits(
@@ -218,6 +229,45 @@ def fused_probabilities(audio: dict[str, np.ndarray], text: dict[str, np.ndarray
 
 
 @dataclass
+class PipelineOutputs:
+    """The local pipeline's test outputs on a fold (``auto`` audio head, text head, fusion): what the judge sees."""
+
+    fused: np.ndarray
+    audio_pred: np.ndarray
+    text_pred: np.ndarray
+
+
+def run_fold(
+    fold: Fold,
+    labels: np.ndarray,
+    frames: dict[str, list[np.ndarray]],
+    text_vectors: np.ndarray,
+    scores: Scores,
+    picked: Counter,
+) -> dict[str, PipelineOutputs]:
+    """Score the text head, every audio model and both fusions of one fold; the pipeline's outputs per encoder."""
+    y_test = labels[fold.test]
+    text = text_head_logits(text_vectors, labels, fold)
+    scores.add(("text", "minilm", "head"), y_test, text["test"].argmax(axis=1))
+    outputs = {}
+    for name in AUDIO_ENCODERS:
+        models = {pooling: audio_head_logits(frames[name], labels, fold, pooling) for pooling in POOLINGS}
+        models["probe"] = probe_logits(mean_std(frames[name]), labels, fold)
+        for model, (logits, _) in models.items():
+            scores.add(("audio", name, model), y_test, logits["test"].argmax(axis=1))
+        for policy, candidates in AUTO_POLICIES.items():
+            chosen = max(candidates, key=lambda model: models[model][1])
+            picked[name, policy, chosen] += 1
+            audio = models[chosen][0]
+            scores.add(("audio", name, policy), y_test, audio["test"].argmax(axis=1))
+            fused = fused_probabilities(audio, text, labels, fold)
+            scores.add(("fused", name, f"{policy} + text"), y_test, fused.argmax(axis=1))
+            if policy == "auto":
+                outputs[name] = PipelineOutputs(fused, audio["test"].argmax(axis=1), text["test"].argmax(axis=1))
+    return outputs
+
+
+@dataclass
 class JudgeTally:
     judged: int = 0
     errors: int = 0
@@ -228,24 +278,30 @@ class JudgeTally:
     labels: Counter = field(default_factory=Counter)
 
 
+def judged_positions(n_test: int, per_fold: int, fold_index: int) -> np.ndarray:
+    """``per_fold`` evenly spaced test positions, shifted by the fold index so folds cover different emotions."""
+    return np.unique((fold_index + np.arange(min(per_fold, n_test)) * n_test // max(per_fold, 1)) % n_test)
+
+
 def refine(
     judge: ChatJudge,
     config: JudgeConfig,
     corpus: Corpus,
     fold: Fold,
     prosody: list[Any],
-    fused: np.ndarray,
-    audio_pred: np.ndarray,
-    text_pred: np.ndarray,
+    pipeline: PipelineOutputs,
     per_fold: int,
     tally: JudgeTally,
 ) -> np.ndarray:
-    """Final labels of the fold's test clips: the judge's where it was asked and accepted, else the fused ones."""
+    """Final labels of the fold's test clips: the judge's where it was asked and accepted, else the fused ones.
+
+    Prosody descriptions use terciles of the fold's train clips, as the pipeline learns them from its train set."""
     thresholds = Thresholds.from_values([prosody[i] for i in fold.train])
-    fused_pred = fused.argmax(axis=1)
+    fused_pred = pipeline.fused.argmax(axis=1)
+    positions = judged_positions(len(fold.test), per_fold, fold.index)
     inputs = []
-    for position, i in enumerate(fold.test[:per_fold]):
-        row = corpus.rows[i]
+    for position in positions:
+        row = corpus.rows[fold.test[position]]
         inputs.append(
             JudgeInput(
                 eval_set=f"ravdess-fold{fold.index}",
@@ -253,15 +309,15 @@ def refine(
                 transcript=row["transcript"],
                 speaker_id=row["speaker_id"],
                 gender=row["gender"],
-                prosody_description=describe(prosody[i], thresholds),
+                prosody_description=describe(prosody[fold.test[position]], thresholds),
                 fused_label=EMOTIONS[fused_pred[position]],
-                fused_probability=float(fused[position].max()),
-                audio_label=EMOTIONS[audio_pred[position]],
-                text_label=EMOTIONS[text_pred[position]],
+                fused_probability=float(pipeline.fused[position].max()),
+                audio_label=EMOTIONS[pipeline.audio_pred[position]],
+                text_label=EMOTIONS[pipeline.text_pred[position]],
             )
         )
     final = fused_pred.copy()
-    for position, result in enumerate(judge.judge(build_requests(inputs, config))):
+    for position, result in zip(positions, judge.judge(build_requests(inputs, config)), strict=True):
         decision = result.decide(config.threshold)
         truth = corpus.labels[fold.test[position]]
         final[position] = emotion_index(decision.final_label)
@@ -286,18 +342,24 @@ def summary_row(stage: str, encoder: str, model: str, scores: Scores) -> str:
     )
 
 
+def table_order(row: tuple[str, str, str]) -> tuple[int, int]:
+    stage, encoder, _ = row
+    encoders = [*AUDIO_ENCODERS, "minilm"]
+    return ["audio", "text", "fused", "refined"].index(stage), encoders.index(encoder)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--folds", type=int, default=N_FOLDS, help="run only the first K folds (smoke runs)")
-    parser.add_argument("--judge-per-fold", type=int, default=28, help="test clips judged per fold (0: no judge)")
+    parser.add_argument("--judge-per-fold", type=int, default=7, help="test clips judged per fold (0: no judge)")
     parser.add_argument("--judge-encoder", default=LOCAL_PROFILE_ENCODER, choices=sorted(AUDIO_ENCODERS))
     parser.add_argument("--judge-cache", type=Path, default=Path("/tmp/emojudge-judge-cache"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
 
-    started = time.perf_counter()
+    started, load_before = time.perf_counter(), os.getloadavg()[0]
     corpus = load_corpus(args.data)
     folds = make_folds(corpus.actors)[: args.folds]
     frames, speed = {}, {}
@@ -318,28 +380,12 @@ def main() -> None:
             judge = ChatJudge(server.base_url, max_workers=1, max_retries=0, timeout_s=600, require_api_key=False)
         for fold in folds:
             fold_started = time.perf_counter()
-            y_test = corpus.labels[fold.test]
-            text = text_head_logits(text_vectors, corpus.labels, fold)
-            scores.add(("text", "minilm", "head"), y_test, text["test"].argmax(axis=1))
-            for name in AUDIO_ENCODERS:
-                scores.add(
-                    ("audio", name, "probe"), y_test, probe_predictions(mean_std(frames[name]), corpus.labels, fold)
+            outputs = run_fold(fold, corpus.labels, frames, text_vectors, scores, picked)
+            if judge is not None:
+                final = refine(
+                    judge, judge_config, corpus, fold, prosody, outputs[args.judge_encoder], args.judge_per_fold, tally
                 )
-                heads = {pooling: audio_head_logits(frames[name], corpus.labels, fold, pooling) for pooling in POOLINGS}
-                for pooling, (logits, _) in heads.items():
-                    scores.add(("audio", name, pooling), y_test, logits["test"].argmax(axis=1))
-                auto = max(POOLINGS, key=lambda pooling: heads[pooling][1])
-                picked[name, auto] += 1
-                audio = heads[auto][0]
-                scores.add(("audio", name, "auto"), y_test, audio["test"].argmax(axis=1))
-                fused = fused_probabilities(audio, text, corpus.labels, fold)
-                scores.add(("fused", name, "auto + text"), y_test, fused.argmax(axis=1))
-                if judge is not None and name == args.judge_encoder:
-                    final = refine(
-                        judge, judge_config, corpus, fold, prosody, fused,
-                        audio["test"].argmax(axis=1), text["test"].argmax(axis=1), args.judge_per_fold, tally,
-                    )  # fmt: skip
-                    scores.add(("refined", name, "auto + text + judge"), y_test, final)
+                scores.add(("refined", args.judge_encoder, "auto + text + judge"), corpus.labels[fold.test], final)
             summary = ", ".join(f"{'/'.join(k[1:])} {v[-1]:.2f}" for k, v in scores.f1.items())
             print(
                 f"fold {fold.index} test {fold.test_actors} dev {fold.dev_actors}: {summary} "
@@ -351,15 +397,19 @@ def main() -> None:
     table = [
         "| stage | encoder | model | F1-macro mean | min / max | accuracy mean | per fold |",
         "|---|---|---|---|---|---|---|",
-        *(summary_row(*row, scores) for row in scores.f1),
+        *(summary_row(*row, scores) for row in sorted(scores.f1, key=table_order)),
     ]
     speed_lines = [f"| {name} | {wall:.1f} | {cpu:.1f} |" for name, (wall, cpu) in speed.items()]
-    auto_lines = ", ".join(
-        f"{name}: attentive {picked[name, 'attentive']} / meanstd {picked[name, 'meanstd']}" for name in AUDIO_ENCODERS
+    auto_lines = "; ".join(
+        f"{policy} on {name}: " + ", ".join(f"{model} {picked[name, policy, model]}" for model in candidates)
+        for policy, candidates in AUTO_POLICIES.items()
+        for name in AUDIO_ENCODERS
     )
     judge_line = (
-        f"Judge (Gemma 3 270M, threshold {judge_config.threshold}, {args.judge_encoder} fusion): {tally.judged} test "
-        f"clips judged, {tally.errors} errors, {tally.changed} labels changed, {tally.right_to_wrong} right->wrong, "
+        f"Refined = `auto + text` fusion of {args.judge_encoder} judged by Gemma 3 270M (local backend, threshold "
+        f"{judge_config.threshold}) on {tally.judged} of {sum(len(f.test) for f in folds)} test clips (evenly spaced, "
+        f"{args.judge_per_fold} per fold; the others keep their fused label): "
+        f"{tally.errors} errors, {tally.changed} labels changed, {tally.right_to_wrong} right->wrong, "
         f"{tally.wrong_to_right} wrong->right; median {statistics.median(tally.seconds):.1f} s per judgment; "
         f"judge labels {', '.join(f'{label} {n}' for label, n in tally.labels.most_common())}."
         if tally.judged
@@ -374,12 +424,19 @@ def main() -> None:
             f"clips ({corpus.audio_seconds:.0f} s), {len(folds)} folds by actor (test 2 actors, development 2, "
             f"train 8), seed {SEED}; heads: TrainConfig(max_epochs={TRAIN_CONFIG.max_epochs}, "
             f"patience={TRAIN_CONFIG.patience}). Whole run {elapsed / 60:.1f} min, peak RSS "
-            f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB. F1-macro over the 7 RAVDESS "
+            f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB, load average "
+            f"{load_before:.1f} at start, {os.getloadavg()[0]:.1f} at end. F1-macro over the 7 RAVDESS "
             "classes (chance about 0.14).",
             "",
             *table,
             "",
-            f"`auto` = the pooling with the better development F1-macro, per fold ({auto_lines}). {judge_line}",
+            "`probe` = mean+std of the frames, standardised, scikit-learn LogisticRegression (C on development); "
+            "`auto` = attentive or meanstd head, whichever scores the better development F1-macro (the pipeline's "
+            "default), `auto+probe` = the same choice with the probe as a third candidate; fusion = the pipeline's "
+            "logistic regression on the chosen audio model's and the text head's outputs. Choices per fold: "
+            f"{auto_lines}.",
+            "",
+            judge_line,
             "",
             "Encoder speed over the 168 clips, 16 clips per call (x real time):",
             "",

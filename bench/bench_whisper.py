@@ -188,9 +188,10 @@ def main() -> None:
             )
     if args.part in ("asr", "all"):
         print(
-            "\n| ASR config | episode s | segments | wall s | real time | recovered | mean WER | peak RSS MiB | load |"
+            "\n| ASR config | episode s | segments | wall s | real time | CPU s per audio s | recovered | mean WER "
+            "| RSS before / peak MiB | load |"
         )
-        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         misses = []
         for config in ASR_RUNS:
             r = run_in_subprocess("asr", config, args)

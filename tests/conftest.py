@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-RAVDESS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "ravdess-dev"
+RAVDESS_DIR = Path(
+    os.environ.get("EMOJUDGE_RAVDESS_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "ravdess-dev")
+)
+"""The shared real clips (../shared/data/ravdess-dev beside the checkout; EMOJUDGE_RAVDESS_DIR overrides)."""
 
 
 @pytest.fixture(scope="session")
 def ravdess_dir() -> Path:
     if not (RAVDESS_DIR / "manifest.csv").is_file():
-        pytest.skip(f"real RAVDESS clips not found at {RAVDESS_DIR} (../shared/data/ravdess-dev)")
+        pytest.skip(f"real RAVDESS clips not found at {RAVDESS_DIR} (../shared/data/ravdess-dev or EMOJUDGE_RAVDESS_DIR)")
     return RAVDESS_DIR
 
 

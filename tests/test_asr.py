@@ -113,6 +113,8 @@ def test_model_key_names_the_model_and_every_decoding_option(asr: WhisperASR) ->
     assert build_asr({}).asr_model_key == asr.asr_model_key
     with pytest.raises(ValueError, match="unknown ASR kind"):
         build_asr({"kind": "kaldi"})
+    with pytest.raises(ValueError, match="clip 1: expected a non-empty mono"):
+        asr.transcribe_clips([np.zeros(16_000, np.float32), np.zeros((16_000, 2), np.float32)])
 
 
 @pytest.fixture(scope="module")

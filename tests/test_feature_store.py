@@ -317,6 +317,22 @@ def test_shards_are_flushed_every_n_clips_and_written_atomically(
     assert counted == (5, sum(f.shape[0] for f in read.values()))
 
 
+def test_several_writer_threads_store_every_clip_once(
+    con, features_root: Path, ravdess_dir: Path, ravdess_rows
+) -> None:
+    clips = clips_of(ravdess_rows, ravdess_dir)
+    store = FeatureStore(con, features_root)
+    report = extract_audio_features(
+        store, AcousticEncoder(), clips, run_id="r", batch_seconds=4.0, flush_every=2, write_workers=3
+    )
+    assert report.computed == 6
+    rows = index_rows(con, "dev", report.encoder_key)
+    assert len({(r[5], r[6]) for r in rows}) == 6
+    assert sum(pq.ParquetFile(f).metadata.num_rows for f in shards(features_root, report.encoder_key)) == 6
+    assert con.execute("SELECT count(*) FROM utterance_vectors").fetchone()[0] == 6
+    assert len(dict(store.read_frames("dev", None, report.encoder_key))) == 6
+
+
 def write_wave(path: Path, wave: np.ndarray) -> Path:
     sf.write(path, wave, 16_000, subtype="FLOAT")
     return path

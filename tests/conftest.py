@@ -18,7 +18,7 @@ RAVDESS_DIR = Path(
 @pytest.fixture(scope="session")
 def ravdess_dir() -> Path:
     if not (RAVDESS_DIR / "manifest.csv").is_file():
-        pytest.skip(f"real RAVDESS clips not found at {RAVDESS_DIR} (../shared/data/ravdess-dev or EMOJUDGE_RAVDESS_DIR)")
+        pytest.skip(f"real RAVDESS clips not found at {RAVDESS_DIR} (set EMOJUDGE_RAVDESS_DIR)")
     return RAVDESS_DIR
 
 

@@ -49,12 +49,10 @@ def sql_text(relative: str) -> str:
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int:
     """Schema version of an open warehouse; 0 for an empty file."""
-    has_table = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
-    ).fetchone()[0]
+    has_table = con.execute(sql_text("meta/has_schema_version.sql")).fetchone()[0]
     if not has_table:
         return 0
-    version = con.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+    version = con.execute(sql_text("meta/schema_version.sql")).fetchone()[0]
     return int(version or 0)
 
 
@@ -77,7 +75,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
     if version == 0:
         con.execute("BEGIN")
         con.execute(sql_text("schema.sql"))
-        con.execute("INSERT INTO schema_version (version) VALUES (?)", [SCHEMA_VERSION])
+        con.execute(sql_text("meta/record_schema_version.sql"), [SCHEMA_VERSION])
         con.execute(sql_text("views.sql"))
         con.execute("COMMIT")
         return SCHEMA_VERSION
@@ -90,7 +88,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
             continue
         con.execute("BEGIN")
         con.execute(path.read_text())
-        con.execute("INSERT INTO schema_version (version) VALUES (?)", [target])
+        con.execute(sql_text("meta/record_schema_version.sql"), [target])
         con.execute("COMMIT")
         version = target
     con.execute(sql_text("schema.sql"))

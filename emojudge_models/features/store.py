@@ -217,7 +217,7 @@ class FeatureStore:
                 continue
             relative = f"{key}/{name}"
             try:
-                table = pq.read_table(directory / name, columns=["content_sha256", "n_frames", "dim"])
+                table = pq.ParquetFile(directory / name).read(columns=["content_sha256", "n_frames", "dim"])
             except (OSError, pa.ArrowException) as error:
                 self._quarantine(relative, f"unreadable: {error}")
                 continue

@@ -147,3 +147,37 @@ def test_every_example_query_returns_rows(demo_run, example: Path) -> None:
         assert con.execute(example.read_text()).fetchall(), example.name
     finally:
         con.close()
+
+
+def test_bare_folder_set_gets_asr_transcripts_and_predictions(demo_run, ravdess_dir: Path, tmp_path: Path) -> None:
+    """An unlabelled inbox scored by the models already trained: ASR fills transcripts, no training runs."""
+    import csv
+    import shutil
+
+    from emojudge_models.asr import word_error_rate
+
+    home = demo_run[0]
+    with open(ravdess_dir / "manifest.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))[:3]
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for row in rows:
+        shutil.copy(ravdess_dir / row["path"], inbox / Path(row["path"]).name)
+    with warehouse.connect(home, read_only=True) as con:
+        models_before = con.execute("SELECT count(*) FROM model_registry").fetchone()[0]
+    cli.add_eval_set("inbox-test", inbox, None)
+    cli.materialize("inbox-test")
+    with warehouse.connect(home, read_only=True) as con:
+        got = con.execute(
+            "SELECT utterance_id, transcript, transcript_source, final_label, split FROM v_predictions "
+            "WHERE eval_set = 'inbox-test' ORDER BY utterance_id"
+        ).fetchall()
+        models_after = con.execute("SELECT count(*) FROM model_registry").fetchone()[0]
+        metrics = con.execute("SELECT count(*) FROM metrics WHERE eval_set = 'inbox-test'").fetchone()[0]
+    assert models_after == models_before
+    assert len(got) == 3 and metrics == 0
+    expected = {Path(r["path"]).stem: r["transcript"] for r in rows}
+    for utterance_id, transcript, source, final_label, split in got:
+        assert source.startswith("asr:whisper-ct2-tiny.en")
+        assert word_error_rate(expected[utterance_id], transcript) <= 0.2
+        assert final_label is not None and split is None

@@ -44,7 +44,7 @@ def _thresholds(con, eval_set: str, own: dict[str, ProsodyValues], own_train: li
 
 @dg.asset(
     partitions_def=eval_sets_partitions,
-    deps=["utterances"],
+    deps=["utterances", "transcripts"],
     group_name="prosody",
     pool=WAREHOUSE_POOL,
     kinds={"duckdb", "python"},
@@ -59,9 +59,8 @@ def prosody(context: dg.AssetExecutionContext, warehouse_db: WarehouseResource) 
     context.log.info(f"prosody of {len(clips)} clips with {tracker} on {processes} process(es)")
     values: dict[str, ProsodyValues] = {}
     failures: list[Rejection] = []
-    items = zip(
-        clips["utterance_id"], clips["audio_path"], clips["transcript"].where(clips["transcript"].notna()), strict=True
-    )
+    transcripts = [text if isinstance(text, str) else None for text in clips["transcript"]]
+    items = zip(clips["utterance_id"], clips["audio_path"], transcripts, strict=True)
     for utterance_id, outcome in compute_many(items, tracker=tracker, processes=processes):
         if isinstance(outcome, ProsodyFailed):
             failures.append(Rejection(utterance_id, None, "prosody", outcome.reason))
@@ -82,7 +81,14 @@ def prosody(context: dg.AssetExecutionContext, warehouse_db: WarehouseResource) 
                     "description": describe(v, thresholds),
                 }
                 for u, v in values.items()
-            ]
+            ],
+            columns=[
+                "utterance_id",
+                "audio_sha256",
+                "prosody_version",
+                *[f.name for f in fields(ProsodyValues)],
+                "description",
+            ],
         )
         rows["run_id"] = context.run.run_id
         warehouse.replace_partition(con, "prosody", eval_set, rows)

@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
 from emojudge_models.labels import ATTRIBUTES, EMOTIONS, TASKS
 
-CODE_VERSION = "heads-1"
+CODE_VERSION = "heads-2"
 """Bump when a change to this module changes what a trained head computes (part of ``model_key``)."""
 
 STD_EPS = 1e-6
@@ -167,6 +168,26 @@ class ResidualMLP(nn.Module):
         return self.layers(x)
 
 
+class InputStandardizer(nn.Module):
+    """Per-dimension (x - mean) / std with the train set's statistics, stored as buffers in the checkpoint.
+
+    Encoder outputs mix scales (log-mel dB next to pitch in Hz; large activations in a few WavLM channels), and a
+    head trained on raw values learns mostly the scale; identity until :meth:`fit` is called.
+    """
+
+    def __init__(self, input_dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(input_dim))
+        self.register_buffer("std", torch.ones(input_dim))
+
+    def fit(self, mean: np.ndarray, std: np.ndarray) -> None:
+        self.mean.copy_(torch.as_tensor(mean, dtype=self.mean.dtype))
+        self.std.copy_(torch.as_tensor(np.maximum(std, STD_EPS), dtype=self.std.dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+
 class VectorEmotionModel(nn.Module):
     """Residual MLP + task layer on utterance vectors (B, D) -> logits (B, 8) or attributes (B, 3)."""
 
@@ -177,11 +198,12 @@ class VectorEmotionModel(nn.Module):
                 f"VectorEmotionModel takes utterance vectors; config.pooling must be 'none', got {config.pooling!r}"
             )
         self.config = config
+        self.standardizer = InputStandardizer(config.input_dim)
         self.mlp = ResidualMLP(config.input_dim, config.hidden_dim, config.n_hidden_layers, config.dropout)
         self.output = nn.Linear(self.mlp.output_dim, output_dim(config.task))
 
     def forward(self, vectors: torch.Tensor) -> torch.Tensor:
-        return self.output(self.mlp(vectors))
+        return self.output(self.mlp(self.standardizer(vectors)))
 
 
 class AudioEmotionModel(nn.Module):
@@ -196,11 +218,12 @@ class AudioEmotionModel(nn.Module):
         else:
             raise ValueError("AudioEmotionModel pools frames; use VectorEmotionModel for pooling='none'")
         self.config = config
+        self.standardizer = InputStandardizer(config.input_dim)
         self.mlp = ResidualMLP(self.pooling.output_dim, config.hidden_dim, config.n_hidden_layers, config.dropout)
         self.output = nn.Linear(self.mlp.output_dim, output_dim(config.task))
 
     def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.output(self.mlp(self.pooling(frames, mask)))
+        return self.output(self.mlp(self.pooling(self.standardizer(frames), mask)))
 
     def attention_l2(self) -> torch.Tensor:
         """The pooling's attention penalty; 0 for parameter-free pooling."""

@@ -334,8 +334,31 @@ def fit(
     return TrainResult(model, history, best_epoch, metric_name, best_metric)
 
 
-def _scan(items: Sequence[Any], input_dim: int, task: str, name: str) -> tuple[np.ndarray, list[Any]]:
-    """One validating pass over (frames, target) items: frame counts and targets, frames not kept."""
+@dataclass
+class FrameStats:
+    """Per-dimension sums over every frame seen, for the heads' input standardisation."""
+
+    count: int = 0
+    total: np.ndarray | None = None
+    total_sq: np.ndarray | None = None
+
+    def add(self, frames: np.ndarray) -> None:
+        values = np.asarray(frames, dtype=np.float64)
+        if self.total is None:
+            self.total, self.total_sq = np.zeros(values.shape[1]), np.zeros(values.shape[1])
+        self.count += len(values)
+        self.total += values.sum(axis=0)
+        self.total_sq += np.square(values).sum(axis=0)
+
+    def mean_std(self) -> tuple[np.ndarray, np.ndarray]:
+        mean = self.total / max(self.count, 1)
+        return mean, np.sqrt(np.maximum(self.total_sq / max(self.count, 1) - mean**2, 0.0))
+
+
+def _scan(
+    items: Sequence[Any], input_dim: int, task: str, name: str, stats: FrameStats | None = None
+) -> tuple[np.ndarray, list[Any]]:
+    """One validating pass over (frames, target) items: frame counts and targets (and ``stats``), frames not kept."""
     if len(items) == 0:
         raise ValueError(f"the {name} set is empty")
     lengths = np.empty(len(items), dtype=np.int64)
@@ -346,6 +369,8 @@ def _scan(items: Sequence[Any], input_dim: int, task: str, name: str) -> tuple[n
         check_target(target, task, f"{name} item {index}")
         lengths[index] = len(frames)
         targets.append(target)
+        if stats is not None:
+            stats.add(frames)
     return lengths, targets
 
 
@@ -362,11 +387,13 @@ def train_audio_head(
     head, hyper = config.head, config.train
     if head.pooling == "none":
         raise ValueError("train_audio_head pools frames; pooling 'none' is for train_text_head")
-    train_lengths, train_targets = _scan(train, head.input_dim, head.task, "train")
+    stats = FrameStats()
+    train_lengths, train_targets = _scan(train, head.input_dim, head.task, "train", stats)
     dev_lengths, _ = _scan(dev, head.input_dim, head.task, "development")
     collate = collate_frames(head.input_dim, head.task)
     with seeded(seed, device):
         model = AudioEmotionModel(head)
+        model.standardizer.fit(*stats.mean_std())
 
         def penalty() -> torch.Tensor:
             return hyper.attention_l2_weight * model.attention_l2()
@@ -436,8 +463,11 @@ def train_text_head(
     train_plan = _vector_plan(train_vectors, train_targets, head, hyper, "train")
     dev_plan = _vector_plan(dev_vectors, dev_targets, head, hyper, "development")
     with seeded(seed, device):
+        model = VectorEmotionModel(head)
+        vectors = np.asarray(train_vectors, dtype=np.float64)
+        model.standardizer.fit(vectors.mean(axis=0), vectors.std(axis=0))
         return fit(
-            VectorEmotionModel(head),
+            model,
             task=head.task,
             train=train_plan,
             dev=dev_plan,

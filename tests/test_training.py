@@ -183,3 +183,31 @@ def test_text_head_learns_from_cached_vectors() -> None:
     assert np.mean(dev_predictions == np.asarray(dev_y)) > 0.8
     with pytest.raises(ValueError, match="pooling must be 'none'"):
         train_text_head(train_x, train_y, dev_x, dev_y, _config(), "cpu", seed=0)
+
+
+def test_audio_head_standardises_inputs_with_train_statistics(tmp_path) -> None:
+    """Frames on wildly different scales are standardised by train-set statistics kept in the checkpoint."""
+    from emojudge_models.checkpoints import load_checkpoint, save_checkpoint
+    from emojudge_models.heads import HeadConfig
+    from emojudge_models.training import HeadTrainingConfig, TrainConfig, predict_audio, train_audio_head
+
+    rng = np.random.default_rng(0)
+    scale = np.array([1.0, 1000.0, 0.001, 50.0], dtype=np.float32)
+    items = [((rng.normal(size=(20 + i % 5, 4)) + i % 2) * scale, i % 2) for i in range(40)]
+    config = HeadTrainingConfig(
+        head=HeadConfig(task="categorical", input_dim=4, pooling="meanstd", hidden_dim=8, n_hidden_layers=1),
+        train=TrainConfig(max_epochs=2, batch_size=8),
+    )
+    result = train_audio_head(items[:30], items[30:], config, "cpu", seed=0)
+    frames = np.concatenate([f for f, _ in items[:30]]).astype(np.float64)
+    np.testing.assert_allclose(result.model.standardizer.mean.numpy(), frames.mean(axis=0), rtol=1e-4)
+    np.testing.assert_allclose(result.model.standardizer.std.numpy(), frames.std(axis=0), rtol=1e-4)
+    restored = load_checkpoint(save_checkpoint(result.model, {}, tmp_path / "ckpt"), "cpu")
+    np.testing.assert_allclose(restored.standardizer.std.numpy(), result.model.standardizer.std.numpy())
+    frames_only = [f for f, _ in items[30:]]
+    np.testing.assert_allclose(
+        predict_audio(restored, frames_only, "cpu"),
+        predict_audio(result.model, frames_only, "cpu"),
+        rtol=1e-5,
+        atol=1e-6,
+    )

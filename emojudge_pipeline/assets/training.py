@@ -60,17 +60,29 @@ def _epoch_logger(log, prefix: str = ""):
     return on_epoch
 
 
+AUDIO_HEADS = {
+    "attentive": {"pooling": "attentive"},
+    "meanstd": {"pooling": "meanstd"},
+    "probe": {"pooling": "meanstd", "n_hidden_layers": 0},
+}
+"""Audio head candidates: the paper's attentive head, mean+std pooling with the same MLP, and a linear probe on
+standardised mean+std (what small data often prefers). ``EMOJUDGE_AUDIO_POOLING=auto`` trains all three and keeps
+the best development score."""
+
+
 def _train_audio(store, key, train, dev, task, models, log) -> tuple[TrainResult, HeadTrainingConfig, dict]:
-    """Train the configured pooling(s); with ``auto`` both attentive and mean+std, kept by development score."""
+    """Train the configured head(s); with ``auto`` every candidate of AUDIO_HEADS, kept by development score."""
     train_items = list(zip(frames_for(store, train.rows, key), train.targets, strict=True))
     dev_items = list(zip(frames_for(store, dev.rows, key), dev.targets, strict=True))
     input_dim = train_items[0][0].shape[1]
     pooling = settings.env("EMOJUDGE_AUDIO_POOLING", "auto")
-    candidates = ("attentive", "meanstd") if pooling == "auto" else (pooling,)
+    if pooling != "auto" and pooling not in AUDIO_HEADS:
+        raise dg.Failure(f"EMOJUDGE_AUDIO_POOLING must be auto or one of {', '.join(AUDIO_HEADS)}, not {pooling!r}")
+    candidates = tuple(AUDIO_HEADS) if pooling == "auto" else (pooling,)
     scores, best = {}, None
     for candidate in candidates:
         config = HeadTrainingConfig(
-            head=HeadConfig(task=task, input_dim=input_dim, pooling=candidate), train=_train_config()
+            head=HeadConfig(task=task, input_dim=input_dim, **AUDIO_HEADS[candidate]), train=_train_config()
         )
         result = train_audio_head(
             train_items,

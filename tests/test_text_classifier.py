@@ -3,10 +3,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tokenizers import ByteLevelBPETokenizer
-from transformers import RobertaConfig, RobertaModel, RobertaTokenizerFast
 
 from emojudge_models.checkpoints import load_checkpoint, read_checkpoint_config, save_checkpoint
+from emojudge_models.encoders.tiny import save_tiny_roberta
 from emojudge_models.losses import WeightedFocalLoss
 from emojudge_models.text_classifier import (
     TextEmotionClassifier,
@@ -27,33 +26,8 @@ SENTENCES_BY_CLASS = {
 @pytest.fixture(scope="module")
 def tiny_roberta(tmp_path_factory) -> Path:
     """A random 2-layer RoBERTa (hidden 32) with a byte-level BPE tokenizer trained on the test sentences."""
-    directory = tmp_path_factory.mktemp("tiny-roberta")
     sentences = [s for group in SENTENCES_BY_CLASS.values() for s in group]
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(
-        sentences * 3,
-        vocab_size=300,
-        min_frequency=1,
-        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
-        show_progress=False,
-    )
-    bpe.save_model(str(directory))
-    tokenizer = RobertaTokenizerFast.from_pretrained(str(directory))
-    tokenizer.save_pretrained(str(directory))
-    config = RobertaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=37,
-        max_position_embeddings=130,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    torch.manual_seed(0)
-    RobertaModel(config).save_pretrained(str(directory))
-    return directory
+    return save_tiny_roberta(tmp_path_factory.mktemp("tiny-roberta"), sentences * 3, vocab_size=300)
 
 
 def _labelled_texts() -> tuple[list[str], list[int]]:

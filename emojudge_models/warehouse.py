@@ -170,3 +170,9 @@ def insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame
 def query_df(con: duckdb.DuckDBPyConnection, relative_sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
     """Run the parameterised statement in ``sql/<relative_sql>`` and return a DataFrame."""
     return con.execute(sql_text(relative_sql), list(params)).df()
+
+
+def scalar(con: duckdb.DuckDBPyConnection, relative_sql: str, params: Sequence[Any] = ()) -> Any:
+    """The first column of the first row of ``sql/<relative_sql>``, or None; the result is fully consumed."""
+    rows = con.execute(sql_text(relative_sql), list(params)).fetchall()
+    return rows[0][0] if rows else None

@@ -67,10 +67,10 @@ def audio_features(
         clips = warehouse.query_df(con, "queries/partition_utterances.sql", [eval_set])
         stats = None
         if models.resolved().normalize_waveform:
-            latest = con.execute(warehouse.sql_text("queries/latest_waveform_stats.sql")).fetchone()
+            latest = warehouse.scalar(con, "queries/latest_waveform_stats.sql")
             if latest is None:
                 raise dg.Failure("waveform normalisation needs the waveform_stats asset: materialise it first")
-            stats = load_waveform_stats(con, latest[0])
+            stats = load_waveform_stats(con, latest)
         context.log.info(
             f"audio features of {len(clips)} clips with {encoder.spec.get('kind')} on {models.torch_device()}"
         )

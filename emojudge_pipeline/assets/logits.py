@@ -43,13 +43,10 @@ def logits(
     with warehouse_db.connect() as con:
         store = FeatureStore(con, warehouse_db.features_root)
         for modality in MODALITIES:
-            found = con.execute(
-                warehouse.sql_text("queries/partition_encoder_key.sql"), [eval_set, modality]
-            ).fetchone()
-            if found is None:
+            key = warehouse.scalar(con, "queries/partition_encoder_key.sql", [eval_set, modality])
+            if key is None:
                 metadata[f"{modality}_skipped"] = "no features for this evaluation set"
                 continue
-            key = found[0]
             rows = con.execute(warehouse.sql_text("queries/partition_features.sql"), [key, eval_set]).df()
             kind = model_kind(modality, models.resolved().text_training)
             for task in TASKS:

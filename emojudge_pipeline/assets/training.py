@@ -162,12 +162,11 @@ def build_training_asset(modality: str, task: str) -> dg.AssetsDefinition:
         sets = settings.train_sets()
         kind = model_kind(modality, models.resolved().text_training)
         with warehouse_db.connect() as con:
-            found = con.execute(warehouse.sql_text("queries/partition_encoder_key.sql"), [sets[0], modality]).fetchone()
-            if found is None:
+            key = warehouse.scalar(con, "queries/partition_encoder_key.sql", [sets[0], modality])
+            if key is None:
                 raise dg.Failure(
                     f"no {modality} features for training set {sets[0]!r}: materialise {modality}_features"
                 )
-            key = found[0]
             train = labelled_rows(con, sets, "train", key, task)
             dev = labelled_rows(con, sets, "development", key, task)
             if len(train) < 2 or len(dev) < 1:

@@ -7,7 +7,8 @@ max_epochs=40, patience=8; text head with one hidden layer; fusion fit on train 
 both). One seed per model, fixed.
 
 Run by hand: ``.venv/bin/python bench/bench_ravdess_accuracy.py [--judge-per-fold N] [--folds K] [--write]``;
-``--write`` replaces the "## RAVDESS speaker-independent accuracy" section of bench/RESULTS.md.
+``--write`` replaces the "## RAVDESS speaker-independent accuracy" section of bench/RESULTS.md, including the
+hand-written reading under its tables (write that again after a rerun).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from emojudge_models.audio import load_wave
+from emojudge_models.encoders.base import SAMPLE_RATE_HZ
 from emojudge_models.encoders.factory import build_audio_encoder, build_text_encoder
 from emojudge_models.fusion import C_GRID, fit_categorical_fusion, fusion_features
 from emojudge_models.heads import HeadConfig
@@ -95,7 +97,7 @@ class Corpus:
 
     @property
     def audio_seconds(self) -> float:
-        return sum(len(w) for w in self.waves) / 16_000
+        return sum(len(w) for w in self.waves) / SAMPLE_RATE_HZ
 
 
 @dataclass(frozen=True)
@@ -115,11 +117,10 @@ class Scores:
     f1: dict[tuple[str, str, str], list[float]] = field(default_factory=dict)
     accuracy: dict[tuple[str, str, str], list[float]] = field(default_factory=dict)
 
-    def add(self, row: tuple[str, str, str], y_true: np.ndarray, y_pred: np.ndarray) -> float:
-        metrics = f1_and_accuracy(y_true, y_pred)
-        self.f1.setdefault(row, []).append(metrics[0])
-        self.accuracy.setdefault(row, []).append(metrics[1])
-        return metrics[0]
+    def add(self, row: tuple[str, str, str], y_true: np.ndarray, y_pred: np.ndarray) -> None:
+        f1, accuracy = f1_and_accuracy(y_true, y_pred)
+        self.f1.setdefault(row, []).append(f1)
+        self.accuracy.setdefault(row, []).append(accuracy)
 
 
 def f1_and_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float]:

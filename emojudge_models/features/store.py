@@ -173,8 +173,10 @@ class FeatureStore:
     # Encoders -------------------------------------------------------------------------------------------
 
     def register_encoder(self, encoder: AudioEncoder | TextEncoder, modality: Modality) -> str:
-        """Record the encoder's spec in ``encoders`` and return its key."""
+        """Record the encoder's spec in ``encoders`` (once; a read when already there) and return its key."""
         key = encoder_key(encoder.spec)
+        if self.con.execute("SELECT 1 FROM encoders WHERE encoder_key = ?", [key]).fetchall():
+            return key
         self.con.execute(
             """
             INSERT INTO encoders (encoder_key, modality, kind, spec_json, frame_rate_hz, dim)

@@ -118,10 +118,10 @@ def save_waveform_stats(
 
 
 def load_waveform_stats(con: duckdb.DuckDBPyConnection, stats_key: str) -> WaveformStats:
-    row = con.execute(
+    rows = con.execute(
         "SELECT mean, std, n_clips, n_samples FROM waveform_stats WHERE stats_key = ?", [stats_key]
-    ).fetchone()
-    if row is None:
+    ).fetchall()
+    if not rows:
         raise KeyError(f"no waveform statistics with key {stats_key} in the warehouse")
-    mean, std, n_clips, n_samples = row
+    ((mean, std, n_clips, n_samples),) = rows
     return WaveformStats(mean=mean, std=std, n_clips=n_clips, n_samples=n_samples, stats_key=stats_key)

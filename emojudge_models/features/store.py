@@ -44,6 +44,7 @@ import pyarrow.parquet as pq
 
 from emojudge_models import warehouse
 from emojudge_models.encoders.base import AudioEncoder, TextEncoder, encoder_key
+from emojudge_models.warehouse import sql_text
 
 log = logging.getLogger(__name__)
 
@@ -175,13 +176,10 @@ class FeatureStore:
     def register_encoder(self, encoder: AudioEncoder | TextEncoder, modality: Modality) -> str:
         """Record the encoder's spec in ``encoders`` (once; a read when already there) and return its key."""
         key = encoder_key(encoder.spec)
-        if self.con.execute("SELECT 1 FROM encoders WHERE encoder_key = ?", [key]).fetchall():
+        if self.con.execute(sql_text("features/encoder_known.sql"), [key]).fetchall():
             return key
         self.con.execute(
-            """
-            INSERT INTO encoders (encoder_key, modality, kind, spec_json, frame_rate_hz, dim)
-            VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
-            """,
+            sql_text("features/register_encoder.sql"),
             [
                 key,
                 modality,
@@ -332,13 +330,7 @@ class FeatureStore:
             }
         )
         with _registered(self.con, "_emojudge_new_vectors", table):
-            self.con.execute(
-                """
-                INSERT INTO utterance_vectors (encoder_key, content_sha256, modality, vector)
-                SELECT ?, content_sha256, ?, vector FROM _emojudge_new_vectors ON CONFLICT DO NOTHING
-                """,
-                [key, modality],
-            )
+            self.con.execute(sql_text("features/insert_vectors.sql"), [key, modality])
 
     def write_batch(self, key: str, entries: Sequence[tuple[str, np.ndarray]]) -> list[StoredFrames]:
         """Store (content hash, float32 frames) clips: one shard, then their pooled vectors."""
@@ -352,13 +344,7 @@ class FeatureStore:
         """The hashes among ``content_hashes`` that have an utterance vector under ``key``."""
         table = pa.table({"content_sha256": pa.array(sorted(set(content_hashes)), pa.string())})
         with _registered(self.con, "_emojudge_wanted", table):
-            rows = self.con.execute(
-                """
-                SELECT v.content_sha256 FROM utterance_vectors v
-                JOIN _emojudge_wanted w USING (content_sha256) WHERE v.encoder_key = ?
-                """,
-                [key],
-            ).fetchall()
+            rows = self.con.execute(sql_text("features/stored_vectors.sql"), [key]).fetchall()
         return {sha for (sha,) in rows}
 
     def replace_partition(
@@ -388,16 +374,10 @@ class FeatureStore:
     def _index_rows(
         self, eval_set: str, utterance_ids: Iterable[str] | None, key: str, modality: Modality
     ) -> list[tuple[Any, ...]]:
-        query = """
-            SELECT utterance_id, content_sha256, file, "row", n_frames, dim FROM feature_index
-            WHERE eval_set = ? AND encoder_key = ? AND modality = ?
-        """
-        params: list[Any] = [eval_set, key, modality]
         wanted = None if utterance_ids is None else list(dict.fromkeys(utterance_ids))
-        if wanted is not None:
-            query += " AND list_contains(?::VARCHAR[], utterance_id)"
-            params.append(wanted)
-        rows = self.con.execute(query + ' ORDER BY file, "row", utterance_id', params).fetchall()
+        rows = self.con.execute(
+            sql_text("features/index_rows.sql"), [eval_set, key, modality, wanted, wanted]
+        ).fetchall()
         if wanted is not None and len(rows) < len(wanted):
             missing = sorted(set(wanted) - {r[0] for r in rows})
             raise MissingFeaturesError(
@@ -466,17 +446,8 @@ class FeatureStore:
 
         Rows follow ``utterance_ids`` when given (unknown ids raise ``MissingFeaturesError``), else id order.
         """
-        query = """
-            SELECT i.utterance_id, v.vector FROM feature_index i
-            JOIN utterance_vectors v ON v.encoder_key = i.encoder_key AND v.content_sha256 = i.content_sha256
-            WHERE i.eval_set = ? AND i.encoder_key = ?
-        """
-        params: list[Any] = [eval_set, key]
         wanted = None if utterance_ids is None else list(dict.fromkeys(utterance_ids))
-        if wanted is not None:
-            query += " AND list_contains(?::VARCHAR[], i.utterance_id)"
-            params.append(wanted)
-        table = _query_arrow(self.con, query + " ORDER BY i.utterance_id", params)
+        table = _query_arrow(self.con, sql_text("features/read_vectors.sql"), [eval_set, key, wanted, wanted])
         ids = table.column("utterance_id").to_pylist()
         flat = table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
         matrix = flat.astype(np.float32).reshape(len(ids), -1) if ids else np.empty((0, 0), np.float32)

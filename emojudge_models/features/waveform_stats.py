@@ -19,6 +19,7 @@ import numpy as np
 from emojudge_models.audio import DEFAULT_MAX_DURATION_S, load_wave
 from emojudge_models.encoders.base import AudioEncoder
 from emojudge_models.features.loader import BackgroundLoader
+from emojudge_models.warehouse import sql_text
 
 STATS_VERSION = "1"
 PATHS_PER_BATCH = 16
@@ -109,18 +110,13 @@ def save_waveform_stats(
 ) -> None:
     """Insert into ``waveform_stats`` (a row with the same key is already the same statistics)."""
     con.execute(
-        """
-        INSERT INTO waveform_stats (stats_key, eval_sets, mean, std, n_clips, n_samples, run_id)
-        VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
-        """,
+        sql_text("features/save_waveform_stats.sql"),
         [stats.stats_key, ",".join(sorted(eval_sets)), stats.mean, stats.std, stats.n_clips, stats.n_samples, run_id],
     )
 
 
 def load_waveform_stats(con: duckdb.DuckDBPyConnection, stats_key: str) -> WaveformStats:
-    rows = con.execute(
-        "SELECT mean, std, n_clips, n_samples FROM waveform_stats WHERE stats_key = ?", [stats_key]
-    ).fetchall()
+    rows = con.execute(sql_text("features/load_waveform_stats.sql"), [stats_key]).fetchall()
     if not rows:
         raise KeyError(f"no waveform statistics with key {stats_key} in the warehouse")
     ((mean, std, n_clips, n_samples),) = rows

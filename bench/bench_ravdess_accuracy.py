@@ -1,6 +1,6 @@
 """Speaker-independent F1-macro of every stage of the local profile on real RAVDESS speech (issues 4 and 12).
 
-Six folds by actor: the 12 actors, sorted, form 6 pairs; fold k tests on pair k, selects models (epochs, pooling,
+Six folds by actor: the 12 actors, sorted, form 6 pairs; fold k tests on pair k, selects models (epochs, head,
 probe and fusion C) on pair k+1 (mod 6) and trains on the other 8 actors. Every clip is encoded once per encoder;
 heads, probes, fusion and the local judge are the library's, with the pipeline's settings (TrainConfig
 max_epochs=40, patience=8; text head with one hidden layer; fusion fit on train logits, C on development, refit on
@@ -70,22 +70,24 @@ AUDIO_ENCODERS: dict[str, dict[str, Any]] = {
     "whisper-full": {"kind": "whisper-ct2", "window": "full"},
 }
 LOCAL_PROFILE_ENCODER = "whisper-clip"
-POOLINGS = ("attentive", "meanstd")
-TUNED = "std lr1e-3"
-"""Suffix of the heads trained on train-standardised frames with TUNED_CONFIG: a candidate fix, not the pipeline."""
-AUTO_POLICIES: dict[str, tuple[str, ...]] = {
-    "auto": POOLINGS,
-    f"auto {TUNED}": tuple(f"{pooling} {TUNED}" for pooling in POOLINGS),
-    "auto+probe": (*POOLINGS, "probe"),
+AUDIO_HEADS: dict[str, dict[str, Any]] = {
+    "attentive": {"pooling": "attentive"},
+    "meanstd": {"pooling": "meanstd"},
+    "linear": {"pooling": "meanstd", "n_hidden_layers": 0},
 }
-"""Model choice by development F1-macro: ``auto`` is the pipeline's default (EMOJUDGE_AUDIO_POOLING); the others
-are candidates: the tuned heads, or the pipeline's heads with the mean+std logistic-regression probe competing."""
+"""The pipeline's audio head candidates (emojudge_pipeline/assets/training.py AUDIO_HEADS, where ``linear`` is
+called ``probe``); EMOJUDGE_AUDIO_POOLING=auto keeps the best development F1-macro of the three."""
+TUNED = "lr1e-3"
+"""Suffix of the same heads trained with TUNED_CONFIG: a candidate setting, not the pipeline's."""
+AUTO_POLICIES: dict[str, tuple[str, ...]] = {
+    "auto": tuple(AUDIO_HEADS),
+    f"auto {TUNED}": tuple(f"{head} {TUNED}" for head in AUDIO_HEADS),
+}
 N_FOLDS = 6
 SEED = 0
 ENCODE_CALL_CLIPS = 16
 TRAIN_CONFIG = TrainConfig(max_epochs=40, patience=8)
 TUNED_CONFIG = TrainConfig(max_epochs=40, patience=8, lr=1e-3, batch_size=16)
-PROBE_FLOOR = 1e-6
 
 
 @dataclass
@@ -167,9 +169,8 @@ def mean_std(frames: list[np.ndarray]) -> np.ndarray:
     return np.stack([np.concatenate([f.mean(axis=0), f.std(axis=0)]) for f in frames])
 
 
-def probe_logits(vectors: np.ndarray, labels: np.ndarray, fold: Fold) -> tuple[dict[str, np.ndarray], float]:
-    """Standardised logistic regression fitted on train, C chosen by development F1-macro: log-probabilities of
-    the train/dev/test clips in EMOTIONS columns (classes absent from train at log PROBE_FLOOR), and the dev F1."""
+def probe_predictions(vectors: np.ndarray, labels: np.ndarray, fold: Fold) -> np.ndarray:
+    """Standardised logistic regression fitted on train, C chosen by development F1-macro: test predictions."""
     best: tuple[float, Any] | None = None
     for C in C_GRID:
         model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000, random_state=SEED))
@@ -177,29 +178,16 @@ def probe_logits(vectors: np.ndarray, labels: np.ndarray, fold: Fold) -> tuple[d
         dev_f1 = f1_and_accuracy(labels[fold.dev], model.predict(vectors[fold.dev]))[0]
         if best is None or dev_f1 > best[0]:
             best = (dev_f1, model)
-    dev_f1, model = best
-    logits = {}
-    for split, indices in (("train", fold.train), ("dev", fold.dev), ("test", fold.test)):
-        probabilities = np.full((len(indices), len(EMOTIONS)), PROBE_FLOOR)
-        probabilities[:, model.classes_] = np.maximum(model.predict_proba(vectors[indices]), PROBE_FLOOR)
-        logits[split] = np.log(probabilities)
-    return logits, dev_f1
-
-
-def standardised(frames: list[np.ndarray], fold: Fold) -> list[np.ndarray]:
-    """Frames scaled per dimension by the mean and std of all train-fold frames."""
-    train_frames = np.concatenate([frames[i] for i in fold.train])
-    mean, std = train_frames.mean(axis=0), train_frames.std(axis=0) + 1e-5
-    return [((f - mean) / std).astype(np.float32) for f in frames]
+    return best[1].predict(vectors[fold.test])
 
 
 def audio_head_logits(
-    frames: list[np.ndarray], labels: np.ndarray, fold: Fold, pooling: str, train_config: TrainConfig = TRAIN_CONFIG
+    frames: list[np.ndarray], labels: np.ndarray, fold: Fold, head: str, train_config: TrainConfig = TRAIN_CONFIG
 ) -> tuple[dict[str, np.ndarray], float]:
     """Train/dev/test logits of an audio head trained on the fold, and its development F1-macro."""
     items = [(f, int(y)) for f, y in zip(frames, labels, strict=True)]
     config = HeadTrainingConfig(
-        head=HeadConfig(task="categorical", input_dim=frames[0].shape[1], pooling=pooling), train=train_config
+        head=HeadConfig(task="categorical", input_dim=frames[0].shape[1], **AUDIO_HEADS[head]), train=train_config
     )
     result = train_audio_head([items[i] for i in fold.train], [items[i] for i in fold.dev], config, "cpu", SEED)
     logits = {
@@ -266,13 +254,12 @@ def run_fold(
     scores.add(("text", "minilm", "head"), y_test, text["test"].argmax(axis=1))
     outputs = {}
     for name in AUDIO_ENCODERS:
-        models = {pooling: audio_head_logits(frames[name], labels, fold, pooling) for pooling in POOLINGS}
-        scaled = standardised(frames[name], fold)
-        for pooling in POOLINGS:
-            models[f"{pooling} {TUNED}"] = audio_head_logits(scaled, labels, fold, pooling, TUNED_CONFIG)
-        models["probe"] = probe_logits(mean_std(frames[name]), labels, fold)
+        models = {head: audio_head_logits(frames[name], labels, fold, head) for head in AUDIO_HEADS}
+        for head in AUDIO_HEADS:
+            models[f"{head} {TUNED}"] = audio_head_logits(frames[name], labels, fold, head, TUNED_CONFIG)
         for model, (logits, _) in models.items():
             scores.add(("audio", name, model), y_test, logits["test"].argmax(axis=1))
+        scores.add(("audio", name, "probe"), y_test, probe_predictions(mean_std(frames[name]), labels, fold))
         for policy, candidates in AUTO_POLICIES.items():
             chosen = max(candidates, key=lambda model: models[model][1])
             picked[name, policy, chosen] += 1
@@ -440,22 +427,23 @@ def main() -> None:
             f"`bench/bench_ravdess_accuracy.py`, {date.today()}, {platform.processor() or platform.machine()}, "
             f"{os.cpu_count()} CPUs shared with other work, no GPU; torch {torch.__version__}. {len(corpus.rows)} "
             f"clips ({corpus.audio_seconds:.0f} s), {len(folds)} folds by actor (test 2 actors, development 2, "
-            f"train 8), seed {SEED}. Heads `attentive`/`meanstd`: the pipeline's settings on the raw frames "
-            f"(HeadConfig defaults, TrainConfig lr {TRAIN_CONFIG.lr:g}, batch {TRAIN_CONFIG.batch_size}, "
-            f"max_epochs {TRAIN_CONFIG.max_epochs}, patience {TRAIN_CONFIG.patience}); `{TUNED}`: the same heads on "
-            f"frames standardised with train-fold statistics, lr {TUNED_CONFIG.lr:g}, batch "
-            f"{TUNED_CONFIG.batch_size}. Whole run {elapsed / 60:.1f} min, peak RSS "
+            f"train 8), seed {SEED}. Heads: the pipeline's candidates (`attentive`, `meanstd`: "
+            "HeadConfig defaults; `linear`: mean+std pooling with no hidden layer; inputs standardised inside the "
+            f"head with train statistics) and settings (TrainConfig lr {TRAIN_CONFIG.lr:g}, batch "
+            f"{TRAIN_CONFIG.batch_size}, max_epochs {TRAIN_CONFIG.max_epochs}, patience {TRAIN_CONFIG.patience}); "
+            f"`{TUNED}`: the same heads with lr {TUNED_CONFIG.lr:g}, batch {TUNED_CONFIG.batch_size}. "
+            f"Whole run {elapsed / 60:.1f} min, peak RSS "
             f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB, load average "
             f"{load_before:.1f} at start, {os.getloadavg()[0]:.1f} at end. F1-macro over the 7 RAVDESS "
             "classes (chance about 0.14).",
             "",
             *table,
             "",
-            "`probe` = mean+std of the frames, standardised, scikit-learn LogisticRegression (C on development); "
-            "`auto` = attentive or meanstd head, whichever scores the better development F1-macro (the pipeline's "
-            f"default), `auto {TUNED}` = the same choice between the `{TUNED}` heads, `auto+probe` = `auto` with the "
-            "probe as a third candidate; fusion = the pipeline's "
-            "logistic regression on the chosen audio model's and the text head's outputs. Choices per fold: "
+            "`probe` = the baseline: mean+std of the frames, standardised, scikit-learn LogisticRegression (C on "
+            "development); `auto` = the attentive, meanstd or linear head, whichever scores the best development "
+            f"F1-macro (the pipeline's default), `auto {TUNED}` = the same choice between the `{TUNED}` heads; "
+            "fusion = the pipeline's logistic regression on the chosen audio head's and the text head's outputs. "
+            "Choices per fold: "
             f"{auto_lines}.",
             "",
             judge_line,

@@ -104,11 +104,11 @@ def demo() -> None:
         with pd.option_context("display.max_colwidth", 40, "display.width", 200):
             print(warehouse.query_df(con, "queries/demo_predictions.sql", ["demo"]).to_string(index=False))
     print(f"\nWarehouse: {path}")
-    print(f'Try:       duckdb -readonly {path} "$(cat sql/examples/per_class_f1.sql)"')
     print(
-        f"      or:  python -c \"import duckdb; print(duckdb.connect('{path}', read_only=True)"
-        f".sql('SELECT * FROM v_metrics'))\""
+        f"Try:       {sys.executable} -c \"import duckdb; print(duckdb.connect('{path}', read_only=True)"
+        f".sql(open('sql/examples/per_class_f1.sql').read()))\""
     )
+    print(f"  or, with the duckdb CLI:  duckdb -readonly {path} < sql/examples/modality_disagreements.sql")
     print("UI:        make ui   (dagster dev on http://127.0.0.1:3000)")
 
 

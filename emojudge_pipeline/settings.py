@@ -11,6 +11,7 @@
 | EMOJUDGE_BATCH_SECONDS | 100 | padded audio per encoder forward pass (~1000 for WavLM-Large bf16 on an 80 GB GPU) |
 | EMOJUDGE_PITCH_TRACKER | yin | prosody pitch tracker: yin (fast) or pyin (the paper's, slow) |
 | EMOJUDGE_AUDIO_POOLING | auto | attentive, meanstd, probe, or auto (train all three, keep the best on development) |
+| EMOJUDGE_HEAD_LR | 1e-3 | learning rate of the heads trained on cached features |
 | EMOJUDGE_MAX_EPOCHS, EMOJUDGE_PATIENCE | 40, 8 | head training length and early-stopping patience |
 | EMOJUDGE_FUSION_FIT | train | fusion fitted on train logits with C chosen on development, or development (halves) |
 | EMOJUDGE_ASR | {} | ASR options as JSON ({"model": path or HF id, "beam_size": 5, ...}); default Whisper tiny.en |

@@ -130,6 +130,7 @@ class JudgeResource(dg.ConfigurableResource):
     temperature: float = 0.3
     scope: str = "all"
     splits: str = "development,test,unsplit"
+    show_probability: bool = False
     max_workers: int = 4
     poll_interval_s: float = 30.0
     max_wait_s: float = 26 * 3600.0
@@ -172,5 +173,6 @@ def default_judge() -> JudgeResource:
         temperature=float(settings.env("EMOJUDGE_JUDGE_TEMPERATURE", "0.3")),
         scope=settings.env("EMOJUDGE_JUDGE_SCOPE", "all"),
         splits=settings.env("EMOJUDGE_JUDGE_SPLITS", "development,test,unsplit"),
+        show_probability=settings.env("EMOJUDGE_JUDGE_SHOW_PROBABILITY", "0") == "1",
         model_cache=str(settings.emojudge_home() / "models" / "judge"),
     )

@@ -179,3 +179,10 @@ def test_scope_selects_disagreements() -> None:
     assert select_for_scope(inputs, "disagreements") == [disagree]
     with pytest.raises(ValueError, match="unknown judge scope"):
         select_for_scope(inputs, "some")  # type: ignore[arg-type]
+
+
+def test_fused_probability_is_shown_only_when_given() -> None:
+    shown = render_messages(make_input("u1", fused_probability=0.41), 0.8)[1]["content"]
+    hidden = render_messages(make_input("u1", fused_probability=None), 0.8)[1]["content"]
+    assert "probability 0.41" in shown
+    assert "probability" not in hidden and "Predicted emotion: " in hidden

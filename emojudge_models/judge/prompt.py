@@ -35,7 +35,8 @@ class JudgeInput:
     gender: str | None
     prosody_description: str
     fused_label: str
-    fused_probability: float
+    fused_probability: float | None
+    """Shown to the judge only when given: small judges were measured to echo it as their own confidence."""
     audio_label: str | None = None
     text_label: str | None = None
 
@@ -47,7 +48,8 @@ class JudgeInput:
             value = getattr(self, name)
             if value is not None and value not in EMOTIONS:
                 raise ValueError(f"{where}: {name} {value!r} is not one of {', '.join(EMOTIONS)}")
-        if not (math.isfinite(self.fused_probability) and 0.0 <= self.fused_probability <= 1.0):
+        probability = self.fused_probability
+        if probability is not None and not (math.isfinite(probability) and 0.0 <= probability <= 1.0):
             raise ValueError(f"{where}: fused_probability {self.fused_probability!r} is not in [0, 1]")
 
 
@@ -87,7 +89,9 @@ def render_messages(judge_input: JudgeInput, threshold: float) -> list[dict[str,
         "speaker": _speaker(judge_input.speaker_id, judge_input.gender),
         "prosody": neutralise(judge_input.prosody_description.strip() or "no description"),
         "fused_label": judge_input.fused_label,
-        "fused_probability": f"{judge_input.fused_probability:.2f}",
+        "fused_probability": ""
+        if judge_input.fused_probability is None
+        else f" (probability {judge_input.fused_probability:.2f})",
         "model_labels": _model_labels(judge_input.audio_label, judge_input.text_label),
         "transcript": neutralise((judge_input.transcript or "").strip()) or "(no transcript)",
     }

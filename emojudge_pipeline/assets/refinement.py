@@ -23,7 +23,7 @@ from emojudge_pipeline.partitions import eval_sets_partitions
 from emojudge_pipeline.resources import JudgeResource, WarehouseResource
 
 
-def _inputs(rows: pd.DataFrame, eval_set: str) -> list[JudgeInput]:
+def _inputs(rows: pd.DataFrame, eval_set: str, show_probability: bool) -> list[JudgeInput]:
     def text(value) -> str | None:
         return value if isinstance(value, str) else None
 
@@ -36,7 +36,7 @@ def _inputs(rows: pd.DataFrame, eval_set: str) -> list[JudgeInput]:
             gender=text(r.gender),
             prosody_description=text(r.prosody_description) or "no prosody description available",
             fused_label=r.fused_label,
-            fused_probability=float(r.fused_probability),
+            fused_probability=float(r.fused_probability) if show_probability else None,
             audio_label=text(r.audio_label),
             text_label=text(r.text_label),
         )
@@ -104,7 +104,7 @@ def refinement(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
         rows = con.execute(warehouse.sql_text("judge/judge_inputs.sql"), [eval_set]).df()
     rows["split"] = rows["split"].fillna("unsplit")
     in_splits = rows[rows["split"].isin(judge.judged_splits())]
-    inputs = select_for_scope(_inputs(in_splits, eval_set), judge.scope)
+    inputs = select_for_scope(_inputs(in_splits, eval_set, judge.show_probability), judge.scope)
     requests = build_requests(inputs, config)
     by_utterance = rows.set_index("utterance_id")
     with warehouse_db.connect() as con:

@@ -6,6 +6,7 @@ Every clip is decoded to mono float32 at 16 kHz; :class:`AudioRejected` carries 
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,12 +32,13 @@ class AudioRejected(ValueError):
 
 @dataclass(frozen=True)
 class DecodedAudio:
-    """A decoded clip plus what the original file was."""
+    """A decoded clip plus what the original file was, including the SHA-256 of its bytes."""
 
     wave: np.ndarray
     orig_sample_rate_hz: int
     channels: int
     duration_s: float
+    sha256: str
 
 
 def file_sha256(path: Path | str) -> str:
@@ -48,26 +50,37 @@ def file_sha256(path: Path | str) -> str:
     return digest.hexdigest()
 
 
-def _read(path: Path) -> tuple[np.ndarray, int]:
-    """Read samples as float32 (frames, channels) with libsndfile (WAV, FLAC, OGG, MP3)."""
+def _read(path: Path, payload: bytes) -> tuple[np.ndarray, int]:
+    """Samples of the file bytes ``payload`` as float32 (frames, channels), via libsndfile (WAV, FLAC, OGG, MP3)."""
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        data, sr = sf.read(io.BytesIO(payload), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as error:
         raise AudioRejected(path, f"cannot decode audio: {error}") from None
     return data, int(sr)
 
 
-def decode(path: Path | str, max_duration_s: float = DEFAULT_MAX_DURATION_S, resample: bool = True) -> DecodedAudio:
+def decode(
+    path: Path | str,
+    max_duration_s: float = DEFAULT_MAX_DURATION_S,
+    resample: bool = True,
+    expected_sha256: str | None = None,
+) -> DecodedAudio:
     """Decode ``path`` to mono float32, rejecting empty, corrupt, silent, non-finite, too short or too long clips.
 
-    With ``resample`` (the default) the wave is at 16 kHz; without, it stays at the file's rate (validation only).
+    The file is read once: its bytes are hashed (and checked against ``expected_sha256``, the identity recorded at
+    ingest) and decoded from memory. With ``resample`` (the default) the wave is at 16 kHz; without, it stays at
+    the file's rate (validation only).
     """
     path = Path(path)
     if not path.is_file():
         raise AudioRejected(path, "file not found")
-    if path.stat().st_size == 0:
+    payload = path.read_bytes()
+    if not payload:
         raise AudioRejected(path, "file is empty (0 bytes)")
-    data, sr = _read(path)
+    sha256 = hashlib.sha256(payload).hexdigest()
+    if expected_sha256 is not None and sha256 != expected_sha256:
+        raise AudioRejected(path, "file content changed since ingest (SHA-256 differs); re-run ingest")
+    data, sr = _read(path, payload)
     channels = data.shape[1]
     if data.shape[0] == 0:
         raise AudioRejected(path, "file decodes to zero samples")
@@ -86,7 +99,7 @@ def decode(path: Path | str, max_duration_s: float = DEFAULT_MAX_DURATION_S, res
     if resample and sr != TARGET_SR:
         mono = librosa.resample(mono, orig_sr=sr, target_sr=TARGET_SR, res_type="soxr_hq")
     wave = np.ascontiguousarray(mono, dtype=np.float32)
-    return DecodedAudio(wave=wave, orig_sample_rate_hz=sr, channels=channels, duration_s=duration_s)
+    return DecodedAudio(wave=wave, orig_sample_rate_hz=sr, channels=channels, duration_s=duration_s, sha256=sha256)
 
 
 def load_wave(path: Path | str, max_duration_s: float = DEFAULT_MAX_DURATION_S) -> np.ndarray:

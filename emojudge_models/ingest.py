@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from emojudge_models.audio import DEFAULT_MAX_DURATION_S, AudioRejected, decode, file_sha256
+from emojudge_models.audio import DEFAULT_MAX_DURATION_S, AudioRejected, decode
 from emojudge_models.corpus import CorpusEntry, Rejection, read_corpus
 from emojudge_models.splits import split_speakers
 
@@ -58,13 +58,12 @@ def _probe(entry: CorpusEntry, max_duration_s: float) -> dict | Rejection:
     """Decode one clip and return its utterance row, or the reason it was rejected."""
     try:
         decoded = decode(entry.audio_path, max_duration_s=max_duration_s, resample=False)
-        sha = file_sha256(entry.audio_path)
     except AudioRejected as rejected:
         return Rejection(entry.utterance_id, str(entry.audio_path), "ingest", rejected.reason)
     row = asdict(entry)
     row.update(
         audio_path=str(entry.audio_path),
-        audio_sha256=sha,
+        audio_sha256=decoded.sha256,
         duration_s=round(decoded.duration_s, 4),
         sample_rate_hz=decoded.orig_sample_rate_hz,
         channels=decoded.channels,

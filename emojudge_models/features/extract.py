@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from emojudge_models.audio import DEFAULT_MAX_DURATION_S, AudioRejected, file_sha256, load_wave
+from emojudge_models.audio import DEFAULT_MAX_DURATION_S, decode
 from emojudge_models.encoders.base import SAMPLE_RATE_HZ, AudioEncoder, TextEncoder
 from emojudge_models.features.batching import plan_batches
 from emojudge_models.features.loader import BackgroundLoader, failure_reason
@@ -110,10 +110,8 @@ def _unique_utterances(items: Iterable[Any], report: ExtractionReport) -> list[A
 
 
 def _load_clip(clip: Clip, max_duration_s: float) -> np.ndarray:
-    """Decode a clip after checking its bytes still hash to the ingested SHA-256 (the cache identity)."""
-    if Path(clip.audio_path).is_file() and file_sha256(clip.audio_path) != clip.audio_sha256:
-        raise AudioRejected(clip.audio_path, "file content changed since ingest (SHA-256 differs); re-run ingest")
-    return load_wave(clip.audio_path, max_duration_s)
+    """Decode a clip (one read) after checking its bytes still hash to the ingested SHA-256 (the cache identity)."""
+    return decode(clip.audio_path, max_duration_s, expected_sha256=clip.audio_sha256).wave
 
 
 def _check_frames(frames: np.ndarray, dim: int, max_abs: float = FLOAT16_MAX) -> str | None:

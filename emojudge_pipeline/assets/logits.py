@@ -1,6 +1,7 @@
 """Asset ``logits``: every registered audio and text model applied to one evaluation set."""
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from emojudge_models import registry, warehouse
@@ -16,13 +17,29 @@ from emojudge_pipeline.assets.training import MODALITIES, model_kind
 from emojudge_pipeline.partitions import eval_sets_partitions
 from emojudge_pipeline.resources import ModelsResource, WarehouseResource
 
+SCORING_CHUNK = 512
+"""Utterances whose features are read and scored together; bounds memory whatever the partition size."""
 
-def _outputs(modality: str, kind: str, model, store: FeatureStore, rows: pd.DataFrame, key: str, device: str):
-    if modality == "audio":
-        return predict_audio(model, frames_for(store, rows, key), device, lengths=rows["n_frames"].tolist())
-    if kind == "text_head":
-        return predict_vectors(model, vectors_for(store, rows, key), device)
-    return predict_texts(model, rows["transcript"].tolist(), device)
+
+def _score(modality: str, kind: str, models: dict, store: FeatureStore, rows: pd.DataFrame, key: str, device: str):
+    """Outputs of every task's model for ``rows`` in order; each chunk's features are read once for all tasks."""
+    outputs: dict[str, list[np.ndarray]] = {task: [] for task in models}
+    for start in range(0, len(rows), SCORING_CHUNK):
+        chunk = rows.iloc[start : start + SCORING_CHUNK]
+        if modality == "audio":
+            features, lengths = frames_for(store, chunk, key), chunk["n_frames"].tolist()
+        elif kind == "text_head":
+            features = vectors_for(store, chunk, key)
+        else:
+            features = chunk["transcript"].tolist()
+        for task, model in models.items():
+            if modality == "audio":
+                outputs[task].append(predict_audio(model, features, device, lengths=lengths))
+            elif kind == "text_head":
+                outputs[task].append(predict_vectors(model, features, device))
+            else:
+                outputs[task].append(predict_texts(model, features, device))
+    return {task: np.concatenate(parts) for task, parts in outputs.items()}
 
 
 @dg.asset(
@@ -49,21 +66,26 @@ def logits(
                 continue
             rows = con.execute(warehouse.sql_text("queries/partition_features.sql"), [key, eval_set]).df()
             kind = model_kind(modality, models.resolved().text_training)
-            for task in TASKS:
-                model_row = registry.latest(con, kind, task, encoder_key=key)
-                if model_row is None:
-                    metadata[f"{modality}_{task}_skipped"] = f"no {kind} model registered for encoder {key}"
-                    continue
-                model = load_checkpoint(model_row.path, device)
-                outputs = _outputs(modality, kind, model, store, rows, key, device)
+            if rows.empty:
+                metadata[f"{modality}_skipped"] = "no utterance has features under the latest encoder"
+                continue
+            registered = {task: registry.latest(con, kind, task, encoder_key=key) for task in TASKS}
+            for task in [t for t, m in registered.items() if m is None]:
+                metadata[f"{modality}_{task}_skipped"] = f"no {kind} model registered for encoder {key}"
+            registered = {task: m for task, m in registered.items() if m is not None}
+            if not registered:
+                continue
+            loaded = {task: load_checkpoint(m.path, device) for task, m in registered.items()}
+            for task, outputs in _score(modality, kind, loaded, store, rows, key, device).items():
+                model_key = registered[task].model_key
                 frames.append(
                     logits_rows(rows["utterance_id"].tolist(), outputs, task).assign(
-                        modality=modality, model_key=model_row.model_key
+                        modality=modality, model_key=model_key
                     )
                 )
-                metadata[f"{modality}_{task}_model_key"] = model_row.model_key
+                metadata[f"{modality}_{task}_model_key"] = model_key
                 metadata[f"{modality}_{task}_rows"] = len(rows)
-                context.log.info(f"{modality} {task}: {len(rows)} rows from {model_row.model_key}")
+                context.log.info(f"{modality} {task}: {len(rows)} rows from {model_key}")
         table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["utterance_id"])
         table["run_id"] = context.run.run_id
         warehouse.replace_partition(con, "logits", eval_set, table)

@@ -22,6 +22,14 @@ def ravdess_dir() -> Path:
     return RAVDESS_DIR
 
 
+@pytest.fixture(scope="module")
+def tiny_wavlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random tiny WavLM (real conv strides, 50 frames/s) saved with save_pretrained; no download."""
+    from emojudge_models.encoders.tiny import save_wavlm, tiny_wavlm_config
+
+    return save_wavlm(tmp_path_factory.mktemp("wavlm"), tiny_wavlm_config())
+
+
 @pytest.fixture
 def emojudge_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh EMOJUDGE_HOME (and DAGSTER_HOME inside it) for one test."""

@@ -34,11 +34,6 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def tiny_wavlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_wavlm(tmp_path_factory.mktemp("wavlm"), tiny_wavlm_config())
-
-
-@pytest.fixture(scope="module")
 def wavlm_encoder(tiny_wavlm: Path) -> HFAudioEncoder:
     return HFAudioEncoder(tiny_wavlm)
 

@@ -18,7 +18,7 @@ from emojudge_models.audio import AudioRejected, file_sha256, load_wave
 from emojudge_models.encoders.acoustic import AcousticEncoder
 from emojudge_models.encoders.base import encoder_key
 from emojudge_models.encoders.hf import HFAudioEncoder, HFTextEncoder
-from emojudge_models.encoders.tiny import save_tiny_roberta, save_wavlm, tiny_wavlm_config
+from emojudge_models.encoders.tiny import save_tiny_roberta
 from emojudge_models.features.batching import plan_batches
 from emojudge_models.features.extract import (
     Clip,
@@ -54,11 +54,6 @@ class Counting:
         self.inputs += len(batch)
         self.seen.extend(batch)
         return self.encoder.encode_batch(batch)
-
-
-@pytest.fixture(scope="module")
-def tiny_wavlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_wavlm(tmp_path_factory.mktemp("wavlm"), tiny_wavlm_config())
 
 
 @pytest.fixture(scope="module")

@@ -67,18 +67,19 @@ def transcripts(context: dg.AssetExecutionContext, warehouse_db: WarehouseResour
         chunk = pending.iloc[start : start + ASR_CHUNK]
         texts = _transcribe_chunk(recognizer, chunk, failures)
         with warehouse_db.connect() as con:
-            for sha, text in texts.items():
-                con.execute(warehouse.sql_text("queries/insert_asr.sql"), [key, sha, text, "en"])
-                cached[sha] = text
+            con.executemany(
+                warehouse.sql_text("queries/insert_asr.sql"), [[key, sha, text, "en"] for sha, text in texts.items()]
+            )
+        cached.update(texts)
         context.log.info(f"transcribed {min(start + ASR_CHUNK, len(pending))}/{len(pending)} clips")
+    updates = [
+        [cached[row.audio_sha256], source, eval_set, row.utterance_id]
+        for row in todo.itertuples()
+        if row.audio_sha256 in cached
+    ]
     with warehouse_db.connect() as con:
         con.execute("BEGIN")
-        for row in todo.itertuples():
-            if row.audio_sha256 in cached:
-                con.execute(
-                    warehouse.sql_text("queries/set_asr_transcript.sql"),
-                    [cached[row.audio_sha256], source, eval_set, row.utterance_id],
-                )
+        con.executemany(warehouse.sql_text("queries/set_asr_transcript.sql"), updates)
         con.execute("COMMIT")
         record_rejections(con, eval_set, ("asr",), failures, context.run.run_id)
     shown = todo.assign(transcript=todo["audio_sha256"].map(cached))[["utterance_id", "transcript"]]

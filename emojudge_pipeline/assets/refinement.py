@@ -44,6 +44,36 @@ def _inputs(rows: pd.DataFrame, eval_set: str, show_probability: bool) -> list[J
     ]
 
 
+JUDGMENT_COLUMNS = [
+    "utterance_id",
+    "custom_id",
+    "backend",
+    "judge_model",
+    "temperature",
+    "threshold",
+    "prompt_template_sha256",
+    "prompt_sha256",
+    "fusion_model_key",
+    "prosody_version",
+    "batch_id",
+    "request_json",
+    "response_json",
+    "fused_label",
+    "label",
+    "confidence",
+    "rationale",
+    "accepted",
+    "answered",
+    "error",
+    "prompt_tokens",
+    "completion_tokens",
+    "requested_at",
+    "completed_at",
+    "run_id",
+]
+"""Columns of ``llm_judgments`` a run writes (eval_set is added by the partition write)."""
+
+
 def _judgment_row(result: JudgeResult, config, context_row, run_id: str) -> dict:
     decision = result.decide(config.threshold)
     judgment = result.judgment
@@ -127,7 +157,8 @@ def refinement(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
                 "judge_batches: materialise again later to resume them without paying twice"
             ) from None
     new_rows = pd.DataFrame(
-        [_judgment_row(r, config, by_utterance.loc[r.request.utterance_id], run_id) for r in results]
+        [_judgment_row(r, config, by_utterance.loc[r.request.utterance_id], run_id) for r in results],
+        columns=JUDGMENT_COLUMNS,
     )
     with warehouse_db.connect() as con:
         con.execute("BEGIN")
@@ -135,16 +166,12 @@ def refinement(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
         if len(new_rows):
             warehouse.insert_frame(con, "llm_judgments", new_rows.assign(eval_set=eval_set))
         con.execute("COMMIT")
-        judged = con.execute(warehouse.sql_text("judge/answered_judgments.sql"), [[r.custom_id for r in requests]]).df()
-        judged = pd.concat(
-            [judged, new_rows[~new_rows["custom_id"].isin(judged["custom_id"])]] if len(new_rows) else [judged]
-        ).set_index("utterance_id")
+        judged = pd.concat([stored[JUDGMENT_COLUMNS], new_rows]).set_index("utterance_id")
         predictions = _predictions(rows, judged, run_id)
         warehouse.replace_partition(con, "predictions", eval_set, predictions)
-    tokens_in = int(new_rows["prompt_tokens"].fillna(0).sum()) if len(new_rows) else 0
-    tokens_out = int(new_rows["completion_tokens"].fillna(0).sum()) if len(new_rows) else 0
+    tokens_in = int(new_rows["prompt_tokens"].fillna(0).sum())
+    tokens_out = int(new_rows["completion_tokens"].fillna(0).sum())
     cost = estimate_cost(config.model, tokens_in, tokens_out, batch=config.backend == "openai-batch")
-    errors = int(new_rows["error"].notna().sum()) if len(new_rows) else 0
     yield dg.MaterializeResult(
         asset_key="llm_judgments",
         metadata={
@@ -157,15 +184,13 @@ def refinement(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
             "requests_in_scope": len(requests),
             "reused": len(reused_ids),
             "sent": len(todo),
-            "answered": int(new_rows["answered"].sum()) if len(new_rows) else 0,
-            "errors": errors,
+            "answered": int(new_rows["answered"].sum()),
+            "errors": int(new_rows["error"].notna().sum()),
             "tokens_in": tokens_in,
             "tokens_out": tokens_out,
             "estimated_cost_usd": dg.MetadataValue.float(cost) if cost is not None else "unknown price",
             "examples": markdown_preview(
                 new_rows[["utterance_id", "fused_label", "label", "confidence", "accepted", "error"]]
-                if len(new_rows)
-                else new_rows
             ),
         },
     )

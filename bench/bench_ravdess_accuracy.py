@@ -4,7 +4,8 @@ Six folds by actor: the 12 actors, sorted, form 6 pairs; fold k tests on pair k,
 probe and fusion C) on pair k+1 (mod 6) and trains on the other 8 actors. Every clip is encoded once per encoder;
 heads, probes, fusion and the local judge are the library's, with the pipeline's settings (TrainConfig lr=1e-3,
 max_epochs=40, patience=8; text head with one hidden layer; fusion fit on train logits, C on development, refit on
-both). One seed per model, fixed.
+both). One seed per model, fixed. Every encoder runs twice: on raw frames and on frames z-normalised per speaker
+(``+spk``, emojudge_models/speaker_norm.py, the pipeline's default EMOJUDGE_SPEAKER_NORM=speaker).
 
 Run by hand: ``.venv/bin/python bench/bench_ravdess_accuracy.py [--judge-per-fold N] [--folds K] [--write]``;
 ``--write`` replaces the "## RAVDESS speaker-independent accuracy" section of bench/RESULTS.md, including the
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -38,7 +40,7 @@ from emojudge_models.audio import load_wave
 from emojudge_models.encoders.base import SAMPLE_RATE_HZ
 from emojudge_models.encoders.factory import build_audio_encoder, build_text_encoder
 from emojudge_models.fusion import C_GRID, fit_categorical_fusion, fusion_features
-from emojudge_models.heads import HeadConfig
+from emojudge_models.heads import EnsembleEmotionModel, HeadConfig
 from emojudge_models.judge import (
     ChatJudge,
     JudgeConfig,
@@ -50,6 +52,7 @@ from emojudge_models.judge import (
 from emojudge_models.labels import EMOTIONS, emotion_index
 from emojudge_models.metrics import categorical_metrics
 from emojudge_models.prosody import Thresholds, compute_prosody, describe
+from emojudge_models.speaker_norm import SpeakerNormaliser
 from emojudge_models.training import (
     HeadTrainingConfig,
     TrainConfig,
@@ -69,26 +72,23 @@ AUDIO_ENCODERS: dict[str, dict[str, Any]] = {
     "whisper-clip": {"kind": "whisper-ct2", "window": "clip"},
     "whisper-full": {"kind": "whisper-ct2", "window": "full"},
 }
-LOCAL_PROFILE_ENCODER = "whisper-clip"
+SPEAKER_NORM = " +spk"
+"""Suffix of an encoder's frames z-normalised per speaker."""
+LOCAL_PROFILE_ENCODER = "whisper-clip" + SPEAKER_NORM
 AUDIO_HEADS: dict[str, dict[str, Any]] = {
     "attentive": {"pooling": "attentive"},
     "meanstd": {"pooling": "meanstd"},
     "linear": {"pooling": "meanstd", "n_hidden_layers": 0},
 }
 """The pipeline's audio head candidates (emojudge_pipeline/assets/training.py AUDIO_HEADS, where ``linear`` is
-called ``probe``); EMOJUDGE_AUDIO_POOLING=auto keeps the best development F1-macro of the three."""
-SLOW = "lr1e-4"
-"""Suffix of the same heads trained with SLOW_CONFIG (the library's default learning rate), for comparison."""
-AUTO_POLICIES: dict[str, tuple[str, ...]] = {
-    "auto": tuple(AUDIO_HEADS),
-    f"auto {SLOW}": tuple(f"{head} {SLOW}" for head in AUDIO_HEADS),
-}
+called ``probe``); EMOJUDGE_AUDIO_POOLING=ensemble (the default) averages the three, ``auto`` keeps the best
+development F1-macro of the three."""
+POLICIES = ("auto", "ensemble")
 N_FOLDS = 6
 SEED = 0
 ENCODE_CALL_CLIPS = 16
 TRAIN_CONFIG = TrainConfig(lr=1e-3, max_epochs=40, patience=8)
 """The pipeline's head training defaults (EMOJUDGE_HEAD_LR, EMOJUDGE_MAX_EPOCHS, EMOJUDGE_PATIENCE)."""
-SLOW_CONFIG = TrainConfig(lr=1e-4, max_epochs=40, patience=8)
 
 
 @dataclass
@@ -166,6 +166,14 @@ def encode_audio(name: str, waves: list[np.ndarray], audio_seconds: float) -> tu
     return frames, audio_seconds / wall, audio_seconds / cpu
 
 
+def speaker_normalised(frames: list[np.ndarray], corpus: Corpus) -> list[np.ndarray]:
+    """Frames z-normalised with their speaker's statistics over all of that speaker's clips (no labels used)."""
+    rows = pd.DataFrame({"eval_set": "ravdess", "utterance_id": range(len(frames)), "speaker_id": corpus.actors})
+    keys = list(zip(rows["eval_set"], rows["utterance_id"], strict=True))
+    normaliser = SpeakerNormaliser.for_rows(rows).add_all(zip(keys, frames, strict=True))
+    return normaliser.apply(keys, frames)
+
+
 def mean_std(frames: list[np.ndarray]) -> np.ndarray:
     return np.stack([np.concatenate([f.mean(axis=0), f.std(axis=0)]) for f in frames])
 
@@ -182,22 +190,30 @@ def probe_predictions(vectors: np.ndarray, labels: np.ndarray, fold: Fold) -> np
     return best[1].predict(vectors[fold.test])
 
 
-def audio_head_logits(
-    frames: list[np.ndarray], labels: np.ndarray, fold: Fold, head: str, train_config: TrainConfig = TRAIN_CONFIG
-) -> tuple[dict[str, np.ndarray], float]:
-    """Train/dev/test logits of an audio head trained on the fold, and its development F1-macro."""
-    items = [(f, int(y)) for f, y in zip(frames, labels, strict=True)]
-    config = HeadTrainingConfig(
-        head=HeadConfig(task="categorical", input_dim=frames[0].shape[1], **AUDIO_HEADS[head]), train=train_config
-    )
-    result = train_audio_head([items[i] for i in fold.train], [items[i] for i in fold.dev], config, "cpu", SEED)
-    logits = {
-        split: predict_audio(
-            result.model, [frames[i] for i in indices], "cpu", lengths=[len(frames[i]) for i in indices]
-        )
+def split_logits(model: torch.nn.Module, frames: list[np.ndarray], fold: Fold) -> dict[str, np.ndarray]:
+    return {
+        split: predict_audio(model, [frames[i] for i in indices], "cpu", lengths=[len(frames[i]) for i in indices])
         for split, indices in (("train", fold.train), ("dev", fold.dev), ("test", fold.test))
     }
-    return logits, result.dev_metric
+
+
+def audio_heads(
+    frames: list[np.ndarray], labels: np.ndarray, fold: Fold
+) -> dict[str, tuple[dict[str, np.ndarray], float]]:
+    """Train/dev/test logits and development F1-macro of each head, and of ``auto`` and ``ensemble`` over them."""
+    items = [(f, int(y)) for f, y in zip(frames, labels, strict=True)]
+    models, out = [], {}
+    for head, architecture in AUDIO_HEADS.items():
+        config = HeadTrainingConfig(
+            head=HeadConfig(task="categorical", input_dim=frames[0].shape[1], **architecture), train=TRAIN_CONFIG
+        )
+        result = train_audio_head([items[i] for i in fold.train], [items[i] for i in fold.dev], config, "cpu", SEED)
+        models.append(result.model)
+        out[head] = (split_logits(result.model, frames, fold), result.dev_metric)
+    out["auto"] = max((out[head] for head in AUDIO_HEADS), key=lambda pair: pair[1])
+    ensemble = split_logits(EnsembleEmotionModel.of(models), frames, fold)
+    out["ensemble"] = (ensemble, f1_and_accuracy(labels[fold.dev], ensemble["dev"].argmax(axis=1))[0])
+    return out
 
 
 def text_head_logits(vectors: np.ndarray, labels: np.ndarray, fold: Fold) -> dict[str, np.ndarray]:
@@ -234,7 +250,7 @@ def fused_probabilities(audio: dict[str, np.ndarray], text: dict[str, np.ndarray
 
 @dataclass
 class PipelineOutputs:
-    """The local pipeline's test outputs on a fold (``auto`` audio head, text head, fusion): what the judge sees."""
+    """The local pipeline's test outputs on a fold (ensemble audio head, text head, fusion): what the judge sees."""
 
     fused: np.ndarray
     audio_pred: np.ndarray
@@ -254,21 +270,17 @@ def run_fold(
     text = text_head_logits(text_vectors, labels, fold)
     scores.add(("text", "minilm", "head"), y_test, text["test"].argmax(axis=1))
     outputs = {}
-    for name in AUDIO_ENCODERS:
-        models = {head: audio_head_logits(frames[name], labels, fold, head) for head in AUDIO_HEADS}
-        for head in AUDIO_HEADS:
-            models[f"{head} {SLOW}"] = audio_head_logits(frames[name], labels, fold, head, SLOW_CONFIG)
+    for name in frames:
+        models = audio_heads(frames[name], labels, fold)
         for model, (logits, _) in models.items():
             scores.add(("audio", name, model), y_test, logits["test"].argmax(axis=1))
+        picked[name, max(AUDIO_HEADS, key=lambda head: models[head][1])] += 1
         scores.add(("audio", name, "probe"), y_test, probe_predictions(mean_std(frames[name]), labels, fold))
-        for policy, candidates in AUTO_POLICIES.items():
-            chosen = max(candidates, key=lambda model: models[model][1])
-            picked[name, policy, chosen] += 1
-            audio = models[chosen][0]
-            scores.add(("audio", name, policy), y_test, audio["test"].argmax(axis=1))
+        for policy in POLICIES:
+            audio = models[policy][0]
             fused = fused_probabilities(audio, text, labels, fold)
             scores.add(("fused", name, f"{policy} + text"), y_test, fused.argmax(axis=1))
-            if policy == "auto":
+            if policy == "ensemble":
                 outputs[name] = PipelineOutputs(fused, audio["test"].argmax(axis=1), text["test"].argmax(axis=1))
     return outputs
 
@@ -350,7 +362,7 @@ def summary_row(stage: str, encoder: str, model: str, scores: Scores) -> str:
 
 def table_order(row: tuple[str, str, str]) -> tuple[int, int]:
     stage, encoder, _ = row
-    encoders = [*AUDIO_ENCODERS, "minilm"]
+    encoders = [name + suffix for name in AUDIO_ENCODERS for suffix in ("", SPEAKER_NORM)] + ["minilm"]
     return ["audio", "text", "fused", "refined"].index(stage), encoders.index(encoder)
 
 
@@ -359,7 +371,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--folds", type=int, default=N_FOLDS, help="run only the first K folds (smoke runs)")
     parser.add_argument("--judge-per-fold", type=int, default=28, help="test clips judged per fold (0: no judge)")
-    parser.add_argument("--judge-encoder", default=LOCAL_PROFILE_ENCODER, choices=sorted(AUDIO_ENCODERS))
+    parser.add_argument("--judge-encoder", default=LOCAL_PROFILE_ENCODER)
     parser.add_argument("--judge-cache", type=Path, default=Path("/tmp/emojudge-judge-cache"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--write", action="store_true")
@@ -371,6 +383,7 @@ def main() -> None:
     frames, speed = {}, {}
     for name in AUDIO_ENCODERS:
         frames[name], *speed[name] = encode_audio(name, corpus.waves, corpus.audio_seconds)
+        frames[name + SPEAKER_NORM] = speaker_normalised(frames[name], corpus)
     text_vectors = build_text_encoder({"kind": "minilm"}).encode_batch([row["transcript"] for row in corpus.rows])
     prosody = [compute_prosody(w, row["transcript"]) for w, row in zip(corpus.waves, corpus.rows, strict=True)]
     print(f"features ready after {time.perf_counter() - started:.0f} s", flush=True)
@@ -391,7 +404,7 @@ def main() -> None:
                 final = refine(
                     judge, judge_config, corpus, fold, prosody, outputs[args.judge_encoder], args.judge_per_fold, tally
                 )
-                scores.add(("refined", args.judge_encoder, "auto + text + judge"), corpus.labels[fold.test], final)
+                scores.add(("refined", args.judge_encoder, "ensemble + text + judge"), corpus.labels[fold.test], final)
             summary = ", ".join(f"{'/'.join(k[1:])} {v[-1]:.2f}" for k, v in scores.f1.items())
             print(
                 f"fold {fold.index} test {fold.test_actors} dev {fold.dev_actors}: {summary} "
@@ -407,12 +420,10 @@ def main() -> None:
     ]
     speed_lines = [f"| {name} | {wall:.1f} | {cpu:.1f} |" for name, (wall, cpu) in speed.items()]
     auto_lines = "; ".join(
-        f"{policy} on {name}: " + ", ".join(f"{model} {picked[name, policy, model]}" for model in candidates)
-        for policy, candidates in AUTO_POLICIES.items()
-        for name in AUDIO_ENCODERS
+        f"{name}: " + ", ".join(f"{head} {picked[name, head]}" for head in AUDIO_HEADS) for name in frames
     )
     judge_line = (
-        f"Refined = `auto + text` fusion of {args.judge_encoder} judged by Gemma 3 270M (local backend, threshold "
+        f"Refined = `ensemble + text` fusion of {args.judge_encoder} judged by Gemma 3 270M (local backend, threshold "
         f"{judge_config.threshold}) on {tally.judged} of {sum(len(f.test) for f in folds)} test clips (evenly spaced, "
         f"{args.judge_per_fold} per fold; the others keep their fused label): "
         f"{tally.errors} errors, {tally.changed} labels changed, {tally.right_to_wrong} right->wrong, "
@@ -432,7 +443,7 @@ def main() -> None:
             "HeadConfig defaults; `linear`: mean+std pooling with no hidden layer; inputs standardised inside the "
             f"head with train statistics) and settings (TrainConfig lr {TRAIN_CONFIG.lr:g}, batch "
             f"{TRAIN_CONFIG.batch_size}, max_epochs {TRAIN_CONFIG.max_epochs}, patience {TRAIN_CONFIG.patience}); "
-            f"`{SLOW}`: the same heads with lr {SLOW_CONFIG.lr:g}, the library's TrainConfig default. "
+            f"`{SPEAKER_NORM.strip()}`: frames z-normalised per speaker over all of the speaker's clips. "
             f"Whole run {elapsed / 60:.1f} min, peak RSS "
             f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB, load average "
             f"{load_before:.1f} at start, {os.getloadavg()[0]:.1f} at end. F1-macro over the 7 RAVDESS "
@@ -442,9 +453,9 @@ def main() -> None:
             "",
             "`probe` = the baseline: mean+std of the frames, standardised, scikit-learn LogisticRegression (C on "
             "development); `auto` = the attentive, meanstd or linear head, whichever scores the best development "
-            f"F1-macro (the pipeline's default), `auto {SLOW}` = the same choice between the `{SLOW}` heads; "
-            "fusion = the pipeline's logistic regression on the chosen audio head's and the text head's outputs. "
-            "Choices per fold: "
+            "F1-macro; `ensemble` = the mean of the three heads' probabilities (the pipeline's default); "
+            "fusion = the pipeline's logistic regression on the audio model's and the text head's outputs. "
+            "`auto` choices per fold: "
             f"{auto_lines}.",
             "",
             judge_line,

@@ -2,7 +2,7 @@
 
 Layout of a checkpoint directory:
   config.json         {"kind", "code_version", "model": constructor arguments, "metadata": caller's dict}
-  model.safetensors   all weights of a head; only the linear head of a fine-tuned text model
+  model.safetensors   all weights of a head or ensemble of heads; only the linear head of a fine-tuned text model
   encoder/            fine-tuned text model only: encoder (save_pretrained) and its tokenizer
 """
 
@@ -18,13 +18,20 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from emojudge_models import heads, text_classifier
-from emojudge_models.heads import AudioEmotionModel, HeadConfig, VectorEmotionModel, build_head_model
+from emojudge_models.heads import (
+    AudioEmotionModel,
+    EnsembleConfig,
+    EnsembleEmotionModel,
+    HeadConfig,
+    VectorEmotionModel,
+    build_head_model,
+)
 from emojudge_models.text_classifier import TextEmotionClassifier
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 ENCODER_DIR = "encoder"
-KINDS: tuple[str, ...] = ("audio_head", "vector_head", "text_finetune")
+KINDS: tuple[str, ...] = ("audio_head", "audio_ensemble", "vector_head", "text_finetune")
 
 
 def model_key(training_data_keys: list[str], hyperparameters: dict[str, Any], code_version: str) -> str:
@@ -52,6 +59,13 @@ def save_checkpoint(model: nn.Module, config: dict[str, Any], directory: str | P
         model.encoder.save_pretrained(directory / ENCODER_DIR)
         model.tokenizer.save_pretrained(directory / ENCODER_DIR)
         weights = model.head.state_dict()
+    elif isinstance(model, EnsembleEmotionModel):
+        kind, code_version, model_config, weights = (
+            "audio_ensemble",
+            heads.CODE_VERSION,
+            model.config.to_dict(),
+            model.state_dict(),
+        )
     elif isinstance(model, AudioEmotionModel | VectorEmotionModel):
         kind = "audio_head" if isinstance(model, AudioEmotionModel) else "vector_head"
         code_version, model_config, weights = heads.CODE_VERSION, model.config.to_dict(), model.state_dict()
@@ -86,6 +100,9 @@ def load_checkpoint(directory: str | Path, device: torch.device | str) -> nn.Mod
             directory / ENCODER_DIR, settings["task"], settings["dropout"], settings["max_length"]
         )
         model.head.load_state_dict(weights)
+    elif document["kind"] == "audio_ensemble":
+        model = EnsembleEmotionModel(EnsembleConfig.from_dict(document["model"]))
+        model.load_state_dict(weights)
     else:
         model = build_head_model(HeadConfig(**document["model"]))
         model.load_state_dict(weights)

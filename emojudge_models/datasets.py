@@ -13,6 +13,7 @@ import pandas as pd
 
 from emojudge_models.features.store import FeatureStore
 from emojudge_models.labels import ATTRIBUTES, EMOTIONS
+from emojudge_models.speaker_norm import MIN_SPEAKER_UTTERANCES, SpeakerNormaliser
 from emojudge_models.warehouse import sql_text
 
 
@@ -66,3 +67,20 @@ def vectors_for(store: FeatureStore, rows: pd.DataFrame, encoder_key: str) -> np
         )
     table = pd.concat(parts).set_index("key")["vector"]
     return np.stack([table[(e, u)] for e, u in zip(rows["eval_set"], rows["utterance_id"], strict=True)])
+
+
+def speaker_normaliser(
+    con: duckdb.DuckDBPyConnection,
+    store: FeatureStore,
+    eval_sets: list[str],
+    encoder_key: str,
+    min_utterances: int = MIN_SPEAKER_UTTERANCES,
+) -> SpeakerNormaliser:
+    """Per-speaker frame statistics over every utterance of ``eval_sets`` with features under ``encoder_key``,
+    streamed from the store (labels are not used, so test speakers are normalised by their own speech)."""
+    rows = con.execute(sql_text("queries/speaker_rows.sql"), [encoder_key, eval_sets]).df()
+    normaliser = SpeakerNormaliser.for_rows(rows, min_utterances)
+    for eval_set, part in rows.groupby("eval_set", sort=False):
+        frames = store.read_frames(eval_set, part["utterance_id"].tolist(), encoder_key)
+        normaliser.add_all(((eval_set, utterance_id), values) for utterance_id, values in frames)
+    return normaliser

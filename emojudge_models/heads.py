@@ -235,3 +235,58 @@ class AudioEmotionModel(nn.Module):
 def build_head_model(config: HeadConfig) -> AudioEmotionModel | VectorEmotionModel:
     """The model a config describes: frame pooling -> AudioEmotionModel, pooling 'none' -> VectorEmotionModel."""
     return VectorEmotionModel(config) if config.pooling == "none" else AudioEmotionModel(config)
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """Several frame heads of one task and input size, averaged (see :class:`EnsembleEmotionModel`)."""
+
+    members: tuple[HeadConfig, ...]
+
+    def __post_init__(self) -> None:
+        if not self.members:
+            raise ValueError("an ensemble needs at least one member head")
+        if any(m.pooling == "none" for m in self.members):
+            raise ValueError("ensemble members must pool frames (attentive or meanstd)")
+        if len({(m.task, m.input_dim) for m in self.members}) != 1:
+            raise ValueError(f"ensemble members must share task and input_dim, got {self.members}")
+
+    @property
+    def task(self) -> str:
+        return self.members[0].task
+
+    @property
+    def input_dim(self) -> int:
+        return self.members[0].input_dim
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"members": [member.to_dict() for member in self.members]}
+
+    @classmethod
+    def from_dict(cls, document: dict[str, Any]) -> EnsembleConfig:
+        return cls(tuple(HeadConfig(**member) for member in document["members"]))
+
+
+class EnsembleEmotionModel(nn.Module):
+    """The average of several frame heads: mean class probabilities, returned as log-probabilities (so softmax
+    gives the mean back), or mean attribute predictions. Averaging is steadier than picking one head by a small
+    development set."""
+
+    def __init__(self, config: EnsembleConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.members = nn.ModuleList(AudioEmotionModel(member) for member in config.members)
+
+    @classmethod
+    def of(cls, models: list[AudioEmotionModel]) -> EnsembleEmotionModel:
+        """An ensemble holding copies of trained heads' weights."""
+        ensemble = cls(EnsembleConfig(tuple(model.config for model in models)))
+        for member, model in zip(ensemble.members, models, strict=True):
+            member.load_state_dict(model.state_dict())
+        return ensemble.eval()
+
+    def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        outputs = torch.stack([member(frames, mask).float() for member in self.members])
+        if self.config.task == "categorical":
+            return torch.log(torch.softmax(outputs, dim=-1).mean(dim=0).clamp_min(1e-12))
+        return outputs.mean(dim=0)

@@ -10,7 +10,8 @@
 | EMOJUDGE_DEVICE | auto | auto (cuda when available), cpu, cuda, cuda:1 ... |
 | EMOJUDGE_BATCH_SECONDS | 100 | padded audio per encoder forward pass (~1000 for WavLM-Large bf16 on an 80 GB GPU) |
 | EMOJUDGE_PITCH_TRACKER | yin | prosody pitch tracker: yin (fast) or pyin (the paper's, slow) |
-| EMOJUDGE_AUDIO_POOLING | auto | attentive, meanstd, probe, or auto (train all three, keep the best on development) |
+| EMOJUDGE_AUDIO_POOLING | ensemble | ensemble (mean of attentive, meanstd, probe heads), auto (best on dev), or one |
+| EMOJUDGE_SPEAKER_NORM | speaker | speaker (z-normalise frames per speaker, see speaker_norm.py) or none |
 | EMOJUDGE_HEAD_LR | 1e-3 | learning rate of the heads trained on cached features |
 | EMOJUDGE_MAX_EPOCHS, EMOJUDGE_PATIENCE | 40, 8 | head training length and early-stopping patience |
 | EMOJUDGE_FUSION_FIT | train | fusion fitted on train logits with C chosen on development, or development (halves) |

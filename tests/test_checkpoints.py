@@ -6,7 +6,7 @@ import torch
 
 from emojudge_models import heads
 from emojudge_models.checkpoints import load_checkpoint, model_key, read_checkpoint_config, save_checkpoint
-from emojudge_models.heads import HeadConfig, build_head_model
+from emojudge_models.heads import EnsembleConfig, EnsembleEmotionModel, HeadConfig, build_head_model
 
 
 @pytest.mark.parametrize(
@@ -54,3 +54,35 @@ def test_model_key_ignores_data_key_order_and_tracks_everything_else() -> None:
     assert key != model_key(["a", "b", "c"], {"lr": 1e-4, "pooling": "attentive"}, "heads-1")
     assert key != model_key(["a", "b"], {"lr": 1e-3, "pooling": "attentive"}, "heads-1")
     assert key != model_key(["a", "b"], {"lr": 1e-4, "pooling": "attentive"}, "heads-2")
+
+
+@pytest.mark.parametrize("task", ["categorical", "attributes"])
+def test_ensemble_averages_its_members_and_round_trips(tmp_path: Path, task: str) -> None:
+    torch.manual_seed(0)
+    members = [
+        build_head_model(HeadConfig(task=task, input_dim=6, pooling=p, attention_dim=4, hidden_dim=8)).eval()
+        for p in ("attentive", "meanstd")
+    ]
+    ensemble = EnsembleEmotionModel.of(members)
+    frames, mask = torch.randn(3, 5, 6), torch.ones(3, 5, dtype=bool)
+    with torch.no_grad():
+        outputs = [m(frames, mask) for m in members]
+        got = ensemble(frames, mask)
+    if task == "categorical":
+        expected = (torch.softmax(outputs[0], -1) + torch.softmax(outputs[1], -1)) / 2
+        torch.testing.assert_close(torch.softmax(got, -1), expected)
+    else:
+        torch.testing.assert_close(got, (outputs[0] + outputs[1]) / 2)
+
+    restored = load_checkpoint(save_checkpoint(ensemble, {}, tmp_path / "ensemble"), "cpu")
+    assert isinstance(restored, EnsembleEmotionModel) and restored.config == ensemble.config
+    assert read_checkpoint_config(tmp_path / "ensemble")["kind"] == "audio_ensemble"
+    with torch.no_grad():
+        assert torch.equal(restored(frames, mask), got)
+
+
+def test_ensemble_members_must_agree() -> None:
+    with pytest.raises(ValueError, match="share task"):
+        EnsembleConfig((HeadConfig(task="categorical", input_dim=6), HeadConfig(task="categorical", input_dim=7)))
+    with pytest.raises(ValueError, match="at least one"):
+        EnsembleConfig(())

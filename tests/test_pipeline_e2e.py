@@ -11,12 +11,17 @@ import json
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 from batch_api_server import FakeOpenAIServer, judgment_reply, keep_prediction, user_message
 
 from emojudge_models import warehouse
+from emojudge_models.checkpoints import load_checkpoint, read_checkpoint_config
+from emojudge_models.datasets import frames_for, speaker_normaliser
 from emojudge_models.demo_corpus import write_demo_corpus
 from emojudge_models.encoders.tiny import save_tiny_roberta
+from emojudge_models.features.store import FeatureStore
+from emojudge_models.training import predict_audio
 from emojudge_pipeline import cli
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "sql" / "examples").glob("*.sql"))
@@ -43,7 +48,6 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory):
         "EMOJUDGE_TEXT_ENCODER": json.dumps({"kind": "hf", "model": str(text_model)}),
         "EMOJUDGE_MAX_EPOCHS": "4",
         "EMOJUDGE_PATIENCE": "2",
-        "EMOJUDGE_AUDIO_POOLING": "attentive",
         "EMOJUDGE_JUDGE": "openai-chat",
         "OPENAI_API_KEY": "sk-test-e2e",
     }
@@ -96,6 +100,31 @@ def test_rerun_is_idempotent_and_reuses_judgments(demo_run) -> None:
     with warehouse.connect(home, read_only=True) as con:
         for table, first in counts.items():
             assert con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == first, table
+
+
+def test_audio_models_are_speaker_normalised_ensembles_scored_as_trained(demo_run) -> None:
+    home = demo_run[0]
+    with warehouse.connect(home, read_only=True) as con:
+        path, hyper, key, model_key = con.execute(
+            "SELECT path, hyperparameters, encoder_key, model_key FROM model_registry "
+            "WHERE kind = 'audio_head' AND task = 'categorical'"
+        ).fetchone()
+        rows = con.execute(warehouse.sql_text("queries/partition_features.sql"), [key, "demo"]).df().iloc[::29]
+        store = FeatureStore(con, home / "features")
+        normaliser = speaker_normaliser(con, store, ["demo"], key)
+        keys = list(zip(rows["eval_set"], rows["utterance_id"], strict=True))
+        frames = normaliser.apply(keys, frames_for(store, rows, key))
+        stored = con.execute(
+            "SELECT utterance_id, logits FROM logits WHERE eval_set = 'demo' AND modality = 'audio' "
+            "AND task = 'categorical' AND model_key = ?",
+            [model_key],
+        ).fetchall()
+    assert json.loads(hyper)["speaker_norm"] == "speaker"
+    assert read_checkpoint_config(path)["kind"] == "audio_ensemble"
+    assert normaliser.summary() == {"speakers": 6, "speaker_utterances": 144, "set_fallback": 0}
+    recomputed = predict_audio(load_checkpoint(path, "cpu"), frames, "cpu")
+    table = {utterance_id: np.asarray(values) for utterance_id, values in stored}
+    np.testing.assert_allclose(np.stack([table[u] for u in rows["utterance_id"]]), recomputed, atol=1e-4)
 
 
 def test_acceptance_rule_and_lineage(demo_run) -> None:

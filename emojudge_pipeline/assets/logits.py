@@ -6,10 +6,11 @@ import pandas as pd
 
 from emojudge_models import registry, warehouse
 from emojudge_models.checkpoints import load_checkpoint
-from emojudge_models.datasets import frames_for, vectors_for
+from emojudge_models.datasets import frames_for, speaker_normaliser, vectors_for
 from emojudge_models.features.store import FeatureStore
 from emojudge_models.labels import TASKS
 from emojudge_models.scoring import logits_rows
+from emojudge_models.speaker_norm import MIN_SPEAKER_UTTERANCES, SpeakerNormaliser
 from emojudge_models.text_classifier import predict_texts
 from emojudge_models.training import predict_audio, predict_vectors
 from emojudge_pipeline.assets.common import WAREHOUSE_POOL
@@ -21,25 +22,50 @@ SCORING_CHUNK = 512
 """Utterances whose features are read and scored together; bounds memory whatever the partition size."""
 
 
-def _score(modality: str, kind: str, models: dict, store: FeatureStore, rows: pd.DataFrame, key: str, device: str):
-    """Outputs of every task's model for ``rows`` in order; each chunk's features are read once for all tasks."""
+def _score(
+    modality: str,
+    kind: str,
+    models: dict,
+    store: FeatureStore,
+    rows: pd.DataFrame,
+    key: str,
+    device: str,
+    normalisers: dict[str, SpeakerNormaliser | None],
+):
+    """Outputs of every task's model for ``rows`` in order; each chunk's features are read once for all tasks.
+
+    ``normalisers`` gives each task's audio model the speaker normalisation it was trained with (None: raw)."""
     outputs: dict[str, list[np.ndarray]] = {task: [] for task in models}
     for start in range(0, len(rows), SCORING_CHUNK):
         chunk = rows.iloc[start : start + SCORING_CHUNK]
         if modality == "audio":
             features, lengths = frames_for(store, chunk, key), chunk["n_frames"].tolist()
+            keys = list(zip(chunk["eval_set"], chunk["utterance_id"], strict=True))
         elif kind == "text_head":
             features = vectors_for(store, chunk, key)
         else:
             features = chunk["transcript"].tolist()
         for task, model in models.items():
             if modality == "audio":
-                outputs[task].append(predict_audio(model, features, device, lengths=lengths))
+                normaliser = normalisers.get(task)
+                inputs = features if normaliser is None else normaliser.apply(keys, features)
+                outputs[task].append(predict_audio(model, inputs, device, lengths=lengths))
             elif kind == "text_head":
                 outputs[task].append(predict_vectors(model, features, device))
             else:
                 outputs[task].append(predict_texts(model, features, device))
     return {task: np.concatenate(parts) for task, parts in outputs.items()}
+
+
+def _normalisers(con, store: FeatureStore, eval_set: str, key: str, registered: dict) -> dict:
+    """Each task model's speaker normaliser over this evaluation set, built once and shared; None for models
+    trained on raw frames."""
+    wanted = {task: m.hyperparameters.get("speaker_norm", "none") == "speaker" for task, m in registered.items()}
+    if not any(wanted.values()):
+        return dict.fromkeys(registered)
+    minimum = {m.hyperparameters.get("min_speaker_utterances", MIN_SPEAKER_UTTERANCES) for m in registered.values()}
+    shared = speaker_normaliser(con, store, [eval_set], key, max(minimum))
+    return {task: shared if wanted[task] else None for task in registered}
 
 
 @dg.asset(
@@ -76,7 +102,12 @@ def logits(
             if not registered:
                 continue
             loaded = {task: load_checkpoint(m.path, device) for task, m in registered.items()}
-            for task, outputs in _score(modality, kind, loaded, store, rows, key, device).items():
+            normalisers = _normalisers(con, store, eval_set, key, registered) if modality == "audio" else {}
+            for task, normaliser in normalisers.items():
+                if normaliser is not None:
+                    metadata[f"audio_{task}_speaker_norm"] = dg.MetadataValue.json(normaliser.summary())
+            scored = _score(modality, kind, loaded, store, rows, key, device, normalisers)
+            for task, outputs in scored.items():
                 model_key = registered[task].model_key
                 frames.append(
                     logits_rows(rows["utterance_id"].tolist(), outputs, task).assign(

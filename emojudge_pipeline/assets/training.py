@@ -11,19 +11,31 @@ from dataclasses import asdict
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from emojudge_models import registry, warehouse
 from emojudge_models.checkpoints import model_key, save_checkpoint
-from emojudge_models.datasets import SplitData, frames_for, labelled_rows, vectors_for
+from emojudge_models.datasets import SplitData, frames_for, labelled_rows, speaker_normaliser, vectors_for
 from emojudge_models.features.store import FeatureStore
 from emojudge_models.heads import CODE_VERSION as HEADS_CODE_VERSION
-from emojudge_models.heads import HeadConfig
+from emojudge_models.heads import EnsembleConfig, EnsembleEmotionModel, HeadConfig
 from emojudge_models.labels import TASKS
 from emojudge_models.profiles import text_encoder_path
+from emojudge_models.speaker_norm import MIN_SPEAKER_UTTERANCES, SpeakerNormaliser
+from emojudge_models.speaker_norm import MODES as SPEAKER_NORM_MODES
 from emojudge_models.text_classifier import CODE_VERSION as TEXT_CODE_VERSION
 from emojudge_models.text_classifier import TextFinetuneConfig, finetune_text_classifier
-from emojudge_models.training import HeadTrainingConfig, TrainConfig, TrainResult, train_audio_head, train_text_head
+from emojudge_models.training import (
+    HeadTrainingConfig,
+    TrainConfig,
+    TrainResult,
+    dev_metric,
+    dev_metric_name,
+    predict_audio,
+    train_audio_head,
+    train_text_head,
+)
 from emojudge_pipeline import settings
 from emojudge_pipeline.assets.common import WAREHOUSE_POOL, markdown_preview
 from emojudge_pipeline.resources import ModelsResource, WarehouseResource
@@ -70,20 +82,48 @@ AUDIO_HEADS = {
     "probe": {"pooling": "meanstd", "n_hidden_layers": 0},
 }
 """Audio head candidates: the paper's attentive head, mean+std pooling with the same MLP, and a linear probe on
-standardised mean+std (what small data often prefers). ``EMOJUDGE_AUDIO_POOLING=auto`` trains all three and keeps
-the best development score."""
+standardised mean+std (what small data often prefers). ``EMOJUDGE_AUDIO_POOLING=ensemble`` (the default) trains
+all three and averages them; ``auto`` keeps the one with the best development score; a candidate's name trains
+that one alone."""
+
+AUDIO_POLICIES = ("ensemble", "auto")
 
 
-def _train_audio(store, key, train, dev, task, models, log) -> tuple[TrainResult, HeadTrainingConfig, dict]:
-    """Train the configured head(s); with ``auto`` every candidate of AUDIO_HEADS, kept by development score."""
-    train_items = list(zip(frames_for(store, train.rows, key), train.targets, strict=True))
-    dev_items = list(zip(frames_for(store, dev.rows, key), dev.targets, strict=True))
+def audio_pooling() -> str:
+    pooling = settings.env("EMOJUDGE_AUDIO_POOLING", "ensemble")
+    if pooling not in AUDIO_POLICIES and pooling not in AUDIO_HEADS:
+        choices = ", ".join((*AUDIO_POLICIES, *AUDIO_HEADS))
+        raise dg.Failure(f"EMOJUDGE_AUDIO_POOLING must be one of {choices}, not {pooling!r}")
+    return pooling
+
+
+def speaker_norm() -> str:
+    mode = settings.env("EMOJUDGE_SPEAKER_NORM", "speaker")
+    if mode not in SPEAKER_NORM_MODES:
+        raise dg.Failure(f"EMOJUDGE_SPEAKER_NORM must be one of {', '.join(SPEAKER_NORM_MODES)}, not {mode!r}")
+    return mode
+
+
+def _normalised_frames(store, rows, key, normaliser: SpeakerNormaliser | None) -> list:
+    frames = frames_for(store, rows, key)
+    if normaliser is None:
+        return frames
+    return normaliser.apply(list(zip(rows["eval_set"], rows["utterance_id"], strict=True)), frames)
+
+
+def _train_audio(
+    store, key, train, dev, task, models, log, normaliser: SpeakerNormaliser | None
+) -> tuple[TrainResult, HeadTrainingConfig | EnsembleConfig, dict]:
+    """Train the configured head(s): every candidate of AUDIO_HEADS for ``ensemble`` (averaged) and ``auto``
+    (the best on development), else the one named."""
+    train_frames = _normalised_frames(store, train.rows, key, normaliser)
+    dev_frames = _normalised_frames(store, dev.rows, key, normaliser)
+    train_items = list(zip(train_frames, train.targets, strict=True))
+    dev_items = list(zip(dev_frames, dev.targets, strict=True))
     input_dim = train_items[0][0].shape[1]
-    pooling = settings.env("EMOJUDGE_AUDIO_POOLING", "auto")
-    if pooling != "auto" and pooling not in AUDIO_HEADS:
-        raise dg.Failure(f"EMOJUDGE_AUDIO_POOLING must be auto or one of {', '.join(AUDIO_HEADS)}, not {pooling!r}")
-    candidates = tuple(AUDIO_HEADS) if pooling == "auto" else (pooling,)
-    scores, best = {}, None
+    pooling = audio_pooling()
+    candidates = tuple(AUDIO_HEADS) if pooling in AUDIO_POLICIES else (pooling,)
+    trained: dict[str, tuple[TrainResult, HeadTrainingConfig]] = {}
     for candidate in candidates:
         config = HeadTrainingConfig(
             head=HeadConfig(task=task, input_dim=input_dim, **AUDIO_HEADS[candidate]), train=_train_config()
@@ -96,10 +136,25 @@ def _train_audio(store, key, train, dev, task, models, log) -> tuple[TrainResult
             models.seed,
             on_epoch=_epoch_logger(log, f"{candidate} "),
         )
-        scores[candidate] = result.dev_metric
-        if best is None or result.dev_metric > best[0].dev_metric:
-            best = (result, config)
-    return best[0], best[1], scores
+        trained[candidate] = (result, config)
+    scores = {name: {"dev": r.dev_metric, "best_epoch": r.best_epoch} for name, (r, _) in trained.items()}
+    if pooling != "ensemble":
+        best = max(trained.values(), key=lambda pair: pair[0].dev_metric)
+        return best[0], best[1], scores
+    ensemble = EnsembleEmotionModel.of([result.model for result, _ in trained.values()])
+    outputs = predict_audio(ensemble, dev_frames, models.torch_device(), lengths=dev.rows["n_frames"].tolist())
+    metric = dev_metric(task, outputs, np.asarray(dev.targets))
+    log(f"ensemble of {', '.join(trained)}: development {dev_metric_name(task)} {metric:.4f}")
+    history = [{"head": name, **row} for name, (result, _) in trained.items() for row in result.history]
+    result = TrainResult(
+        model=ensemble,
+        history=history,
+        best_epoch=max(r.best_epoch for r, _ in trained.values()),
+        dev_metric_name=dev_metric_name(task),
+        dev_metric=metric,
+    )
+    scores["ensemble"] = {"dev": metric}
+    return result, ensemble.config, scores
 
 
 def _train_text_head(store, key, train, dev, task, models, log) -> tuple[TrainResult, HeadTrainingConfig, dict]:
@@ -141,7 +196,8 @@ def _request_key(kind: str, key: str, train: SplitData, dev: SplitData, models: 
     settings_used = {
         "kind": kind,
         "seed": models.seed,
-        "pooling": settings.env("EMOJUDGE_AUDIO_POOLING", "auto"),
+        "pooling": audio_pooling() if kind == "audio_head" else None,
+        "speaker_norm": speaker_norm() if kind == "audio_head" else None,
         "head_training": asdict(_train_config()) if kind != "text_finetune" else None,
         "text_encoder": models.resolved().text_encoder if kind == "text_finetune" else None,
     }
@@ -187,12 +243,20 @@ def build_training_asset(modality: str, task: str) -> dg.AssetsDefinition:
             store = FeatureStore(con, warehouse_db.features_root)
             context.log.info(f"training {kind} ({task}) on {len(train)} train / {len(dev)} development rows")
             if modality == "audio":
-                result, config, candidates = _train_audio(store, key, train, dev, task, models, context.log.info)
+                normaliser = None
+                if speaker_norm() == "speaker":
+                    normaliser = speaker_normaliser(con, store, sets, key)
+                    context.log.info(f"speaker normalisation: {normaliser.summary()}")
+                result, config, candidates = _train_audio(
+                    store, key, train, dev, task, models, context.log.info, normaliser
+                )
             elif kind == "text_head":
                 result, config, candidates = _train_text_head(store, key, train, dev, task, models, context.log.info)
             else:
                 result, config, candidates = _finetune_text(train, dev, task, models, context.log.info)
         hyper = {**config.to_dict(), "seed": models.seed}
+        if modality == "audio":
+            hyper |= {"speaker_norm": speaker_norm(), "min_speaker_utterances": MIN_SPEAKER_UTTERANCES}
         directory = save_checkpoint(
             result.model,
             {"model_key": mkey, "hyperparameters": hyper, "encoder_key": key},

@@ -1,0 +1,59 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from emojudge_models.speaker_norm import SET_GROUP, SpeakerNormaliser, assign_groups, check_mode
+
+
+def test_speakers_with_too_few_utterances_or_no_id_fall_back_to_their_set() -> None:
+    groups = assign_groups(["a"] * 6 + ["b"] * 2, ["s1"] * 3 + ["s2", None, ""] + ["s1", "s1"], min_utterances=3)
+    assert groups[:3] == [("a", "s1")] * 3
+    assert groups[3:6] == [("a", SET_GROUP)] * 3
+    assert groups[6:] == [("b", SET_GROUP)] * 2
+
+
+def _rows(speakers: list[str | None], eval_set: str = "set") -> pd.DataFrame:
+    return pd.DataFrame(
+        {"eval_set": eval_set, "utterance_id": [f"u{i}" for i in range(len(speakers))], "speaker_id": speakers}
+    )
+
+
+def test_each_speakers_frames_become_zero_mean_unit_std() -> None:
+    rng = np.random.default_rng(0)
+    rows = _rows(["loud"] * 3 + ["quiet"] * 3)
+    offsets = {"loud": 10.0, "quiet": -5.0}
+    frames = [
+        (rng.normal(size=(20 + i, 4)) * (3.0 if s == "loud" else 0.5) + offsets[s]).astype(np.float32)
+        for i, s in enumerate(rows["speaker_id"])
+    ]
+    keys = list(zip(rows["eval_set"], rows["utterance_id"], strict=True))
+    normaliser = SpeakerNormaliser.for_rows(rows, min_utterances=2).add_all(zip(keys, frames, strict=True))
+    normalised = normaliser.apply(keys, frames)
+    for speaker in ("loud", "quiet"):
+        stacked = np.concatenate([f for f, s in zip(normalised, rows["speaker_id"], strict=True) if s == speaker])
+        np.testing.assert_allclose(stacked.mean(axis=0), 0.0, atol=1e-5)
+        np.testing.assert_allclose(stacked.std(axis=0), 1.0, atol=1e-4)
+    assert normaliser.summary() == {"speakers": 2, "speaker_utterances": 6, "set_fallback": 0}
+
+
+def test_fallback_uses_the_statistics_of_the_whole_set_and_keeps_dtype() -> None:
+    rows = _rows(["s1", "s1", None])
+    keys = list(zip(rows["eval_set"], rows["utterance_id"], strict=True))
+    frames = [np.full((2, 3), v, dtype=np.float16) for v in (1.0, 3.0, 5.0)]
+    normaliser = SpeakerNormaliser.for_rows(rows, min_utterances=2).add_all(zip(keys, frames, strict=True))
+    mean, std = normaliser.stats(keys[2])
+    np.testing.assert_allclose(mean, 3.0)
+    np.testing.assert_allclose(std, np.sqrt(8 / 3), rtol=1e-6)
+    out = normaliser.apply(keys[2:], frames[2:])[0]
+    assert out.dtype == np.float16
+    np.testing.assert_allclose(out, (5.0 - 3.0) / np.sqrt(8 / 3), rtol=1e-3)
+    assert normaliser.summary() == {"speakers": 1, "speaker_utterances": 2, "set_fallback": 1}
+
+
+def test_a_group_without_frames_and_an_unknown_mode_are_errors() -> None:
+    rows = _rows(["s1", "s1"])
+    normaliser = SpeakerNormaliser.for_rows(rows, min_utterances=1)
+    with pytest.raises(ValueError, match="no frames"):
+        normaliser.stats(("set", "u0"))
+    with pytest.raises(ValueError, match="speaker, none"):
+        check_mode("utterance")

@@ -23,7 +23,7 @@ from sklearn.metrics import f1_score
 from torch import nn
 from torch.utils.data import DataLoader
 
-from emojudge_models.heads import AudioEmotionModel, HeadConfig, VectorEmotionModel, output_dim
+from emojudge_models.heads import AudioEmotionModel, EnsembleEmotionModel, HeadConfig, VectorEmotionModel, output_dim
 from emojudge_models.losses import CCCLoss, WeightedFocalLoss, ccc, class_alpha
 
 BUCKET_BATCHES = 50
@@ -480,7 +480,7 @@ def train_text_head(
 
 
 def predict_audio(
-    model: AudioEmotionModel,
+    model: AudioEmotionModel | EnsembleEmotionModel,
     items: Sequence[Any],
     device: torch.device | str,
     batch_size: int = 32,

@@ -1,0 +1,75 @@
+"""The training asset's audio policies: ``ensemble`` averages every candidate, ``auto`` keeps one, bad settings fail."""
+
+from types import SimpleNamespace
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from emojudge_models.datasets import SplitData
+from emojudge_models.heads import AudioEmotionModel, EnsembleEmotionModel
+from emojudge_models.speaker_norm import SpeakerNormaliser
+from emojudge_pipeline.assets.training import AUDIO_HEADS, _train_audio, audio_pooling, speaker_norm
+
+
+class FramesStore:
+    """Just enough of FeatureStore for ``frames_for``: frames by utterance id."""
+
+    def __init__(self, frames: dict[str, np.ndarray]) -> None:
+        self.frames = frames
+
+    def read_frames(self, eval_set: str, utterance_ids: list[str], key: str):
+        return ((u, self.frames[u]) for u in utterance_ids)
+
+
+def _split(ids: list[str], labels: list[int], speakers: list[str]) -> SplitData:
+    rows = pd.DataFrame({"eval_set": "s", "utterance_id": ids, "speaker_id": speakers, "n_frames": 12})
+    return SplitData(rows, labels)
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    ids = [f"u{i}" for i in range(24)]
+    labels = [i % 3 for i in range(24)]
+    speakers = [f"spk{i % 4}" for i in range(24)]
+    frames = {u: (rng.normal(size=(12, 6)) + 3 * y).astype(np.float16) for u, y in zip(ids, labels, strict=True)}
+    train = _split(ids[:16], labels[:16], speakers[:16])
+    dev = _split(ids[16:], labels[16:], speakers[16:])
+    return FramesStore(frames), train, dev
+
+
+@pytest.mark.parametrize("policy", ["ensemble", "auto"])
+def test_policies_train_every_candidate(monkeypatch: pytest.MonkeyPatch, data, policy: str) -> None:
+    monkeypatch.setenv("EMOJUDGE_AUDIO_POOLING", policy)
+    monkeypatch.setenv("EMOJUDGE_MAX_EPOCHS", "3")
+    store, train, dev = data
+    rows = pd.concat([train.rows, dev.rows])
+    normaliser = SpeakerNormaliser.for_rows(rows, min_utterances=2).add_all(
+        (("s", u), store.frames[u]) for u in rows["utterance_id"]
+    )
+    models = SimpleNamespace(torch_device=lambda: "cpu", seed=0)
+    result, config, scores = _train_audio(store, "key", train, dev, "categorical", models, lambda _: None, normaliser)
+    assert set(AUDIO_HEADS) <= set(scores)
+    if policy == "ensemble":
+        assert isinstance(result.model, EnsembleEmotionModel) and len(result.model.members) == len(AUDIO_HEADS)
+        assert config == result.model.config
+        assert scores["ensemble"]["dev"] == result.dev_metric
+        assert {row["head"] for row in result.history} == set(AUDIO_HEADS)
+    else:
+        assert isinstance(result.model, AudioEmotionModel) and config.head == result.model.config
+        assert result.dev_metric == max(s["dev"] for s in scores.values())
+    assert 0.0 <= result.dev_metric <= 1.0
+
+
+def test_settings_are_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EMOJUDGE_AUDIO_POOLING", raising=False)
+    monkeypatch.delenv("EMOJUDGE_SPEAKER_NORM", raising=False)
+    assert (audio_pooling(), speaker_norm()) == ("ensemble", "speaker")
+    monkeypatch.setenv("EMOJUDGE_AUDIO_POOLING", "max")
+    with pytest.raises(dg.Failure, match="ensemble, auto, attentive, meanstd, probe"):
+        audio_pooling()
+    monkeypatch.setenv("EMOJUDGE_SPEAKER_NORM", "utterance")
+    with pytest.raises(dg.Failure, match="speaker, none"):
+        speaker_norm()

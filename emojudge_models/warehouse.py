@@ -16,7 +16,7 @@ import duckdb
 import pandas as pd
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version created by ``sql/schema.sql``; ``sql/migrations/NNN_*.sql`` bring older files up to it."""
 
 PARTITIONED_TABLES = frozenset(

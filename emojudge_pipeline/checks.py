@@ -83,7 +83,7 @@ def judge_effect_on_development(con, eval_set: str) -> dict[str, float] | None:
     asset=evaluation,
     partitions_def=eval_sets_partitions,
     description=f"The LLM judge does not lower development F1-macro by more than {FUSION_F1_TOLERANCE} "
-    "(a warning: a small local judge may hurt; raise EMOJUDGE_JUDGE_THRESHOLD or use a stronger model).",
+    "(a warning: a small local judge may hurt; keep EMOJUDGE_JUDGE_GATE=development or use a stronger model).",
 )
 def judge_not_harmful(context: dg.AssetCheckExecutionContext, warehouse_db: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse_db.connect(read_only=True) as con:

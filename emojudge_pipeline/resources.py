@@ -117,7 +117,7 @@ def default_models() -> ModelsResource:
 
 
 class JudgeResource(dg.ConfigurableResource):
-    """The LLM judge: backend (local | openai-chat | openai-batch), model, sampling, threshold and scope.
+    """The LLM judge: backend (local | openai-chat | openai-batch), model, sampling, threshold, scope and gate.
 
     For ``local`` the resource starts the Gemma 3 270M llama.cpp server on 127.0.0.1 at a free port for the
     duration of :meth:`session` and always stops it afterwards.
@@ -131,6 +131,7 @@ class JudgeResource(dg.ConfigurableResource):
     scope: str = "all"
     splits: str = "development,test,unsplit"
     show_probability: bool = False
+    gate: str = "development"
     max_workers: int = 4
     poll_interval_s: float = 30.0
     max_wait_s: float = 26 * 3600.0
@@ -174,5 +175,6 @@ def default_judge() -> JudgeResource:
         scope=settings.env("EMOJUDGE_JUDGE_SCOPE", "all"),
         splits=settings.env("EMOJUDGE_JUDGE_SPLITS", "development,test,unsplit"),
         show_probability=settings.env("EMOJUDGE_JUDGE_SHOW_PROBABILITY", "0") == "1",
+        gate=settings.env("EMOJUDGE_JUDGE_GATE", "development"),
         model_cache=str(settings.emojudge_home() / "models" / "judge"),
     )

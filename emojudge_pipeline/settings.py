@@ -27,6 +27,7 @@
 | EMOJUDGE_JUDGE_SCOPE | all | all predictions in the judged splits, or only disagreements between audio and text |
 | EMOJUDGE_JUDGE_SPLITS | development,test,unsplit | splits the judge sees (unsplit: sets without splits) |
 | EMOJUDGE_LOG_LEVEL | INFO | console log level of `emojudge materialize` runs |
+| EMOJUDGE_JUDGE_GATE | development | development: apply the judge only if it did no net harm on development; off |
 | EMOJUDGE_JUDGE_SHOW_PROBABILITY | 0 | 1 shows the judge the fused probability (small judges echo it as confidence) |
 | OPENAI_API_KEY | - | read from the environment only, never stored |
 """

@@ -24,7 +24,8 @@ SELECT
     a.model_key AS audio_model_key,
     t.model_key AS text_model_key,
     f.fusion_model_key,
-    p.judgment_custom_id
+    p.judgment_custom_id,
+    p.judge_gate
 FROM utterances u
 LEFT JOIN logits a
     ON a.eval_set = u.eval_set AND a.utterance_id = u.utterance_id AND a.modality = 'audio' AND a.task = 'categorical'

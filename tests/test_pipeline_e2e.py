@@ -62,7 +62,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory):
             first_counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in COUNTED}
         cli.materialize("demo", train=True)
         second_calls = len(api.chat_bodies) - first_calls
-        yield home, first_calls, second_calls, first_counts
+        yield home, first_calls, second_calls, first_counts, api
 
 
 COUNTED = (
@@ -80,7 +80,7 @@ COUNTED = (
 
 
 def test_every_table_is_filled(demo_run) -> None:
-    home, first_calls, _, counts = demo_run
+    home, first_calls, _, counts, _ = demo_run
     assert counts["utterances"] == 144
     assert counts["rejected_inputs"] == 6
     assert counts["feature_index"] == 2 * 144
@@ -95,7 +95,7 @@ def test_every_table_is_filled(demo_run) -> None:
 
 
 def test_rerun_is_idempotent_and_reuses_judgments(demo_run) -> None:
-    home, _, second_calls, counts = demo_run
+    home, _, second_calls, counts, _ = demo_run
     assert second_calls == 0
     with warehouse.connect(home, read_only=True) as con:
         for table, first in counts.items():
@@ -127,24 +127,29 @@ def test_audio_models_are_speaker_normalised_ensembles_scored_as_trained(demo_ru
     np.testing.assert_allclose(np.stack([table[u] for u in rows["utterance_id"]]), recomputed, atol=1e-4)
 
 
-def test_acceptance_rule_and_lineage(demo_run) -> None:
+def test_acceptance_rule_gate_and_lineage(demo_run) -> None:
+    """The rule (label change at confidence >= 0.8) is applied to every judgment; the gate then withholds the
+    accepted changes from the final labels because, on development, turning sad into fear broke more than it fixed."""
     home = demo_run[0]
     with warehouse.connect(home, read_only=True) as con:
         rows = con.execute("""
-            SELECT j.fused_label, j.label, j.accepted, p.final_label, p.changed, j.prompt_template_sha256,
-                   j.fusion_model_key, m.kind, u.audio_sha256
+            SELECT j.fused_label, j.label, j.accepted, p.final_label, p.changed, p.judge_gate,
+                   j.prompt_template_sha256, j.fusion_model_key, m.kind, u.audio_sha256
             FROM predictions p
             JOIN llm_judgments j ON j.custom_id = p.judgment_custom_id
             JOIN model_registry m ON m.model_key = j.fusion_model_key
             JOIN utterances u ON u.eval_set = p.eval_set AND u.utterance_id = p.utterance_id
         """).fetchall()
-    assert rows
-    for fused, label, accepted, final, changed, template_sha, _, kind, sha in rows:
+        right_to_wrong, wrong_to_right = con.execute("""
+            SELECT count(*) FILTER (j.fused_label = u.emotion), count(*) FILTER (j.label = u.emotion)
+            FROM llm_judgments j JOIN utterances u USING (eval_set, utterance_id)
+            WHERE u.split = 'development' AND j.accepted
+        """).fetchone()
+    assert rows and right_to_wrong > wrong_to_right
+    for fused, label, accepted, final, changed, gate, template_sha, _, kind, sha in rows:
         assert kind == "fusion" and len(template_sha) == 64 and len(sha) == 64
-        if fused == "sad":
-            assert (label, accepted, final, changed) == ("fear", True, "fear", True)
-        else:
-            assert not accepted and final == fused and not changed
+        assert accepted == (fused == "sad") and (label == "fear" if fused == "sad" else label == fused)
+        assert gate == "closed" and final == fused and not changed
 
 
 def test_refined_stage_and_judge_counts_in_metrics(demo_run) -> None:
@@ -203,6 +208,8 @@ def test_bare_folder_set_gets_asr_transcripts_and_predictions(demo_run, ravdess_
         ).fetchall()
         models_after = con.execute("SELECT count(*) FROM model_registry").fetchone()[0]
         metrics = con.execute("SELECT count(*) FROM metrics WHERE eval_set = 'inbox-test'").fetchone()[0]
+        gates = con.execute("SELECT DISTINCT judge_gate FROM predictions WHERE eval_set = 'inbox-test'").fetchall()
+    assert gates == [("closed",)], "an unlabelled set inherits the gate from the demo's development judgments"
     assert models_after == models_before
     assert len(got) == 3 and metrics == 0
     expected = {Path(r["path"]).stem: r["transcript"] for r in rows}
@@ -210,3 +217,24 @@ def test_bare_folder_set_gets_asr_transcripts_and_predictions(demo_run, ravdess_
         assert source.startswith("asr:whisper-ct2-tiny.en")
         assert word_error_rate(expected[utterance_id], transcript) <= 0.2
         assert final_label is not None and split is None
+
+
+def test_an_open_gate_applies_accepted_judgments(demo_run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs last: rescoring with the gate off rewrites predictions (judgments are reused, not asked again)."""
+    home, calls_before = demo_run[0], len(demo_run[4].chat_bodies)
+    monkeypatch.setenv("EMOJUDGE_JUDGE_GATE", "off")
+    cli.materialize("demo", train=False)
+    with warehouse.connect(home, read_only=True) as con:
+        rows = con.execute("""
+            SELECT j.fused_label, j.accepted, p.final_label, p.changed, p.judge_gate
+            FROM predictions p JOIN llm_judgments j ON j.custom_id = p.judgment_custom_id
+            WHERE p.eval_set = 'demo'
+        """).fetchall()
+        changed = con.execute(
+            "SELECT value FROM v_metrics WHERE eval_set = 'demo' AND split = 'all' AND metric = 'judge_changed'"
+        ).fetchone()
+    assert rows and {r[4] for r in rows} == {"off"}
+    for fused, accepted, final, was_changed, _ in rows:
+        assert (final, was_changed) == (("fear", True) if accepted else (fused, False))
+    assert changed[0] == sum(r[3] for r in rows) > 0
+    assert len(demo_run[4].chat_bodies) == calls_before

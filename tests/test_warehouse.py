@@ -42,10 +42,24 @@ def test_migration_from_version_1_keeps_rows(tmp_path: Path) -> None:
     old.execute((FIXTURES / "schema_v1.sql").read_text())
     old.close()
     with warehouse.connect(tmp_path) as con:
-        assert warehouse.current_version(con) == 2
+        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 3
         row = con.execute("SELECT utterance_id, transcript, transcript_source FROM utterances").fetchall()
         assert row == [("u1", "hello there", "manifest")]
         assert con.execute("SELECT count(*) FROM feature_index").fetchone()[0] == 0
+
+
+def test_migration_from_version_2_adds_the_judge_gate_and_keeps_predictions(tmp_path: Path) -> None:
+    with warehouse.connect(tmp_path) as con:
+        con.execute("DROP VIEW v_predictions")
+        con.execute("ALTER TABLE predictions DROP COLUMN judge_gate")
+        con.execute("DELETE FROM schema_version")
+        con.execute("INSERT INTO schema_version (version) VALUES (2)")
+        con.execute("INSERT INTO predictions VALUES ('demo', 'u1', 'sad', 'fear', 'fear', true, 'c1', 'run1')")
+    with warehouse.connect(tmp_path) as con:
+        assert warehouse.current_version(con) == 3
+        rows = con.execute("SELECT utterance_id, final_label, judge_gate FROM predictions").fetchall()
+        assert rows == [("u1", "fear", None)]
+        assert "judge_gate" in con.execute("SELECT * FROM v_predictions LIMIT 0").df().columns
 
 
 def test_newer_file_is_refused(tmp_path: Path) -> None:

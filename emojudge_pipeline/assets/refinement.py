@@ -18,6 +18,7 @@ from emojudge_models.judge import (
     select_for_scope,
 )
 from emojudge_models.judge.duckdb_ledger import DuckDBBatchLedger
+from emojudge_models.judge.gate import GateDecision, check_gate_mode, gate_decision
 from emojudge_pipeline.assets.common import WAREHOUSE_POOL, markdown_preview
 from emojudge_pipeline.partitions import eval_sets_partitions
 from emojudge_pipeline.resources import JudgeResource, WarehouseResource
@@ -130,6 +131,10 @@ def refinement(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
     eval_set = context.partition_key
     run_id = context.run.run_id
     config = judge.config()
+    try:
+        check_gate_mode(judge.gate)
+    except ValueError as error:
+        raise dg.Failure(f"EMOJUDGE_JUDGE_GATE: {error}") from None
     with warehouse_db.connect() as con:
         rows = con.execute(warehouse.sql_text("judge/judge_inputs.sql"), [eval_set]).df()
     rows["split"] = rows["split"].fillna("unsplit")
@@ -167,8 +172,13 @@ def refinement(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
             warehouse.insert_frame(con, "llm_judgments", new_rows.assign(eval_set=eval_set))
         con.execute("COMMIT")
         judged = pd.concat([stored[JUDGMENT_COLUMNS], new_rows]).set_index("utterance_id")
-        predictions = _predictions(rows, judged, run_id)
+        gate = _gate(con, judge.gate, eval_set, config, rows, judged)
+        predictions = _predictions(rows, judged, gate, run_id)
         warehouse.replace_partition(con, "predictions", eval_set, predictions)
+    if gate.state == "closed":
+        context.log.warning(f"judge {gate.reason}")
+    else:
+        context.log.info(f"judge {gate.reason}")
     tokens_in = int(new_rows["prompt_tokens"].fillna(0).sum())
     tokens_out = int(new_rows["completion_tokens"].fillna(0).sum())
     cost = estimate_cost(config.model, tokens_in, tokens_out, batch=config.backend == "openai-batch")
@@ -200,20 +210,36 @@ def refinement(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
             "rows": len(predictions),
             "judged": int(predictions["judgment_custom_id"].notna().sum()),
             "changed_by_judge": int(predictions["changed"].sum()),
+            "judge_gate": gate.state,
+            "judge_gate_reason": gate.reason,
             "dagster/row_count": len(predictions),
         },
     )
 
 
-def _predictions(rows: pd.DataFrame, judged: pd.DataFrame, run_id: str) -> pd.DataFrame:
-    """Final label per fused prediction: the judge's where it was judged and accepted, else the fused one."""
+def _gate(con, mode: str, eval_set: str, config, rows: pd.DataFrame, judged: pd.DataFrame) -> GateDecision:
+    """The judge gate from this set's labelled development judgments in hand and other sets' current ones."""
+    here = judged.join(rows.set_index("utterance_id")[["split", "emotion"]], how="inner")
+    here = here[(here["split"] == "development") & here["emotion"].notna() & here["answered"].fillna(False)]
+    elsewhere = con.execute(
+        warehouse.sql_text("judge/gate_evidence.sql"),
+        [eval_set, config.model, TEMPLATE_SHA256, config.threshold],
+    ).df()
+    columns = ["fused_label", "label", "accepted", "emotion"]
+    return gate_decision(pd.concat([here[columns], elsewhere[columns]], ignore_index=True), mode)
+
+
+def _predictions(rows: pd.DataFrame, judged: pd.DataFrame, gate: GateDecision, run_id: str) -> pd.DataFrame:
+    """Final label per fused prediction: the judge's where it was judged and accepted (and the gate is not
+    closed), else the fused one."""
     out = []
     for r in rows.itertuples():
-        refined, custom = None, None
+        refined, custom, gate_state = None, None, None
         if r.utterance_id in judged.index:
             judgment = judged.loc[r.utterance_id]
-            custom = judgment["custom_id"]
-            refined = judgment["label"] if bool(judgment["accepted"]) else r.fused_label
+            custom, gate_state = judgment["custom_id"], gate.state
+            accepted = bool(judgment["accepted"]) and gate.applies_judgments
+            refined = judgment["label"] if accepted else r.fused_label
         final = refined or r.fused_label
         out.append(
             {
@@ -223,6 +249,7 @@ def _predictions(rows: pd.DataFrame, judged: pd.DataFrame, run_id: str) -> pd.Da
                 "final_label": final,
                 "changed": final != r.fused_label,
                 "judgment_custom_id": custom,
+                "judge_gate": gate_state,
                 "run_id": run_id,
             }
         )
@@ -235,6 +262,7 @@ def _predictions(rows: pd.DataFrame, judged: pd.DataFrame, run_id: str) -> pd.Da
             "final_label",
             "changed",
             "judgment_custom_id",
+            "judge_gate",
             "run_id",
         ],
     )

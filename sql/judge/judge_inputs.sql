@@ -1,5 +1,5 @@
 -- What the judge reads for each fused categorical prediction of one evaluation set.
-SELECT f.utterance_id, u.split, u.transcript, u.speaker_id, u.gender, p.description AS prosody_description,
+SELECT f.utterance_id, u.split, u.emotion, u.transcript, u.speaker_id, u.gender, p.description AS prosody_description,
        p.prosody_version, f.predicted_label AS fused_label, list_max(f.probabilities) AS fused_probability,
        f.audio_label, f.text_label, f.fusion_model_key
 FROM fused_predictions f

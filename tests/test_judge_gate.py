@@ -1,0 +1,127 @@
+"""The judge gate: accepted judgments reach final labels only when they did no net harm on development."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from emojudge_models import warehouse
+from emojudge_models.judge import TEMPLATE_SHA256
+from emojudge_models.judge.gate import gate_decision
+from emojudge_pipeline.assets.refinement import _gate, _predictions
+
+
+def _evidence(rows: list[tuple[str, str, bool, str]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["fused_label", "label", "accepted", "emotion"])
+
+
+def test_harmful_judge_closes_the_gate_and_a_helpful_one_opens_it() -> None:
+    harmful = _evidence([("sad", "angry", True, "sad"), ("sad", "angry", True, "sad"), ("fear", "sad", True, "sad")])
+    decision = gate_decision(harmful)
+    assert (decision.state, decision.changed, decision.right_to_wrong, decision.wrong_to_right) == ("closed", 3, 2, 1)
+    assert not decision.applies_judgments and "2 right->wrong, 1 wrong->right" in decision.reason
+    helpful = _evidence([("fear", "sad", True, "sad"), ("sad", "angry", False, "sad")])
+    assert gate_decision(helpful).state == "open"
+    assert gate_decision(_evidence([])).state == "open"
+    assert gate_decision(harmful, "off").state == "off" and gate_decision(harmful, "off").applies_judgments
+    with pytest.raises(ValueError, match="development, off"):
+        gate_decision(harmful, "test")
+
+
+def test_a_closed_gate_keeps_fused_labels_and_says_so() -> None:
+    rows = pd.DataFrame({"utterance_id": ["u1", "u2"], "fused_label": ["sad", "happy"]})
+    judged = pd.DataFrame(
+        {"custom_id": ["c1"], "label": ["angry"], "accepted": [True]}, index=pd.Index(["u1"], name="utterance_id")
+    )
+    closed = gate_decision(_evidence([("sad", "angry", True, "sad")]))
+    out = _predictions(rows, judged, closed, "run").set_index("utterance_id")
+    assert out.loc["u1", ["refined_label", "final_label", "changed", "judge_gate"]].tolist() == [
+        "sad",
+        "sad",
+        False,
+        "closed",
+    ]
+    assert pd.isna(out.loc["u2", "judge_gate"]) and out.loc["u2", "final_label"] == "happy"
+    opened = _predictions(rows, judged, gate_decision(_evidence([])), "run").set_index("utterance_id")
+    assert opened.loc["u1", ["final_label", "changed", "judge_gate"]].tolist() == ["angry", True, "open"]
+
+
+def _store_judged_development(con, eval_set: str, fused: str, judge_label: str, truth: str, n: int) -> None:
+    ids = [f"{eval_set}-{i}" for i in range(n)]
+    warehouse.insert_frame(
+        con,
+        "utterances",
+        pd.DataFrame(
+            {
+                "eval_set": eval_set,
+                "utterance_id": ids,
+                "split": "development",
+                "emotion": truth,
+                "audio_path": "a.wav",
+                "audio_sha256": "x",
+                "duration_s": 1.0,
+                "sample_rate_hz": 16000,
+                "channels": 1,
+                "run_id": "r",
+            }
+        ),
+    )
+    common = {"eval_set": eval_set, "utterance_id": ids, "run_id": "r"}
+    custom_ids = [f"c-{u}" for u in ids]
+    warehouse.insert_frame(
+        con,
+        "llm_judgments",
+        pd.DataFrame(
+            {
+                **common,
+                "custom_id": custom_ids,
+                "backend": "local",
+                "judge_model": "gemma",
+                "temperature": 0.3,
+                "threshold": 0.8,
+                "prompt_template_sha256": TEMPLATE_SHA256,
+                "prompt_sha256": "p",
+                "fusion_model_key": "f",
+                "request_json": "{}",
+                "fused_label": fused,
+                "label": judge_label,
+                "accepted": True,
+                "answered": True,
+            }
+        ),
+    )
+    warehouse.insert_frame(
+        con,
+        "predictions",
+        pd.DataFrame(
+            {
+                **common,
+                "judgment_custom_id": custom_ids,
+                "fused_label": fused,
+                "refined_label": judge_label,
+                "final_label": judge_label,
+                "changed": True,
+            }
+        ),
+    )
+
+
+def test_gate_weighs_development_evidence_from_other_sets(tmp_path: Path) -> None:
+    """A new, unlabelled set inherits the verdict of the judge's development judgments on a training set."""
+    config = SimpleNamespace(model="gemma", threshold=0.8)
+    new_rows = pd.DataFrame({"utterance_id": ["n1"], "split": ["unsplit"], "emotion": [None]})
+    judged = pd.DataFrame(
+        {"fused_label": ["sad"], "label": ["angry"], "accepted": [True], "answered": [True]},
+        index=pd.Index(["n1"], name="utterance_id"),
+    )
+    with warehouse.connect(tmp_path) as con:
+        _store_judged_development(con, "train-set", fused="sad", judge_label="angry", truth="sad", n=4)
+        assert _gate(con, "development", "new-set", config, new_rows, judged).state == "closed"
+        _store_judged_development(con, "other-set", fused="angry", judge_label="sad", truth="sad", n=5)
+        decision = _gate(con, "development", "new-set", config, new_rows, judged)
+        assert (decision.state, decision.judged, decision.wrong_to_right) == ("open", 9, 5)
+        other_judge = SimpleNamespace(model="gpt-4o", threshold=0.8)
+        assert _gate(con, "development", "new-set", other_judge, new_rows, judged).judged == 0

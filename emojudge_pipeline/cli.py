@@ -100,6 +100,8 @@ def demo() -> None:
         print(warehouse.query_df(con, "queries/demo_summary.sql").to_string(index=False))
         print("\nF1-macro and accuracy per stage (columns) and split:")
         print(con.execute(warehouse.sql_text("examples/stage_summary.sql")).df().to_string(index=False))
+        print("\nLLM judge (judge_gate closed: accepted changes did net harm on development and were not applied):")
+        print(warehouse.query_df(con, "queries/demo_judge_gate.sql", ["demo"]).to_string(index=False))
         print("\nTranscripts next to their predictions:")
         with pd.option_context("display.max_colwidth", 40, "display.width", 200):
             print(warehouse.query_df(con, "queries/demo_predictions.sql", ["demo"]).to_string(index=False))

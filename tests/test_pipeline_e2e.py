@@ -145,7 +145,16 @@ def test_acceptance_rule_gate_and_lineage(demo_run) -> None:
             FROM llm_judgments j JOIN utterances u USING (eval_set, utterance_id)
             WHERE u.split = 'development' AND j.accepted
         """).fetchone()
+        summary = warehouse.query_df(con, "queries/demo_judge_gate.sql", ["demo"])
     assert rows and right_to_wrong > wrong_to_right
+    assert summary.to_dict("records") == [
+        {
+            "judge_gate": "closed",
+            "judged": len(rows),
+            "accepted_by_rule": sum(r[0] == "sad" for r in rows),
+            "applied": 0,
+        }
+    ]
     for fused, label, accepted, final, changed, gate, template_sha, _, kind, sha in rows:
         assert kind == "fusion" and len(template_sha) == 64 and len(sha) == 64
         assert accepted == (fused == "sad") and (label == "fear" if fused == "sad" else label == fused)

@@ -76,11 +76,16 @@ def speaker_normaliser(
     encoder_key: str,
     min_utterances: int = MIN_SPEAKER_UTTERANCES,
 ) -> SpeakerNormaliser:
-    """Per-speaker frame statistics over every utterance of ``eval_sets`` with features under ``encoder_key``,
-    streamed from the store (labels are not used, so test speakers are normalised by their own speech)."""
+    """Per-speaker frame statistics over every utterance of ``eval_sets`` with features under ``encoder_key``
+    (labels are not used, so test speakers are normalised by their own speech).
+
+    Built from the stored utterance vectors (mean ++ std of each clip's frames) and frame counts, which determine
+    the pooled statistics exactly: no frame is read."""
     rows = con.execute(sql_text("queries/speaker_rows.sql"), [encoder_key, eval_sets]).df()
     normaliser = SpeakerNormaliser.for_rows(rows, min_utterances)
     for eval_set, part in rows.groupby("eval_set", sort=False):
-        frames = store.read_frames(eval_set, part["utterance_id"].tolist(), encoder_key)
-        normaliser.add_all(((eval_set, utterance_id), values) for utterance_id, values in frames)
+        ids, vectors = store.read_vectors(eval_set, part["utterance_id"].tolist(), encoder_key)
+        dim = vectors.shape[1] // 2
+        for utterance_id, n_frames, vector in zip(ids, part["n_frames"], vectors, strict=True):
+            normaliser.add_pooled((eval_set, utterance_id), int(n_frames), vector[:dim], vector[dim:])
     return normaliser

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from emojudge_models.frame_stats import FrameStats
+
 MIN_SPEAKER_UTTERANCES = 5
 """A speaker needs at least this many utterances in a set for statistics of their own."""
 
@@ -47,35 +49,16 @@ def assign_groups(
 
 
 @dataclass
-class _Moments:
-    count: int = 0
-    total: np.ndarray | None = None
-    squares: np.ndarray | None = None
-
-    def add(self, frames: np.ndarray) -> None:
-        values = np.asarray(frames, dtype=np.float64)
-        if self.total is None:
-            self.total, self.squares = np.zeros(values.shape[1]), np.zeros(values.shape[1])
-        self.count += len(values)
-        self.total += values.sum(axis=0)
-        self.squares += np.square(values).sum(axis=0)
-
-    def mean_std(self) -> tuple[np.ndarray, np.ndarray]:
-        mean = self.total / self.count
-        variance = np.maximum(self.squares / self.count - np.square(mean), 0.0)
-        return mean.astype(np.float32), np.maximum(np.sqrt(variance), STD_FLOOR).astype(np.float32)
-
-
-@dataclass
 class SpeakerNormaliser:
-    """Statistics per group, accumulated from frames streamed in, then applied to any utterance of a group.
+    """Statistics per group, accumulated from frames (or pooled utterance vectors), then applied to any utterance
+    of a group.
 
     Utterances are keyed by (eval_set, utterance_id); ``groups`` maps each key to its group (see
     :func:`assign_groups`). Every set with at least one utterance gets a set-level group as well.
     """
 
     groups: dict[tuple[str, str], tuple[str, str]]
-    _moments: dict[tuple[str, str], _Moments] = field(default_factory=lambda: defaultdict(_Moments))
+    _moments: dict[tuple[str, str], FrameStats] = field(default_factory=lambda: defaultdict(FrameStats))
     _stats: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @classmethod
@@ -84,13 +67,23 @@ class SpeakerNormaliser:
         keys = list(zip(rows["eval_set"], rows["utterance_id"], strict=True))
         return cls(dict(zip(keys, assign_groups(rows["eval_set"], rows["speaker_id"], min_utterances), strict=True)))
 
+    def _accumulators(self, key: tuple[str, str]) -> list[FrameStats]:
+        """The utterance's group and, for a speaker group, its set's group too."""
+        group = self.groups[key]
+        self._stats.clear()
+        if group[1] == SET_GROUP:
+            return [self._moments[group]]
+        return [self._moments[group], self._moments[(group[0], SET_GROUP)]]
+
     def add(self, key: tuple[str, str], frames: np.ndarray) -> None:
         """Accumulate one utterance's frames into its group and into its set's group."""
-        group = self.groups[key]
-        self._moments[group].add(frames)
-        if group[1] != SET_GROUP:
-            self._moments[(group[0], SET_GROUP)].add(frames)
-        self._stats.clear()
+        for stats in self._accumulators(key):
+            stats.add(frames)
+
+    def add_pooled(self, key: tuple[str, str], n_frames: int, mean: np.ndarray, std: np.ndarray) -> None:
+        """The same from the utterance's frame count and pooled mean and std (the feature store's vectors)."""
+        for stats in self._accumulators(key):
+            stats.add_pooled(n_frames, mean, std)
 
     def add_all(self, items: Iterable[tuple[tuple[str, str], np.ndarray]]) -> SpeakerNormaliser:
         for key, frames in items:
@@ -103,7 +96,8 @@ class SpeakerNormaliser:
         if group not in self._stats:
             if self._moments[group].count == 0:
                 raise ValueError(f"no frames were accumulated for normalisation group {group}")
-            self._stats[group] = self._moments[group].mean_std()
+            mean, std = self._moments[group].mean_std()
+            self._stats[group] = (mean.astype(np.float32), np.maximum(std, STD_FLOOR).astype(np.float32))
         return self._stats[group]
 
     def apply(self, keys: Sequence[tuple[str, str]], frames: Sequence[np.ndarray]) -> list[np.ndarray]:

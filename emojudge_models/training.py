@@ -23,6 +23,7 @@ from sklearn.metrics import f1_score
 from torch import nn
 from torch.utils.data import DataLoader
 
+from emojudge_models.frame_stats import FrameStats
 from emojudge_models.heads import AudioEmotionModel, EnsembleEmotionModel, HeadConfig, VectorEmotionModel, output_dim
 from emojudge_models.losses import CCCLoss, WeightedFocalLoss, ccc, class_alpha
 
@@ -332,27 +333,6 @@ def fit(
     model.load_state_dict(best_state)
     model.eval()
     return TrainResult(model, history, best_epoch, metric_name, best_metric)
-
-
-@dataclass
-class FrameStats:
-    """Per-dimension sums over every frame seen, for the heads' input standardisation."""
-
-    count: int = 0
-    total: np.ndarray | None = None
-    total_sq: np.ndarray | None = None
-
-    def add(self, frames: np.ndarray) -> None:
-        values = np.asarray(frames, dtype=np.float64)
-        if self.total is None:
-            self.total, self.total_sq = np.zeros(values.shape[1]), np.zeros(values.shape[1])
-        self.count += len(values)
-        self.total += values.sum(axis=0)
-        self.total_sq += np.square(values).sum(axis=0)
-
-    def mean_std(self) -> tuple[np.ndarray, np.ndarray]:
-        mean = self.total / max(self.count, 1)
-        return mean, np.sqrt(np.maximum(self.total_sq / max(self.count, 1) - mean**2, 0.0))
 
 
 def _scan(

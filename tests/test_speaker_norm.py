@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from emojudge_models.features.store import pooled_vector
 from emojudge_models.speaker_norm import SET_GROUP, SpeakerNormaliser, assign_groups, check_mode
 
 
@@ -57,3 +58,19 @@ def test_a_group_without_frames_and_an_unknown_mode_are_errors() -> None:
         normaliser.stats(("set", "u0"))
     with pytest.raises(ValueError, match="speaker, none"):
         check_mode("utterance")
+
+
+def test_pooled_utterance_vectors_give_the_statistics_of_the_frames() -> None:
+    """The feature store's mean ++ std vectors and frame counts are enough: no frame needs reading."""
+    rng = np.random.default_rng(1)
+    rows = _rows(["a", "a", "b", None])
+    keys = list(zip(rows["eval_set"], rows["utterance_id"], strict=True))
+    frames = [(rng.normal(size=(10 + 7 * i, 5)) * (i + 1) + i).astype(np.float32) for i in range(4)]
+    from_frames = SpeakerNormaliser.for_rows(rows, min_utterances=2).add_all(zip(keys, frames, strict=True))
+    from_vectors = SpeakerNormaliser.for_rows(rows, min_utterances=2)
+    for key, values in zip(keys, frames, strict=True):
+        vector = pooled_vector(values)
+        from_vectors.add_pooled(key, len(values), vector[:5], vector[5:])
+    for key in keys:
+        for got, expected in zip(from_vectors.stats(key), from_frames.stats(key), strict=True):
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)

@@ -57,26 +57,33 @@ def ravdess_clips(limit: int) -> list[Clip]:
 # Child phases --------------------------------------------------------------------------------------------
 
 
-def phase_naive(model_dir: Path, clips: list[Clip], work: Path) -> dict:
-    """Load, forward at batch 1, save, clip after clip, with the library's own decoder and encoder."""
-    encoder = HFAudioEncoder(model_dir)
-    encoder.encode_batch([load_wave(clips[0].audio_path)])
-    out = work / "naive"
+def _per_clip_loop(clips: list[Clip], out: Path, encode) -> dict:
+    """Time ``encode(path) -> (frames, n_samples)`` plus an fp16 ``np.save``, clip after clip (after a warm-up)."""
     out.mkdir()
+    encode(clips[0].audio_path)
     started, cpu = time.perf_counter(), time.process_time()
     audio_seconds = 0.0
     for clip in clips:
-        wave = load_wave(clip.audio_path)
-        frames = encoder.encode_batch([wave])[0]
+        frames, n_samples = encode(clip.audio_path)
         np.save(out / f"{clip.utterance_id}.npy", frames.astype(np.float16))
-        audio_seconds += len(wave) / 16_000
-    wall = time.perf_counter() - started
+        audio_seconds += n_samples / 16_000
     return {
-        "wall_s": wall,
+        "wall_s": time.perf_counter() - started,
         "cpu_s": time.process_time() - cpu,
         "audio_seconds": audio_seconds,
         "peak_rss_mb": peak_rss_mb(),
     }
+
+
+def phase_naive(model_dir: Path, clips: list[Clip], work: Path) -> dict:
+    """Load, forward at batch 1, save, clip after clip, with the library's own decoder and encoder."""
+    encoder = HFAudioEncoder(model_dir)
+
+    def encode(path: Path) -> tuple[np.ndarray, int]:
+        wave = load_wave(path)
+        return encoder.encode_batch([wave])[0], len(wave)
+
+    return _per_clip_loop(clips, work / "naive", encode)
 
 
 def phase_naive_transformers(model_dir: Path, clips: list[Clip], work: Path) -> dict:
@@ -88,8 +95,6 @@ def phase_naive_transformers(model_dir: Path, clips: list[Clip], work: Path) -> 
 
     extractor = AutoFeatureExtractor.from_pretrained(model_dir)
     model = AutoModel.from_pretrained(model_dir).eval()
-    out = work / "naive-transformers"
-    out.mkdir()
 
     def encode(path: Path) -> tuple[np.ndarray, int]:
         wave, _ = librosa.load(path, sr=16_000)
@@ -97,20 +102,7 @@ def phase_naive_transformers(model_dir: Path, clips: list[Clip], work: Path) -> 
         with torch.no_grad():
             return model(**inputs).last_hidden_state[0].numpy(), len(wave)
 
-    encode(clips[0].audio_path)
-    started, cpu = time.perf_counter(), time.process_time()
-    audio_seconds = 0.0
-    for clip in clips:
-        frames, n_samples = encode(clip.audio_path)
-        np.save(out / f"{clip.utterance_id}.npy", frames.astype(np.float16))
-        audio_seconds += n_samples / 16_000
-    wall = time.perf_counter() - started
-    return {
-        "wall_s": wall,
-        "cpu_s": time.process_time() - cpu,
-        "audio_seconds": audio_seconds,
-        "peak_rss_mb": peak_rss_mb(),
-    }
+    return _per_clip_loop(clips, work / "naive-transformers", encode)
 
 
 def phase_pipeline(model_dir: Path, clips: list[Clip], work: Path, args: argparse.Namespace) -> dict:

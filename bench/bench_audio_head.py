@@ -14,9 +14,9 @@ import librosa
 import numpy as np
 import pandas as pd
 
-from emojudge_models.heads import HeadConfig
 from emojudge_models.labels import emotion_index
-from emojudge_models.training import HeadTrainingConfig, TrainConfig, train_audio_head
+from emojudge_models.models.heads import HeadConfig
+from emojudge_models.models.training import HeadTrainingConfig, TrainConfig, train_audio_head
 
 DATA = Path(__file__).resolve().parents[2] / "shared/data/ravdess-dev"
 DEV_FRACTION = 0.25

@@ -31,13 +31,15 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the tiny test-model builders
 
-from emojudge_models import warehouse  # noqa: E402
-from emojudge_models.audio import file_sha256, load_wave  # noqa: E402
+from tiny_models import save_wavlm, tiny_wavlm_config, wavlm_large_config  # noqa: E402
+
 from emojudge_models.encoders.hf import HFAudioEncoder  # noqa: E402
-from emojudge_models.encoders.tiny import save_wavlm, tiny_wavlm_config, wavlm_large_config  # noqa: E402
 from emojudge_models.features.extract import Clip, extract_audio_features  # noqa: E402
 from emojudge_models.features.store import FeatureStore  # noqa: E402
+from emojudge_models.ingest.audio import file_sha256, load_wave  # noqa: E402
+from emojudge_models.store import warehouse  # noqa: E402
 
 RAVDESS = ROOT.parent / "shared" / "data" / "ravdess-dev"
 BF16_DENSE_PEAK_TFLOPS = {"H100 PCIe": 756.0, "H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.0}

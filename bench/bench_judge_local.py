@@ -22,7 +22,7 @@ from collections import Counter
 from datetime import date
 from pathlib import Path
 
-from emojudge_models.audio import load_wave
+from emojudge_models.ingest.audio import load_wave
 from emojudge_models.judge import (
     LOCAL_JUDGE_MODEL,
     ChatJudge,

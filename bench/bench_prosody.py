@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emojudge_models.audio import load_wave
+from emojudge_models.ingest.audio import load_wave
 from emojudge_models.prosody import PITCH_TRACKERS, ProsodyValues, Thresholds, compute_prosody, prosody_version
 
 REPO = Path(__file__).resolve().parents[1]

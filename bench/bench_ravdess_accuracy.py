@@ -36,11 +36,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from emojudge_models.audio import load_wave
 from emojudge_models.encoders.base import SAMPLE_RATE_HZ
 from emojudge_models.encoders.factory import build_audio_encoder, build_text_encoder
-from emojudge_models.fusion import C_GRID, fit_categorical_fusion, fusion_features
-from emojudge_models.heads import EnsembleEmotionModel, HeadConfig
+from emojudge_models.evaluation.metrics import categorical_metrics
+from emojudge_models.features.speaker_norm import SpeakerNormaliser
+from emojudge_models.fusion.models import C_GRID, fit_categorical_fusion, fusion_features
+from emojudge_models.ingest.audio import load_wave
 from emojudge_models.judge import (
     ChatJudge,
     JudgeConfig,
@@ -50,10 +51,8 @@ from emojudge_models.judge import (
     ensure_local_model,
 )
 from emojudge_models.labels import EMOTIONS, emotion_index
-from emojudge_models.metrics import categorical_metrics
-from emojudge_models.prosody import Thresholds, compute_prosody, describe
-from emojudge_models.speaker_norm import SpeakerNormaliser
-from emojudge_models.training import (
+from emojudge_models.models.heads import EnsembleEmotionModel, HeadConfig
+from emojudge_models.models.training import (
     HeadTrainingConfig,
     TrainConfig,
     predict_audio,
@@ -61,6 +60,7 @@ from emojudge_models.training import (
     train_audio_head,
     train_text_head,
 )
+from emojudge_models.prosody import Thresholds, compute_prosody, describe
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared/data/ravdess-dev"

@@ -27,9 +27,9 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from emojudge_models.asr import WhisperASR, word_error_rate  # noqa: E402
-from emojudge_models.audio import TARGET_SR, load_wave  # noqa: E402
+from emojudge_models.asr.whisper import WhisperASR, word_error_rate  # noqa: E402
 from emojudge_models.encoders.whisper_ct2 import WhisperCT2Encoder  # noqa: E402
+from emojudge_models.ingest.audio import TARGET_SR, load_wave  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "ravdess-dev"
 RECOVERED_MAX_WER = 0.2

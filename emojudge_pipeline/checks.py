@@ -4,7 +4,7 @@ import warnings
 
 import dagster as dg
 
-from emojudge_models import warehouse
+from emojudge_models.store import warehouse
 from emojudge_pipeline.assets.evaluation import evaluation
 from emojudge_pipeline.assets.fusion import fused_predictions
 from emojudge_pipeline.partitions import eval_sets_partitions
@@ -22,7 +22,7 @@ def fused_predictions_problems(con, eval_set: str) -> dict[str, int]:
     """Counts of malformed rows in one partition of ``fused_predictions`` (0 everywhere when healthy)."""
     row = (
         con.execute(
-            warehouse.sql_text("checks/fused_predictions_problems.sql"), [PROBABILITY_TOLERANCE, eval_set, eval_set]
+            warehouse.sql_text("fusion/fused_predictions_problems.sql"), [PROBABILITY_TOLERANCE, eval_set, eval_set]
         )
         .df()
         .iloc[0]
@@ -32,7 +32,7 @@ def fused_predictions_problems(con, eval_set: str) -> dict[str, int]:
 
 def fusion_vs_modalities(con, eval_set: str) -> dict[str, float] | None:
     """Development F1-macro of audio, text and fused; None when the partition has no development metrics."""
-    frame = con.execute(warehouse.sql_text("checks/development_f1.sql"), [eval_set]).df()
+    frame = con.execute(warehouse.sql_text("evaluation/development_f1.sql"), [eval_set]).df()
     scores = dict(zip(frame["stage"], frame["value"], strict=True))
     return scores if {"audio", "text", "fused"} <= scores.keys() else None
 
@@ -74,7 +74,7 @@ def fusion_not_worse_than_modalities(
 
 def judge_effect_on_development(con, eval_set: str) -> dict[str, float] | None:
     """Development F1-macro of the fused and refined stages; None when either is missing."""
-    frame = con.execute(warehouse.sql_text("checks/development_refined_vs_fused.sql"), [eval_set]).df()
+    frame = con.execute(warehouse.sql_text("judge/development_refined_vs_fused.sql"), [eval_set]).df()
     scores = dict(zip(frame["stage"], frame["value"], strict=True))
     return scores if {"fused", "refined"} <= scores.keys() else None
 

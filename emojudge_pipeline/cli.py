@@ -11,8 +11,8 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from emojudge_models import warehouse
-from emojudge_models.corpus import FORMATS, detect_format
+from emojudge_models.ingest.corpus import FORMATS, detect_format
+from emojudge_models.store import warehouse
 from emojudge_pipeline import settings
 from emojudge_pipeline.partitions import EVAL_SETS_PARTITION
 
@@ -46,14 +46,14 @@ def add_eval_set(name: str, path: Path, corpus_format: str | None) -> str:
         raise SystemExit(f"error: {path} does not exist")
     corpus_format = corpus_format or detect_format(path)
     with warehouse.connect(settings.emojudge_home()) as con:
-        con.execute(warehouse.sql_text("queries/register_eval_set.sql"), [name, corpus_format, str(path)])
+        con.execute(warehouse.sql_text("ingest/register_eval_set.sql"), [name, corpus_format, str(path)])
     instance().add_dynamic_partitions(EVAL_SETS_PARTITION, [name])
     return corpus_format
 
 
 def list_eval_sets() -> None:
     with warehouse.connect(settings.emojudge_home()) as con:
-        frame = warehouse.query_df(con, "queries/list_eval_sets.sql")
+        frame = warehouse.query_df(con, "ingest/list_eval_sets.sql")
     print(frame.to_string(index=False) if len(frame) else "no evaluation sets registered")
 
 
@@ -88,7 +88,7 @@ def materialize(name: str, train: bool | None = None) -> None:
 
 def demo() -> None:
     """The main job on the embedded default: the demo corpus (or EMOJUDGE_DEMO_DATA), materialised end to end."""
-    from emojudge_models.demo_corpus import write_demo_corpus
+    from emojudge_models.ingest.demo_corpus import write_demo_corpus
 
     home = settings.emojudge_home()
     source = os.environ.get("EMOJUDGE_DEMO_DATA", "").strip()
@@ -97,20 +97,21 @@ def demo() -> None:
     materialize("demo", train=True)
     path = warehouse.warehouse_path(home)
     with warehouse.connect(home, read_only=True) as con:
-        print(warehouse.query_df(con, "queries/demo_summary.sql").to_string(index=False))
+        print(warehouse.query_df(con, "evaluation/demo_summary.sql").to_string(index=False))
         print("\nF1-macro and accuracy per stage (columns) and split:")
-        print(con.execute(warehouse.sql_text("examples/stage_summary.sql")).df().to_string(index=False))
+        print(con.execute(warehouse.sql_text("store/examples/stage_summary.sql")).df().to_string(index=False))
         print("\nLLM judge (judge_gate closed: accepted changes did net harm on development and were not applied):")
-        print(warehouse.query_df(con, "queries/demo_judge_gate.sql", ["demo"]).to_string(index=False))
+        print(warehouse.query_df(con, "judge/demo_judge_gate.sql", ["demo"]).to_string(index=False))
         print("\nTranscripts next to their predictions:")
         with pd.option_context("display.max_colwidth", 40, "display.width", 200):
-            print(warehouse.query_df(con, "queries/demo_predictions.sql", ["demo"]).to_string(index=False))
+            print(warehouse.query_df(con, "evaluation/demo_predictions.sql", ["demo"]).to_string(index=False))
+    examples = warehouse.sql_file("store/examples")
     print(f"\nWarehouse: {path}")
     print(
         f"Try:       {sys.executable} -c \"import duckdb; print(duckdb.connect('{path}', read_only=True)"
-        f".sql(open('sql/examples/per_class_f1.sql').read()))\""
+        f".sql(open('{examples / 'per_class_f1.sql'}').read()))\""
     )
-    print(f"  or, with the duckdb CLI:  duckdb -readonly {path} < sql/examples/modality_disagreements.sql")
+    print(f"  or, with the duckdb CLI:  duckdb -readonly {path} < {examples / 'modality_disagreements.sql'}")
     print("UI:        make ui   (dagster dev on http://127.0.0.1:3000)")
 
 

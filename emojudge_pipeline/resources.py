@@ -11,9 +11,9 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from emojudge_models import warehouse
 from emojudge_models.encoders.base import AudioEncoder, TextEncoder
 from emojudge_models.profiles import Profile, resolve
+from emojudge_models.store import warehouse
 from emojudge_pipeline import settings
 
 
@@ -46,7 +46,7 @@ class WarehouseResource(dg.ConfigurableResource):
     def eval_set(self, name: str) -> dict:
         """The registered evaluation set ``name``; a clear error when it was never added."""
         with self.connect() as con:
-            found = con.execute(warehouse.sql_text("queries/eval_set.sql"), [name]).df()
+            found = con.execute(warehouse.sql_text("ingest/eval_set.sql"), [name]).df()
         if found.empty:
             raise dg.Failure(f"evaluation set {name!r} is not registered: run `emojudge eval-set add {name} PATH`")
         return found.iloc[0].to_dict()

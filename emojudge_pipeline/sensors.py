@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from emojudge_models import warehouse
+from emojudge_models.store import warehouse
 from emojudge_pipeline.partitions import EVAL_SETS_PARTITION
 from emojudge_pipeline.resources import WarehouseResource
 
@@ -17,7 +17,7 @@ def eval_set_registry_sensor(context: dg.SensorEvaluationContext, warehouse_db: 
     if not warehouse_db.path.exists():
         return dg.SkipReason(f"no warehouse at {warehouse_db.path} yet")
     with warehouse_db.connect(read_only=True) as con:
-        names = [row[0] for row in con.execute(warehouse.sql_text("queries/eval_set_names.sql")).fetchall()]
+        names = [row[0] for row in con.execute(warehouse.sql_text("ingest/eval_set_names.sql")).fetchall()]
     known = set(context.instance.get_dynamic_partitions(EVAL_SETS_PARTITION))
     missing = [name for name in names if name not in known]
     if not missing:

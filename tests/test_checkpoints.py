@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from emojudge_models import heads
-from emojudge_models.checkpoints import load_checkpoint, model_key, read_checkpoint_config, save_checkpoint
-from emojudge_models.heads import EnsembleConfig, EnsembleEmotionModel, HeadConfig, build_head_model
+from emojudge_models.models import heads
+from emojudge_models.models.checkpoints import load_checkpoint, model_key, read_checkpoint_config, save_checkpoint
+from emojudge_models.models.heads import EnsembleConfig, EnsembleEmotionModel, HeadConfig, build_head_model
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emojudge_models import warehouse
-from emojudge_models.evaluation import evaluate
+from emojudge_models.evaluation.evaluate import evaluate
 from emojudge_models.labels import EMOTIONS
+from emojudge_models.store import warehouse
 from emojudge_pipeline.checks import fused_predictions_problems, fusion_vs_modalities
 
 

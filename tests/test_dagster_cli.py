@@ -11,7 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from emojudge_models import warehouse
+from emojudge_models.store import warehouse
 from emojudge_pipeline import cli
 
 REPO = Path(__file__).resolve().parents[1]

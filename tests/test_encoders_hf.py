@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_models import save_tiny_roberta, save_wavlm, tiny_wavlm_config
 from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
-from emojudge_models.audio import load_wave
 from emojudge_models.encoders.acoustic import AcousticEncoder
 from emojudge_models.encoders.base import AudioEncoder, TextEncoder, encoder_key
 from emojudge_models.encoders.factory import build_audio_encoder, build_text_encoder, parse_encoder_config
 from emojudge_models.encoders.hf import HFAudioEncoder, HFTextEncoder, minilm_path, stitch_chunks
-from emojudge_models.encoders.tiny import save_tiny_roberta, save_wavlm, tiny_wavlm_config
+from emojudge_models.ingest.audio import load_wave
 
 TEXTS = [
     "Kids are talking by the door",

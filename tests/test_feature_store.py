@@ -12,13 +12,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
+from tiny_models import save_tiny_roberta
 
-from emojudge_models import warehouse
-from emojudge_models.audio import AudioRejected, file_sha256, load_wave
 from emojudge_models.encoders.acoustic import AcousticEncoder
 from emojudge_models.encoders.base import encoder_key
 from emojudge_models.encoders.hf import HFAudioEncoder, HFTextEncoder
-from emojudge_models.encoders.tiny import save_tiny_roberta
 from emojudge_models.features.batching import plan_batches
 from emojudge_models.features.extract import (
     Clip,
@@ -35,6 +33,8 @@ from emojudge_models.features.waveform_stats import (
     load_waveform_stats,
     save_waveform_stats,
 )
+from emojudge_models.ingest.audio import AudioRejected, file_sha256, load_wave
+from emojudge_models.store import warehouse
 
 
 class Counting:

@@ -9,7 +9,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from emojudge_models.fusion import (
+from emojudge_models.evaluation.metrics import attribute_metrics
+from emojudge_models.fusion.models import (
     C_GRID,
     FusionModel,
     fit_attribute_fusion,
@@ -18,7 +19,6 @@ from emojudge_models.fusion import (
     fusion_features,
 )
 from emojudge_models.labels import EMOTIONS, emotion_index
-from emojudge_models.metrics import attribute_metrics
 
 N_CLASSES = len(EMOTIONS)
 

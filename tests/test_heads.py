@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from emojudge_models.heads import (
+from emojudge_models.models.heads import (
     AttentiveStatisticsPooling,
     AudioEmotionModel,
     HeadConfig,

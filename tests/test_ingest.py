@@ -10,10 +10,10 @@ import pytest
 import soundfile as sf
 from conftest import tone
 
-from emojudge_models.audio import AudioRejected, decode
-from emojudge_models.corpus import detect_format
-from emojudge_models.ingest import ingest_corpus
-from emojudge_models.splits import split_speakers
+from emojudge_models.ingest.audio import AudioRejected, decode
+from emojudge_models.ingest.corpus import detect_format
+from emojudge_models.ingest.splits import split_speakers
+from emojudge_models.ingest.utterances import ingest_corpus
 
 
 def test_ravdess_manifest_ingest(ravdess_dir: Path) -> None:

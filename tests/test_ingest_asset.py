@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from emojudge_models import warehouse
+from emojudge_models.store import warehouse
 from emojudge_pipeline import cli
 from emojudge_pipeline.assets.ingest import utterances
 

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from emojudge_models import warehouse
 from emojudge_models.judge import TEMPLATE_SHA256
 from emojudge_models.judge.gate import gate_decision
+from emojudge_models.store import warehouse
 from emojudge_pipeline.assets.refinement import _gate, _predictions
 
 

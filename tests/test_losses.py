@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from emojudge_models.losses import CCCLoss, WeightedFocalLoss, ccc, class_alpha
+from emojudge_models.models.losses import CCCLoss, WeightedFocalLoss, ccc, class_alpha
 
 
 def _reference_ccc(x: np.ndarray, y: np.ndarray) -> float:

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
-from emojudge_models.labels import ATTRIBUTES, EMOTIONS
-from emojudge_models.metrics import (
+from emojudge_models.evaluation.metrics import (
     attribute_metrics,
     categorical_metrics,
     ccc,
@@ -19,7 +18,8 @@ from emojudge_models.metrics import (
     markdown_table,
     metrics_rows,
 )
-from emojudge_models.plots import confusion_png, grid_curve_png
+from emojudge_models.evaluation.plots import confusion_png, grid_curve_png
+from emojudge_models.labels import ATTRIBUTES, EMOTIONS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -14,17 +14,17 @@ import duckdb
 import numpy as np
 import pytest
 from batch_api_server import FakeOpenAIServer, judgment_reply, keep_prediction, user_message
+from tiny_models import save_tiny_roberta
 
-from emojudge_models import warehouse
-from emojudge_models.checkpoints import load_checkpoint, read_checkpoint_config
-from emojudge_models.datasets import frames_for, speaker_normaliser
-from emojudge_models.demo_corpus import write_demo_corpus
-from emojudge_models.encoders.tiny import save_tiny_roberta
+from emojudge_models.features.datasets import frames_for, speaker_normaliser
 from emojudge_models.features.store import FeatureStore
-from emojudge_models.training import predict_audio
+from emojudge_models.ingest.demo_corpus import write_demo_corpus
+from emojudge_models.models.checkpoints import load_checkpoint, read_checkpoint_config
+from emojudge_models.models.training import predict_audio
+from emojudge_models.store import warehouse
 from emojudge_pipeline import cli
 
-EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "sql" / "examples").glob("*.sql"))
+EXAMPLES = sorted(f"store/examples/{r.name}" for r in warehouse.sql_file("store/examples").iterdir())
 
 
 def judge_changes_sad_clips(body: dict, call: int):
@@ -109,7 +109,7 @@ def test_audio_models_are_speaker_normalised_ensembles_scored_as_trained(demo_ru
             "SELECT path, hyperparameters, encoder_key, model_key FROM model_registry "
             "WHERE kind = 'audio_head' AND task = 'categorical'"
         ).fetchone()
-        rows = con.execute(warehouse.sql_text("queries/partition_features.sql"), [key, "demo"]).df().iloc[::29]
+        rows = con.execute(warehouse.sql_text("features/partition_features.sql"), [key, "demo"]).df().iloc[::29]
         store = FeatureStore(con, home / "features")
         normaliser = speaker_normaliser(con, store, ["demo"], key)
         keys = list(zip(rows["eval_set"], rows["utterance_id"], strict=True))
@@ -145,7 +145,7 @@ def test_acceptance_rule_gate_and_lineage(demo_run) -> None:
             FROM llm_judgments j JOIN utterances u USING (eval_set, utterance_id)
             WHERE u.split = 'development' AND j.accepted
         """).fetchone()
-        summary = warehouse.query_df(con, "queries/demo_judge_gate.sql", ["demo"])
+        summary = warehouse.query_df(con, "judge/demo_judge_gate.sql", ["demo"])
     assert rows and right_to_wrong > wrong_to_right
     assert summary.to_dict("records") == [
         {
@@ -182,12 +182,12 @@ def test_asset_checks_ran_and_passed(demo_run) -> None:
     assert evaluation.status.value == "SUCCEEDED"
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
-def test_every_example_query_returns_rows(demo_run, example: Path) -> None:
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda name: name.rsplit("/", 1)[-1])
+def test_every_example_query_returns_rows(demo_run, example: str) -> None:
     home = demo_run[0]
     con = duckdb.connect(str(warehouse.warehouse_path(home)), read_only=True)
     try:
-        assert con.execute(example.read_text()).fetchall(), example.name
+        assert con.execute(warehouse.sql_text(example)).fetchall(), example
     finally:
         con.close()
 
@@ -197,7 +197,7 @@ def test_bare_folder_set_gets_asr_transcripts_and_predictions(demo_run, ravdess_
     import csv
     import shutil
 
-    from emojudge_models.asr import word_error_rate
+    from emojudge_models.asr.whisper import word_error_rate
 
     home = demo_run[0]
     with open(ravdess_dir / "manifest.csv", newline="") as handle:

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from emojudge_models.features.speaker_norm import SET_GROUP, SpeakerNormaliser, assign_groups, check_mode
 from emojudge_models.features.store import pooled_vector
-from emojudge_models.speaker_norm import SET_GROUP, SpeakerNormaliser, assign_groups, check_mode
 
 
 def test_speakers_with_too_few_utterances_or_no_id_fall_back_to_their_set() -> None:

@@ -3,17 +3,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_models import save_tiny_roberta
 
-from emojudge_models.checkpoints import load_checkpoint, read_checkpoint_config, save_checkpoint
-from emojudge_models.encoders.tiny import save_tiny_roberta
-from emojudge_models.losses import WeightedFocalLoss
-from emojudge_models.text_classifier import (
+from emojudge_models.models.checkpoints import load_checkpoint, read_checkpoint_config, save_checkpoint
+from emojudge_models.models.losses import WeightedFocalLoss
+from emojudge_models.models.text_classifier import (
     TextEmotionClassifier,
     TextFinetuneConfig,
     finetune_text_classifier,
     predict_texts,
 )
-from emojudge_models.training import TrainConfig
+from emojudge_models.models.training import TrainConfig
 
 SENTENCES_BY_CLASS = {
     0: ["I am furious about this", "this makes me so angry", "stop shouting at me now"],

@@ -5,8 +5,8 @@ import pytest
 import torch
 from sklearn.metrics import f1_score
 
-from emojudge_models.heads import AudioEmotionModel, HeadConfig
-from emojudge_models.training import (
+from emojudge_models.models.heads import AudioEmotionModel, HeadConfig
+from emojudge_models.models.training import (
     BatchPlan,
     HeadTrainingConfig,
     TrainConfig,
@@ -187,9 +187,9 @@ def test_text_head_learns_from_cached_vectors() -> None:
 
 def test_audio_head_standardises_inputs_with_train_statistics(tmp_path) -> None:
     """Frames on wildly different scales are standardised by train-set statistics kept in the checkpoint."""
-    from emojudge_models.checkpoints import load_checkpoint, save_checkpoint
-    from emojudge_models.heads import HeadConfig
-    from emojudge_models.training import HeadTrainingConfig, TrainConfig, predict_audio, train_audio_head
+    from emojudge_models.models.checkpoints import load_checkpoint, save_checkpoint
+    from emojudge_models.models.heads import HeadConfig
+    from emojudge_models.models.training import HeadTrainingConfig, TrainConfig, predict_audio, train_audio_head
 
     rng = np.random.default_rng(0)
     scale = np.array([1.0, 1000.0, 0.001, 50.0], dtype=np.float32)

@@ -8,7 +8,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from emojudge_models import warehouse
+from emojudge_models.store import warehouse
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

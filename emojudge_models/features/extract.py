@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from emojudge_models.audio import DEFAULT_MAX_DURATION_S, decode
 from emojudge_models.encoders.base import SAMPLE_RATE_HZ, AudioEncoder, TextEncoder
 from emojudge_models.features.batching import plan_batches
 from emojudge_models.features.loader import BackgroundLoader, failure_reason
@@ -35,6 +34,7 @@ from emojudge_models.features.store import (
     pooled_vector,
 )
 from emojudge_models.features.waveform_stats import NormalizedAudioEncoder, WaveformStats
+from emojudge_models.ingest.audio import DEFAULT_MAX_DURATION_S, decode
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 

@@ -17,7 +17,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from emojudge_models.audio import AudioRejected
+from emojudge_models.ingest.audio import AudioRejected
 
 Item = TypeVar("Item")
 

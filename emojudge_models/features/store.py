@@ -42,9 +42,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from emojudge_models import warehouse
 from emojudge_models.encoders.base import AudioEncoder, TextEncoder, encoder_key
-from emojudge_models.warehouse import sql_text
+from emojudge_models.store import warehouse
+from emojudge_models.store.warehouse import sql_text
 
 log = logging.getLogger(__name__)
 

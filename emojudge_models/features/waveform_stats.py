@@ -16,10 +16,10 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from emojudge_models.audio import DEFAULT_MAX_DURATION_S, load_wave
 from emojudge_models.encoders.base import AudioEncoder
 from emojudge_models.features.loader import BackgroundLoader
-from emojudge_models.warehouse import sql_text
+from emojudge_models.ingest.audio import DEFAULT_MAX_DURATION_S, load_wave
+from emojudge_models.store.warehouse import sql_text
 
 STATS_VERSION = "1"
 PATHS_PER_BATCH = 16

@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager
 import duckdb
 
 from emojudge_models.judge.ledger import BatchRecord
-from emojudge_models.warehouse import sql_text
+from emojudge_models.store.warehouse import sql_text
 
 Connect = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
 

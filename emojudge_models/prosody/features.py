@@ -15,7 +15,7 @@ import numpy as np
 from scipy.ndimage import uniform_filter1d
 from scipy.signal import find_peaks
 
-from emojudge_models.audio import TARGET_SR
+from emojudge_models.ingest.audio import TARGET_SR
 from emojudge_models.prosody.pitch import DEFAULT_TRACKER, HOP_LENGTH, PitchTracker, track_pitch
 
 RMS_FRAME_LENGTH = 400

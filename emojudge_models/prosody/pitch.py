@@ -10,7 +10,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.ndimage import binary_opening
 
-from emojudge_models.audio import TARGET_SR
+from emojudge_models.ingest.audio import TARGET_SR
 
 PitchTracker = Literal["yin", "pyin"]
 PITCH_TRACKERS: tuple[PitchTracker, ...] = ("yin", "pyin")

@@ -7,8 +7,8 @@ import base64
 import dagster as dg
 import pandas as pd
 
-from emojudge_models import warehouse
-from emojudge_models.corpus import Rejection
+from emojudge_models.ingest.corpus import Rejection
+from emojudge_models.store import warehouse
 
 WAREHOUSE_POOL = "emojudge_warehouse"
 """Dagster concurrency pool: one writer at a time per warehouse."""

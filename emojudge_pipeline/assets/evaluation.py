@@ -3,11 +3,11 @@
 import dagster as dg
 import pandas as pd
 
-from emojudge_models import warehouse
-from emojudge_models.evaluation import evaluate
+from emojudge_models.evaluation.evaluate import evaluate
+from emojudge_models.evaluation.metrics import markdown_table
+from emojudge_models.evaluation.plots import confusion_png
 from emojudge_models.labels import EMOTIONS
-from emojudge_models.metrics import markdown_table
-from emojudge_models.plots import confusion_png
+from emojudge_models.store import warehouse
 from emojudge_pipeline.assets.common import WAREHOUSE_POOL, image_metadata
 from emojudge_pipeline.partitions import eval_sets_partitions
 from emojudge_pipeline.resources import WarehouseResource
@@ -29,7 +29,7 @@ def _headline_split(metrics: pd.DataFrame) -> str:
 def evaluation(context: dg.AssetExecutionContext, warehouse_db: WarehouseResource) -> dg.MaterializeResult:
     eval_set = context.partition_key
     with warehouse_db.connect() as con:
-        rows = con.execute(warehouse.sql_text("queries/evaluation_rows.sql"), [eval_set]).df()
+        rows = con.execute(warehouse.sql_text("evaluation/evaluation_rows.sql"), [eval_set]).df()
         result = evaluate(rows)
         metrics = result.metrics_frame().assign(run_id=context.run.run_id)
         confusions = result.confusion_frame().assign(run_id=context.run.run_id)

@@ -2,8 +2,6 @@
 
 import dagster as dg
 
-from emojudge_models import warehouse
-from emojudge_models.corpus import Rejection
 from emojudge_models.features.extract import Clip, TextItem, extract_audio_features, extract_text_features
 from emojudge_models.features.store import FeatureStore
 from emojudge_models.features.waveform_stats import (
@@ -11,6 +9,8 @@ from emojudge_models.features.waveform_stats import (
     load_waveform_stats,
     save_waveform_stats,
 )
+from emojudge_models.ingest.corpus import Rejection
+from emojudge_models.store import warehouse
 from emojudge_pipeline import settings
 from emojudge_pipeline.assets.common import WAREHOUSE_POOL, record_rejections
 from emojudge_pipeline.partitions import eval_sets_partitions
@@ -27,7 +27,7 @@ from emojudge_pipeline.resources import ModelsResource, WarehouseResource
 def waveform_stats(context: dg.AssetExecutionContext, warehouse_db: WarehouseResource) -> dg.MaterializeResult:
     sets = settings.train_sets()
     with warehouse_db.connect() as con:
-        paths = con.execute(warehouse.sql_text("queries/train_split_audio.sql"), [sets]).df()["audio_path"]
+        paths = con.execute(warehouse.sql_text("features/train_split_audio.sql"), [sets]).df()["audio_path"]
     if paths.empty:
         raise dg.Failure(f"no train-split clips in EMOJUDGE_TRAIN_SETS={','.join(sets)}: materialise utterances first")
     stats = compute_waveform_stats(paths.tolist())
@@ -64,10 +64,10 @@ def audio_features(
     eval_set = context.partition_key
     encoder = models.build_audio_encoder()
     with warehouse_db.connect() as con:
-        clips = warehouse.query_df(con, "queries/partition_utterances.sql", [eval_set])
+        clips = warehouse.query_df(con, "ingest/partition_utterances.sql", [eval_set])
         stats = None
         if models.resolved().normalize_waveform:
-            latest = warehouse.scalar(con, "queries/latest_waveform_stats.sql")
+            latest = warehouse.scalar(con, "features/latest_waveform_stats.sql")
             if latest is None:
                 raise dg.Failure("waveform normalisation needs the waveform_stats asset: materialise it first")
             stats = load_waveform_stats(con, latest)
@@ -108,7 +108,7 @@ def text_features(
     eval_set = context.partition_key
     encoder = models.build_text_encoder()
     with warehouse_db.connect() as con:
-        rows = warehouse.query_df(con, "queries/partition_utterances.sql", [eval_set])
+        rows = warehouse.query_df(con, "ingest/partition_utterances.sql", [eval_set])
         report = extract_text_features(
             FeatureStore(con, warehouse_db.features_root),
             encoder,

@@ -7,10 +7,12 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from emojudge_models import fusion_data, registry, warehouse
-from emojudge_models.fusion import FusionModel, fit_attribute_fusion, fit_categorical_fusion
+from emojudge_models.evaluation.plots import grid_curve_png
+from emojudge_models.fusion import data as fusion_data
+from emojudge_models.fusion.models import FusionModel, fit_attribute_fusion, fit_categorical_fusion
 from emojudge_models.labels import EMOTIONS, TASKS
-from emojudge_models.plots import grid_curve_png
+from emojudge_models.models import registry
+from emojudge_models.store import warehouse
 from emojudge_pipeline import settings
 from emojudge_pipeline.assets.common import WAREHOUSE_POOL, image_metadata, markdown_preview
 from emojudge_pipeline.partitions import eval_sets_partitions
@@ -56,7 +58,7 @@ def build_fusion_model_asset(task: str) -> dg.AssetsDefinition:
         splits = ["train", "development"]
         with warehouse_db.connect() as con:
             rows = con.execute(
-                warehouse.sql_text("queries/logits_with_truth.sql"), [task, task, sets, splits, splits]
+                warehouse.sql_text("fusion/logits_with_truth.sql"), [task, task, sets, splits, splits]
             ).df()
         rows = fusion_data.labelled(rows, task)
         n_dev = int((rows["split"] == "development").sum())
@@ -144,7 +146,7 @@ def fused_predictions(context: dg.AssetExecutionContext, warehouse_db: Warehouse
         for task in TASKS:
             model = registry.latest(con, "fusion", task)
             rows = con.execute(
-                warehouse.sql_text("queries/logits_with_truth.sql"), [task, task, [eval_set], None, None]
+                warehouse.sql_text("fusion/logits_with_truth.sql"), [task, task, [eval_set], None, None]
             ).df()
             if model is None or rows.empty:
                 metadata[f"{task}_skipped"] = "no fusion model registered" if model is None else "no logits"

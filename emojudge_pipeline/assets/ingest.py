@@ -4,8 +4,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from emojudge_models import warehouse
-from emojudge_models.ingest import ingest_corpus
+from emojudge_models.ingest.utterances import ingest_corpus
+from emojudge_models.store import warehouse
 from emojudge_pipeline import settings
 from emojudge_pipeline.assets.common import WAREHOUSE_POOL, markdown_preview, record_rejections
 from emojudge_pipeline.partitions import eval_sets_partitions
@@ -34,7 +34,7 @@ def utterances(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
     with warehouse_db.connect() as con:
         warehouse.replace_partition(con, "utterances", eval_set, frame)
         n_rejected = record_rejections(con, eval_set, ("ingest", "transcript"), result.rejections, context.run.run_id)
-        con.execute(warehouse.sql_text("queries/record_split.sql"), [result.split_source, result.split_seed, eval_set])
+        con.execute(warehouse.sql_text("ingest/record_split.sql"), [result.split_source, result.split_seed, eval_set])
     splits = frame["split"].fillna("unlabelled").value_counts().to_dict()
     reasons = result.rejections_frame()
     return dg.MaterializeResult(

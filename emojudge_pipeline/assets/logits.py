@@ -4,15 +4,16 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from emojudge_models import registry, warehouse
-from emojudge_models.checkpoints import load_checkpoint
-from emojudge_models.datasets import frames_for, speaker_normaliser, vectors_for
+from emojudge_models.features.datasets import frames_for, speaker_normaliser, vectors_for
+from emojudge_models.features.speaker_norm import MIN_SPEAKER_UTTERANCES, SpeakerNormaliser
 from emojudge_models.features.store import FeatureStore
 from emojudge_models.labels import TASKS
-from emojudge_models.scoring import logits_rows
-from emojudge_models.speaker_norm import MIN_SPEAKER_UTTERANCES, SpeakerNormaliser
-from emojudge_models.text_classifier import predict_texts
-from emojudge_models.training import predict_audio, predict_vectors
+from emojudge_models.models import registry
+from emojudge_models.models.checkpoints import load_checkpoint
+from emojudge_models.models.scoring import logits_rows
+from emojudge_models.models.text_classifier import predict_texts
+from emojudge_models.models.training import predict_audio, predict_vectors
+from emojudge_models.store import warehouse
 from emojudge_pipeline.assets.common import WAREHOUSE_POOL
 from emojudge_pipeline.assets.training import MODALITIES, model_kind
 from emojudge_pipeline.partitions import eval_sets_partitions
@@ -86,11 +87,11 @@ def logits(
     with warehouse_db.connect() as con:
         store = FeatureStore(con, warehouse_db.features_root)
         for modality in MODALITIES:
-            key = warehouse.scalar(con, "queries/partition_encoder_key.sql", [eval_set, modality])
+            key = warehouse.scalar(con, "features/partition_encoder_key.sql", [eval_set, modality])
             if key is None:
                 metadata[f"{modality}_skipped"] = "no features for this evaluation set"
                 continue
-            rows = con.execute(warehouse.sql_text("queries/partition_features.sql"), [key, eval_set]).df()
+            rows = con.execute(warehouse.sql_text("features/partition_features.sql"), [key, eval_set]).df()
             kind = model_kind(modality, models.resolved().text_training)
             if rows.empty:
                 metadata[f"{modality}_skipped"] = "no utterance has features under the latest encoder"

@@ -6,8 +6,7 @@ from dataclasses import asdict, fields
 import dagster as dg
 import pandas as pd
 
-from emojudge_models import warehouse
-from emojudge_models.corpus import Rejection
+from emojudge_models.ingest.corpus import Rejection
 from emojudge_models.prosody import (
     DEFAULT_TRACKER,
     ProsodyFailed,
@@ -17,6 +16,7 @@ from emojudge_models.prosody import (
     describe,
     prosody_version,
 )
+from emojudge_models.store import warehouse
 from emojudge_pipeline import settings
 from emojudge_pipeline.assets.common import WAREHOUSE_POOL, markdown_preview, record_rejections
 from emojudge_pipeline.partitions import eval_sets_partitions
@@ -28,7 +28,7 @@ PARALLEL_FROM_CLIPS = 400
 
 def _thresholds(con, eval_set: str, own: dict[str, ProsodyValues], own_train: list[str]) -> tuple[Thresholds, str]:
     """Terciles over the configured train sets' train split (this partition's included), else the defaults."""
-    stored = con.execute(warehouse.sql_text("queries/train_prosody.sql"), [settings.train_sets(), eval_set]).df()
+    stored = con.execute(warehouse.sql_text("prosody/train_prosody.sql"), [settings.train_sets(), eval_set]).df()
     names = [f.name for f in fields(ProsodyValues)]
     values = [
         ProsodyValues(
@@ -54,7 +54,7 @@ def prosody(context: dg.AssetExecutionContext, warehouse_db: WarehouseResource) 
     eval_set = context.partition_key
     tracker = settings.env("EMOJUDGE_PITCH_TRACKER", DEFAULT_TRACKER)
     with warehouse_db.connect() as con:
-        clips = warehouse.query_df(con, "queries/partition_utterances.sql", [eval_set])
+        clips = warehouse.query_df(con, "ingest/partition_utterances.sql", [eval_set])
     processes = (os.cpu_count() or 1) if len(clips) >= PARALLEL_FROM_CLIPS else 1
     context.log.info(f"prosody of {len(clips)} clips with {tracker} on {processes} process(es)")
     values: dict[str, ProsodyValues] = {}

@@ -7,7 +7,6 @@ answered judgment is reused, never asked (or paid for) twice; a new prompt templ
 import dagster as dg
 import pandas as pd
 
-from emojudge_models import warehouse
 from emojudge_models.judge import (
     TEMPLATE_SHA256,
     BatchesStillRunning,
@@ -19,6 +18,7 @@ from emojudge_models.judge import (
 )
 from emojudge_models.judge.duckdb_ledger import DuckDBBatchLedger
 from emojudge_models.judge.gate import GateDecision, check_gate_mode, gate_decision
+from emojudge_models.store import warehouse
 from emojudge_pipeline.assets.common import WAREHOUSE_POOL, markdown_preview
 from emojudge_pipeline.partitions import eval_sets_partitions
 from emojudge_pipeline.resources import JudgeResource, WarehouseResource

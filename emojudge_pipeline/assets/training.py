@@ -14,19 +14,18 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from emojudge_models import registry, warehouse
-from emojudge_models.checkpoints import model_key, save_checkpoint
-from emojudge_models.datasets import SplitData, frames_for, labelled_rows, speaker_normaliser, vectors_for
+from emojudge_models.features.datasets import SplitData, frames_for, labelled_rows, speaker_normaliser, vectors_for
+from emojudge_models.features.speaker_norm import MIN_SPEAKER_UTTERANCES, SpeakerNormaliser
+from emojudge_models.features.speaker_norm import MODES as SPEAKER_NORM_MODES
 from emojudge_models.features.store import FeatureStore
-from emojudge_models.heads import CODE_VERSION as HEADS_CODE_VERSION
-from emojudge_models.heads import EnsembleConfig, EnsembleEmotionModel, HeadConfig
 from emojudge_models.labels import TASKS
-from emojudge_models.profiles import text_encoder_path
-from emojudge_models.speaker_norm import MIN_SPEAKER_UTTERANCES, SpeakerNormaliser
-from emojudge_models.speaker_norm import MODES as SPEAKER_NORM_MODES
-from emojudge_models.text_classifier import CODE_VERSION as TEXT_CODE_VERSION
-from emojudge_models.text_classifier import TextFinetuneConfig, finetune_text_classifier
-from emojudge_models.training import (
+from emojudge_models.models import registry
+from emojudge_models.models.checkpoints import model_key, save_checkpoint
+from emojudge_models.models.heads import CODE_VERSION as HEADS_CODE_VERSION
+from emojudge_models.models.heads import EnsembleConfig, EnsembleEmotionModel, HeadConfig
+from emojudge_models.models.text_classifier import CODE_VERSION as TEXT_CODE_VERSION
+from emojudge_models.models.text_classifier import TextFinetuneConfig, finetune_text_classifier
+from emojudge_models.models.training import (
     HeadTrainingConfig,
     TrainConfig,
     TrainResult,
@@ -36,6 +35,8 @@ from emojudge_models.training import (
     train_audio_head,
     train_text_head,
 )
+from emojudge_models.profiles import text_encoder_path
+from emojudge_models.store import warehouse
 from emojudge_pipeline import settings
 from emojudge_pipeline.assets.common import WAREHOUSE_POOL, markdown_preview
 from emojudge_pipeline.resources import ModelsResource, WarehouseResource
@@ -221,7 +222,7 @@ def build_training_asset(modality: str, task: str) -> dg.AssetsDefinition:
         sets = settings.train_sets()
         kind = model_kind(modality, models.resolved().text_training)
         with warehouse_db.connect() as con:
-            key = warehouse.scalar(con, "queries/partition_encoder_key.sql", [sets[0], modality])
+            key = warehouse.scalar(con, "features/partition_encoder_key.sql", [sets[0], modality])
             if key is None:
                 raise dg.Failure(
                     f"no {modality} features for training set {sets[0]!r}: materialise {modality}_features"

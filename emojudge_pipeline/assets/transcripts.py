@@ -4,9 +4,9 @@ import json
 
 import dagster as dg
 
-from emojudge_models import warehouse
-from emojudge_models.audio import AudioRejected
-from emojudge_models.corpus import Rejection
+from emojudge_models.ingest.audio import AudioRejected
+from emojudge_models.ingest.corpus import Rejection
+from emojudge_models.store import warehouse
 from emojudge_pipeline import settings
 from emojudge_pipeline.assets.common import WAREHOUSE_POOL, markdown_preview, record_rejections
 from emojudge_pipeline.partitions import eval_sets_partitions
@@ -18,7 +18,7 @@ ASR_CHUNK = 16
 
 def build_recognizer():
     """The configured ASR (EMOJUDGE_ASR: JSON options; default the packaged Whisper tiny.en)."""
-    from emojudge_models.asr import build_asr
+    from emojudge_models.asr.whisper import build_asr
 
     return build_asr(json.loads(settings.env("EMOJUDGE_ASR", "{}")))
 
@@ -49,7 +49,7 @@ def _transcribe_chunk(recognizer, chunk, failures: list[Rejection]) -> dict[str,
 def transcripts(context: dg.AssetExecutionContext, warehouse_db: WarehouseResource) -> dg.MaterializeResult:
     eval_set = context.partition_key
     with warehouse_db.connect() as con:
-        todo = warehouse.query_df(con, "queries/missing_transcripts.sql", [eval_set])
+        todo = warehouse.query_df(con, "asr/missing_transcripts.sql", [eval_set])
     if todo.empty:
         return dg.MaterializeResult(
             metadata={"transcribed": 0, "reused": 0, "note": "every utterance has a transcript"}
@@ -59,7 +59,7 @@ def transcripts(context: dg.AssetExecutionContext, warehouse_db: WarehouseResour
     source = f"asr:{key}"
     with warehouse_db.connect() as con:
         cached = dict(
-            con.execute(warehouse.sql_text("queries/cached_asr.sql"), [key, todo["audio_sha256"].tolist()]).fetchall()
+            con.execute(warehouse.sql_text("asr/cached_asr.sql"), [key, todo["audio_sha256"].tolist()]).fetchall()
         )
     pending = todo[~todo["audio_sha256"].isin(cached)].drop_duplicates("audio_sha256")
     failures: list[Rejection] = []
@@ -68,7 +68,7 @@ def transcripts(context: dg.AssetExecutionContext, warehouse_db: WarehouseResour
         texts = _transcribe_chunk(recognizer, chunk, failures)
         with warehouse_db.connect() as con:
             con.executemany(
-                warehouse.sql_text("queries/insert_asr.sql"), [[key, sha, text, "en"] for sha, text in texts.items()]
+                warehouse.sql_text("asr/insert_asr.sql"), [[key, sha, text, "en"] for sha, text in texts.items()]
             )
         cached.update(texts)
         context.log.info(f"transcribed {min(start + ASR_CHUNK, len(pending))}/{len(pending)} clips")
@@ -79,7 +79,7 @@ def transcripts(context: dg.AssetExecutionContext, warehouse_db: WarehouseResour
     ]
     with warehouse_db.connect() as con:
         con.execute("BEGIN")
-        con.executemany(warehouse.sql_text("queries/set_asr_transcript.sql"), updates)
+        con.executemany(warehouse.sql_text("asr/set_asr_transcript.sql"), updates)
         con.execute("COMMIT")
         record_rejections(con, eval_set, ("asr",), failures, context.run.run_id)
     shown = todo.assign(transcript=todo["audio_sha256"].map(cached))[["utterance_id", "transcript"]]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from emojudge_models.frame_stats import FrameStats
+from emojudge_models.features.frame_stats import FrameStats
 
 MIN_SPEAKER_UTTERANCES = 5
 """A speaker needs at least this many utterances in a set for statistics of their own."""

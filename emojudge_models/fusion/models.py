@@ -24,8 +24,8 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from emojudge_models.evaluation.metrics import attribute_metrics, categorical_metrics
 from emojudge_models.labels import ATTRIBUTES, EMOTIONS
-from emojudge_models.metrics import attribute_metrics, categorical_metrics
 
 C_GRID: np.ndarray = np.logspace(-3, 3, 13)
 """Inverse regularisation strengths searched on the development set (ridge uses alpha = 1 / C)."""

@@ -17,8 +17,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from emojudge_models import heads, text_classifier
-from emojudge_models.heads import (
+from emojudge_models.models import heads, text_classifier
+from emojudge_models.models.heads import (
     AudioEmotionModel,
     EnsembleConfig,
     EnsembleEmotionModel,
@@ -26,7 +26,7 @@ from emojudge_models.heads import (
     VectorEmotionModel,
     build_head_model,
 )
-from emojudge_models.text_classifier import TextEmotionClassifier
+from emojudge_models.models.text_classifier import TextEmotionClassifier
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
 
-from emojudge_models.heads import output_dim
-from emojudge_models.training import (
+from emojudge_models.models.heads import output_dim
+from emojudge_models.models.training import (
     Batch,
     BatchPlan,
     EpochCallback,

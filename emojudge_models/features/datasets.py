@@ -11,10 +11,10 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from emojudge_models.features.speaker_norm import MIN_SPEAKER_UTTERANCES, SpeakerNormaliser
 from emojudge_models.features.store import FeatureStore
 from emojudge_models.labels import ATTRIBUTES, EMOTIONS
-from emojudge_models.speaker_norm import MIN_SPEAKER_UTTERANCES, SpeakerNormaliser
-from emojudge_models.warehouse import sql_text
+from emojudge_models.store.warehouse import sql_text
 
 
 @dataclass
@@ -36,7 +36,7 @@ def labelled_rows(
     con: duckdb.DuckDBPyConnection, eval_sets: list[str], split: str, encoder_key: str, task: str
 ) -> SplitData:
     """Labelled utterances of ``split`` in ``eval_sets`` that have features under ``encoder_key``."""
-    rows = con.execute(sql_text("queries/labelled_features.sql"), [encoder_key, eval_sets, split]).df()
+    rows = con.execute(sql_text("features/labelled_features.sql"), [encoder_key, eval_sets, split]).df()
     if task == "categorical":
         rows = rows[rows["emotion"].isin(EMOTIONS)].reset_index(drop=True)
         targets = [EMOTIONS.index(e) for e in rows["emotion"]]
@@ -81,7 +81,7 @@ def speaker_normaliser(
 
     Built from the stored utterance vectors (mean ++ std of each clip's frames) and frame counts, which determine
     the pooled statistics exactly: no frame is read."""
-    rows = con.execute(sql_text("queries/speaker_rows.sql"), [encoder_key, eval_sets]).df()
+    rows = con.execute(sql_text("features/speaker_rows.sql"), [encoder_key, eval_sets]).df()
     normaliser = SpeakerNormaliser.for_rows(rows, min_utterances)
     for eval_set, part in rows.groupby("eval_set", sort=False):
         ids, vectors = store.read_vectors(eval_set, part["utterance_id"].tolist(), encoder_key)

@@ -7,8 +7,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from emojudge_models.evaluation.metrics import (
+    attribute_metrics,
+    categorical_metrics,
+    confusion,
+    confusion_rows,
+    metrics_rows,
+)
 from emojudge_models.labels import ATTRIBUTES
-from emojudge_models.metrics import attribute_metrics, categorical_metrics, confusion, confusion_rows, metrics_rows
 
 CATEGORICAL_STAGES = {"audio": "audio_label", "text": "text_label", "fused": "fused_label", "refined": "refined_label"}
 ATTRIBUTE_STAGES = {"audio": "audio_attributes", "text": "text_attributes", "fused": "fused_attributes"}

@@ -23,9 +23,15 @@ from sklearn.metrics import f1_score
 from torch import nn
 from torch.utils.data import DataLoader
 
-from emojudge_models.frame_stats import FrameStats
-from emojudge_models.heads import AudioEmotionModel, EnsembleEmotionModel, HeadConfig, VectorEmotionModel, output_dim
-from emojudge_models.losses import CCCLoss, WeightedFocalLoss, ccc, class_alpha
+from emojudge_models.features.frame_stats import FrameStats
+from emojudge_models.models.heads import (
+    AudioEmotionModel,
+    EnsembleEmotionModel,
+    HeadConfig,
+    VectorEmotionModel,
+    output_dim,
+)
+from emojudge_models.models.losses import CCCLoss, WeightedFocalLoss, ccc, class_alpha
 
 BUCKET_BATCHES = 50
 """Shuffled chunks of this many batches are sorted by length before batching: little padding, still random."""

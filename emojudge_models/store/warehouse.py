@@ -1,4 +1,4 @@
-"""The DuckDB warehouse: one file, schema from ``sql/schema.sql``, versioned migrations, partition writes.
+"""The DuckDB warehouse: one file, schema from ``store/sql/schema.sql``, versioned migrations, partition writes.
 
 Readers may open the file read-only while no run is writing; writers go through :func:`connect`, which
 creates or migrates the schema first.
@@ -9,15 +9,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pandas as pd
 
-SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 SCHEMA_VERSION = 3
-"""Version created by ``sql/schema.sql``; ``sql/migrations/NNN_*.sql`` bring older files up to it."""
+"""Version created by ``store/sql/schema.sql``; ``store/sql/migrations/NNN_*.sql`` bring older files up to it."""
 
 PARTITIONED_TABLES = frozenset(
     {
@@ -39,31 +40,43 @@ PARTITIONED_TABLES = frozenset(
 _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 
-def sql_text(relative: str) -> str:
-    """The text of ``sql/<relative>``; SQL lives in files, not in Python strings."""
-    path = SQL_DIR / relative
-    if not path.is_file():
-        raise FileNotFoundError(f"SQL file not found: {path}")
-    return path.read_text()
+def sql_file(name: str) -> Traversable:
+    """The packaged SQL file ``<domain>/<rest>``, which lives at ``emojudge_models/<domain>/sql/<rest>``.
+
+    SQL sits beside the code of its domain and ships inside the package (read through importlib.resources, so
+    wheels and zip installs work as well as a checkout).
+    """
+    domain, _, rest = name.partition("/")
+    if not rest or not domain.isidentifier():
+        raise ValueError(f"SQL name must be '<domain>/<file>.sql', got {name!r}")
+    return files("emojudge_models").joinpath(domain, "sql", *rest.split("/"))
+
+
+def sql_text(name: str) -> str:
+    """The text of the packaged SQL file ``<domain>/<rest>``; SQL lives in files, not in Python strings."""
+    resource = sql_file(name)
+    if not resource.is_file():
+        raise FileNotFoundError(f"SQL file not found in the emojudge_models package: {name}")
+    return resource.read_text()
 
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int:
     """Schema version of an open warehouse; 0 for an empty file."""
-    has_table = con.execute(sql_text("meta/has_schema_version.sql")).fetchone()[0]
+    has_table = con.execute(sql_text("store/meta/has_schema_version.sql")).fetchone()[0]
     if not has_table:
         return 0
-    version = con.execute(sql_text("meta/schema_version.sql")).fetchone()[0]
+    version = con.execute(sql_text("store/meta/schema_version.sql")).fetchone()[0]
     return int(version or 0)
 
 
-def migrations() -> list[tuple[int, Path]]:
-    """The migration files in ``sql/migrations``, ordered by their version number."""
+def migrations() -> list[tuple[int, str]]:
+    """The migrations in ``store/sql/migrations`` as (version, SQL name), ordered by version."""
     found = []
-    for path in sorted((SQL_DIR / "migrations").glob("*.sql")):
-        match = _MIGRATION_NAME.match(path.name)
+    for resource in sql_file("store/migrations").iterdir():
+        match = _MIGRATION_NAME.match(resource.name)
         if match:
-            found.append((int(match.group(1)), path))
-    return found
+            found.append((int(match.group(1)), f"store/migrations/{resource.name}"))
+    return sorted(found)
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> int:
@@ -74,25 +87,25 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
     version = current_version(con)
     if version == 0:
         con.execute("BEGIN")
-        con.execute(sql_text("schema.sql"))
-        con.execute(sql_text("meta/record_schema_version.sql"), [SCHEMA_VERSION])
-        con.execute(sql_text("views.sql"))
+        con.execute(sql_text("store/schema.sql"))
+        con.execute(sql_text("store/meta/record_schema_version.sql"), [SCHEMA_VERSION])
+        con.execute(sql_text("store/views.sql"))
         con.execute("COMMIT")
         return SCHEMA_VERSION
     if version > SCHEMA_VERSION:
         raise RuntimeError(
             f"warehouse schema version {version} is newer than this code ({SCHEMA_VERSION}); upgrade emojudge"
         )
-    for target, path in migrations():
+    for target, name in migrations():
         if target <= version:
             continue
         con.execute("BEGIN")
-        con.execute(path.read_text())
-        con.execute(sql_text("meta/record_schema_version.sql"), [target])
+        con.execute(sql_text(name))
+        con.execute(sql_text("store/meta/record_schema_version.sql"), [target])
         con.execute("COMMIT")
         version = target
-    con.execute(sql_text("schema.sql"))
-    con.execute(sql_text("views.sql"))
+    con.execute(sql_text("store/schema.sql"))
+    con.execute(sql_text("store/views.sql"))
     return version
 
 
@@ -168,11 +181,11 @@ def insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame
 
 
 def query_df(con: duckdb.DuckDBPyConnection, relative_sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
-    """Run the parameterised statement in ``sql/<relative_sql>`` and return a DataFrame."""
+    """Run the parameterised statement in the packaged SQL file ``relative_sql`` and return a DataFrame."""
     return con.execute(sql_text(relative_sql), list(params)).df()
 
 
 def scalar(con: duckdb.DuckDBPyConnection, relative_sql: str, params: Sequence[Any] = ()) -> Any:
-    """The first column of the first row of ``sql/<relative_sql>``, or None; the result is fully consumed."""
+    """The first column of the first row of the packaged SQL ``relative_sql``, or None; the result is consumed."""
     rows = con.execute(sql_text(relative_sql), list(params)).fetchall()
     return rows[0][0] if rows else None

@@ -20,7 +20,6 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from emojudge_models.audio import TARGET_SR, file_sha256, load_wave
 from emojudge_models.encoders.base import encoder_key
 from emojudge_models.encoders.whisper_ct2 import (
     default_compute_type,
@@ -29,6 +28,7 @@ from emojudge_models.encoders.whisper_ct2 import (
     resolve_model_dir,
     weights_sha256,
 )
+from emojudge_models.ingest.audio import TARGET_SR, file_sha256, load_wave
 
 MEL_FRAMES_PER_SECOND = 100
 MAX_WINDOW_S = 30.0

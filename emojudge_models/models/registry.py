@@ -10,7 +10,7 @@ from typing import Any
 
 import duckdb
 
-from emojudge_models.warehouse import sql_text
+from emojudge_models.store.warehouse import sql_text
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def git_revision() -> str | None:
 def register(con: duckdb.DuckDBPyConnection, model: RegisteredModel, run_id: str) -> None:
     """Insert (or replace, for an identical key) the model's registry row."""
     con.execute(
-        sql_text("queries/register_model.sql"),
+        sql_text("models/register_model.sql"),
         [
             model.model_key,
             model.kind,
@@ -91,8 +91,8 @@ def latest(
     con: duckdb.DuckDBPyConnection, kind: str, task: str, encoder_key: str | None = None
 ) -> RegisteredModel | None:
     """The newest model of ``kind`` and ``task`` (for ``encoder_key`` when given), or None."""
-    return _fetch_model(con.execute(sql_text("queries/latest_model.sql"), [kind, task, encoder_key, encoder_key]))
+    return _fetch_model(con.execute(sql_text("models/latest_model.sql"), [kind, task, encoder_key, encoder_key]))
 
 
 def by_key(con: duckdb.DuckDBPyConnection, model_key: str) -> RegisteredModel | None:
-    return _fetch_model(con.execute(sql_text("queries/model_by_key.sql"), [model_key]))
+    return _fetch_model(con.execute(sql_text("models/model_by_key.sql"), [model_key]))

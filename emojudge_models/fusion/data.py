@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from emojudge_models.fusion import fusion_features
+from emojudge_models.fusion.models import fusion_features
 from emojudge_models.labels import ATTRIBUTES, EMOTIONS
 
 

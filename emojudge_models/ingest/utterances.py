@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from emojudge_models.audio import DEFAULT_MAX_DURATION_S, AudioRejected, decode
-from emojudge_models.corpus import CorpusEntry, Rejection, read_corpus
-from emojudge_models.splits import split_speakers
+from emojudge_models.ingest.audio import DEFAULT_MAX_DURATION_S, AudioRejected, decode
+from emojudge_models.ingest.corpus import CorpusEntry, Rejection, read_corpus
+from emojudge_models.ingest.splits import split_speakers
 
 log = logging.getLogger(__name__)
 

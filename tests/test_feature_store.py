@@ -9,6 +9,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
@@ -310,6 +311,30 @@ def test_shards_are_flushed_every_n_clips_and_written_atomically(
         f"SELECT count(*), sum(n_frames) FROM read_parquet('{features_root / report.encoder_key}/*.parquet')"
     ).fetchone()
     assert counted == (5, sum(f.shape[0] for f in read.values()))
+
+
+def test_frames_read_as_float_lists_in_sql_and_format_1_shards_stay_readable(
+    con, features_root: Path, ravdess_dir: Path, ravdess_rows
+) -> None:
+    store = FeatureStore(con, features_root)
+    report = extract_audio_features(store, AcousticEncoder(), clips_of(ravdess_rows[:3], ravdess_dir), run_id="r")
+    read = dict(store.read_frames("dev", None, report.encoder_key))
+    glob = f"{features_root / report.encoder_key}/*.parquet"
+    sql_rows = con.execute(f"SELECT content_sha256, frames, typeof(frames) FROM read_parquet('{glob}')").fetchall()
+    assert {row[2] for row in sql_rows} == {"FLOAT[]"}
+    by_sha = {sha: np.array(values, np.float32) for sha, values, _ in sql_rows}
+    for row in ravdess_rows[:3]:
+        assert np.array_equal(by_sha[row["sha256"]], read[row["utterance_id"]].reshape(-1).astype(np.float32))
+    # Rewrite the shards as format 1 (the same float16 bytes as one binary value per row): reads are unchanged.
+    for path in shards(features_root, report.encoder_key):
+        table = pq.read_table(path)
+        legacy = [np.asarray(v, dtype="<f2").tobytes() for v in table.column("frames").to_pylist()]
+        table = table.set_column(table.schema.get_field_index("frames"), "frames", pa.array(legacy, pa.binary()))
+        pq.write_table(table, path, write_page_checksum=True)
+    reopened = FeatureStore(con, features_root)
+    again = dict(reopened.read_frames("dev", None, report.encoder_key))
+    assert again.keys() == read.keys()
+    assert all(np.array_equal(again[k], read[k]) for k in read)
 
 
 def test_several_writer_threads_store_every_clip_once(

@@ -5,8 +5,9 @@ per clip content with columns
 
 - ``content_sha256`` (string): the clip's audio SHA-256, the cache identity together with the encoder key;
 - ``n_frames``, ``dim`` (int32);
-- ``frames`` (binary): the (n_frames, dim) matrix as little-endian float16, row-major: a plain binary value
-  reads zero-copy into numpy and skips the per-element repetition levels a ``list<halffloat>`` costs;
+- ``frames`` (``list<halffloat>``): the (n_frames, dim) matrix flattened row-major, float16. Python reads the
+  list's value buffer zero-copy into numpy; DuckDB reads the column as ``FLOAT[]``. Shards of format 1 stored
+  the same bytes as a ``binary`` value and stay readable;
 - ``frames_sha256`` (string): SHA-256 of ``frames`` (hardware-accelerated on current x86), checked on every read.
 
 Shards are immutable and content-addressed, so they are the cache: ``lookup`` scans the shards of a key
@@ -15,9 +16,9 @@ are written under a hidden temporary name, fsynced and renamed; their index rows
 after the rename. Pages carry CRC checksums; a shard that fails to parse, fails a CRC or a row digest is
 renamed to ``*.corrupt`` (kept for inspection, never read again) and its clips count as not stored.
 
-DuckDB reads the scalar columns directly, e.g.
-``SELECT content_sha256, n_frames FROM read_parquet('<root>/<key>/*.parquet')``; frames are for Python
-(``read_frames``), pooled vectors for SQL (``utterance_vectors``).
+DuckDB reads every column, e.g.
+``SELECT content_sha256, n_frames, dim, frames[1:dim] AS first_frame FROM read_parquet('<root>/<key>/*.parquet')``;
+pooled vectors are in table ``utterance_vectors``.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from emojudge_models.store.warehouse import sql_text
 
 log = logging.getLogger(__name__)
 
-SHARD_FORMAT_VERSION = "1"
+SHARD_FORMAT_VERSION = "2"
 FRAME_DTYPE = "float16"
 TEXT_VECTOR_DTYPE = "float32"
 ROW_GROUP_BYTES = 16 << 20
@@ -59,12 +60,12 @@ SHARD_SCHEMA = pa.schema(
         ("content_sha256", pa.string()),
         ("n_frames", pa.int32()),
         ("dim", pa.int32()),
-        ("frames", pa.binary()),
+        ("frames", pa.list_(pa.float16())),
         ("frames_sha256", pa.string()),
     ],
     metadata={
         "emojudge.shard_format": SHARD_FORMAT_VERSION,
-        "emojudge.frames": "little-endian float16, row-major (n_frames, dim)",
+        "emojudge.frames": "float16 list, the (n_frames, dim) matrix flattened row-major",
     },
 )
 
@@ -113,13 +114,22 @@ def pooled_vector(frames: np.ndarray) -> np.ndarray:
     return np.concatenate([frames.mean(axis=0), frames.std(axis=0)]).astype(np.float32)
 
 
-def _binary_values(array: pa.Array) -> list[memoryview]:
-    """Zero-copy views of the values of a binary array."""
+def _frame_bytes(array: pa.Array | pa.ChunkedArray) -> list[memoryview]:
+    """Zero-copy views of each row's little-endian float16 bytes, from a ``list<halffloat>`` (format 2) or a
+    ``binary`` (format 1) column."""
     array = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
-    _, offsets_buffer, data_buffer = array.buffers()
+    if pa.types.is_binary(array.type):
+        _, offsets_buffer, data_buffer = array.buffers()
+        item_bytes, data_offset = 1, 0
+    else:
+        _, offsets_buffer, _, data_buffer = array.buffers()
+        item_bytes, data_offset = 2, array.values.offset
     offsets = np.frombuffer(offsets_buffer, dtype=np.int32)[array.offset : array.offset + len(array) + 1]
     data = memoryview(data_buffer) if data_buffer is not None else memoryview(b"")
-    return [data[start:stop] for start, stop in itertools.pairwise(offsets)]
+    return [
+        data[(data_offset + start) * item_bytes : (data_offset + stop) * item_bytes]
+        for start, stop in itertools.pairwise(offsets)
+    ]
 
 
 def _query_arrow(con: duckdb.DuckDBPyConnection, query: str, params: list[Any]) -> pa.Table:
@@ -139,19 +149,20 @@ def _fsync(path: Path) -> None:
 
 def _shard_table(entries: Sequence[tuple[str, np.ndarray]]) -> pa.Table:
     frames = [np.ascontiguousarray(f, dtype="<f2") for _, f in entries]
-    sizes = np.array([f.nbytes for f in frames], dtype=np.int64)
+    sizes = np.array([f.size for f in frames], dtype=np.int64)
     if sizes.sum() >= 2**31:
-        raise ValueError(f"a shard holds at most 2 GiB of frames, got {sizes.sum()} bytes; lower flush_bytes")
+        raise ValueError(f"a shard holds at most 2**31 frame values, got {sizes.sum()}; lower flush_bytes")
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)
-    data = np.concatenate([f.reshape(-1).view(np.uint8) for f in frames]) if frames else np.empty(0, np.uint8)
-    frames_array = pa.Array.from_buffers(pa.binary(), len(frames), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    data = np.concatenate([f.reshape(-1) for f in frames]) if frames else np.empty(0, "<f2")
+    values = pa.Array.from_buffers(pa.float16(), len(data), [None, pa.py_buffer(data)])
+    frames_array = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values)
     return pa.table(
         {
             "content_sha256": [sha for sha, _ in entries],
             "n_frames": pa.array([f.shape[0] for f in frames], pa.int32()),
             "dim": pa.array([f.shape[1] for f in frames], pa.int32()),
             "frames": frames_array,
-            "frames_sha256": [frames_digest(v) for v in _binary_values(frames_array)],
+            "frames_sha256": [frames_digest(v) for v in _frame_bytes(frames_array)],
         },
         schema=SHARD_SCHEMA,
     )
@@ -231,7 +242,7 @@ class FeatureStore:
 
     def _check_rows(self, relative: str, table: pa.Table) -> None:
         """Raise ``CorruptShardError`` unless every row's size and digest match its frames."""
-        values = _binary_values(table.column("frames"))
+        values = _frame_bytes(table.column("frames"))
         expected = zip(
             table.column("n_frames").to_pylist(),
             table.column("dim").to_pylist(),
@@ -421,7 +432,7 @@ class FeatureStore:
                 wanted_by_group[int(np.searchsorted(group_starts, row[3], side="right")) - 1].append(row)
             for group, group_rows in sorted(wanted_by_group.items()):
                 table = shard.read_row_group(group)
-                values = _binary_values(table.column("frames"))
+                values = _frame_bytes(table.column("frames"))
                 hashes = table.column("content_sha256").to_pylist()
                 digests = table.column("frames_sha256").to_pylist()
                 for utterance_id, sha, _, row, n_frames, dim in group_rows:

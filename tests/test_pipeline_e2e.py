@@ -8,6 +8,7 @@ asset checks, and that every sql/examples/*.sql returns rows.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import duckdb
@@ -146,7 +147,18 @@ def test_acceptance_rule_gate_and_lineage(demo_run) -> None:
             WHERE u.split = 'development' AND j.accepted
         """).fetchone()
         summary = warehouse.query_df(con, "judge/demo_judge_gate.sql", ["demo"])
+        verdicts = con.execute("""
+            SELECT fused_label, fused_probability, judge_label, judge_confidence, judge_rationale,
+                   judge_accepted_by_rule, changed_by_judge, final_label
+            FROM v_predictions WHERE judge_label IS NOT NULL
+        """).fetchall()
     assert rows and right_to_wrong > wrong_to_right
+    assert len(verdicts) == len(rows)
+    for fused, probability, label, confidence, rationale, accepted, changed, final in verdicts:
+        assert 0.125 <= probability <= 1.0 and rationale
+        assert accepted == (fused == "sad")
+        assert (label, confidence) == ("fear", 0.95) if fused == "sad" else label == fused
+        assert not changed and final == fused
     assert summary.to_dict("records") == [
         {
             "judge_gate": "closed",
@@ -180,6 +192,21 @@ def test_asset_checks_ran_and_passed(demo_run) -> None:
     key = AssetCheckKey(AssetKey("fused_predictions"), "fused_predictions_well_formed")
     evaluation = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
     assert evaluation.status.value == "SUCCEEDED"
+
+
+DOCS_SQL = (Path(__file__).resolve().parents[1] / "docs" / "sql.md").read_text()
+
+
+def test_sql_docs_cover_every_table_and_view_and_their_queries_run(demo_run) -> None:
+    home = demo_run[0]
+    documented = set(re.findall(r"^### `(\w+)`", DOCS_SQL, flags=re.M))
+    with warehouse.connect(home, read_only=True) as con:
+        relations = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        assert relations and relations <= documented, relations - documented
+        queries = re.findall(r"```sql\n(.*?)```", DOCS_SQL, flags=re.S)
+        assert len(queries) > len(relations)
+        for query in queries:
+            con.execute(query.replace("'.emojudge/", f"'{home}/")).fetchall()
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda name: name.rsplit("/", 1)[-1])

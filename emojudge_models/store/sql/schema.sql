@@ -1,6 +1,6 @@
 -- EmoJudge warehouse schema, current version (see schema_version below).
 -- Idempotent: every statement is CREATE ... IF NOT EXISTS. Older files are brought up to this
--- version by sql/migrations/NNN_*.sql, applied in order by emojudge_models.warehouse.migrate().
+-- version by store/sql/migrations/NNN_*.sql, applied in order by emojudge_models.store.warehouse.migrate().
 
 CREATE TABLE IF NOT EXISTS schema_version (
     version INTEGER NOT NULL,

@@ -1,6 +1,8 @@
 -- Views over the warehouse contract; recreated on every writable connect (CREATE OR REPLACE is idempotent).
 
--- One row per utterance: truth, each stage's label, the final label, and the keys that trace them.
+-- One row per utterance: truth, each stage's label, the judge's verdict, the final label, and the keys that
+-- trace them. judge_accepted_by_rule: the paper's confidence rule accepted the judge's label; changed_by_judge:
+-- it became the final label (the gate, judge_gate, decides).
 CREATE OR REPLACE VIEW v_predictions AS
 SELECT
     u.eval_set,
@@ -12,6 +14,11 @@ SELECT
     a.predicted_label AS audio_label,
     t.predicted_label AS text_label,
     f.predicted_label AS fused_label,
+    list_max(f.probabilities) AS fused_probability,
+    j.label AS judge_label,
+    j.confidence AS judge_confidence,
+    j.rationale AS judge_rationale,
+    j.accepted AS judge_accepted_by_rule,
     p.refined_label,
     coalesce(p.final_label, f.predicted_label) AS final_label,
     coalesce(p.changed, false) AS changed_by_judge,
@@ -34,7 +41,9 @@ LEFT JOIN logits t
 LEFT JOIN fused_predictions f
     ON f.eval_set = u.eval_set AND f.utterance_id = u.utterance_id AND f.task = 'categorical'
 LEFT JOIN predictions p
-    ON p.eval_set = u.eval_set AND p.utterance_id = u.utterance_id;
+    ON p.eval_set = u.eval_set AND p.utterance_id = u.utterance_id
+LEFT JOIN llm_judgments j
+    ON j.custom_id = p.judgment_custom_id;
 
 -- The latest overall metrics per evaluation set, stage and task (per-class rows stay in table metrics).
 CREATE OR REPLACE VIEW v_metrics AS

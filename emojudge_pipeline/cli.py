@@ -106,12 +106,13 @@ def demo() -> None:
         with pd.option_context("display.max_colwidth", 40, "display.width", 200):
             print(warehouse.query_df(con, "evaluation/demo_predictions.sql", ["demo"]).to_string(index=False))
     examples = warehouse.sql_file("store/examples")
-    print(f"\nWarehouse: {path}")
+    snapshot = warehouse.snapshot_path(home)
+    print(f"\nWarehouse: {path}  (readers: {snapshot}, republished after every write)")
     print(
-        f"Try:       {sys.executable} -c \"import duckdb; print(duckdb.connect('{path}', read_only=True)"
+        f"Try:       {sys.executable} -c \"import duckdb; print(duckdb.connect('{snapshot}', read_only=True)"
         f".sql(open('{examples / 'per_class_f1.sql'}').read()))\""
     )
-    print(f"  or, with the duckdb CLI:  duckdb -readonly {path} < {examples / 'modality_disagreements.sql'}")
+    print(f"  or, with the duckdb CLI:  duckdb -readonly {snapshot} < {examples / 'modality_disagreements.sql'}")
     print("UI:        make ui   (dagster dev on http://127.0.0.1:3000)")
 
 

@@ -6,9 +6,12 @@ creates or migrates the schema first.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -113,20 +116,100 @@ def warehouse_path(home: Path) -> Path:
     return home / "emojudge.duckdb"
 
 
+def snapshot_path(home: Path) -> Path:
+    """The readers' copy of the warehouse, republished after every write session (see :func:`connect`)."""
+    return home / "emojudge.read.duckdb"
+
+
+LOCK_WAIT_S = 600.0
+"""How long a writer waits for another process's write session (or a stray reader of the main file) to end."""
+
+
+def _is_lock_conflict(error: duckdb.Error) -> bool:
+    return "Could not set lock" in str(error) or "Conflicting lock" in str(error)
+
+
+def _open(path: Path, read_only: bool, lock_wait_s: float) -> duckdb.DuckDBPyConnection:
+    """Open ``path``, retrying with backoff while another process holds a conflicting lock."""
+    deadline = time.monotonic() + lock_wait_s
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as error:
+            if not _is_lock_conflict(error) or time.monotonic() >= deadline:
+                holder = str(error).split("Conflicting lock is held in", 1)[-1].strip().rstrip(".")
+                raise WarehouseBusyError(
+                    f"{path}: still locked after {lock_wait_s:.0f} s by {holder}; close that session (readers "
+                    f"should open {snapshot_path(path.parent).name} or use `make sql`)"
+                ) from error
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+class WarehouseBusyError(RuntimeError):
+    """Another process kept the warehouse file locked for longer than the writer waits."""
+
+
+def _wal_state(path: Path) -> tuple[int, int]:
+    wal = path.with_name(path.name + ".wal")
+    return (path.stat().st_mtime_ns if path.exists() else 0, wal.stat().st_size if wal.exists() else 0)
+
+
+def _publish_snapshot(con: duckdb.DuckDBPyConnection, home: Path) -> None:
+    """Checkpoint, then copy the (now self-contained) file to a temporary name and rename it over the snapshot.
+
+    The caller holds the only write connection, so nothing changes the file during the copy; readers keep the
+    snapshot they opened (the rename gives new readers a new file, never a half-copied one).
+    """
+    con.execute("CHECKPOINT")
+    source = warehouse_path(home)
+    partial = home / f".{snapshot_path(home).name}.{os.getpid()}.partial"
+    shutil.copyfile(source, partial)
+    os.replace(partial, snapshot_path(home))
+
+
 @contextmanager
-def connect(home: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open ``$EMOJUDGE_HOME/emojudge.duckdb``; a writable connection creates or migrates the schema first."""
+def connect(
+    home: Path, read_only: bool = False, lock_wait_s: float = LOCK_WAIT_S
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to the warehouse of ``home``.
+
+    Writers open ``emojudge.duckdb`` (creating or migrating the schema first), waiting with backoff while another
+    process writes; keep write sessions short (compute outside them). When a write session that changed
+    anything ends, the file is republished as ``emojudge.read.duckdb``. Readers (``read_only=True``: the CLI's
+    read commands, sensors, checks, notebooks, ``make sql``) open that snapshot, so they never hold the writer's
+    lock and never make a run fail; they see new rows when they reconnect. Before the first write session has
+    ended there is no snapshot and readers open the main file read-only.
+    """
     path = warehouse_path(home)
     if read_only:
-        if not path.exists():
+        source = snapshot_path(home) if snapshot_path(home).exists() else path
+        if not source.exists():
             raise FileNotFoundError(f"no warehouse at {path}: materialise an asset first (make demo)")
-        con = duckdb.connect(str(path), read_only=True)
-    else:
-        home.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(path))
-        migrate(con)
+        con = _open(source, read_only=True, lock_wait_s=lock_wait_s)
+        try:
+            yield con
+        finally:
+            con.close()
+        return
+    home.mkdir(parents=True, exist_ok=True)
+    con = _open(path, read_only=False, lock_wait_s=lock_wait_s)
     try:
-        yield con
+        upgraded = current_version(con) != SCHEMA_VERSION
+        migrate(con)
+        before = _wal_state(path)
+        try:
+            yield con
+        except BaseException:
+            # Still publish what earlier transactions of this session committed; the failed one is rolled back.
+            with suppress(duckdb.Error):
+                con.rollback()
+            with suppress(duckdb.Error, OSError):
+                _publish_snapshot(con, home)
+            raise
+        if upgraded or _wal_state(path) != before or not snapshot_path(home).exists():
+            _publish_snapshot(con, home)
     finally:
         con.close()
 

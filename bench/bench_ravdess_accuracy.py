@@ -52,14 +52,9 @@ from emojudge_models.judge import (
 )
 from emojudge_models.labels import EMOTIONS, emotion_index
 from emojudge_models.models.heads import EnsembleEmotionModel, HeadConfig
-from emojudge_models.models.training import (
-    HeadTrainingConfig,
-    TrainConfig,
-    predict_audio,
-    predict_vectors,
-    train_audio_head,
-    train_text_head,
-)
+from emojudge_models.models.loop import TrainConfig
+from emojudge_models.models.predict import predict_audio, predict_vectors
+from emojudge_models.models.training import HeadTrainingConfig, train_audio_head, train_text_head
 from emojudge_models.prosody import Thresholds, compute_prosody, describe
 
 REPO = Path(__file__).resolve().parents[1]

@@ -23,18 +23,11 @@ from emojudge_models.models import registry
 from emojudge_models.models.checkpoints import model_key, save_checkpoint
 from emojudge_models.models.heads import CODE_VERSION as HEADS_CODE_VERSION
 from emojudge_models.models.heads import EnsembleConfig, EnsembleEmotionModel, HeadConfig
+from emojudge_models.models.loop import TrainConfig, TrainResult, dev_metric, dev_metric_name
+from emojudge_models.models.predict import predict_audio
 from emojudge_models.models.text_classifier import CODE_VERSION as TEXT_CODE_VERSION
 from emojudge_models.models.text_classifier import TextFinetuneConfig, finetune_text_classifier
-from emojudge_models.models.training import (
-    HeadTrainingConfig,
-    TrainConfig,
-    TrainResult,
-    dev_metric,
-    dev_metric_name,
-    predict_audio,
-    train_audio_head,
-    train_text_head,
-)
+from emojudge_models.models.training import HeadTrainingConfig, train_audio_head, train_text_head
 from emojudge_models.profiles import text_encoder_path
 from emojudge_models.store import warehouse
 from emojudge_pipeline import settings

@@ -16,7 +16,8 @@ import pandas as pd
 
 from emojudge_models.labels import emotion_index
 from emojudge_models.models.heads import HeadConfig
-from emojudge_models.models.training import HeadTrainingConfig, TrainConfig, train_audio_head
+from emojudge_models.models.loop import TrainConfig
+from emojudge_models.models.training import HeadTrainingConfig, train_audio_head
 
 DATA = Path(__file__).resolve().parents[2] / "shared/data/ravdess-dev"
 DEV_FRACTION = 0.25

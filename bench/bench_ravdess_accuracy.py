@@ -51,15 +51,15 @@ from emojudge_models.judge import (
     ensure_local_model,
 )
 from emojudge_models.labels import EMOTIONS, emotion_index
-from emojudge_models.models.heads import EnsembleEmotionModel, HeadConfig
-from emojudge_models.models.training import (
-    HeadTrainingConfig,
-    TrainConfig,
-    predict_audio,
-    predict_vectors,
-    train_audio_head,
-    train_text_head,
+from emojudge_models.models.policy import (
+    AUDIO_HEADS,
+    AUDIO_POLICIES,
+    HEAD_TRAINING,
+    text_head_config,
+    train_audio_policy,
 )
+from emojudge_models.models.predict import predict_audio, predict_vectors
+from emojudge_models.models.training import train_text_head
 from emojudge_models.prosody import Thresholds, compute_prosody, describe
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,20 +75,13 @@ AUDIO_ENCODERS: dict[str, dict[str, Any]] = {
 SPEAKER_NORM = " +spk"
 """Suffix of an encoder's frames z-normalised per speaker."""
 LOCAL_PROFILE_ENCODER = "whisper-clip" + SPEAKER_NORM
-AUDIO_HEADS: dict[str, dict[str, Any]] = {
-    "attentive": {"pooling": "attentive"},
-    "meanstd": {"pooling": "meanstd"},
-    "linear": {"pooling": "meanstd", "n_hidden_layers": 0},
-}
-"""The pipeline's audio head candidates (emojudge_pipeline/assets/training.py AUDIO_HEADS, where ``linear`` is
-called ``probe``); EMOJUDGE_AUDIO_POOLING=ensemble (the default) averages the three, ``auto`` keeps the best
-development F1-macro of the three."""
-POLICIES = ("auto", "ensemble")
+HEAD_LABELS = {"probe": "linear"}
+"""Table names of the library's audio heads (emojudge_models/models/policy.py AUDIO_HEADS) where they differ: a
+``probe`` row here is the scikit-learn baseline, so the library's ``probe`` head is called ``linear``."""
+HEAD_NAMES = tuple(HEAD_LABELS.get(head, head) for head in AUDIO_HEADS)
 N_FOLDS = 6
 SEED = 0
 ENCODE_CALL_CLIPS = 16
-TRAIN_CONFIG = TrainConfig(lr=1e-3, max_epochs=40, patience=8)
-"""The pipeline's head training defaults (EMOJUDGE_HEAD_LR, EMOJUDGE_MAX_EPOCHS, EMOJUDGE_PATIENCE)."""
 
 
 @dataclass
@@ -202,25 +195,26 @@ def audio_heads(
 ) -> dict[str, tuple[dict[str, np.ndarray], float]]:
     """Train/dev/test logits and development F1-macro of each head, and of ``auto`` and ``ensemble`` over them."""
     items = [(f, int(y)) for f, y in zip(frames, labels, strict=True)]
-    models, out = [], {}
-    for head, architecture in AUDIO_HEADS.items():
-        config = HeadTrainingConfig(
-            head=HeadConfig(task="categorical", input_dim=frames[0].shape[1], **architecture), train=TRAIN_CONFIG
-        )
-        result = train_audio_head([items[i] for i in fold.train], [items[i] for i in fold.dev], config, "cpu", SEED)
-        models.append(result.model)
-        out[head] = (split_logits(result.model, frames, fold), result.dev_metric)
-    out["auto"] = max((out[head] for head in AUDIO_HEADS), key=lambda pair: pair[1])
-    ensemble = split_logits(EnsembleEmotionModel.of(models), frames, fold)
-    out["ensemble"] = (ensemble, f1_and_accuracy(labels[fold.dev], ensemble["dev"].argmax(axis=1))[0])
+    trained = train_audio_policy(
+        [items[i] for i in fold.train],
+        [items[i] for i in fold.dev],
+        policy="ensemble",
+        task="categorical",
+        train=HEAD_TRAINING,
+        device="cpu",
+        seed=SEED,
+    )
+    out = {
+        HEAD_LABELS.get(head, head): (split_logits(result.model, frames, fold), result.dev_metric)
+        for head, result in trained.candidates.items()
+    }
+    out["auto"] = max((out[HEAD_LABELS.get(head, head)] for head in trained.candidates), key=lambda pair: pair[1])
+    out["ensemble"] = (split_logits(trained.result.model, frames, fold), trained.result.dev_metric)
     return out
 
 
 def text_head_logits(vectors: np.ndarray, labels: np.ndarray, fold: Fold) -> dict[str, np.ndarray]:
-    config = HeadTrainingConfig(
-        head=HeadConfig(task="categorical", input_dim=vectors.shape[1], pooling="none", n_hidden_layers=1),
-        train=TRAIN_CONFIG,
-    )
+    config = text_head_config("categorical", vectors.shape[1], HEAD_TRAINING)
     result = train_text_head(
         vectors[fold.train],
         labels[fold.train].tolist(),
@@ -274,9 +268,9 @@ def run_fold(
         models = audio_heads(frames[name], labels, fold)
         for model, (logits, _) in models.items():
             scores.add(("audio", name, model), y_test, logits["test"].argmax(axis=1))
-        picked[name, max(AUDIO_HEADS, key=lambda head: models[head][1])] += 1
+        picked[name, max(HEAD_NAMES, key=lambda head: models[head][1])] += 1
         scores.add(("audio", name, "probe"), y_test, probe_predictions(mean_std(frames[name]), labels, fold))
-        for policy in POLICIES:
+        for policy in AUDIO_POLICIES:
             audio = models[policy][0]
             fused = fused_probabilities(audio, text, labels, fold)
             scores.add(("fused", name, f"{policy} + text"), y_test, fused.argmax(axis=1))
@@ -420,7 +414,7 @@ def main() -> None:
     ]
     speed_lines = [f"| {name} | {wall:.1f} | {cpu:.1f} |" for name, (wall, cpu) in speed.items()]
     auto_lines = "; ".join(
-        f"{name}: " + ", ".join(f"{head} {picked[name, head]}" for head in AUDIO_HEADS) for name in frames
+        f"{name}: " + ", ".join(f"{head} {picked[name, head]}" for head in HEAD_NAMES) for name in frames
     )
     judge_line = (
         f"Refined = `ensemble + text` fusion of {args.judge_encoder} judged by Gemma 3 270M (local backend, threshold "
@@ -441,8 +435,8 @@ def main() -> None:
             f"clips ({corpus.audio_seconds:.0f} s), {len(folds)} folds by actor (test 2 actors, development 2, "
             f"train 8), seed {SEED}. Heads: the pipeline's candidates (`attentive`, `meanstd`: "
             "HeadConfig defaults; `linear`: mean+std pooling with no hidden layer; inputs standardised inside the "
-            f"head with train statistics) and settings (TrainConfig lr {TRAIN_CONFIG.lr:g}, batch "
-            f"{TRAIN_CONFIG.batch_size}, max_epochs {TRAIN_CONFIG.max_epochs}, patience {TRAIN_CONFIG.patience}); "
+            f"head with train statistics) and settings (TrainConfig lr {HEAD_TRAINING.lr:g}, batch "
+            f"{HEAD_TRAINING.batch_size}, max_epochs {HEAD_TRAINING.max_epochs}, patience {HEAD_TRAINING.patience}); "
             f"`{SPEAKER_NORM.strip()}`: frames z-normalised per speaker over all of the speaker's clips. "
             f"Whole run {elapsed / 60:.1f} min, peak RSS "
             f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB, load average "

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 
@@ -23,8 +23,6 @@ class Profile:
     text_training: str
     """``head``: train a head on cached text vectors (CPU); ``finetune``: fine-tune the text encoder (GPU)."""
     judge: str
-    audio_pooling: str = "attentive"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def normalize_waveform(self) -> bool:

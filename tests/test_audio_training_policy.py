@@ -1,4 +1,4 @@
-"""The training asset's audio policies: ``ensemble`` averages every candidate, ``auto`` keeps one, bad settings fail."""
+"""The training policy: which heads each audio policy trains, how it assembles them, and the request key."""
 
 from types import SimpleNamespace
 
@@ -10,7 +10,17 @@ import pytest
 from emojudge_models.features.datasets import SplitData
 from emojudge_models.features.speaker_norm import SpeakerNormaliser
 from emojudge_models.models.heads import AudioEmotionModel, EnsembleEmotionModel
-from emojudge_pipeline.assets.training import AUDIO_HEADS, _train_audio, audio_pooling, speaker_norm
+from emojudge_models.models.loop import TrainConfig
+from emojudge_models.models.policy import (
+    AUDIO_HEADS,
+    HEAD_TRAINING,
+    audio_candidates,
+    check_audio_policy,
+    model_kind,
+    train_audio_policy,
+    training_request_key,
+)
+from emojudge_pipeline.assets.training import _train_audio, _train_config, audio_pooling, speaker_norm
 
 
 class FramesStore:
@@ -40,6 +50,19 @@ def data():
     return FramesStore(frames), train, dev
 
 
+def test_candidates_per_policy() -> None:
+    assert audio_candidates("ensemble") == audio_candidates("auto") == ("attentive", "meanstd", "probe")
+    assert audio_candidates("probe") == ("probe",)
+    with pytest.raises(ValueError, match="ensemble, auto, attentive, meanstd, probe, not 'max'"):
+        audio_candidates("max")
+    assert check_audio_policy("meanstd") == "meanstd"
+    assert (model_kind("audio", "finetune"), model_kind("text", "head"), model_kind("text", "finetune")) == (
+        "audio_head",
+        "text_head",
+        "text_finetune",
+    )
+
+
 @pytest.mark.parametrize("policy", ["ensemble", "auto"])
 def test_policies_train_every_candidate(monkeypatch: pytest.MonkeyPatch, data, policy: str) -> None:
     monkeypatch.setenv("EMOJUDGE_AUDIO_POOLING", policy)
@@ -50,8 +73,11 @@ def test_policies_train_every_candidate(monkeypatch: pytest.MonkeyPatch, data, p
         (("s", u), store.frames[u]) for u in rows["utterance_id"]
     )
     models = SimpleNamespace(torch_device=lambda: "cpu", seed=0)
-    result, config, scores = _train_audio(store, "key", train, dev, "categorical", models, lambda _: None, normaliser)
-    assert set(AUDIO_HEADS) <= set(scores)
+    logged: list[str] = []
+    trained = _train_audio(store, "key", train, dev, "categorical", models, logged.append, normaliser)
+    result, config, scores = trained.result, trained.config, trained.scores
+    assert set(trained.candidates) == set(AUDIO_HEADS) and set(AUDIO_HEADS) <= set(scores)
+    assert sum(line.startswith("probe epoch ") for line in logged) == len(trained.candidates["probe"].history)
     if policy == "ensemble":
         assert isinstance(result.model, EnsembleEmotionModel) and len(result.model.members) == len(AUDIO_HEADS)
         assert config == result.model.config
@@ -59,17 +85,63 @@ def test_policies_train_every_candidate(monkeypatch: pytest.MonkeyPatch, data, p
         assert {row["head"] for row in result.history} == set(AUDIO_HEADS)
     else:
         assert isinstance(result.model, AudioEmotionModel) and config.head == result.model.config
-        assert result.dev_metric == max(s["dev"] for s in scores.values())
+        assert result.dev_metric == max(s["dev"] for s in scores.values()) and "ensemble" not in scores
     assert 0.0 <= result.dev_metric <= 1.0
 
 
+def test_a_named_candidate_trains_alone(data) -> None:
+    store, train, dev = data
+    items = [(store.frames[u], y) for u, y in zip(train.utterance_ids, train.targets, strict=True)]
+    dev_items = [(store.frames[u], y) for u, y in zip(dev.utterance_ids, dev.targets, strict=True)]
+    trained = train_audio_policy(
+        items, dev_items, policy="probe", task="categorical", train=TrainConfig(max_epochs=2), device="cpu", seed=0
+    )
+    assert list(trained.candidates) == ["probe"] and list(trained.scores) == ["probe"]
+    assert trained.config.head.n_hidden_layers == 0 and trained.config.head.pooling == "meanstd"
+    assert trained.result is trained.candidates["probe"]
+
+
 def test_settings_are_validated(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("EMOJUDGE_AUDIO_POOLING", raising=False)
-    monkeypatch.delenv("EMOJUDGE_SPEAKER_NORM", raising=False)
+    for name in ("AUDIO_POOLING", "SPEAKER_NORM", "HEAD_LR", "MAX_EPOCHS", "PATIENCE"):
+        monkeypatch.delenv(f"EMOJUDGE_{name}", raising=False)
     assert (audio_pooling(), speaker_norm()) == ("ensemble", "speaker")
+    assert _train_config() == HEAD_TRAINING
     monkeypatch.setenv("EMOJUDGE_AUDIO_POOLING", "max")
-    with pytest.raises(dg.Failure, match="ensemble, auto, attentive, meanstd, probe"):
+    with pytest.raises(dg.Failure, match="EMOJUDGE_AUDIO_POOLING must be one of ensemble, auto, attentive"):
         audio_pooling()
     monkeypatch.setenv("EMOJUDGE_SPEAKER_NORM", "utterance")
-    with pytest.raises(dg.Failure, match="speaker, none"):
+    with pytest.raises(dg.Failure, match=r"EMOJUDGE_SPEAKER_NORM: .*speaker, none"):
         speaker_norm()
+
+
+def _request(kind: str, data, **changes) -> str:
+    _, train, dev = data
+    settings = {
+        "encoder_key": "enc",
+        "train": train,
+        "dev": dev,
+        "seed": 0,
+        "audio_policy": "ensemble",
+        "speaker_norm": "speaker",
+        "head_training": HEAD_TRAINING,
+        "text_encoder": {"kind": "minilm"},
+    }
+    return training_request_key(kind, **(settings | changes))
+
+
+def test_request_key_tracks_only_the_settings_a_kind_uses(data) -> None:
+    _, train, dev = data
+    audio, text = _request("audio_head", data), _request("text_head", data)
+    assert audio == _request("audio_head", data) and audio != text
+    assert _request("audio_head", data, audio_policy="auto") != audio
+    assert _request("audio_head", data, speaker_norm="none") != audio
+    assert _request("audio_head", data, seed=1) != audio
+    assert _request("audio_head", data, encoder_key="other") != audio
+    assert _request("audio_head", data, head_training=TrainConfig(lr=5e-4)) != audio
+    relabelled = SplitData(train.rows, [(y + 1) % 3 for y in train.targets])
+    assert _request("audio_head", data, train=relabelled) != audio
+    assert _request("audio_head", data, train=dev, dev=train) != audio
+    assert _request("text_head", data, audio_policy="auto", speaker_norm="none") == text
+    finetune = _request("text_finetune", data)
+    assert _request("text_finetune", data, head_training=TrainConfig(lr=5e-4)) == finetune
+    assert _request("text_finetune", data, text_encoder={"kind": "hf", "model": "x"}) != finetune

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from emojudge_models.models import heads
-from emojudge_models.models.checkpoints import load_checkpoint, model_key, read_checkpoint_config, save_checkpoint
+from emojudge_models.models.checkpoints import load_checkpoint, read_checkpoint_config, save_checkpoint
 from emojudge_models.models.heads import EnsembleConfig, EnsembleEmotionModel, HeadConfig, build_head_model
 
 
@@ -45,15 +45,6 @@ def test_loading_a_directory_without_a_checkpoint_names_the_file(tmp_path: Path)
 def test_saving_an_unknown_model_type_is_refused(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="Linear"):
         save_checkpoint(torch.nn.Linear(2, 2), {}, tmp_path)
-
-
-def test_model_key_ignores_data_key_order_and_tracks_everything_else() -> None:
-    key = model_key(["b", "a"], {"lr": 1e-4, "pooling": "attentive"}, "heads-1")
-    assert key == model_key(["a", "b"], {"pooling": "attentive", "lr": 1e-4}, "heads-1")
-    assert len(key) == 20 and int(key, 16) >= 0
-    assert key != model_key(["a", "b", "c"], {"lr": 1e-4, "pooling": "attentive"}, "heads-1")
-    assert key != model_key(["a", "b"], {"lr": 1e-3, "pooling": "attentive"}, "heads-1")
-    assert key != model_key(["a", "b"], {"lr": 1e-4, "pooling": "attentive"}, "heads-2")
 
 
 @pytest.mark.parametrize("task", ["categorical", "attributes"])

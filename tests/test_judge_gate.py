@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 
 from emojudge_models.judge import TEMPLATE_SHA256
-from emojudge_models.judge.gate import gate_decision
+from emojudge_models.judge.final_label import PREDICTION_COLUMNS, final_labels
+from emojudge_models.judge.gate import development_evidence, gate_decision
 from emojudge_models.store import warehouse
-from emojudge_pipeline.assets.refinement import _gate, _predictions
+from emojudge_pipeline.assets.refinement import _gate
 
 
 def _evidence(rows: list[tuple[str, str, bool, str]]) -> pd.DataFrame:
@@ -31,22 +32,55 @@ def test_harmful_judge_closes_the_gate_and_a_helpful_one_opens_it() -> None:
         gate_decision(harmful, "test")
 
 
-def test_a_closed_gate_keeps_fused_labels_and_says_so() -> None:
-    rows = pd.DataFrame({"utterance_id": ["u1", "u2"], "fused_label": ["sad", "happy"]})
-    judged = pd.DataFrame(
-        {"custom_id": ["c1"], "label": ["angry"], "accepted": [True]}, index=pd.Index(["u1"], name="utterance_id")
+FUSED = pd.DataFrame({"utterance_id": ["u1", "u2", "u3"], "fused_label": ["sad", "happy", "neutral"]})
+JUDGED = pd.DataFrame(
+    {"custom_id": ["c1", "c3"], "label": ["angry", "fear"], "accepted": [True, False]},
+    index=pd.Index(["u1", "u3"], name="utterance_id"),
+)
+CLOSED = gate_decision(_evidence([("sad", "angry", True, "sad")]))
+OPEN = gate_decision(_evidence([]))
+OFF = gate_decision(_evidence([("sad", "angry", True, "sad")]), "off")
+
+
+@pytest.mark.parametrize(
+    ("gate", "u1_final", "u1_changed"), [(CLOSED, "sad", False), (OPEN, "angry", True), (OFF, "angry", True)]
+)
+def test_final_label_follows_the_accepted_judgment_unless_the_gate_is_closed(gate, u1_final, u1_changed) -> None:
+    out = final_labels(FUSED, JUDGED, gate)
+    assert list(out.columns) == PREDICTION_COLUMNS and out["utterance_id"].tolist() == ["u1", "u2", "u3"]
+    out = out.set_index("utterance_id")
+    assert out.loc["u1"].tolist() == ["sad", u1_final, u1_final, u1_changed, "c1", gate.state]
+    # rejected judgment: recorded with the gate state, fused label kept
+    assert out.loc["u3"].tolist() == ["neutral", "neutral", "neutral", False, "c3", gate.state]
+    # not judged: fused label, no refined label, judgment or gate state
+    assert out.loc["u2", ["fused_label", "final_label", "changed"]].tolist() == ["happy", "happy", False]
+    assert out.loc["u2", ["refined_label", "judgment_custom_id", "judge_gate"]].isna().all()
+
+
+def test_final_labels_of_nothing_is_an_empty_frame_with_the_columns() -> None:
+    out = final_labels(FUSED.iloc[:0], JUDGED.iloc[:0], OPEN)
+    assert out.empty and list(out.columns) == PREDICTION_COLUMNS
+
+
+def test_development_evidence_keeps_answered_judgments_of_labelled_development_rows() -> None:
+    rows = pd.DataFrame(
+        {
+            "utterance_id": ["d1", "d2", "d3", "t1"],
+            "split": ["development", "development", "development", "test"],
+            "emotion": ["sad", None, "sad", "sad"],
+        }
     )
-    closed = gate_decision(_evidence([("sad", "angry", True, "sad")]))
-    out = _predictions(rows, judged, closed, "run").set_index("utterance_id")
-    assert out.loc["u1", ["refined_label", "final_label", "changed", "judge_gate"]].tolist() == [
-        "sad",
-        "sad",
-        False,
-        "closed",
-    ]
-    assert pd.isna(out.loc["u2", "judge_gate"]) and out.loc["u2", "final_label"] == "happy"
-    opened = _predictions(rows, judged, gate_decision(_evidence([])), "run").set_index("utterance_id")
-    assert opened.loc["u1", ["final_label", "changed", "judge_gate"]].tolist() == ["angry", True, "open"]
+    judged = pd.DataFrame(
+        {
+            "fused_label": ["sad"] * 4,
+            "label": ["angry"] * 4,
+            "accepted": [True] * 4,
+            "answered": [True, True, False, True],
+        },
+        index=pd.Index(["d1", "d2", "d3", "t1"], name="utterance_id"),
+    )
+    evidence = development_evidence(rows, judged)
+    assert evidence.to_dict("records") == [{"fused_label": "sad", "label": "angry", "accepted": True, "emotion": "sad"}]
 
 
 def _store_judged_development(con, eval_set: str, fused: str, judge_label: str, truth: str, n: int) -> None:

@@ -21,7 +21,7 @@ from emojudge_models.features.datasets import frames_for, speaker_normaliser
 from emojudge_models.features.store import FeatureStore
 from emojudge_models.ingest.demo_corpus import write_demo_corpus
 from emojudge_models.models.checkpoints import load_checkpoint, read_checkpoint_config
-from emojudge_models.models.training import predict_audio
+from emojudge_models.models.predict import predict_audio
 from emojudge_models.store import warehouse
 from emojudge_pipeline import cli
 

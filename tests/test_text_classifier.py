@@ -6,6 +6,7 @@ import torch
 from tiny_models import save_tiny_roberta
 
 from emojudge_models.models.checkpoints import load_checkpoint, read_checkpoint_config, save_checkpoint
+from emojudge_models.models.loop import TrainConfig
 from emojudge_models.models.losses import WeightedFocalLoss
 from emojudge_models.models.text_classifier import (
     TextEmotionClassifier,
@@ -13,7 +14,6 @@ from emojudge_models.models.text_classifier import (
     finetune_text_classifier,
     predict_texts,
 )
-from emojudge_models.models.training import TrainConfig
 
 SENTENCES_BY_CLASS = {
     0: ["I am furious about this", "this makes me so angry", "stop shouting at me now"],

@@ -5,17 +5,11 @@ import pytest
 import torch
 from sklearn.metrics import f1_score
 
+from emojudge_models.models.batches import BatchPlan, collate_frames
 from emojudge_models.models.heads import AudioEmotionModel, HeadConfig
-from emojudge_models.models.training import (
-    BatchPlan,
-    HeadTrainingConfig,
-    TrainConfig,
-    collate_frames,
-    predict_audio,
-    predict_vectors,
-    train_audio_head,
-    train_text_head,
-)
+from emojudge_models.models.loop import TrainConfig
+from emojudge_models.models.predict import predict_audio, predict_vectors
+from emojudge_models.models.training import HeadTrainingConfig, train_audio_head, train_text_head
 
 DIM = 6
 N_CLASSES = 8
@@ -189,7 +183,6 @@ def test_audio_head_standardises_inputs_with_train_statistics(tmp_path) -> None:
     """Frames on wildly different scales are standardised by train-set statistics kept in the checkpoint."""
     from emojudge_models.models.checkpoints import load_checkpoint, save_checkpoint
     from emojudge_models.models.heads import HeadConfig
-    from emojudge_models.models.training import HeadTrainingConfig, TrainConfig, predict_audio, train_audio_head
 
     rng = np.random.default_rng(0)
     scale = np.array([1.0, 1000.0, 0.001, 50.0], dtype=np.float32)

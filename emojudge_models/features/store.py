@@ -267,16 +267,6 @@ class FeatureStore:
         self._verified.add(relative)
         return True
 
-    def verify_shards(self, key: str) -> list[str]:
-        """Deep-check every shard of ``key``; returns the shards found corrupt (now quarantined)."""
-        self._forget(key)
-        files = sorted({loc.file for loc in self._scan(key).values()})
-        self._verified.difference_update(files)
-        bad = [f for f in files if not self._verify_file(f)]
-        if bad:
-            self._forget(key)
-        return bad
-
     def lookup(self, key: str, content_hashes: Iterable[str], verify: Verify = "full") -> dict[str, StoredFrames]:
         """Stored frames among ``content_hashes``.
 
@@ -342,14 +332,6 @@ class FeatureStore:
         )
         with _registered(self.con, "_emojudge_new_vectors", table):
             self.con.execute(sql_text("features/insert_vectors.sql"), [key, modality])
-
-    def write_batch(self, key: str, entries: Sequence[tuple[str, np.ndarray]]) -> list[StoredFrames]:
-        """Store (content hash, float32 frames) clips: one shard, then their pooled vectors."""
-        hashes = [sha for sha, _ in entries]
-        stored = self.write_shard(key, [(sha, frames.astype(np.float16)) for sha, frames in entries])
-        self.remember(key, hashes, stored)
-        self.add_vectors(key, "audio", hashes, np.stack([pooled_vector(f) for _, f in entries]))
-        return stored
 
     def stored_vectors(self, key: str, content_hashes: Iterable[str]) -> set[str]:
         """The hashes among ``content_hashes`` that have an utterance vector under ``key``."""

@@ -16,6 +16,8 @@ import pandas as pd
 
 GATE_MODES: tuple[str, ...] = ("development", "off")
 
+EVIDENCE_COLUMNS = ["fused_label", "label", "accepted", "emotion"]
+
 GateState = Literal["open", "closed", "off"]
 
 
@@ -68,3 +70,14 @@ def gate_decision(evidence: pd.DataFrame, mode: str = "development") -> GateDeci
     else:
         state = "closed" if right_to_wrong > wrong_to_right else "open"
     return GateDecision(state, len(evidence), int(accepted.sum()), right_to_wrong, wrong_to_right)
+
+
+def development_evidence(rows: pd.DataFrame, judged: pd.DataFrame) -> pd.DataFrame:
+    """The gate's evidence among the judgments in hand: answered judgments of labelled development utterances.
+
+    ``rows`` has utterance_id, split and emotion; ``judged`` is indexed by utterance_id with fused_label, label,
+    accepted and answered. Returns :data:`EVIDENCE_COLUMNS`.
+    """
+    here = judged.join(rows.set_index("utterance_id")[["split", "emotion"]], how="inner")
+    here = here[(here["split"] == "development") & here["emotion"].notna() & here["answered"].fillna(False)]
+    return here[EVIDENCE_COLUMNS].reset_index(drop=True)

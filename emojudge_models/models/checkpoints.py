@@ -1,4 +1,4 @@
-"""Trained-model checkpoints (safetensors weights + config.json) and the ``model_key`` that names them.
+"""Trained-model checkpoints: safetensors weights + config.json, in a directory named by the model key.
 
 Layout of a checkpoint directory:
   config.json         {"kind", "code_version", "model": constructor arguments, "metadata": caller's dict}
@@ -8,7 +8,6 @@ Layout of a checkpoint directory:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -32,17 +31,6 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 ENCODER_DIR = "encoder"
 KINDS: tuple[str, ...] = ("audio_head", "audio_ensemble", "vector_head", "text_finetune")
-
-
-def model_key(training_data_keys: list[str], hyperparameters: dict[str, Any], code_version: str) -> str:
-    """Short SHA-256 of what a trained model depends on; the order of the data keys does not matter."""
-    blob = json.dumps(
-        {"data": sorted(training_data_keys), "hyperparameters": hyperparameters, "code_version": code_version},
-        sort_keys=True,
-        separators=(",", ":"),
-        default=str,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
 def _cpu_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -12,20 +12,9 @@ import torch
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
 
+from emojudge_models.models.batches import Batch, BatchPlan, Pairs, check_target
 from emojudge_models.models.heads import output_dim
-from emojudge_models.models.training import (
-    Batch,
-    BatchPlan,
-    EpochCallback,
-    Pairs,
-    TrainConfig,
-    TrainResult,
-    check_target,
-    fit,
-    run_inference,
-    seeded,
-    task_loss,
-)
+from emojudge_models.models.loop import EpochCallback, TrainConfig, TrainResult, fit, run_inference, seeded, task_loss
 
 CODE_VERSION = "text-classifier-1"
 """Bump when a change to this module changes what a fine-tuned text model computes (part of ``model_key``)."""

@@ -1,15 +1,20 @@
 """Fusion assets: one fitted fusion model per task (unpartitioned) and ``fused_predictions`` per evaluation set."""
 
-import hashlib
-import json
-
 import dagster as dg
 import numpy as np
 import pandas as pd
 
 from emojudge_models.evaluation.plots import grid_curve_png
 from emojudge_models.fusion import data as fusion_data
-from emojudge_models.fusion.models import FusionModel, fit_attribute_fusion, fit_categorical_fusion
+from emojudge_models.fusion.models import FusionModel
+from emojudge_models.fusion.strategy import (
+    check_fit_strategy,
+    enough_rows,
+    fit_fusion,
+    fusion_hyperparameters,
+    fusion_model_key,
+    input_model_keys,
+)
 from emojudge_models.labels import EMOTIONS, TASKS
 from emojudge_models.models import registry
 from emojudge_models.store import warehouse
@@ -17,25 +22,6 @@ from emojudge_pipeline import settings
 from emojudge_pipeline.assets.common import WAREHOUSE_POOL, image_metadata, markdown_preview
 from emojudge_pipeline.partitions import eval_sets_partitions
 from emojudge_pipeline.resources import WarehouseResource
-
-FUSION_CODE_VERSION = "fusion-1"
-
-
-def _fit(task: str, rows: pd.DataFrame, strategy: str) -> FusionModel:
-    """Fit on the train split and select C on development, or split development in halves (see fusion_data)."""
-    if strategy == "train":
-        fit_rows, select_rows = rows[rows["split"] == "train"], rows[rows["split"] == "development"]
-    else:
-        fit_rows, select_rows = fusion_data.selection_split(rows[rows["split"] == "development"], task)
-    args = (
-        fusion_data.features(fit_rows),
-        fusion_data.targets(fit_rows, task),
-        fusion_data.features(select_rows),
-        fusion_data.targets(select_rows, task),
-    )
-    if task == "categorical":
-        return fit_categorical_fusion(*args, class_balanced=True, fit_on="train+dev")
-    return fit_attribute_fusion(*args, fit_on="train+dev")
 
 
 def build_fusion_model_asset(task: str) -> dg.AssetsDefinition:
@@ -53,8 +39,10 @@ def build_fusion_model_asset(task: str) -> dg.AssetsDefinition:
     def fusion_model(context: dg.AssetExecutionContext, warehouse_db: WarehouseResource) -> dg.MaterializeResult:
         sets = settings.train_sets()
         strategy = settings.env("EMOJUDGE_FUSION_FIT", "train")
-        if strategy not in fusion_data.FIT_STRATEGIES:
-            raise dg.Failure(f"EMOJUDGE_FUSION_FIT must be one of {fusion_data.FIT_STRATEGIES}, not {strategy!r}")
+        try:
+            check_fit_strategy(strategy)
+        except ValueError as error:
+            raise dg.Failure(f"EMOJUDGE_FUSION_FIT {error}") from None
         splits = ["train", "development"]
         with warehouse_db.connect() as con:
             rows = con.execute(
@@ -62,17 +50,13 @@ def build_fusion_model_asset(task: str) -> dg.AssetsDefinition:
             ).df()
         rows = fusion_data.labelled(rows, task)
         n_dev = int((rows["split"] == "development").sum())
-        if n_dev < 4 or (strategy == "train" and n_dev == len(rows)):
+        if not enough_rows(rows, strategy):
             context.log.warning(f"too few {task} train/development logits in {sets}: fusion model not fitted")
             return dg.MaterializeResult(metadata={"skipped": f"too few labelled train/development rows in {sets}"})
-        model = _fit(task, rows, strategy)
-        input_keys = sorted(set(rows["audio_model_key"]) | set(rows["text_model_key"]))
-        hyper = {**model.hyperparameters(), "fit_strategy": strategy}
-        key = hashlib.sha256(
-            json.dumps(
-                [input_keys, hyper, FUSION_CODE_VERSION, sorted(rows["utterance_id"])], sort_keys=True, default=str
-            ).encode()
-        ).hexdigest()[:20]
+        model = fit_fusion(task, rows, strategy)
+        input_keys = input_model_keys(rows)
+        hyper = fusion_hyperparameters(model, strategy)
+        key = fusion_model_key(task, rows, model, strategy)
         path = model.save(warehouse_db.models_root / "fusion" / f"{key}.joblib")
         with warehouse_db.connect() as con:
             registry.register(

@@ -10,12 +10,13 @@ from emojudge_models.features.store import FeatureStore
 from emojudge_models.labels import TASKS
 from emojudge_models.models import registry
 from emojudge_models.models.checkpoints import load_checkpoint
+from emojudge_models.models.policy import model_kind
+from emojudge_models.models.predict import predict_audio, predict_vectors
 from emojudge_models.models.scoring import logits_rows
 from emojudge_models.models.text_classifier import predict_texts
-from emojudge_models.models.training import predict_audio, predict_vectors
 from emojudge_models.store import warehouse
 from emojudge_pipeline.assets.common import WAREHOUSE_POOL
-from emojudge_pipeline.assets.training import MODALITIES, model_kind
+from emojudge_pipeline.assets.training import MODALITIES
 from emojudge_pipeline.partitions import eval_sets_partitions
 from emojudge_pipeline.resources import ModelsResource, WarehouseResource
 

@@ -17,7 +17,14 @@ from emojudge_models.judge import (
     select_for_scope,
 )
 from emojudge_models.judge.duckdb_ledger import DuckDBBatchLedger
-from emojudge_models.judge.gate import GateDecision, check_gate_mode, gate_decision
+from emojudge_models.judge.final_label import final_labels
+from emojudge_models.judge.gate import (
+    EVIDENCE_COLUMNS,
+    GateDecision,
+    check_gate_mode,
+    development_evidence,
+    gate_decision,
+)
 from emojudge_models.store import warehouse
 from emojudge_pipeline.assets.common import WAREHOUSE_POOL, markdown_preview
 from emojudge_pipeline.partitions import eval_sets_partitions
@@ -173,7 +180,7 @@ def refinement(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
         con.execute("COMMIT")
         judged = pd.concat([stored[JUDGMENT_COLUMNS], new_rows]).set_index("utterance_id")
         gate = _gate(con, judge.gate, eval_set, config, rows, judged)
-        predictions = _predictions(rows, judged, gate, run_id)
+        predictions = final_labels(rows, judged, gate).assign(run_id=run_id)
         warehouse.replace_partition(con, "predictions", eval_set, predictions)
     if gate.state == "closed":
         context.log.warning(f"judge {gate.reason}")
@@ -219,50 +226,9 @@ def refinement(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
 
 def _gate(con, mode: str, eval_set: str, config, rows: pd.DataFrame, judged: pd.DataFrame) -> GateDecision:
     """The judge gate from this set's labelled development judgments in hand and other sets' current ones."""
-    here = judged.join(rows.set_index("utterance_id")[["split", "emotion"]], how="inner")
-    here = here[(here["split"] == "development") & here["emotion"].notna() & here["answered"].fillna(False)]
     elsewhere = con.execute(
         warehouse.sql_text("judge/gate_evidence.sql"),
         [eval_set, config.model, TEMPLATE_SHA256, config.threshold],
     ).df()
-    columns = ["fused_label", "label", "accepted", "emotion"]
-    return gate_decision(pd.concat([here[columns], elsewhere[columns]], ignore_index=True), mode)
-
-
-def _predictions(rows: pd.DataFrame, judged: pd.DataFrame, gate: GateDecision, run_id: str) -> pd.DataFrame:
-    """Final label per fused prediction: the judge's where it was judged and accepted (and the gate is not
-    closed), else the fused one."""
-    out = []
-    for r in rows.itertuples():
-        refined, custom, gate_state = None, None, None
-        if r.utterance_id in judged.index:
-            judgment = judged.loc[r.utterance_id]
-            custom, gate_state = judgment["custom_id"], gate.state
-            accepted = bool(judgment["accepted"]) and gate.applies_judgments
-            refined = judgment["label"] if accepted else r.fused_label
-        final = refined or r.fused_label
-        out.append(
-            {
-                "utterance_id": r.utterance_id,
-                "fused_label": r.fused_label,
-                "refined_label": refined,
-                "final_label": final,
-                "changed": final != r.fused_label,
-                "judgment_custom_id": custom,
-                "judge_gate": gate_state,
-                "run_id": run_id,
-            }
-        )
-    return pd.DataFrame(
-        out,
-        columns=[
-            "utterance_id",
-            "fused_label",
-            "refined_label",
-            "final_label",
-            "changed",
-            "judgment_custom_id",
-            "judge_gate",
-            "run_id",
-        ],
-    )
+    here = development_evidence(rows, judged)
+    return gate_decision(pd.concat([here, elsewhere[EVIDENCE_COLUMNS]], ignore_index=True), mode)

@@ -5,36 +5,29 @@ F1-macro (categorical) or mean CCC (attributes), writes safetensors + config.jso
 a model_registry row.
 """
 
-import hashlib
-import json
-from dataclasses import asdict
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
-from emojudge_models.features.datasets import SplitData, frames_for, labelled_rows, speaker_normaliser, vectors_for
-from emojudge_models.features.speaker_norm import MIN_SPEAKER_UTTERANCES, SpeakerNormaliser
-from emojudge_models.features.speaker_norm import MODES as SPEAKER_NORM_MODES
+from emojudge_models.features.datasets import frames_for, labelled_rows, speaker_normaliser, vectors_for
+from emojudge_models.features.speaker_norm import SpeakerNormaliser, check_mode
 from emojudge_models.features.store import FeatureStore
 from emojudge_models.labels import TASKS
 from emojudge_models.models import registry
-from emojudge_models.models.checkpoints import model_key, save_checkpoint
-from emojudge_models.models.heads import CODE_VERSION as HEADS_CODE_VERSION
-from emojudge_models.models.heads import EnsembleConfig, EnsembleEmotionModel, HeadConfig
-from emojudge_models.models.text_classifier import CODE_VERSION as TEXT_CODE_VERSION
-from emojudge_models.models.text_classifier import TextFinetuneConfig, finetune_text_classifier
-from emojudge_models.models.training import (
-    HeadTrainingConfig,
-    TrainConfig,
-    TrainResult,
-    dev_metric,
-    dev_metric_name,
-    predict_audio,
-    train_audio_head,
-    train_text_head,
+from emojudge_models.models.checkpoints import save_checkpoint
+from emojudge_models.models.loop import TrainConfig, TrainResult
+from emojudge_models.models.policy import (
+    AudioTraining,
+    check_audio_policy,
+    model_kind,
+    registry_hyperparameters,
+    text_head_config,
+    train_audio_policy,
+    training_request_key,
 )
+from emojudge_models.models.text_classifier import TextFinetuneConfig, finetune_text_classifier
+from emojudge_models.models.training import HeadTrainingConfig, train_text_head
 from emojudge_models.profiles import text_encoder_path
 from emojudge_models.store import warehouse
 from emojudge_pipeline import settings
@@ -44,25 +37,8 @@ from emojudge_pipeline.resources import ModelsResource, WarehouseResource
 MODALITIES = ("audio", "text")
 
 
-def model_kind(modality: str, text_training: str) -> str:
-    """The ``model_registry.kind`` of a modality's model."""
-    if modality == "audio":
-        return "audio_head"
-    return "text_finetune" if text_training == "finetune" else "text_head"
-
-
-def _data_key(encoder_key: str, split: SplitData, name: str) -> str:
-    """Names exactly which rows and targets trained a model."""
-    rows = [
-        (e, u, str(t))
-        for e, u, t in zip(split.rows["eval_set"], split.rows["utterance_id"], split.targets, strict=True)
-    ]
-    digest = hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
-    return f"{name}:{encoder_key}:{digest}"
-
-
 def _train_config() -> TrainConfig:
-    """Head training settings; lr 1e-3 (not the fine-tuning 1e-5) measured best for heads on cached features."""
+    """Head training settings; the defaults are the library's (emojudge_models.models.policy.HEAD_TRAINING)."""
     return TrainConfig(
         lr=float(settings.env("EMOJUDGE_HEAD_LR", "1e-3")),
         max_epochs=int(settings.env("EMOJUDGE_MAX_EPOCHS", "40")),
@@ -77,32 +53,20 @@ def _epoch_logger(log, prefix: str = ""):
     return on_epoch
 
 
-AUDIO_HEADS = {
-    "attentive": {"pooling": "attentive"},
-    "meanstd": {"pooling": "meanstd"},
-    "probe": {"pooling": "meanstd", "n_hidden_layers": 0},
-}
-"""Audio head candidates: the paper's attentive head, mean+std pooling with the same MLP, and a linear probe on
-standardised mean+std (what small data often prefers). ``EMOJUDGE_AUDIO_POOLING=ensemble`` (the default) trains
-all three and averages them; ``auto`` keeps the one with the best development score; a candidate's name trains
-that one alone."""
-
-AUDIO_POLICIES = ("ensemble", "auto")
-
-
 def audio_pooling() -> str:
     pooling = settings.env("EMOJUDGE_AUDIO_POOLING", "ensemble")
-    if pooling not in AUDIO_POLICIES and pooling not in AUDIO_HEADS:
-        choices = ", ".join((*AUDIO_POLICIES, *AUDIO_HEADS))
-        raise dg.Failure(f"EMOJUDGE_AUDIO_POOLING must be one of {choices}, not {pooling!r}")
-    return pooling
+    try:
+        return check_audio_policy(pooling)
+    except ValueError as error:
+        raise dg.Failure(f"EMOJUDGE_AUDIO_POOLING {error}") from None
 
 
 def speaker_norm() -> str:
     mode = settings.env("EMOJUDGE_SPEAKER_NORM", "speaker")
-    if mode not in SPEAKER_NORM_MODES:
-        raise dg.Failure(f"EMOJUDGE_SPEAKER_NORM must be one of {', '.join(SPEAKER_NORM_MODES)}, not {mode!r}")
-    return mode
+    try:
+        return check_mode(mode)
+    except ValueError as error:
+        raise dg.Failure(f"EMOJUDGE_SPEAKER_NORM: {error}") from None
 
 
 def _normalised_frames(store, rows, key, normaliser: SpeakerNormaliser | None) -> list:
@@ -112,58 +76,27 @@ def _normalised_frames(store, rows, key, normaliser: SpeakerNormaliser | None) -
     return normaliser.apply(list(zip(rows["eval_set"], rows["utterance_id"], strict=True)), frames)
 
 
-def _train_audio(
-    store, key, train, dev, task, models, log, normaliser: SpeakerNormaliser | None
-) -> tuple[TrainResult, HeadTrainingConfig | EnsembleConfig, dict]:
-    """Train the configured head(s): every candidate of AUDIO_HEADS for ``ensemble`` (averaged) and ``auto``
-    (the best on development), else the one named."""
+def _train_audio(store, key, train, dev, task, models, log, normaliser: SpeakerNormaliser | None) -> AudioTraining:
+    """Read (and speaker-normalise) the frames, then train the configured audio policy on them."""
     train_frames = _normalised_frames(store, train.rows, key, normaliser)
     dev_frames = _normalised_frames(store, dev.rows, key, normaliser)
-    train_items = list(zip(train_frames, train.targets, strict=True))
-    dev_items = list(zip(dev_frames, dev.targets, strict=True))
-    input_dim = train_items[0][0].shape[1]
-    pooling = audio_pooling()
-    candidates = tuple(AUDIO_HEADS) if pooling in AUDIO_POLICIES else (pooling,)
-    trained: dict[str, tuple[TrainResult, HeadTrainingConfig]] = {}
-    for candidate in candidates:
-        config = HeadTrainingConfig(
-            head=HeadConfig(task=task, input_dim=input_dim, **AUDIO_HEADS[candidate]), train=_train_config()
-        )
-        result = train_audio_head(
-            train_items,
-            dev_items,
-            config,
-            models.torch_device(),
-            models.seed,
-            on_epoch=_epoch_logger(log, f"{candidate} "),
-        )
-        trained[candidate] = (result, config)
-    scores = {name: {"dev": r.dev_metric, "best_epoch": r.best_epoch} for name, (r, _) in trained.items()}
-    if pooling != "ensemble":
-        best = max(trained.values(), key=lambda pair: pair[0].dev_metric)
-        return best[0], best[1], scores
-    ensemble = EnsembleEmotionModel.of([result.model for result, _ in trained.values()])
-    outputs = predict_audio(ensemble, dev_frames, models.torch_device(), lengths=dev.rows["n_frames"].tolist())
-    metric = dev_metric(task, outputs, np.asarray(dev.targets))
-    log(f"ensemble of {', '.join(trained)}: development {dev_metric_name(task)} {metric:.4f}")
-    history = [{"head": name, **row} for name, (result, _) in trained.items() for row in result.history]
-    result = TrainResult(
-        model=ensemble,
-        history=history,
-        best_epoch=max(r.best_epoch for r, _ in trained.values()),
-        dev_metric_name=dev_metric_name(task),
-        dev_metric=metric,
+    return train_audio_policy(
+        list(zip(train_frames, train.targets, strict=True)),
+        list(zip(dev_frames, dev.targets, strict=True)),
+        policy=audio_pooling(),
+        task=task,
+        train=_train_config(),
+        device=models.torch_device(),
+        seed=models.seed,
+        dev_lengths=dev.rows["n_frames"].tolist(),
+        on_epoch=lambda candidate: _epoch_logger(log, f"{candidate} "),
+        log=log,
     )
-    scores["ensemble"] = {"dev": metric}
-    return result, ensemble.config, scores
 
 
 def _train_text_head(store, key, train, dev, task, models, log) -> tuple[TrainResult, HeadTrainingConfig, dict]:
     train_vectors, dev_vectors = vectors_for(store, train.rows, key), vectors_for(store, dev.rows, key)
-    config = HeadTrainingConfig(
-        head=HeadConfig(task=task, input_dim=train_vectors.shape[1], pooling="none", n_hidden_layers=1),
-        train=_train_config(),
-    )
+    config = text_head_config(task, train_vectors.shape[1], _train_config())
     result = train_text_head(
         train_vectors,
         train.targets,
@@ -192,18 +125,18 @@ def _finetune_text(train, dev, task, models, log) -> tuple[TrainResult, TextFine
     return result, config, {}
 
 
-def _request_key(kind: str, key: str, train: SplitData, dev: SplitData, models: ModelsResource) -> str:
-    """Identifies a training request before it runs (data, encoder, settings, code), so a repeat is a cache hit."""
-    settings_used = {
-        "kind": kind,
-        "seed": models.seed,
-        "pooling": audio_pooling() if kind == "audio_head" else None,
-        "speaker_norm": speaker_norm() if kind == "audio_head" else None,
-        "head_training": asdict(_train_config()) if kind != "text_finetune" else None,
-        "text_encoder": models.resolved().text_encoder if kind == "text_finetune" else None,
-    }
-    code = HEADS_CODE_VERSION if kind != "text_finetune" else TEXT_CODE_VERSION
-    return model_key([_data_key(key, train, "train"), _data_key(key, dev, "development")], settings_used, code)
+def _request_key(kind: str, key: str, train, dev, models: ModelsResource) -> str:
+    return training_request_key(
+        kind,
+        encoder_key=key,
+        train=train,
+        dev=dev,
+        seed=models.seed,
+        audio_policy=audio_pooling() if kind == "audio_head" else "",
+        speaker_norm=speaker_norm() if kind == "audio_head" else "",
+        head_training=_train_config(),
+        text_encoder=models.resolved().text_encoder,
+    )
 
 
 def build_training_asset(modality: str, task: str) -> dg.AssetsDefinition:
@@ -248,16 +181,13 @@ def build_training_asset(modality: str, task: str) -> dg.AssetsDefinition:
                 if speaker_norm() == "speaker":
                     normaliser = speaker_normaliser(con, store, sets, key)
                     context.log.info(f"speaker normalisation: {normaliser.summary()}")
-                result, config, candidates = _train_audio(
-                    store, key, train, dev, task, models, context.log.info, normaliser
-                )
+                audio = _train_audio(store, key, train, dev, task, models, context.log.info, normaliser)
+                result, config, candidates = audio.result, audio.config, audio.scores
             elif kind == "text_head":
                 result, config, candidates = _train_text_head(store, key, train, dev, task, models, context.log.info)
             else:
                 result, config, candidates = _finetune_text(train, dev, task, models, context.log.info)
-        hyper = {**config.to_dict(), "seed": models.seed}
-        if modality == "audio":
-            hyper |= {"speaker_norm": speaker_norm(), "min_speaker_utterances": MIN_SPEAKER_UTTERANCES}
+        hyper = registry_hyperparameters(config, models.seed, speaker_norm() if modality == "audio" else None)
         directory = save_checkpoint(
             result.model,
             {"model_key": mkey, "hyperparameters": hyper, "encoder_key": key},

@@ -175,7 +175,7 @@ def refinement(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
         gate = _gate(con, judge.gate, eval_set, config, rows, judged)
         predictions = _predictions(rows, judged, gate, run_id)
         warehouse.replace_partition(con, "predictions", eval_set, predictions)
-    if gate.state == "closed":
+    if not gate.applies_judgments:
         context.log.warning(f"judge {gate.reason}")
     else:
         context.log.info(f"judge {gate.reason}")

@@ -226,7 +226,7 @@ CREATE TABLE IF NOT EXISTS predictions (
     final_label VARCHAR NOT NULL,
     changed BOOLEAN NOT NULL,
     judgment_custom_id VARCHAR,
-    judge_gate VARCHAR,                 -- open | closed (judge's change withheld) | off; NULL when not judged
+    judge_gate VARCHAR,                 -- open | closed | no-evidence (both withhold changes) | off; NULL: not judged
     run_id VARCHAR NOT NULL,
     PRIMARY KEY (eval_set, utterance_id)
 );

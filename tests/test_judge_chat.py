@@ -66,7 +66,8 @@ def test_each_answer_is_validated_and_one_failure_never_sinks_the_others() -> No
     assert by_marker["m-broken"].error.startswith("HTTP 500") and "upstream exploded" in by_marker["m-broken"].error
     assert json.loads(by_marker["m-broken"].response_json)["error"]["message"] == "upstream exploded"
     assert calls == [1, 1, 1, 1, 1, 2, 3]
-    assert [r.answered for r in results] == [True] * 6 + [False]
+    assert [r.answered for r in results] == [True, True, False, False, False, True, False]
+    assert [r.responded for r in results] == [True] * 6 + [False]
     ok = by_marker["m-change"]
     assert (ok.prompt_tokens, ok.completion_tokens) == (100, 20)
     assert ok.requested_at <= ok.completed_at

@@ -208,7 +208,8 @@ CREATE TABLE IF NOT EXISTS llm_judgments (
     confidence DOUBLE,
     rationale VARCHAR,
     accepted BOOLEAN NOT NULL,
-    answered BOOLEAN NOT NULL,          -- the endpoint returned a completion (unanswered ones are asked again)
+    answered BOOLEAN NOT NULL,          -- a valid judgment came back (unanswered ones are asked again)
+    attempts INTEGER DEFAULT 0,         -- 200 responses so far, valid or not; invalid ones stop at the bound
     error VARCHAR,
     prompt_tokens INTEGER,
     completion_tokens INTEGER,

@@ -10,13 +10,25 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from batch_api_server import FakeOpenAIServer, Reply, judgment_reply, keep_prediction, scripted, user_message
 from judge_run import run_refinement, seed_set
 
-from emojudge_models.judge import MAX_ANSWER_ATTEMPTS, ChatJudge, JudgeConfig, JudgeInput, build_requests
+from emojudge_models.judge import (
+    MAX_ANSWER_ATTEMPTS,
+    ChatJudge,
+    JudgeConfig,
+    JudgeInput,
+    JudgeResult,
+    build_requests,
+)
+from emojudge_models.judge.duckdb_writer import JudgmentWriter
+from emojudge_models.judge.result import result_from_completion
 from emojudge_models.store import warehouse
 
 HTML_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
@@ -172,3 +184,73 @@ def test_a_chat_judge_killed_part_way_is_asked_only_the_rest_on_rerun(tmp_path: 
     with warehouse.connect(tmp_path, read_only=True) as con:
         assert con.execute("SELECT count(*), count(DISTINCT utterance_id) FROM llm_judgments").fetchone() == (12, 12)
         assert con.execute("SELECT count(*) FROM predictions WHERE judgment_custom_id IS NOT NULL").fetchone()[0] == 12
+
+
+def _result(utterance_id: str, label: str = "sad") -> JudgeResult:
+    judge_input = JudgeInput("w", utterance_id, "words", None, None, "Quiet.", "neutral", None)
+    [request] = build_requests([judge_input], JudgeConfig())
+    body = json.dumps({"choices": [{"message": {"content": judgment_reply(label, 0.9).content}}]})
+    now = datetime.now(UTC)
+    return result_from_completion(request, body, now, now)
+
+
+def _row(result: JudgeResult) -> dict:
+    return {
+        "utterance_id": result.request.utterance_id,
+        "custom_id": result.custom_id,
+        "backend": "openai-chat",
+        "judge_model": "m",
+        "temperature": 0.3,
+        "threshold": 0.8,
+        "prompt_template_sha256": "t",
+        "prompt_sha256": result.request.prompt_sha256,
+        "fusion_model_key": "f",
+        "request_json": result.request.request_json,
+        "fused_label": "neutral",
+        "label": result.judgment.label,
+        "accepted": False,
+        "answered": result.answered,
+        "attempts": 1,
+        "run_id": "r",
+    }
+
+
+def _stored(home: Path) -> list[tuple[str, str]]:
+    with warehouse.connect(home, read_only=True) as con:
+        return con.execute("SELECT utterance_id, label FROM llm_judgments ORDER BY utterance_id").fetchall()
+
+
+def test_the_writer_stores_full_groups_at_once_and_the_rest_on_exit(tmp_path: Path) -> None:
+    connect = partial(warehouse.connect, tmp_path)
+    with connect() as con:
+        warehouse.insert_frame(con, "llm_judgments", pd.DataFrame([_row(_result("other"))]).assign(eval_set="x"))
+    old = _result("u0", label="angry")
+    JudgmentWriter(connect, "w", _row, max_rows=1).add(old)
+    with JudgmentWriter(connect, "w", _row, max_rows=3, max_wait_s=60) as writer:
+        writer.add(_result("u0"))
+        writer.add(_result("u1"))
+        assert _stored(tmp_path) == [("other", "sad"), ("u0", "angry")]
+        writer.add(_result("u2"))
+        assert _stored(tmp_path) == [("other", "sad"), ("u0", "sad"), ("u1", "sad"), ("u2", "sad")]
+        writer.add(_result("u3"))
+        assert len(_stored(tmp_path)) == 4
+    assert [row[0] for row in _stored(tmp_path)] == ["other", "u0", "u1", "u2", "u3"]
+    assert [row["utterance_id"] for row in writer.rows] == ["u0", "u1", "u2", "u3"]
+
+
+def test_the_writer_stores_a_partial_group_after_max_wait_and_reports_a_failed_write(tmp_path: Path) -> None:
+    writer = JudgmentWriter(partial(warehouse.connect, tmp_path), "w", _row, max_rows=100, max_wait_s=0.2)
+    writer.add(_result("u0"))
+    deadline = time.monotonic() + 10
+    while not writer.rows and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _stored(tmp_path) == [("u0", "sad")]
+
+    def broken_connect():
+        raise OSError("disk full")
+
+    failing = JudgmentWriter(broken_connect, "w", _row, max_rows=100, max_wait_s=0.05)
+    failing.add(_result("u1"))
+    time.sleep(0.5)
+    with pytest.raises(OSError, match="disk full"):
+        failing.flush()

@@ -2,7 +2,7 @@
 
 Judgments are identified by custom_id (eval set + utterance + hash of prompt, judge model and temperature): an
 answered judgment is reused, never asked (or paid for) twice; a new prompt template or model is a new judgment.
-Each result is written as it arrives (``JudgmentWriter``), so a killed run keeps what it was already answered; an
+Each result is written as it arrives (``JudgmentWriter``), so a killed run keeps the answers it already had; an
 invalid answer is asked again on later runs until it has had ``MAX_ANSWER_ATTEMPTS`` responses.
 """
 

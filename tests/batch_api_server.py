@@ -25,10 +25,13 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Reply:
-    """One chat-completion answer: 200 with ``content``, or an HTTP error."""
+    """One chat-completion answer: 200 with ``content`` (or with ``raw_body`` sent as is), or an HTTP error."""
 
     status: int = 200
     content: str | None = None
+    raw_body: str | None = None
+    """A 200 body sent verbatim instead of a completion (a gateway's HTML error page, a completion without choices)."""
+    content_type: str = "text/html; charset=utf-8"
     headers: dict[str, str] = field(default_factory=dict)
     error_message: str = "scripted error"
     echo_key: bool = False
@@ -286,13 +289,15 @@ class FakeOpenAIServer:
                 return
 
             def _send(
-                self, status: int, payload: dict[str, Any] | bytes, headers: dict[str, str] | None = None
+                self,
+                status: int,
+                payload: dict[str, Any] | bytes,
+                headers: dict[str, str] | None = None,
+                content_type: str = "application/octet-stream",
             ) -> None:
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
-                self.send_header(
-                    "Content-Type", "application/octet-stream" if isinstance(payload, bytes) else "application/json"
-                )
+                self.send_header("Content-Type", content_type if isinstance(payload, bytes) else "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 for name, value in (headers or {}).items():
                     self.send_header(name, value)
@@ -389,6 +394,8 @@ class FakeOpenAIServer:
                         server.in_flight -= 1
                     if reply.status != 200:
                         return self._send(reply.status, server._error_body(reply, auth), reply.headers)
+                    if reply.raw_body is not None:
+                        return self._send(200, reply.raw_body.encode(), reply.headers, reply.content_type)
                     return self._send(200, server._completion(request, reply.content), reply.headers)
                 return self._send(404, {"error": {"message": f"no route POST {self.path}"}})
 

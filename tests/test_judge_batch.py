@@ -97,6 +97,26 @@ def test_an_expired_batch_resubmits_only_what_was_not_answered() -> None:
     assert sorted((r.status, r.attempt) for r in ledger.all_batches()) == [("completed", 2), ("expired", 1)]
 
 
+def test_each_result_is_reported_while_its_batch_is_still_open_in_the_ledger() -> None:
+    """on_result sees the expired batch's answers before the resubmitted batch is done, and before either batch is
+    marked collected: a run killed after storing them resumes nothing it already has."""
+    requests = make_requests(6)
+    ledger = InMemoryBatchLedger()
+    seen: list[tuple[str, str | None, bool]] = []
+
+    def on_result(result) -> None:
+        still_open = result.batch_id in {record.batch_id for record in ledger.open_batches()}
+        seen.append((result.custom_id, result.batch_id, still_open))
+
+    plans = [BatchPlan(outcome="expired", answered=3, in_error_file=2), BatchPlan(polls_in_progress=2)]
+    with FakeOpenAIServer(batch_plans=plans) as server:
+        results = make_judge(server, ledger).run(requests, on_result=on_result)
+    first, second = server.batches
+    assert seen == [(r.custom_id, r.batch_id, True) for r in results]
+    assert [batch_id for _, batch_id, _ in seen] == [first] * 3 + [second] * 3
+    assert ledger.open_batches() == []
+
+
 def test_a_failing_batch_is_retried_a_bounded_number_of_times() -> None:
     requests = make_requests(3)
     ledger = InMemoryBatchLedger()

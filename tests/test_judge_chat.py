@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 from batch_api_server import FakeOpenAIServer, Reply, judgment_reply, scripted
@@ -66,7 +67,8 @@ def test_each_answer_is_validated_and_one_failure_never_sinks_the_others() -> No
     assert by_marker["m-broken"].error.startswith("HTTP 500") and "upstream exploded" in by_marker["m-broken"].error
     assert json.loads(by_marker["m-broken"].response_json)["error"]["message"] == "upstream exploded"
     assert calls == [1, 1, 1, 1, 1, 2, 3]
-    assert [r.answered for r in results] == [True] * 6 + [False]
+    assert [r.answered for r in results] == [True, True, False, False, False, True, False]
+    assert [r.responded for r in results] == [True] * 6 + [False]
     ok = by_marker["m-change"]
     assert (ok.prompt_tokens, ok.completion_tokens) == (100, 20)
     assert ok.requested_at <= ok.completed_at
@@ -84,6 +86,35 @@ def test_concurrency_is_bounded_by_max_workers() -> None:
         results = ChatJudge(server.base_url, max_workers=2, max_retries=0).judge(requests)
         assert server.max_in_flight == 2
     assert all(r.judgment is not None and r.judgment.label == "sad" for r in results)
+
+
+def test_each_result_is_reported_as_it_arrives_in_the_calling_thread() -> None:
+    responder = scripted(
+        {"slow": [Reply(content=json.dumps({"label": "sad", "confidence": 0.9, "rationale": "r"}), delay_s=0.5)]}
+    )
+    requests = build_requests(
+        [make_input("u0", "slow"), make_input("u1", "fast"), make_input("u2", "fast")], JudgeConfig()
+    )
+    reported: list[tuple[str, int]] = []
+    with FakeOpenAIServer(responder) as server:
+        results = ChatJudge(server.base_url, max_workers=3, max_retries=0).judge(
+            requests, on_result=lambda r: reported.append((r.request.utterance_id, threading.get_ident()))
+        )
+    assert [r.request.utterance_id for r in results] == ["u0", "u1", "u2"]
+    assert sorted(u for u, _ in reported) == ["u0", "u1", "u2"] and reported[-1][0] == "u0"
+    assert {thread for _, thread in reported} == {threading.get_ident()}
+
+
+def test_a_failing_on_result_stops_the_requests_not_yet_sent() -> None:
+    requests = build_requests([make_input(f"u{i}", "fine") for i in range(6)], JudgeConfig())
+
+    def storage_down(result) -> None:
+        raise OSError("warehouse unavailable")
+
+    with FakeOpenAIServer() as server:
+        with pytest.raises(OSError, match="warehouse unavailable"):
+            ChatJudge(server.base_url, max_workers=1, max_retries=0).judge(requests, on_result=storage_down)
+        assert len(server.chat_bodies) < len(requests)
 
 
 def test_timeouts_are_retried_then_recorded() -> None:

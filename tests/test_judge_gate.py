@@ -26,7 +26,10 @@ def test_harmful_judge_closes_the_gate_and_a_helpful_one_opens_it() -> None:
     assert not decision.applies_judgments and "2 right->wrong, 1 wrong->right" in decision.reason
     helpful = _evidence([("fear", "sad", True, "sad"), ("sad", "angry", False, "sad")])
     assert gate_decision(helpful).state == "open"
-    assert gate_decision(_evidence([])).state == "open"
+    none = gate_decision(_evidence([]))
+    assert (none.state, none.judged) == ("no-evidence", 0) and not none.applies_judgments
+    assert "lack of evidence" in none.reason and "EMOJUDGE_JUDGE_GATE=off" in none.reason
+    assert gate_decision(_evidence([]), "off").state == "off"
     assert gate_decision(harmful, "off").state == "off" and gate_decision(harmful, "off").applies_judgments
     with pytest.raises(ValueError, match="development, off"):
         gate_decision(harmful, "test")
@@ -38,12 +41,14 @@ JUDGED = pd.DataFrame(
     index=pd.Index(["u1", "u3"], name="utterance_id"),
 )
 CLOSED = gate_decision(_evidence([("sad", "angry", True, "sad")]))
-OPEN = gate_decision(_evidence([]))
+OPEN = gate_decision(_evidence([("fear", "sad", True, "sad")]))
+NO_EVIDENCE = gate_decision(_evidence([]))
 OFF = gate_decision(_evidence([("sad", "angry", True, "sad")]), "off")
 
 
 @pytest.mark.parametrize(
-    ("gate", "u1_final", "u1_changed"), [(CLOSED, "sad", False), (OPEN, "angry", True), (OFF, "angry", True)]
+    ("gate", "u1_final", "u1_changed"),
+    [(CLOSED, "sad", False), (NO_EVIDENCE, "sad", False), (OPEN, "angry", True), (OFF, "angry", True)],
 )
 def test_final_label_follows_the_accepted_judgment_unless_the_gate_is_closed(gate, u1_final, u1_changed) -> None:
     out = final_labels(FUSED, JUDGED, gate)
@@ -81,6 +86,34 @@ def test_development_evidence_keeps_answered_judgments_of_labelled_development_r
     )
     evidence = development_evidence(rows, judged)
     assert evidence.to_dict("records") == [{"fused_label": "sad", "label": "angry", "accepted": True, "emotion": "sad"}]
+
+
+def test_zero_evidence_keeps_fused_labels_unless_the_gate_is_off(tmp_path: Path) -> None:
+    """A confident judge on a set with no labelled development judgments anywhere changes nothing."""
+    config = SimpleNamespace(model="new-model", threshold=0.8)
+    rows = pd.DataFrame(
+        {"utterance_id": ["n1", "n2"], "fused_label": ["sad", "happy"], "split": "unsplit", "emotion": None}
+    )
+    judged = pd.DataFrame(
+        {
+            "custom_id": ["c1", "c2"],
+            "fused_label": ["sad", "happy"],
+            "label": ["angry", "sad"],
+            "accepted": [True, True],
+            "answered": [True, True],
+        },
+        index=pd.Index(["n1", "n2"], name="utterance_id"),
+    )
+    with warehouse.connect(tmp_path) as con:
+        _store_judged_development(con, "train-set", fused="angry", judge_label="sad", truth="sad", n=3)
+        gate = _gate(con, "development", "new-set", config, rows, judged)
+        off = _gate(con, "off", "new-set", config, rows, judged)
+    assert (gate.state, gate.judged) == ("no-evidence", 0)
+    kept = final_labels(rows, judged, gate).set_index("utterance_id")
+    assert kept["final_label"].tolist() == ["sad", "happy"] and not kept["changed"].any()
+    assert kept["judge_gate"].tolist() == ["no-evidence", "no-evidence"]
+    applied = final_labels(rows, judged, off).set_index("utterance_id")
+    assert applied["final_label"].tolist() == ["angry", "sad"] and applied["judge_gate"].tolist() == ["off", "off"]
 
 
 def _store_judged_development(con, eval_set: str, fused: str, judge_label: str, truth: str, n: int) -> None:
@@ -158,4 +191,5 @@ def test_gate_weighs_development_evidence_from_other_sets(tmp_path: Path) -> Non
         decision = _gate(con, "development", "new-set", config, new_rows, judged)
         assert (decision.state, decision.judged, decision.wrong_to_right) == ("open", 9, 5)
         other_judge = SimpleNamespace(model="gpt-4o", threshold=0.8)
-        assert _gate(con, "development", "new-set", other_judge, new_rows, judged).judged == 0
+        unproven = _gate(con, "development", "new-set", other_judge, new_rows, judged)
+        assert (unproven.judged, unproven.state) == (0, "no-evidence")

@@ -42,7 +42,7 @@ def make_input(utterance_id: str = "03-01-05-01-01-01-01", **overrides: object) 
 
 
 def test_template_sha_is_the_hash_of_the_packaged_file() -> None:
-    data = files("emojudge_models.judge").joinpath("templates", "judge_v1.txt").read_bytes()
+    data = files("emojudge_models.judge").joinpath("templates", "judge_v2.txt").read_bytes()
     assert hashlib.sha256(data).hexdigest() == TEMPLATE_SHA256
 
 

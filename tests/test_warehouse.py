@@ -42,7 +42,7 @@ def test_migration_from_version_1_keeps_rows(tmp_path: Path) -> None:
     old.execute((FIXTURES / "schema_v1.sql").read_text())
     old.close()
     with warehouse.connect(tmp_path) as con:
-        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 3
+        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 4
         row = con.execute("SELECT utterance_id, transcript, transcript_source FROM utterances").fetchall()
         assert row == [("u1", "hello there", "manifest")]
         assert con.execute("SELECT count(*) FROM feature_index").fetchone()[0] == 0
@@ -56,10 +56,30 @@ def test_migration_from_version_2_adds_the_judge_gate_and_keeps_predictions(tmp_
         con.execute("INSERT INTO schema_version (version) VALUES (2)")
         con.execute("INSERT INTO predictions VALUES ('demo', 'u1', 'sad', 'fear', 'fear', true, 'c1', 'run1')")
     with warehouse.connect(tmp_path) as con:
-        assert warehouse.current_version(con) == 3
+        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION
         rows = con.execute("SELECT utterance_id, final_label, judge_gate FROM predictions").fetchall()
         assert rows == [("u1", "fear", None)]
         assert "judge_gate" in con.execute("SELECT * FROM v_predictions LIMIT 0").df().columns
+
+
+def test_migration_from_version_3_counts_responses_and_reopens_invalid_answers(tmp_path: Path) -> None:
+    """Before v4 an invalid 200 answer was stored as answered; v4 asks it again and counts the response it got."""
+    with warehouse.connect(tmp_path) as con:
+        con.execute("ALTER TABLE llm_judgments DROP COLUMN attempts")
+        con.execute("DELETE FROM schema_version")
+        con.execute("INSERT INTO schema_version (version) VALUES (3)")
+        for custom_id, label, answered in [("valid", "sad", True), ("invalid", None, True), ("http-500", None, False)]:
+            con.execute(
+                "INSERT INTO llm_judgments (eval_set, utterance_id, custom_id, backend, judge_model, temperature, "
+                "threshold, prompt_template_sha256, prompt_sha256, fusion_model_key, request_json, fused_label, "
+                "label, accepted, answered, run_id) "
+                "VALUES ('s', ?, ?, 'local', 'm', 0.3, 0.8, 't', 'p', 'f', '{}', 'sad', ?, false, ?, 'r')",
+                [custom_id, custom_id, label, answered],
+            )
+    with warehouse.connect(tmp_path) as con:
+        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 4
+        rows = con.execute("SELECT custom_id, label, answered, attempts FROM llm_judgments ORDER BY 1").fetchall()
+    assert rows == [("http-500", None, False, 0), ("invalid", None, False, 1), ("valid", "sad", True, 1)]
 
 
 def test_newer_file_is_refused(tmp_path: Path) -> None:

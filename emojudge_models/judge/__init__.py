@@ -1,7 +1,8 @@
 """LLM refinement: prompt, answer schema, acceptance rule and the batch, chat and local judge backends.
 
 Typical use: ``build_requests(inputs, config)`` -> ``ChatJudge(...).judge(requests)`` or
-``BatchJudge(ledger, ...).run(requests)`` -> ``result.decide(config.threshold)`` per result.
+``BatchJudge(ledger, ...).run(requests)`` -> ``result.decide(config.threshold)`` per result; both take
+``on_result`` to store each result as it arrives (``duckdb_writer.JudgmentWriter.add``).
 """
 
 from emojudge_models.judge.batch import BatchApiError, BatchesStillRunning, BatchJudge, chunk_requests
@@ -23,7 +24,7 @@ from emojudge_models.judge.requests import (
     judgment_key,
     select_for_scope,
 )
-from emojudge_models.judge.result import JudgeResult
+from emojudge_models.judge.result import MAX_ANSWER_ATTEMPTS, JudgeResult
 from emojudge_models.judge.schema import JUDGMENT_SCHEMA, Judgment, ResponseFormat, parse_judgment, response_format
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "DEFAULT_THRESHOLD",
     "JUDGMENT_SCHEMA",
     "LOCAL_JUDGE_MODEL",
+    "MAX_ANSWER_ATTEMPTS",
     "TEMPLATE_SHA256",
     "BatchApiError",
     "BatchJudge",

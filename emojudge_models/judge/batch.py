@@ -121,25 +121,37 @@ class BatchJudge:
     def __repr__(self) -> str:
         return f"BatchJudge(base_url={self.base_url!r}, max_attempts={self.max_attempts})"
 
-    def run(self, requests: Sequence[JudgeRequest]) -> list[JudgeResult]:
-        """One result per request, in the same order; raises :class:`BatchesStillRunning` past ``max_wait_s``."""
+    def run(
+        self, requests: Sequence[JudgeRequest], on_result: Callable[[JudgeResult], None] | None = None
+    ) -> list[JudgeResult]:
+        """One result per request, in the same order; raises :class:`BatchesStillRunning` past ``max_wait_s``.
+
+        ``on_result`` is called with each final result as soon as its batch is collected, before the batch is
+        marked collected, so results reach storage even when a later batch is still running.
+        """
         by_id = {request.custom_id: request for request in requests}
         if len(by_id) != len(requests):
             raise ValueError("judge requests have duplicate custom_ids")
         results: dict[str, JudgeResult] = {}
+
+        def emit(result: JudgeResult) -> None:
+            results[result.custom_id] = result
+            if on_result is not None:
+                on_result(result)
+
         owner: dict[str, BatchRecord] = {}
         resumed = self._resume(by_id, owner)
         owning = set(owner.values())
         active = [record for record in resumed if record in owning]
         fresh = [request for request in requests if request.custom_id not in owner]
-        active += self._submit(fresh, 1, owner, results)
+        active += self._submit(fresh, 1, owner, emit)
         touched = [record.batch_id for record in resumed + active]
         deadline = self._clock() + self.max_wait_s
         while active:
             for record, batch in self._wait_for_terminal(active, deadline):
                 active.remove(record)
-                retry = self._collect(record, batch, by_id, owner, results)
-                new_records = self._submit(retry, record.attempt + 1, owner, results)
+                retry = self._collect(record, batch, by_id, owner, emit)
+                new_records = self._submit(retry, record.attempt + 1, owner, emit)
                 active += new_records
                 touched += [new.batch_id for new in new_records]
         for batch_id in dict.fromkeys(touched):
@@ -176,13 +188,13 @@ class BatchJudge:
         requests: Sequence[JudgeRequest],
         attempt: int,
         owner: dict[str, BatchRecord],
-        results: dict[str, JudgeResult],
+        emit: Callable[[JudgeResult], None],
     ) -> list[BatchRecord]:
         chunks, oversized = chunk_requests(requests, self.max_requests_per_file, self.max_bytes_per_file)
         now = datetime.now(UTC)
         for request in oversized:
             error = f"request line is over the {self.max_bytes_per_file}-byte input file limit"
-            results[request.custom_id] = result_from_error(request, error, now, now)
+            emit(result_from_error(request, error, now, now))
         records = []
         for chunk in chunks:
             data = b"".join(line for _, line in chunk)
@@ -256,7 +268,7 @@ class BatchJudge:
         batch: Any,
         by_id: dict[str, JudgeRequest],
         owner: dict[str, BatchRecord],
-        results: dict[str, JudgeResult],
+        emit: Callable[[JudgeResult], None],
     ) -> list[JudgeRequest]:
         """Store results for the ids this batch owns; return the requests to resubmit."""
         owned = [by_id[cid] for cid in record.custom_ids if cid in by_id and owner.get(cid) is record]
@@ -273,26 +285,25 @@ class BatchJudge:
             failure = self._line_failure(request, line, batch.status, batch_error)
             if failure is None:
                 body = json.dumps(line["response"]["body"], ensure_ascii=False)
-                results[request.custom_id] = result_from_completion(
-                    request, body, requested_at, completed_at, batch_id=batch.id
-                )
+                emit(result_from_completion(request, body, requested_at, completed_at, batch_id=batch.id))
             else:
                 failures.append(failure)
         retry = []
         for failure in failures:
-            cid = failure.request.custom_id
             if failure.retryable and record.attempt < self.max_attempts:
                 retry.append(failure.request)
                 continue
             plural = "s" if record.attempt > 1 else ""
             suffix = f" (gave up after {record.attempt} submission{plural})" if failure.retryable else ""
-            results[cid] = result_from_error(
-                failure.request,
-                failure.error + suffix,
-                requested_at,
-                completed_at,
-                response_json=failure.response_json,
-                batch_id=batch.id,
+            emit(
+                result_from_error(
+                    failure.request,
+                    failure.error + suffix,
+                    requested_at,
+                    completed_at,
+                    response_json=failure.response_json,
+                    batch_id=batch.id,
+                )
             )
         log.info(
             "judge batch %s %s: %d answered, %d failed, %d to resubmit",

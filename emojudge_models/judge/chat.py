@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
 
 import openai
@@ -43,12 +43,28 @@ class ChatJudge:
     def __repr__(self) -> str:
         return f"ChatJudge(base_url={self.base_url!r}, max_workers={self.max_workers})"
 
-    def judge(self, requests: Sequence[JudgeRequest]) -> list[JudgeResult]:
-        """One result per request, in the same order."""
+    def judge(
+        self, requests: Sequence[JudgeRequest], on_result: Callable[[JudgeResult], None] | None = None
+    ) -> list[JudgeResult]:
+        """One result per request, in the same order.
+
+        ``on_result`` is called with each result as soon as it arrives, in this thread (calls never overlap), so a
+        caller can store answers before the rest come in; if it raises, requests not yet started are cancelled.
+        """
         if not requests:
             return []
-        with ThreadPoolExecutor(max_workers=min(self.max_workers, len(requests))) as pool:
-            results = list(pool.map(self._judge_one, requests))
+        pool = ThreadPoolExecutor(max_workers=min(self.max_workers, len(requests)))
+        try:
+            futures = {pool.submit(self._judge_one, request): index for index, request in enumerate(requests)}
+            by_index: dict[int, JudgeResult] = {}
+            for future in as_completed(futures):
+                result = future.result()
+                by_index[futures[future]] = result
+                if on_result is not None:
+                    on_result(result)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        results = [by_index[index] for index in range(len(requests))]
         failed = sum(result.error is not None for result in results)
         log.info("judged %d requests at %s: %d with errors", len(results), self.base_url or "api.openai.com", failed)
         return results

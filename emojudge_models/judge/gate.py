@@ -3,8 +3,9 @@
 The paper's rule (change the label only at confidence >= threshold) trusts the judge's confidence. A weak judge
 can be confidently wrong (Gemma 3 270M answers "angry" at the threshold for almost every clip, bench/RESULTS.md),
 so in ``development`` mode the pipeline checks the judge where the truth is known: on labelled development
-utterances, its accepted changes must fix at least as many labels as they break. ``off`` applies the paper's rule
-alone.
+utterances, its accepted changes must fix at least as many labels as they break. Without such evidence (a new judge
+model, template or threshold, a set scored with no labelled development split) the gate stays closed
+(``no-evidence``): an unchecked judge never rewrites labels. ``off`` applies the paper's rule alone.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ GATE_MODES: tuple[str, ...] = ("development", "off")
 
 EVIDENCE_COLUMNS = ["fused_label", "label", "accepted", "emotion"]
 
-GateState = Literal["open", "closed", "off"]
+GateState = Literal["open", "closed", "no-evidence", "off"]
 
 
 @dataclass(frozen=True)
@@ -33,12 +34,17 @@ class GateDecision:
 
     @property
     def applies_judgments(self) -> bool:
-        return self.state != "closed"
+        return self.state in ("open", "off")
 
     @property
     def reason(self) -> str:
         if self.state == "off":
             return "gate off: the confidence threshold alone decides"
+        if self.state == "no-evidence":
+            return (
+                "gate closed for lack of evidence, final labels keep the fused ones: no labelled development "
+                "judgments by this judge model, template and threshold (EMOJUDGE_JUDGE_GATE=off applies them anyway)"
+            )
         evidence = (
             f"on {self.judged} labelled development judgments the judge changed {self.changed} labels: "
             f"{self.right_to_wrong} right->wrong, {self.wrong_to_right} wrong->right"
@@ -57,7 +63,8 @@ def check_gate_mode(mode: str) -> str:
 def gate_decision(evidence: pd.DataFrame, mode: str = "development") -> GateDecision:
     """Decide from judgments on labelled development utterances (columns fused_label, label, accepted, emotion).
 
-    Closed when the accepted changes broke more labels than they fixed; open otherwise (also with no evidence).
+    ``no-evidence`` when there are no such judgments, closed when the accepted changes broke more labels than they
+    fixed, open otherwise.
     """
     check_gate_mode(mode)
     accepted = evidence["accepted"].fillna(False).astype(bool)
@@ -67,6 +74,8 @@ def gate_decision(evidence: pd.DataFrame, mode: str = "development") -> GateDeci
     wrong_to_right = int((accepted & ~fused_right & judge_right).sum())
     if mode == "off":
         state: GateState = "off"
+    elif evidence.empty:
+        state = "no-evidence"
     else:
         state = "closed" if right_to_wrong > wrong_to_right else "open"
     return GateDecision(state, len(evidence), int(accepted.sum()), right_to_wrong, wrong_to_right)

@@ -10,13 +10,14 @@ import hashlib
 import html
 import json
 import math
+import unicodedata
 from dataclasses import dataclass
 from importlib.resources import files
 from string import Template
 
 from emojudge_models.labels import EMOTIONS
 
-TEMPLATE_NAME = "judge_v1.txt"
+TEMPLATE_NAME = "judge_v2.txt"
 TEMPLATE_BYTES: bytes = files("emojudge_models.judge").joinpath("templates", TEMPLATE_NAME).read_bytes()
 TEMPLATE_SHA256: str = hashlib.sha256(TEMPLATE_BYTES).hexdigest()
 
@@ -64,8 +65,11 @@ _SYSTEM_TEMPLATE, _USER_TEMPLATE = _split_template(TEMPLATE_BYTES.decode("utf-8"
 
 
 def neutralise(text: str) -> str:
-    """Escape ``&``, ``<`` and ``>`` so untrusted text cannot close or open the ``<transcript>`` delimiters."""
-    return html.escape(text, quote=False)
+    """Escape ``&``, ``<`` and ``>`` so untrusted text cannot close or open the ``<transcript>`` delimiters.
+
+    NFKC first folds look-alikes (fullwidth ``＜``, small ``﹤``) into the ASCII characters that are then escaped.
+    """
+    return html.escape(unicodedata.normalize("NFKC", text), quote=False)
 
 
 def _speaker(speaker_id: str | None, gender: str | None) -> str:

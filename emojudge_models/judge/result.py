@@ -12,13 +12,18 @@ from emojudge_models.judge.redaction import redact
 from emojudge_models.judge.requests import JudgeRequest
 from emojudge_models.judge.schema import Judgment, parse_judgment
 
+MAX_ANSWER_ATTEMPTS = 3
+"""Responses a judgment may get before an invalid one is final: the judgment stays an error row, not asked again."""
+
 
 @dataclass(frozen=True)
 class JudgeResult:
     """Exactly one of ``judgment`` and ``error`` is set; ``response_json`` is the raw body, key redacted.
 
-    ``answered`` is True when the endpoint returned a completion (even an invalid one); unanswered results
-    (HTTP errors, timeouts, expiry) are worth requesting again rather than reusing.
+    ``answered`` is True only for a valid judgment. ``responded`` is True when the endpoint returned a body with
+    status 200 (a paid call), valid or not: an invalid one (an HTML error page, an out-of-set label, confidence
+    5.0, no choices) is an error to ask again, at most :data:`MAX_ANSWER_ATTEMPTS` times. Results without a
+    response (HTTP errors, timeouts, expiry) cost nothing and are asked again on every run.
     """
 
     request: JudgeRequest
@@ -30,6 +35,7 @@ class JudgeResult:
     requested_at: datetime
     completed_at: datetime | None
     answered: bool
+    responded: bool
     batch_id: str | None = None
 
     @property
@@ -83,7 +89,7 @@ def result_from_completion(
     completed_at: datetime | None,
     batch_id: str | None = None,
 ) -> JudgeResult:
-    """Validate a raw chat-completion body; never raises for a bad answer."""
+    """Validate a raw chat-completion body received with status 200; never raises for a bad answer."""
     raw_response = redact(raw_response) or ""
     prompt_tokens = completion_tokens = None
     try:
@@ -108,7 +114,8 @@ def result_from_completion(
         completion_tokens=completion_tokens,
         requested_at=requested_at,
         completed_at=completed_at,
-        answered=True,
+        answered=isinstance(outcome, Judgment),
+        responded=True,
         batch_id=batch_id,
     )
 
@@ -132,5 +139,6 @@ def result_from_error(
         requested_at=requested_at,
         completed_at=completed_at,
         answered=False,
+        responded=False,
         batch_id=batch_id,
     )

@@ -2,12 +2,15 @@
 
 Judgments are identified by custom_id (eval set + utterance + hash of prompt, judge model and temperature): an
 answered judgment is reused, never asked (or paid for) twice; a new prompt template or model is a new judgment.
+Each result is written as it arrives (``JudgmentWriter``), so a killed run keeps the answers it already had; an
+invalid answer is asked again on later runs until it has had ``MAX_ANSWER_ATTEMPTS`` responses.
 """
 
 import dagster as dg
 import pandas as pd
 
 from emojudge_models.judge import (
+    MAX_ANSWER_ATTEMPTS,
     TEMPLATE_SHA256,
     BatchesStillRunning,
     JudgeInput,
@@ -17,6 +20,7 @@ from emojudge_models.judge import (
     select_for_scope,
 )
 from emojudge_models.judge.duckdb_ledger import DuckDBBatchLedger
+from emojudge_models.judge.duckdb_writer import JudgmentWriter
 from emojudge_models.judge.final_label import final_labels
 from emojudge_models.judge.gate import (
     EVIDENCE_COLUMNS,
@@ -72,6 +76,7 @@ JUDGMENT_COLUMNS = [
     "rationale",
     "accepted",
     "answered",
+    "attempts",
     "error",
     "prompt_tokens",
     "completion_tokens",
@@ -82,9 +87,13 @@ JUDGMENT_COLUMNS = [
 """Columns of ``llm_judgments`` a run writes (eval_set is added by the partition write)."""
 
 
-def _judgment_row(result: JudgeResult, config, context_row, run_id: str) -> dict:
+def _judgment_row(result: JudgeResult, config, context_row, run_id: str, earlier_attempts: int) -> dict:
     decision = result.decide(config.threshold)
     judgment = result.judgment
+    attempts = earlier_attempts + int(result.responded)
+    error = decision.error
+    if result.responded and not result.answered and attempts >= MAX_ANSWER_ATTEMPTS:
+        error = f"{error} (gave up after {attempts} invalid responses)"
     return {
         "utterance_id": result.request.utterance_id,
         "custom_id": result.custom_id,
@@ -105,7 +114,8 @@ def _judgment_row(result: JudgeResult, config, context_row, run_id: str) -> dict
         "rationale": judgment.rationale if judgment else None,
         "accepted": decision.accepted,
         "answered": result.answered,
-        "error": decision.error,
+        "attempts": attempts,
+        "error": error,
         "prompt_tokens": result.prompt_tokens,
         "completion_tokens": result.completion_tokens,
         "requested_at": result.requested_at,
@@ -149,40 +159,42 @@ def refinement(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
     inputs = select_for_scope(_inputs(in_splits, eval_set, judge.show_probability), judge.scope)
     requests = build_requests(inputs, config)
     by_utterance = rows.set_index("utterance_id")
+    requested_ids = [r.custom_id for r in requests]
     with warehouse_db.connect() as con:
-        stored = con.execute(warehouse.sql_text("judge/answered_judgments.sql"), [[r.custom_id for r in requests]]).df()
+        stored = con.execute(
+            warehouse.sql_text("judge/answered_judgments.sql"), [requested_ids, MAX_ANSWER_ATTEMPTS]
+        ).df()
+        responses = dict(con.execute(warehouse.sql_text("judge/judgment_attempts.sql"), [requested_ids]).fetchall())
     reused_ids = set(stored["custom_id"])
     todo = [r for r in requests if r.custom_id not in reused_ids]
     context.log.info(
         f"{len(requests)} judgments in scope: {len(reused_ids)} stored, {len(todo)} to ask "
         f"({config.backend}, {config.model})"
     )
-    results: list[JudgeResult] = []
+    writer = JudgmentWriter(
+        warehouse_db.connect,
+        eval_set,
+        lambda r: _judgment_row(
+            r, config, by_utterance.loc[r.request.utterance_id], run_id, responses.get(r.custom_id, 0)
+        ),
+    )
     if todo:
         ledger = DuckDBBatchLedger(warehouse_db.connect, eval_set, config.judge_key, run_id)
         try:
-            with judge.session(ledger) as ask:
-                results = ask(todo)
+            with judge.session(ledger) as ask, writer:
+                ask(todo, on_result=writer.add)
         except BatchesStillRunning as running:
             raise dg.Failure(
                 f"OpenAI batches still running ({', '.join(running.batch_ids)}); their ids are in "
                 "judge_batches: materialise again later to resume them without paying twice"
             ) from None
-    new_rows = pd.DataFrame(
-        [_judgment_row(r, config, by_utterance.loc[r.request.utterance_id], run_id) for r in results],
-        columns=JUDGMENT_COLUMNS,
-    )
+    new_rows = pd.DataFrame(writer.rows, columns=JUDGMENT_COLUMNS)
     with warehouse_db.connect() as con:
-        con.execute("BEGIN")
-        con.execute(warehouse.sql_text("judge/delete_judgments.sql"), [[r.custom_id for r in results]])
-        if len(new_rows):
-            warehouse.insert_frame(con, "llm_judgments", new_rows.assign(eval_set=eval_set))
-        con.execute("COMMIT")
         judged = pd.concat([stored[JUDGMENT_COLUMNS], new_rows]).set_index("utterance_id")
         gate = _gate(con, judge.gate, eval_set, config, rows, judged)
         predictions = final_labels(rows, judged, gate).assign(run_id=run_id)
         warehouse.replace_partition(con, "predictions", eval_set, predictions)
-    if gate.state == "closed":
+    if not gate.applies_judgments:
         context.log.warning(f"judge {gate.reason}")
     else:
         context.log.info(f"judge {gate.reason}")

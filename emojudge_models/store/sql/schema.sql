@@ -208,7 +208,8 @@ CREATE TABLE IF NOT EXISTS llm_judgments (
     confidence DOUBLE,
     rationale VARCHAR,
     accepted BOOLEAN NOT NULL,
-    answered BOOLEAN NOT NULL,          -- the endpoint returned a completion (unanswered ones are asked again)
+    answered BOOLEAN NOT NULL,          -- a valid judgment came back (unanswered ones are asked again)
+    attempts INTEGER DEFAULT 0,         -- 200 responses so far, valid or not; invalid ones stop at the bound
     error VARCHAR,
     prompt_tokens INTEGER,
     completion_tokens INTEGER,
@@ -226,7 +227,7 @@ CREATE TABLE IF NOT EXISTS predictions (
     final_label VARCHAR NOT NULL,
     changed BOOLEAN NOT NULL,
     judgment_custom_id VARCHAR,
-    judge_gate VARCHAR,                 -- open | closed (judge's change withheld) | off; NULL when not judged
+    judge_gate VARCHAR,                 -- open | closed | no-evidence (both withhold changes) | off; NULL: not judged
     run_id VARCHAR NOT NULL,
     PRIMARY KEY (eval_set, utterance_id)
 );

@@ -1,0 +1,85 @@
+"""Seed a warehouse with fused predictions and run the real ``refinement`` asset on it, in this process or as a
+script (``python judge_run.py HOME BASE_URL EVAL_SET``, for tests that kill the judging process).
+
+The seeded set has ``n`` utterances ``u00``.. with transcripts ``clip u00 says hello``, fused label neutral, and
+no prosody; the judge is ``openai-chat`` at ``base_url`` with two workers.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from emojudge_models.labels import EMOTIONS
+from emojudge_models.store import warehouse
+
+
+def seed_set(
+    home: Path, eval_set: str, n: int, split: str | None = None, emotion: str | None = None, fused: str = "neutral"
+) -> list[str]:
+    """Utterances and categorical fused predictions for ``n`` clips; returns their utterance ids."""
+    ids = [f"u{i:02d}" for i in range(n)]
+    probabilities = [0.3 if label == fused else 0.1 for label in EMOTIONS]
+    with warehouse.connect(home) as con:
+        warehouse.replace_partition(
+            con,
+            "utterances",
+            eval_set,
+            pd.DataFrame(
+                {
+                    "utterance_id": ids,
+                    "split": split,
+                    "emotion": emotion,
+                    "transcript": [f"clip {u} says hello" for u in ids],
+                    "audio_path": [f"{u}.wav" for u in ids],
+                    "audio_sha256": ids,
+                    "duration_s": 1.0,
+                    "sample_rate_hz": 16000,
+                    "channels": 1,
+                    "run_id": "seed",
+                }
+            ),
+        )
+        warehouse.replace_partition(
+            con,
+            "fused_predictions",
+            eval_set,
+            pd.DataFrame(
+                {
+                    "utterance_id": ids,
+                    "task": "categorical",
+                    "fusion_model_key": "fusion-seed",
+                    "probabilities": [probabilities] * n,
+                    "predicted_label": fused,
+                    "audio_label": "angry",
+                    "text_label": fused,
+                    "run_id": "seed",
+                }
+            ),
+        )
+    return ids
+
+
+def run_refinement(home: Path, base_url: str, eval_set: str, gate: str = "development") -> dg.ExecuteInProcessResult:
+    """Materialise ``llm_judgments`` and ``predictions`` for ``eval_set`` with the openai-chat judge."""
+    from emojudge_pipeline.assets.refinement import refinement
+    from emojudge_pipeline.resources import JudgeResource, WarehouseResource
+
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("eval_sets", [eval_set])
+    return dg.materialize(
+        [refinement],
+        partition_key=eval_set,
+        instance=instance,
+        resources={
+            "warehouse_db": WarehouseResource(home=str(home)),
+            "judge": JudgeResource(backend="openai-chat", base_url=base_url, gate=gate, max_workers=2),
+        },
+    )
+
+
+if __name__ == "__main__":
+    run_refinement(Path(sys.argv[1]), sys.argv[2], sys.argv[3])

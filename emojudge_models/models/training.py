@@ -32,6 +32,7 @@ from emojudge_models.models.heads import (
     output_dim,
 )
 from emojudge_models.models.losses import CCCLoss, WeightedFocalLoss, ccc, class_alpha
+from emojudge_models.settings import default
 
 BUCKET_BATCHES = 50
 """Shuffled chunks of this many batches are sorted by length before batching: little padding, still random."""
@@ -47,13 +48,14 @@ class TrainConfig:
 
     ``focal_gamma``/``class_balance`` apply to categorical tasks, ``attention_l2_weight`` to attentive pooling,
     ``warmup_ratio`` to the fine-tuned text model, ``num_workers`` (DataLoader processes) to frame reading.
+    ``lr``, ``max_epochs`` and ``patience`` default to the head settings (EMOJUDGE_HEAD_LR, ...).
     """
 
-    lr: float = 1e-4
+    lr: float = default("head_lr")
     weight_decay: float = 0.01
     batch_size: int = 32
-    max_epochs: int = 30
-    patience: int = 5
+    max_epochs: int = default("max_epochs")
+    patience: int = default("patience")
     grad_accum_steps: int = 1
     warmup_ratio: float = 0.0
     max_grad_norm: float | None = None

@@ -13,10 +13,9 @@ from emojudge_models.fusion.models import FusionModel, fit_attribute_fusion, fit
 from emojudge_models.labels import EMOTIONS, TASKS
 from emojudge_models.models import registry
 from emojudge_models.store import warehouse
-from emojudge_pipeline import settings
 from emojudge_pipeline.assets.common import WAREHOUSE_POOL, image_metadata, markdown_preview
 from emojudge_pipeline.partitions import eval_sets_partitions
-from emojudge_pipeline.resources import WarehouseResource
+from emojudge_pipeline.resources import TrainingResource, WarehouseResource
 
 FUSION_CODE_VERSION = "fusion-1"
 
@@ -50,11 +49,11 @@ def build_fusion_model_asset(task: str) -> dg.AssetsDefinition:
         description=f"Late fusion ({'logistic regression' if task == 'categorical' else 'ridge'}) of audio and "
         f"text {task} logits; C grid-searched on the development split; registered in model_registry.",
     )
-    def fusion_model(context: dg.AssetExecutionContext, warehouse_db: WarehouseResource) -> dg.MaterializeResult:
-        sets = settings.train_sets()
-        strategy = settings.env("EMOJUDGE_FUSION_FIT", "train")
-        if strategy not in fusion_data.FIT_STRATEGIES:
-            raise dg.Failure(f"EMOJUDGE_FUSION_FIT must be one of {fusion_data.FIT_STRATEGIES}, not {strategy!r}")
+    def fusion_model(
+        context: dg.AssetExecutionContext, warehouse_db: WarehouseResource, training: TrainingResource
+    ) -> dg.MaterializeResult:
+        sets = training.train_sets
+        strategy = training.fusion_fit
         splits = ["train", "development"]
         with warehouse_db.connect() as con:
             rows = con.execute(

@@ -16,7 +16,6 @@ import pandas as pd
 
 from emojudge_models.features.datasets import SplitData, frames_for, labelled_rows, speaker_normaliser, vectors_for
 from emojudge_models.features.speaker_norm import MIN_SPEAKER_UTTERANCES, SpeakerNormaliser
-from emojudge_models.features.speaker_norm import MODES as SPEAKER_NORM_MODES
 from emojudge_models.features.store import FeatureStore
 from emojudge_models.labels import TASKS
 from emojudge_models.models import registry
@@ -37,9 +36,8 @@ from emojudge_models.models.training import (
 )
 from emojudge_models.profiles import text_encoder_path
 from emojudge_models.store import warehouse
-from emojudge_pipeline import settings
 from emojudge_pipeline.assets.common import WAREHOUSE_POOL, markdown_preview
-from emojudge_pipeline.resources import ModelsResource, WarehouseResource
+from emojudge_pipeline.resources import ModelsResource, TrainingResource, WarehouseResource
 
 MODALITIES = ("audio", "text")
 
@@ -61,13 +59,9 @@ def _data_key(encoder_key: str, split: SplitData, name: str) -> str:
     return f"{name}:{encoder_key}:{digest}"
 
 
-def _train_config() -> TrainConfig:
+def _train_config(training: TrainingResource) -> TrainConfig:
     """Head training settings; lr 1e-3 (not the fine-tuning 1e-5) measured best for heads on cached features."""
-    return TrainConfig(
-        lr=float(settings.env("EMOJUDGE_HEAD_LR", "1e-3")),
-        max_epochs=int(settings.env("EMOJUDGE_MAX_EPOCHS", "40")),
-        patience=int(settings.env("EMOJUDGE_PATIENCE", "8")),
-    )
+    return TrainConfig(lr=training.head_lr, max_epochs=training.max_epochs, patience=training.patience)
 
 
 def _epoch_logger(log, prefix: str = ""):
@@ -90,21 +84,6 @@ that one alone."""
 AUDIO_POLICIES = ("ensemble", "auto")
 
 
-def audio_pooling() -> str:
-    pooling = settings.env("EMOJUDGE_AUDIO_POOLING", "ensemble")
-    if pooling not in AUDIO_POLICIES and pooling not in AUDIO_HEADS:
-        choices = ", ".join((*AUDIO_POLICIES, *AUDIO_HEADS))
-        raise dg.Failure(f"EMOJUDGE_AUDIO_POOLING must be one of {choices}, not {pooling!r}")
-    return pooling
-
-
-def speaker_norm() -> str:
-    mode = settings.env("EMOJUDGE_SPEAKER_NORM", "speaker")
-    if mode not in SPEAKER_NORM_MODES:
-        raise dg.Failure(f"EMOJUDGE_SPEAKER_NORM must be one of {', '.join(SPEAKER_NORM_MODES)}, not {mode!r}")
-    return mode
-
-
 def _normalised_frames(store, rows, key, normaliser: SpeakerNormaliser | None) -> list:
     frames = frames_for(store, rows, key)
     if normaliser is None:
@@ -113,7 +92,7 @@ def _normalised_frames(store, rows, key, normaliser: SpeakerNormaliser | None) -
 
 
 def _train_audio(
-    store, key, train, dev, task, models, log, normaliser: SpeakerNormaliser | None
+    store, key, train, dev, task, models, training: TrainingResource, log, normaliser: SpeakerNormaliser | None
 ) -> tuple[TrainResult, HeadTrainingConfig | EnsembleConfig, dict]:
     """Train the configured head(s): every candidate of AUDIO_HEADS for ``ensemble`` (averaged) and ``auto``
     (the best on development), else the one named."""
@@ -122,12 +101,12 @@ def _train_audio(
     train_items = list(zip(train_frames, train.targets, strict=True))
     dev_items = list(zip(dev_frames, dev.targets, strict=True))
     input_dim = train_items[0][0].shape[1]
-    pooling = audio_pooling()
+    pooling = training.audio_pooling
     candidates = tuple(AUDIO_HEADS) if pooling in AUDIO_POLICIES else (pooling,)
     trained: dict[str, tuple[TrainResult, HeadTrainingConfig]] = {}
     for candidate in candidates:
         config = HeadTrainingConfig(
-            head=HeadConfig(task=task, input_dim=input_dim, **AUDIO_HEADS[candidate]), train=_train_config()
+            head=HeadConfig(task=task, input_dim=input_dim, **AUDIO_HEADS[candidate]), train=_train_config(training)
         )
         result = train_audio_head(
             train_items,
@@ -158,11 +137,13 @@ def _train_audio(
     return result, ensemble.config, scores
 
 
-def _train_text_head(store, key, train, dev, task, models, log) -> tuple[TrainResult, HeadTrainingConfig, dict]:
+def _train_text_head(
+    store, key, train, dev, task, models, training: TrainingResource, log
+) -> tuple[TrainResult, HeadTrainingConfig, dict]:
     train_vectors, dev_vectors = vectors_for(store, train.rows, key), vectors_for(store, dev.rows, key)
     config = HeadTrainingConfig(
         head=HeadConfig(task=task, input_dim=train_vectors.shape[1], pooling="none", n_hidden_layers=1),
-        train=_train_config(),
+        train=_train_config(training),
     )
     result = train_text_head(
         train_vectors,
@@ -192,14 +173,16 @@ def _finetune_text(train, dev, task, models, log) -> tuple[TrainResult, TextFine
     return result, config, {}
 
 
-def _request_key(kind: str, key: str, train: SplitData, dev: SplitData, models: ModelsResource) -> str:
+def _request_key(
+    kind: str, key: str, train: SplitData, dev: SplitData, models: ModelsResource, training: TrainingResource
+) -> str:
     """Identifies a training request before it runs (data, encoder, settings, code), so a repeat is a cache hit."""
     settings_used = {
         "kind": kind,
         "seed": models.seed,
-        "pooling": audio_pooling() if kind == "audio_head" else None,
-        "speaker_norm": speaker_norm() if kind == "audio_head" else None,
-        "head_training": asdict(_train_config()) if kind != "text_finetune" else None,
+        "pooling": training.audio_pooling if kind == "audio_head" else None,
+        "speaker_norm": training.speaker_norm if kind == "audio_head" else None,
+        "head_training": asdict(_train_config(training)) if kind != "text_finetune" else None,
         "text_encoder": models.resolved().text_encoder if kind == "text_finetune" else None,
     }
     code = HEADS_CODE_VERSION if kind != "text_finetune" else TEXT_CODE_VERSION
@@ -217,9 +200,12 @@ def build_training_asset(modality: str, task: str) -> dg.AssetsDefinition:
         f"selected on the development split; registered in model_registry.",
     )
     def train_model(
-        context: dg.AssetExecutionContext, warehouse_db: WarehouseResource, models: ModelsResource
+        context: dg.AssetExecutionContext,
+        warehouse_db: WarehouseResource,
+        models: ModelsResource,
+        training: TrainingResource,
     ) -> dg.MaterializeResult:
-        sets = settings.train_sets()
+        sets = training.train_sets
         kind = model_kind(modality, models.resolved().text_training)
         with warehouse_db.connect() as con:
             key = warehouse.scalar(con, "features/partition_encoder_key.sql", [sets[0], modality])
@@ -234,7 +220,7 @@ def build_training_asset(modality: str, task: str) -> dg.AssetsDefinition:
                 return dg.MaterializeResult(
                     metadata={"skipped": f"no {task} labels in the train/development splits of {', '.join(sets)}"}
                 )
-            mkey = _request_key(kind, key, train, dev, models)
+            mkey = _request_key(kind, key, train, dev, models, training)
             existing = registry.by_key(con, mkey)
             if existing is not None and (Path(existing.path) / "config.json").is_file():
                 context.log.info(f"{kind} {task}: same data, encoder and settings as {mkey}; reusing it")
@@ -245,19 +231,21 @@ def build_training_asset(modality: str, task: str) -> dg.AssetsDefinition:
             context.log.info(f"training {kind} ({task}) on {len(train)} train / {len(dev)} development rows")
             if modality == "audio":
                 normaliser = None
-                if speaker_norm() == "speaker":
+                if training.speaker_norm == "speaker":
                     normaliser = speaker_normaliser(con, store, sets, key)
                     context.log.info(f"speaker normalisation: {normaliser.summary()}")
                 result, config, candidates = _train_audio(
-                    store, key, train, dev, task, models, context.log.info, normaliser
+                    store, key, train, dev, task, models, training, context.log.info, normaliser
                 )
             elif kind == "text_head":
-                result, config, candidates = _train_text_head(store, key, train, dev, task, models, context.log.info)
+                result, config, candidates = _train_text_head(
+                    store, key, train, dev, task, models, training, context.log.info
+                )
             else:
                 result, config, candidates = _finetune_text(train, dev, task, models, context.log.info)
         hyper = {**config.to_dict(), "seed": models.seed}
         if modality == "audio":
-            hyper |= {"speaker_norm": speaker_norm(), "min_speaker_utterances": MIN_SPEAKER_UTTERANCES}
+            hyper |= {"speaker_norm": training.speaker_norm, "min_speaker_utterances": MIN_SPEAKER_UTTERANCES}
         directory = save_checkpoint(
             result.model,
             {"model_key": mkey, "hyperparameters": hyper, "encoder_key": key},

@@ -87,7 +87,7 @@ POLICIES = ("auto", "ensemble")
 N_FOLDS = 6
 SEED = 0
 ENCODE_CALL_CLIPS = 16
-TRAIN_CONFIG = TrainConfig(lr=1e-3, max_epochs=40, patience=8)
+TRAIN_CONFIG = TrainConfig()
 """The pipeline's head training defaults (EMOJUDGE_HEAD_LR, EMOJUDGE_MAX_EPOCHS, EMOJUDGE_PATIENCE)."""
 
 

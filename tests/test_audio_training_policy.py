@@ -1,8 +1,7 @@
-"""The training asset's audio policies: ``ensemble`` averages every candidate, ``auto`` keeps one, bad settings fail."""
+"""The training asset's audio policies: ``ensemble`` averages every candidate, ``auto`` keeps one."""
 
 from types import SimpleNamespace
 
-import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,7 +9,8 @@ import pytest
 from emojudge_models.features.datasets import SplitData
 from emojudge_models.features.speaker_norm import SpeakerNormaliser
 from emojudge_models.models.heads import AudioEmotionModel, EnsembleEmotionModel
-from emojudge_pipeline.assets.training import AUDIO_HEADS, _train_audio, audio_pooling, speaker_norm
+from emojudge_pipeline.assets.training import AUDIO_HEADS, _train_audio
+from emojudge_pipeline.resources import TrainingResource
 
 
 class FramesStore:
@@ -41,16 +41,17 @@ def data():
 
 
 @pytest.mark.parametrize("policy", ["ensemble", "auto"])
-def test_policies_train_every_candidate(monkeypatch: pytest.MonkeyPatch, data, policy: str) -> None:
-    monkeypatch.setenv("EMOJUDGE_AUDIO_POOLING", policy)
-    monkeypatch.setenv("EMOJUDGE_MAX_EPOCHS", "3")
+def test_policies_train_every_candidate(data, policy: str) -> None:
+    training = TrainingResource(audio_pooling=policy, max_epochs=3)
     store, train, dev = data
     rows = pd.concat([train.rows, dev.rows])
     normaliser = SpeakerNormaliser.for_rows(rows, min_utterances=2).add_all(
         (("s", u), store.frames[u]) for u in rows["utterance_id"]
     )
     models = SimpleNamespace(torch_device=lambda: "cpu", seed=0)
-    result, config, scores = _train_audio(store, "key", train, dev, "categorical", models, lambda _: None, normaliser)
+    result, config, scores = _train_audio(
+        store, "key", train, dev, "categorical", models, training, lambda _: None, normaliser
+    )
     assert set(AUDIO_HEADS) <= set(scores)
     if policy == "ensemble":
         assert isinstance(result.model, EnsembleEmotionModel) and len(result.model.members) == len(AUDIO_HEADS)
@@ -61,15 +62,3 @@ def test_policies_train_every_candidate(monkeypatch: pytest.MonkeyPatch, data, p
         assert isinstance(result.model, AudioEmotionModel) and config.head == result.model.config
         assert result.dev_metric == max(s["dev"] for s in scores.values())
     assert 0.0 <= result.dev_metric <= 1.0
-
-
-def test_settings_are_validated(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("EMOJUDGE_AUDIO_POOLING", raising=False)
-    monkeypatch.delenv("EMOJUDGE_SPEAKER_NORM", raising=False)
-    assert (audio_pooling(), speaker_norm()) == ("ensemble", "speaker")
-    monkeypatch.setenv("EMOJUDGE_AUDIO_POOLING", "max")
-    with pytest.raises(dg.Failure, match="ensemble, auto, attentive, meanstd, probe"):
-        audio_pooling()
-    monkeypatch.setenv("EMOJUDGE_SPEAKER_NORM", "utterance")
-    with pytest.raises(dg.Failure, match="speaker, none"):
-        speaker_norm()

@@ -12,11 +12,11 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import dagster as dg
 import duckdb
-from pydantic import Field
+from pydantic import Field, create_model
 
 from emojudge_models.encoders.base import AudioEncoder, TextEncoder
 from emojudge_models.profiles import Profile, resolve
@@ -46,6 +46,25 @@ from emojudge_models.store import warehouse
 def setting(name: str) -> Any:
     """A resource field backed by setting ``name``: its default and description, shown in the launchpad."""
     return Field(default(name), description=describe(name))
+
+
+Resource = TypeVar("Resource", bound=dg.ConfigurableResource)
+
+
+def configured(cls: type[Resource], **values: Any) -> Resource:
+    """``cls(**values)``, from a subclass whose field defaults are ``values`` too.
+
+    For the fields a run config leaves out, Dagster falls back to the class defaults, not to the values given in
+    code (dagster-io/dagster#12898): with these defaults, a launchpad override of the threshold alone keeps every
+    other field as the environment set it.
+    """
+    fields = cls.model_fields
+    overrides: dict[str, Any] = {
+        name: (fields[name].rebuild_annotation(), Field(value, description=fields[name].description))
+        for name, value in values.items()
+    }
+    subclass = create_model(cls.__name__, __base__=cls, __module__=cls.__module__, __doc__=cls.__doc__, **overrides)
+    return subclass(**values)
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -84,7 +103,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
 
 def default_warehouse(settings: Settings) -> WarehouseResource:
-    return WarehouseResource(home=str(settings.home))
+    return configured(WarehouseResource, home=str(settings.home))
 
 
 class ModelsResource(dg.ConfigurableResource):
@@ -137,7 +156,8 @@ def _cached_text_encoder(config_json: str, device: str) -> TextEncoder:
 
 
 def default_models(settings: Settings) -> ModelsResource:
-    return ModelsResource(
+    return configured(
+        ModelsResource,
         profile=settings.profile,
         audio_encoder=settings.audio_encoder,
         text_encoder=settings.text_encoder,
@@ -196,7 +216,8 @@ class JudgeResource(dg.ConfigurableResource):
 
 
 def default_judge(settings: Settings) -> JudgeResource:
-    return JudgeResource(
+    return configured(
+        JudgeResource,
         backend=settings.judge or resolve(settings.profile).judge,
         model=settings.judge_model,
         base_url=settings.judge_base_url,
@@ -223,7 +244,8 @@ class TrainingResource(dg.ConfigurableResource):
 
 
 def default_training(settings: Settings) -> TrainingResource:
-    return TrainingResource(
+    return configured(
+        TrainingResource,
         train_sets=list(settings.train_sets),
         audio_pooling=settings.audio_pooling,
         speaker_norm=settings.speaker_norm,
@@ -243,8 +265,11 @@ class IngestResource(dg.ConfigurableResource):
 
 
 def default_ingest(settings: Settings) -> IngestResource:
-    return IngestResource(
-        max_duration_s=settings.max_duration_s, asr=dict(settings.asr), pitch_tracker=settings.pitch_tracker
+    return configured(
+        IngestResource,
+        max_duration_s=settings.max_duration_s,
+        asr=dict(settings.asr),
+        pitch_tracker=settings.pitch_tracker,
     )
 
 

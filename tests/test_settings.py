@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import get_args
 
@@ -12,7 +15,6 @@ import pydantic
 import pytest
 
 from emojudge_models.settings import Settings, SettingsError, env_name, settings_table
-from emojudge_pipeline import cli
 from emojudge_pipeline.definitions import build_definitions
 from emojudge_pipeline.resources import JudgeResource, ModelsResource, TrainingResource
 
@@ -22,8 +24,6 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No EMOJUDGE_* variable set (the ones a developer may have exported), and a temporary home."""
-    import os
-
     for name in list(os.environ):
         if name.startswith("EMOJUDGE_") or name == "DAGSTER_HOME":
             monkeypatch.delenv(name)
@@ -175,13 +175,21 @@ def test_a_bad_value_fails_when_the_definitions_load(clean_env: Path, monkeypatc
         build_definitions()
 
 
-def test_the_cli_reports_a_bad_value_and_exits_2(clean_env: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def test_the_cli_reports_a_bad_value_and_exits_2(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a fresh process: importing the command must not load the definitions before it can report the value."""
     monkeypatch.setenv("EMOJUDGE_MAX_EPOCHS", "many")
-    with pytest.raises(SystemExit) as raised:
-        cli.main(["eval-set", "list"])
-    assert raised.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: EMOJUDGE_MAX_EPOCHS: must be a valid integer") and "\n" not in err
+    done = subprocess.run(
+        [sys.executable, "-m", "emojudge_pipeline.cli", "eval-set", "list"],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert (
+        done.stderr
+        == "error: EMOJUDGE_MAX_EPOCHS: must be a valid integer, unable to parse string as an integer, got 'many'\n"
+    )
     assert not (clean_env / "emojudge.duckdb").exists(), "nothing ran"
 
 

@@ -34,6 +34,7 @@ from emojudge_models.judge import (
     ensure_local_model,
 )
 from emojudge_models.prosody import compute_prosody, describe
+from emojudge_models.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared/data/ravdess-dev"
@@ -74,7 +75,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--per-class", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
-    home = Path(os.environ.get("EMOJUDGE_HOME", ".emojudge"))
+    home = Settings.from_env().home
     parser.add_argument("--cache", type=Path, default=home / "models/judge")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()

@@ -1,5 +1,5 @@
-"""EmoJudge's Dagster code location (``dagster ... -m emojudge_pipeline``)."""
+"""EmoJudge's Dagster code location (``dagster ... -m emojudge_pipeline.definitions``) and the ``emojudge`` command.
 
-from emojudge_pipeline.definitions import defs
-
-__all__ = ["defs"]
+The definitions are not imported here: importing the package (as the command does) must not load them, so the
+command can report a bad setting itself, in one line, before anything is built.
+"""

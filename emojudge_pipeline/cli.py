@@ -12,8 +12,8 @@ import dagster as dg
 import pandas as pd
 
 from emojudge_models.ingest.corpus import FORMATS, detect_format
+from emojudge_models.settings import Settings, SettingsError
 from emojudge_models.store import warehouse
-from emojudge_pipeline import settings
 from emojudge_pipeline.partitions import EVAL_SETS_PARTITION
 
 log = logging.getLogger("emojudge")
@@ -28,9 +28,9 @@ telemetry:
 """
 
 
-def instance() -> dg.DagsterInstance:
+def instance(settings: Settings | None = None) -> dg.DagsterInstance:
     """The persistent Dagster instance shared with ``dagster dev`` (DAGSTER_HOME, default $EMOJUDGE_HOME/dagster)."""
-    home = settings.dagster_home()
+    home = (settings or Settings.from_env()).dagster_dir
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
@@ -39,25 +39,26 @@ def instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def add_eval_set(name: str, path: Path, corpus_format: str | None) -> str:
+def add_eval_set(name: str, path: Path, corpus_format: str | None, settings: Settings | None = None) -> str:
     """Record the set in the warehouse and add its dynamic partition; returns the format used."""
+    settings = settings or Settings.from_env()
     path = path.resolve()
     if not path.exists():
         raise SystemExit(f"error: {path} does not exist")
     corpus_format = corpus_format or detect_format(path)
-    with warehouse.connect(settings.emojudge_home()) as con:
+    with warehouse.connect(settings.home) as con:
         con.execute(warehouse.sql_text("ingest/register_eval_set.sql"), [name, corpus_format, str(path)])
-    instance().add_dynamic_partitions(EVAL_SETS_PARTITION, [name])
+    instance(settings).add_dynamic_partitions(EVAL_SETS_PARTITION, [name])
     return corpus_format
 
 
-def list_eval_sets() -> None:
-    with warehouse.connect(settings.emojudge_home()) as con:
+def list_eval_sets(settings: Settings | None = None) -> None:
+    with warehouse.connect((settings or Settings.from_env()).home) as con:
         frame = warehouse.query_df(con, "ingest/list_eval_sets.sql")
     print(frame.to_string(index=False) if len(frame) else "no evaluation sets registered")
 
 
-def materialize(name: str, train: bool | None = None) -> None:
+def materialize(name: str, train: bool | None = None, settings: Settings | None = None) -> None:
     """Materialise every asset for partition ``name`` in dependency order, in one Dagster run.
 
     Training assets run too when ``name`` is one of EMOJUDGE_TRAIN_SETS (or ``train`` is True); otherwise the set is
@@ -65,20 +66,21 @@ def materialize(name: str, train: bool | None = None) -> None:
     """
     from emojudge_pipeline.definitions import build_definitions
 
-    defs = build_definitions()
-    inst = instance()
+    settings = settings or Settings.from_env()
+    defs = build_definitions(settings)
+    inst = instance(settings)
     if not inst.has_dynamic_partition(EVAL_SETS_PARTITION, name):
         raise SystemExit(f"error: evaluation set {name!r} is not registered: emojudge eval-set add {name} PATH")
     job = defs.resolve_implicit_global_asset_job_def()
     graph = defs.resolve_asset_graph()
     if train is None:
-        train = name in settings.train_sets()
+        train = name in settings.train_sets
     selection = [key for key in graph.get_all_asset_keys() if train or graph.get(key).is_partitioned]
     result = job.execute_in_process(
         instance=inst,
         partition_key=name,
         asset_selection=selection,
-        run_config={"loggers": {"console": {"config": {"log_level": settings.env("EMOJUDGE_LOG_LEVEL", "INFO")}}}},
+        run_config={"loggers": {"console": {"config": {"log_level": settings.log_level}}}},
         raise_on_error=False,
     )
     if not result.success:
@@ -86,15 +88,15 @@ def materialize(name: str, train: bool | None = None) -> None:
     print(f"materialised {len(selection)} assets for {name} (run {result.run_id})")
 
 
-def demo() -> None:
+def demo(settings: Settings | None = None) -> None:
     """The main job on the embedded default: the demo corpus (or EMOJUDGE_DEMO_DATA), materialised end to end."""
     from emojudge_models.ingest.demo_corpus import write_demo_corpus
 
-    home = settings.emojudge_home()
-    source = os.environ.get("EMOJUDGE_DEMO_DATA", "").strip()
-    manifest = Path(source).resolve() if source else write_demo_corpus(home / "demo_corpus")
-    add_eval_set("demo", manifest, "manifest")
-    materialize("demo", train=True)
+    settings = settings or Settings.from_env()
+    home = settings.home
+    manifest = settings.demo_data or write_demo_corpus(home / "demo_corpus")
+    add_eval_set("demo", manifest, "manifest", settings)
+    materialize("demo", train=True, settings=settings)
     path = warehouse.warehouse_path(home)
     with warehouse.connect(home, read_only=True) as con:
         print(warehouse.query_df(con, "evaluation/demo_summary.sql").to_string(index=False))
@@ -139,15 +141,20 @@ def main(argv: list[str] | None = None) -> None:
     )
     commands.add_parser("demo", help="generate the demo corpus and materialise everything")
     args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     if args.command == "eval-set" and args.eval_set_command == "add":
-        used = add_eval_set(args.name, args.path, args.format)
+        used = add_eval_set(args.name, args.path, args.format, settings)
         print(f"registered {args.name} ({used}) at {args.path.resolve()}")
     elif args.command == "eval-set":
-        list_eval_sets()
+        list_eval_sets(settings)
     elif args.command == "materialize":
-        materialize(args.name, args.train)
+        materialize(args.name, args.train, settings)
     else:
-        demo()
+        demo(settings)
 
 
 if __name__ == "__main__":

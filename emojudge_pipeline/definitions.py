@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from emojudge_models.settings import Settings
 from emojudge_pipeline.assets import (
     evaluation,
     features,
@@ -14,19 +15,24 @@ from emojudge_pipeline.assets import (
     transcripts,
 )
 from emojudge_pipeline.checks import asset_checks
-from emojudge_pipeline.resources import default_judge, default_models, default_warehouse
+from emojudge_pipeline.resources import default_resources
 from emojudge_pipeline.sensors import eval_set_registry_sensor
 
 
-def build_definitions() -> dg.Definitions:
-    """Assets, checks, sensors and resources, with resources configured from the current environment."""
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    """Assets, checks, sensors and resources, with resources configured from ``settings``.
+
+    Without ``settings`` the environment is read and validated here, once: a bad value stops the code location
+    from loading with a one-line :class:`~emojudge_models.settings.SettingsError`.
+    """
+    settings = settings or Settings.from_env()
     return dg.Definitions(
         assets=dg.load_assets_from_modules(
             [ingest, transcripts, features, training, logits, prosody, fusion, refinement, evaluation]
         ),
         asset_checks=asset_checks,
         sensors=[eval_set_registry_sensor],
-        resources={"warehouse_db": default_warehouse(), "models": default_models(), "judge": default_judge()},
+        resources=default_resources(settings),
     )
 
 

@@ -1,4 +1,9 @@
-"""Dagster resources: the warehouse and its registry of evaluation sets, configured from the environment."""
+"""Dagster resources, built from the validated settings (emojudge_models/settings.py).
+
+Each field a setting backs takes its default and description from there and shares its type, so a run's judge,
+threshold or device overridden in the launchpad is validated like the environment. Assets read settings only
+through these resources.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,59 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import dagster as dg
 import duckdb
+from pydantic import Field, create_model
 
 from emojudge_models.encoders.base import AudioEncoder, TextEncoder
 from emojudge_models.profiles import Profile, resolve
+from emojudge_models.settings import (
+    AtLeastOne,
+    AudioPooling,
+    Device,
+    FusionFit,
+    JudgeBackend,
+    JudgeGate,
+    JudgeScope,
+    JudgeSplits,
+    PitchTracker,
+    PositiveFloat,
+    ProfileName,
+    SetNames,
+    Settings,
+    SpeakerNorm,
+    Temperature,
+    UnitInterval,
+    default,
+    describe,
+)
 from emojudge_models.store import warehouse
-from emojudge_pipeline import settings
+
+
+def setting(name: str) -> Any:
+    """A resource field backed by setting ``name``: its default and description, shown in the launchpad."""
+    return Field(default(name), description=describe(name))
+
+
+Resource = TypeVar("Resource", bound=dg.ConfigurableResource)
+
+
+def configured(cls: type[Resource], **values: Any) -> Resource:
+    """``cls(**values)``, from a subclass whose field defaults are ``values`` too.
+
+    For the fields a run config leaves out, Dagster falls back to the class defaults, not to the values given in
+    code (dagster-io/dagster#12898): with these defaults, a launchpad override of the threshold alone keeps every
+    other field as the environment set it.
+    """
+    fields = cls.model_fields
+    overrides: dict[str, Any] = {
+        name: (fields[name].rebuild_annotation(), Field(value, description=fields[name].description))
+        for name, value in values.items()
+    }
+    subclass = create_model(cls.__name__, __base__=cls, __module__=cls.__module__, __doc__=cls.__doc__, **overrides)
+    return subclass(**values)
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -52,8 +102,8 @@ class WarehouseResource(dg.ConfigurableResource):
         return found.iloc[0].to_dict()
 
 
-def default_warehouse() -> WarehouseResource:
-    return WarehouseResource(home=str(settings.emojudge_home()))
+def default_warehouse(settings: Settings) -> WarehouseResource:
+    return configured(WarehouseResource, home=str(settings.home))
 
 
 class ModelsResource(dg.ConfigurableResource):
@@ -62,12 +112,12 @@ class ModelsResource(dg.ConfigurableResource):
     Encoders are built once per process and reused by every asset of a run.
     """
 
-    profile: str = "local"
-    audio_encoder: str = ""
-    text_encoder: str = ""
-    text_training: str = ""
-    device: str = "auto"
-    batch_seconds: float = 100.0
+    profile: ProfileName = setting("profile")
+    audio_encoder: str = setting("audio_encoder")
+    text_encoder: str = setting("text_encoder")
+    text_training: str = Field("", description=describe("text_training") + "; empty: the profile's")
+    device: Device = setting("device")
+    batch_seconds: PositiveFloat = setting("batch_seconds")
     seed: int = 13
 
     def resolved(self) -> Profile:
@@ -105,14 +155,15 @@ def _cached_text_encoder(config_json: str, device: str) -> TextEncoder:
     return build_text_encoder(json.loads(config_json), device=device)
 
 
-def default_models() -> ModelsResource:
-    return ModelsResource(
-        profile=settings.env("EMOJUDGE_PROFILE", "local"),
-        audio_encoder=settings.env("EMOJUDGE_AUDIO_ENCODER", ""),
-        text_encoder=settings.env("EMOJUDGE_TEXT_ENCODER", ""),
-        text_training=settings.env("EMOJUDGE_TEXT_TRAINING", ""),
-        device=settings.env("EMOJUDGE_DEVICE", "auto"),
-        batch_seconds=float(settings.env("EMOJUDGE_BATCH_SECONDS", "100")),
+def default_models(settings: Settings) -> ModelsResource:
+    return configured(
+        ModelsResource,
+        profile=settings.profile,
+        audio_encoder=settings.audio_encoder,
+        text_encoder=settings.text_encoder,
+        text_training=settings.text_training or "",
+        device=settings.device,
+        batch_seconds=settings.batch_seconds,
     )
 
 
@@ -123,15 +174,15 @@ class JudgeResource(dg.ConfigurableResource):
     duration of :meth:`session` and always stops it afterwards.
     """
 
-    backend: str = "local"
-    model: str = ""
-    base_url: str = ""
-    threshold: float = 0.8
-    temperature: float = 0.3
-    scope: str = "all"
-    splits: str = "development,test,unsplit"
-    show_probability: bool = False
-    gate: str = "development"
+    backend: JudgeBackend = Field(description=describe("judge"))
+    model: str = setting("judge_model")
+    base_url: str = setting("judge_base_url")
+    threshold: UnitInterval = setting("judge_threshold")
+    temperature: Temperature = setting("judge_temperature")
+    scope: JudgeScope = setting("judge_scope")
+    splits: JudgeSplits = setting("judge_splits")
+    show_probability: bool = setting("judge_show_probability")
+    gate: JudgeGate = setting("judge_gate")
     max_workers: int = 4
     poll_interval_s: float = 30.0
     max_wait_s: float = 26 * 3600.0
@@ -145,7 +196,7 @@ class JudgeResource(dg.ConfigurableResource):
         )
 
     def judged_splits(self) -> set[str]:
-        return {s.strip() for s in self.splits.split(",") if s.strip()}
+        return set(self.splits)
 
     @contextmanager
     def session(self, ledger=None) -> Iterator:
@@ -164,17 +215,70 @@ class JudgeResource(dg.ConfigurableResource):
                 yield ChatJudge(server.base_url, max_workers=1, require_api_key=False).judge
 
 
-def default_judge() -> JudgeResource:
-    profile_judge = resolve(settings.env("EMOJUDGE_PROFILE", "local")).judge
-    return JudgeResource(
-        backend=settings.env("EMOJUDGE_JUDGE", profile_judge),
-        model=settings.env("EMOJUDGE_JUDGE_MODEL", ""),
-        base_url=settings.env("EMOJUDGE_JUDGE_BASE_URL", ""),
-        threshold=float(settings.env("EMOJUDGE_JUDGE_THRESHOLD", "0.8")),
-        temperature=float(settings.env("EMOJUDGE_JUDGE_TEMPERATURE", "0.3")),
-        scope=settings.env("EMOJUDGE_JUDGE_SCOPE", "all"),
-        splits=settings.env("EMOJUDGE_JUDGE_SPLITS", "development,test,unsplit"),
-        show_probability=settings.env("EMOJUDGE_JUDGE_SHOW_PROBABILITY", "0") == "1",
-        gate=settings.env("EMOJUDGE_JUDGE_GATE", "development"),
-        model_cache=str(settings.emojudge_home() / "models" / "judge"),
+def default_judge(settings: Settings) -> JudgeResource:
+    return configured(
+        JudgeResource,
+        backend=settings.judge or resolve(settings.profile).judge,
+        model=settings.judge_model,
+        base_url=settings.judge_base_url,
+        threshold=settings.judge_threshold,
+        temperature=settings.judge_temperature,
+        scope=settings.judge_scope,
+        splits=list(settings.judge_splits),
+        show_probability=settings.judge_show_probability,
+        gate=settings.judge_gate,
+        model_cache=str(settings.home / "models" / "judge"),
     )
+
+
+class TrainingResource(dg.ConfigurableResource):
+    """What trains the models: the training sets, the audio head policy, head optimisation and the fusion fit."""
+
+    train_sets: SetNames = setting("train_sets")
+    audio_pooling: AudioPooling = setting("audio_pooling")
+    speaker_norm: SpeakerNorm = setting("speaker_norm")
+    head_lr: PositiveFloat = setting("head_lr")
+    max_epochs: AtLeastOne = setting("max_epochs")
+    patience: AtLeastOne = setting("patience")
+    fusion_fit: FusionFit = setting("fusion_fit")
+
+
+def default_training(settings: Settings) -> TrainingResource:
+    return configured(
+        TrainingResource,
+        train_sets=list(settings.train_sets),
+        audio_pooling=settings.audio_pooling,
+        speaker_norm=settings.speaker_norm,
+        head_lr=settings.head_lr,
+        max_epochs=settings.max_epochs,
+        patience=settings.patience,
+        fusion_fit=settings.fusion_fit,
+    )
+
+
+class IngestResource(dg.ConfigurableResource):
+    """How clips are read before any model: the duration limit, the ASR and the prosody pitch tracker."""
+
+    max_duration_s: PositiveFloat = setting("max_duration_s")
+    asr: dict[str, Any] = setting("asr")
+    pitch_tracker: PitchTracker = setting("pitch_tracker")
+
+
+def default_ingest(settings: Settings) -> IngestResource:
+    return configured(
+        IngestResource,
+        max_duration_s=settings.max_duration_s,
+        asr=dict(settings.asr),
+        pitch_tracker=settings.pitch_tracker,
+    )
+
+
+def default_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    """Every resource of the code location, configured from ``settings``."""
+    return {
+        "warehouse_db": default_warehouse(settings),
+        "models": default_models(settings),
+        "judge": default_judge(settings),
+        "training": default_training(settings),
+        "ingest": default_ingest(settings),
+    }

@@ -2,7 +2,6 @@
 
 from types import SimpleNamespace
 
-import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,7 +19,8 @@ from emojudge_models.models.policy import (
     train_audio_policy,
     training_request_key,
 )
-from emojudge_pipeline.assets.training import _train_audio, _train_config, audio_pooling, speaker_norm
+from emojudge_pipeline.assets.training import _train_audio, _train_config
+from emojudge_pipeline.resources import TrainingResource
 
 
 class FramesStore:
@@ -64,9 +64,8 @@ def test_candidates_per_policy() -> None:
 
 
 @pytest.mark.parametrize("policy", ["ensemble", "auto"])
-def test_policies_train_every_candidate(monkeypatch: pytest.MonkeyPatch, data, policy: str) -> None:
-    monkeypatch.setenv("EMOJUDGE_AUDIO_POOLING", policy)
-    monkeypatch.setenv("EMOJUDGE_MAX_EPOCHS", "3")
+def test_policies_train_every_candidate(data, policy: str) -> None:
+    training = TrainingResource(audio_pooling=policy, max_epochs=3)
     store, train, dev = data
     rows = pd.concat([train.rows, dev.rows])
     normaliser = SpeakerNormaliser.for_rows(rows, min_utterances=2).add_all(
@@ -74,7 +73,7 @@ def test_policies_train_every_candidate(monkeypatch: pytest.MonkeyPatch, data, p
     )
     models = SimpleNamespace(torch_device=lambda: "cpu", seed=0)
     logged: list[str] = []
-    trained = _train_audio(store, "key", train, dev, "categorical", models, logged.append, normaliser)
+    trained = _train_audio(store, "key", train, dev, "categorical", models, training, logged.append, normaliser)
     result, config, scores = trained.result, trained.config, trained.scores
     assert set(trained.candidates) == set(AUDIO_HEADS) and set(AUDIO_HEADS) <= set(scores)
     assert sum(line.startswith("probe epoch ") for line in logged) == len(trained.candidates["probe"].history)
@@ -101,17 +100,8 @@ def test_a_named_candidate_trains_alone(data) -> None:
     assert trained.result is trained.candidates["probe"]
 
 
-def test_settings_are_validated(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("AUDIO_POOLING", "SPEAKER_NORM", "HEAD_LR", "MAX_EPOCHS", "PATIENCE"):
-        monkeypatch.delenv(f"EMOJUDGE_{name}", raising=False)
-    assert (audio_pooling(), speaker_norm()) == ("ensemble", "speaker")
-    assert _train_config() == HEAD_TRAINING
-    monkeypatch.setenv("EMOJUDGE_AUDIO_POOLING", "max")
-    with pytest.raises(dg.Failure, match="EMOJUDGE_AUDIO_POOLING must be one of ensemble, auto, attentive"):
-        audio_pooling()
-    monkeypatch.setenv("EMOJUDGE_SPEAKER_NORM", "utterance")
-    with pytest.raises(dg.Failure, match=r"EMOJUDGE_SPEAKER_NORM: .*speaker, none"):
-        speaker_norm()
+def test_default_head_training_is_the_policy_default() -> None:
+    assert _train_config(TrainingResource()) == HEAD_TRAINING
 
 
 def _request(kind: str, data, **changes) -> str:

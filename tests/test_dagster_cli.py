@@ -33,7 +33,7 @@ def test_dagster_asset_materialize_cli(msp_corpus: Path, emojudge_home: Path) ->
             "asset",
             "materialize",
             "-m",
-            "emojudge_pipeline",
+            "emojudge_pipeline.definitions",
             "--select",
             "utterances",
             "--partition",

@@ -7,9 +7,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from emojudge_models.settings import Settings
 from emojudge_models.store import warehouse
 from emojudge_pipeline import cli
 from emojudge_pipeline.assets.ingest import utterances
+from emojudge_pipeline.resources import default_ingest
 
 
 def test_cli_register_materialize_twice(msp_corpus: Path, emojudge_home: Path, monkeypatch, capsys) -> None:
@@ -22,7 +24,7 @@ def test_cli_register_materialize_twice(msp_corpus: Path, emojudge_home: Path, m
             [utterances],
             partition_key="msp-mini",
             instance=cli.instance(),
-            resources={"warehouse_db": cli_warehouse(emojudge_home)},
+            resources={"warehouse_db": cli_warehouse(emojudge_home), "ingest": default_ingest(Settings.from_env())},
         )
         assert result.success
     with warehouse.connect(emojudge_home, read_only=True) as con:

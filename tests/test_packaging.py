@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -14,6 +15,7 @@ import pytest
 from emojudge_models.store import warehouse
 
 REPO = Path(__file__).resolve().parents[1]
+BUILD_IGNORE = (".git", ".venv", ".emojudge", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "shared")
 PACKAGE_DATA = sorted(
     p.relative_to(REPO).as_posix()
     for pattern in ("sql/**/*.sql", "judge/templates/*.txt")
@@ -39,8 +41,11 @@ print("template", TEMPLATE_SHA256[:12])
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # Build from a clean copy of the sources: setuptools' in-tree build/ would otherwise keep stale modules.
+    source = tmp_path_factory.mktemp("source") / "emojudge"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*BUILD_IGNORE))
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)],
         check=True,
         capture_output=True,
         timeout=600,

@@ -35,6 +35,7 @@ from emojudge_models.features.store import (
 )
 from emojudge_models.features.waveform_stats import NormalizedAudioEncoder, WaveformStats
 from emojudge_models.ingest.audio import DEFAULT_MAX_DURATION_S, decode
+from emojudge_models.settings import default
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 
@@ -251,7 +252,7 @@ def extract_audio_features(
     clips: Iterable[Clip],
     *,
     run_id: str,
-    batch_seconds: float = 120.0,
+    batch_seconds: float = default("batch_seconds"),
     normalize: WaveformStats | None = None,
     flush_every: int = 256,
     flush_bytes: int = 256 << 20,

@@ -6,8 +6,9 @@ from typing import NamedTuple
 
 from emojudge_models.judge.schema import Judgment
 from emojudge_models.labels import EMOTIONS
+from emojudge_models.settings import default
 
-DEFAULT_THRESHOLD = 0.8
+DEFAULT_THRESHOLD: float = default("judge_threshold")
 
 
 class Decision(NamedTuple):

@@ -22,6 +22,7 @@ from torch import nn
 from emojudge_models.models.batches import Batch, BatchPlan
 from emojudge_models.models.heads import output_dim
 from emojudge_models.models.losses import CCCLoss, WeightedFocalLoss, ccc, class_alpha
+from emojudge_models.settings import default
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -34,11 +35,11 @@ class TrainConfig:
     ``warmup_ratio`` to the fine-tuned text model, ``num_workers`` (DataLoader processes) to frame reading.
     """
 
-    lr: float = 1e-4
+    lr: float = default("head_lr")
     weight_decay: float = 0.01
     batch_size: int = 32
-    max_epochs: int = 30
-    patience: int = 5
+    max_epochs: int = default("max_epochs")
+    patience: int = default("patience")
     grad_accum_steps: int = 1
     warmup_ratio: float = 0.0
     max_grad_norm: float | None = None

@@ -34,8 +34,9 @@ AUDIO_HEADS: dict[str, dict[str, Any]] = {
 
 AUDIO_POLICIES: tuple[str, ...] = ("ensemble", "auto")
 
-HEAD_TRAINING = TrainConfig(lr=1e-3, max_epochs=40, patience=8)
-"""Head training defaults; lr 1e-3 (not the fine-tuning 1e-5) measured best for heads on cached features."""
+HEAD_TRAINING = TrainConfig()
+"""Head training defaults (lr, epochs and patience from the settings: lr 1e-3, not the fine-tuning 1e-5, measured
+best for heads on cached features)."""
 
 
 def model_kind(modality: str, text_training: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import get_args
 
 import librosa
 import numpy as np
@@ -11,10 +11,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy.ndimage import binary_opening
 
 from emojudge_models.ingest.audio import TARGET_SR
+from emojudge_models.settings import PitchTracker, default
 
-PitchTracker = Literal["yin", "pyin"]
-PITCH_TRACKERS: tuple[PitchTracker, ...] = ("yin", "pyin")
-DEFAULT_TRACKER: PitchTracker = "yin"
+PITCH_TRACKERS: tuple[PitchTracker, ...] = get_args(PitchTracker)
+DEFAULT_TRACKER: PitchTracker = default("pitch_tracker")
 
 FMIN_HZ = 60.0
 FMAX_HZ = 600.0

@@ -11,10 +11,9 @@ from emojudge_models.features.waveform_stats import (
 )
 from emojudge_models.ingest.corpus import Rejection
 from emojudge_models.store import warehouse
-from emojudge_pipeline import settings
 from emojudge_pipeline.assets.common import WAREHOUSE_POOL, record_rejections
 from emojudge_pipeline.partitions import eval_sets_partitions
-from emojudge_pipeline.resources import ModelsResource, WarehouseResource
+from emojudge_pipeline.resources import ModelsResource, TrainingResource, WarehouseResource
 
 
 @dg.asset(
@@ -24,8 +23,10 @@ from emojudge_pipeline.resources import ModelsResource, WarehouseResource
     kinds={"duckdb"},
     description="Mean and standard deviation of the train split's waveforms (the paper's input normalisation).",
 )
-def waveform_stats(context: dg.AssetExecutionContext, warehouse_db: WarehouseResource) -> dg.MaterializeResult:
-    sets = settings.train_sets()
+def waveform_stats(
+    context: dg.AssetExecutionContext, warehouse_db: WarehouseResource, training: TrainingResource
+) -> dg.MaterializeResult:
+    sets = training.train_sets
     with warehouse_db.connect() as con:
         paths = con.execute(warehouse.sql_text("features/train_split_audio.sql"), [sets]).df()["audio_path"]
     if paths.empty:

@@ -8,7 +8,6 @@ from emojudge_models.evaluation.plots import grid_curve_png
 from emojudge_models.fusion import data as fusion_data
 from emojudge_models.fusion.models import FusionModel
 from emojudge_models.fusion.strategy import (
-    check_fit_strategy,
     enough_rows,
     fit_fusion,
     fusion_hyperparameters,
@@ -18,10 +17,9 @@ from emojudge_models.fusion.strategy import (
 from emojudge_models.labels import EMOTIONS, TASKS
 from emojudge_models.models import registry
 from emojudge_models.store import warehouse
-from emojudge_pipeline import settings
 from emojudge_pipeline.assets.common import WAREHOUSE_POOL, image_metadata, markdown_preview
 from emojudge_pipeline.partitions import eval_sets_partitions
-from emojudge_pipeline.resources import WarehouseResource
+from emojudge_pipeline.resources import TrainingResource, WarehouseResource
 
 
 def build_fusion_model_asset(task: str) -> dg.AssetsDefinition:
@@ -36,13 +34,11 @@ def build_fusion_model_asset(task: str) -> dg.AssetsDefinition:
         description=f"Late fusion ({'logistic regression' if task == 'categorical' else 'ridge'}) of audio and "
         f"text {task} logits; C grid-searched on the development split; registered in model_registry.",
     )
-    def fusion_model(context: dg.AssetExecutionContext, warehouse_db: WarehouseResource) -> dg.MaterializeResult:
-        sets = settings.train_sets()
-        strategy = settings.env("EMOJUDGE_FUSION_FIT", "train")
-        try:
-            check_fit_strategy(strategy)
-        except ValueError as error:
-            raise dg.Failure(f"EMOJUDGE_FUSION_FIT {error}") from None
+    def fusion_model(
+        context: dg.AssetExecutionContext, warehouse_db: WarehouseResource, training: TrainingResource
+    ) -> dg.MaterializeResult:
+        sets = training.train_sets
+        strategy = training.fusion_fit
         splits = ["train", "development"]
         with warehouse_db.connect() as con:
             rows = con.execute(

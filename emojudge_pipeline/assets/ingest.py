@@ -6,10 +6,9 @@ import dagster as dg
 
 from emojudge_models.ingest.utterances import ingest_corpus
 from emojudge_models.store import warehouse
-from emojudge_pipeline import settings
 from emojudge_pipeline.assets.common import WAREHOUSE_POOL, markdown_preview, record_rejections
 from emojudge_pipeline.partitions import eval_sets_partitions
-from emojudge_pipeline.resources import WarehouseResource
+from emojudge_pipeline.resources import IngestResource, WarehouseResource
 
 
 @dg.asset(
@@ -19,10 +18,12 @@ from emojudge_pipeline.resources import WarehouseResource
     kinds={"duckdb", "python"},
     description="Decoded and validated clips of one evaluation set (table utterances); rejects go to rejected_inputs.",
 )
-def utterances(context: dg.AssetExecutionContext, warehouse_db: WarehouseResource) -> dg.MaterializeResult:
+def utterances(
+    context: dg.AssetExecutionContext, warehouse_db: WarehouseResource, ingest: IngestResource
+) -> dg.MaterializeResult:
     eval_set = context.partition_key
     registered = warehouse_db.eval_set(eval_set)
-    max_duration = float(settings.env("EMOJUDGE_MAX_DURATION_S", "60"))
+    max_duration = ingest.max_duration_s
     context.log.info(f"ingesting {eval_set} ({registered['format']}) from {registered['path']}")
     result = ingest_corpus(
         Path(registered["path"]),

@@ -8,7 +8,6 @@ import pandas as pd
 
 from emojudge_models.ingest.corpus import Rejection
 from emojudge_models.prosody import (
-    DEFAULT_TRACKER,
     ProsodyFailed,
     ProsodyValues,
     Thresholds,
@@ -17,18 +16,19 @@ from emojudge_models.prosody import (
     prosody_version,
 )
 from emojudge_models.store import warehouse
-from emojudge_pipeline import settings
 from emojudge_pipeline.assets.common import WAREHOUSE_POOL, markdown_preview, record_rejections
 from emojudge_pipeline.partitions import eval_sets_partitions
-from emojudge_pipeline.resources import WarehouseResource
+from emojudge_pipeline.resources import IngestResource, TrainingResource, WarehouseResource
 
 PARALLEL_FROM_CLIPS = 400
 """Partitions with at least this many clips are spread over worker processes."""
 
 
-def _thresholds(con, eval_set: str, own: dict[str, ProsodyValues], own_train: list[str]) -> tuple[Thresholds, str]:
+def _thresholds(
+    con, eval_set: str, own: dict[str, ProsodyValues], own_train: list[str], train_sets: list[str]
+) -> tuple[Thresholds, str]:
     """Terciles over the configured train sets' train split (this partition's included), else the defaults."""
-    stored = con.execute(warehouse.sql_text("prosody/train_prosody.sql"), [settings.train_sets(), eval_set]).df()
+    stored = con.execute(warehouse.sql_text("prosody/train_prosody.sql"), [train_sets, eval_set]).df()
     names = [f.name for f in fields(ProsodyValues)]
     values = [
         ProsodyValues(
@@ -50,9 +50,14 @@ def _thresholds(con, eval_set: str, own: dict[str, ProsodyValues], own_train: li
     kinds={"duckdb", "python"},
     description="Duration, level, loudness, pitch and rate per clip, and the description the LLM judge reads.",
 )
-def prosody(context: dg.AssetExecutionContext, warehouse_db: WarehouseResource) -> dg.MaterializeResult:
+def prosody(
+    context: dg.AssetExecutionContext,
+    warehouse_db: WarehouseResource,
+    ingest: IngestResource,
+    training: TrainingResource,
+) -> dg.MaterializeResult:
     eval_set = context.partition_key
-    tracker = settings.env("EMOJUDGE_PITCH_TRACKER", DEFAULT_TRACKER)
+    tracker = ingest.pitch_tracker
     with warehouse_db.connect() as con:
         clips = warehouse.query_df(con, "ingest/partition_utterances.sql", [eval_set])
     processes = (os.cpu_count() or 1) if len(clips) >= PARALLEL_FROM_CLIPS else 1
@@ -68,7 +73,7 @@ def prosody(context: dg.AssetExecutionContext, warehouse_db: WarehouseResource) 
             values[utterance_id] = outcome
     with warehouse_db.connect() as con:
         own_train = clips.loc[clips["split"] == "train", "utterance_id"].tolist()
-        thresholds, threshold_source = _thresholds(con, eval_set, values, own_train)
+        thresholds, threshold_source = _thresholds(con, eval_set, values, own_train, training.train_sets)
         version = prosody_version(tracker, thresholds)
         sha = dict(zip(clips["utterance_id"], clips["audio_sha256"], strict=True))
         rows = pd.DataFrame(

@@ -11,7 +11,7 @@ import dagster as dg
 import pandas as pd
 
 from emojudge_models.features.datasets import frames_for, labelled_rows, speaker_normaliser, vectors_for
-from emojudge_models.features.speaker_norm import SpeakerNormaliser, check_mode
+from emojudge_models.features.speaker_norm import SpeakerNormaliser
 from emojudge_models.features.store import FeatureStore
 from emojudge_models.labels import TASKS
 from emojudge_models.models import registry
@@ -19,7 +19,6 @@ from emojudge_models.models.checkpoints import save_checkpoint
 from emojudge_models.models.loop import TrainConfig, TrainResult
 from emojudge_models.models.policy import (
     AudioTraining,
-    check_audio_policy,
     model_kind,
     registry_hyperparameters,
     text_head_config,
@@ -30,20 +29,15 @@ from emojudge_models.models.text_classifier import TextFinetuneConfig, finetune_
 from emojudge_models.models.training import HeadTrainingConfig, train_text_head
 from emojudge_models.profiles import text_encoder_path
 from emojudge_models.store import warehouse
-from emojudge_pipeline import settings
 from emojudge_pipeline.assets.common import WAREHOUSE_POOL, markdown_preview
-from emojudge_pipeline.resources import ModelsResource, WarehouseResource
+from emojudge_pipeline.resources import ModelsResource, TrainingResource, WarehouseResource
 
 MODALITIES = ("audio", "text")
 
 
-def _train_config() -> TrainConfig:
-    """Head training settings; the defaults are the library's (emojudge_models.models.policy.HEAD_TRAINING)."""
-    return TrainConfig(
-        lr=float(settings.env("EMOJUDGE_HEAD_LR", "1e-3")),
-        max_epochs=int(settings.env("EMOJUDGE_MAX_EPOCHS", "40")),
-        patience=int(settings.env("EMOJUDGE_PATIENCE", "8")),
-    )
+def _train_config(training: TrainingResource) -> TrainConfig:
+    """Head training settings of this run (defaults: the settings', as in policy.HEAD_TRAINING)."""
+    return TrainConfig(lr=training.head_lr, max_epochs=training.max_epochs, patience=training.patience)
 
 
 def _epoch_logger(log, prefix: str = ""):
@@ -53,22 +47,6 @@ def _epoch_logger(log, prefix: str = ""):
     return on_epoch
 
 
-def audio_pooling() -> str:
-    pooling = settings.env("EMOJUDGE_AUDIO_POOLING", "ensemble")
-    try:
-        return check_audio_policy(pooling)
-    except ValueError as error:
-        raise dg.Failure(f"EMOJUDGE_AUDIO_POOLING {error}") from None
-
-
-def speaker_norm() -> str:
-    mode = settings.env("EMOJUDGE_SPEAKER_NORM", "speaker")
-    try:
-        return check_mode(mode)
-    except ValueError as error:
-        raise dg.Failure(f"EMOJUDGE_SPEAKER_NORM: {error}") from None
-
-
 def _normalised_frames(store, rows, key, normaliser: SpeakerNormaliser | None) -> list:
     frames = frames_for(store, rows, key)
     if normaliser is None:
@@ -76,16 +54,18 @@ def _normalised_frames(store, rows, key, normaliser: SpeakerNormaliser | None) -
     return normaliser.apply(list(zip(rows["eval_set"], rows["utterance_id"], strict=True)), frames)
 
 
-def _train_audio(store, key, train, dev, task, models, log, normaliser: SpeakerNormaliser | None) -> AudioTraining:
+def _train_audio(
+    store, key, train, dev, task, models, training: TrainingResource, log, normaliser: SpeakerNormaliser | None
+) -> AudioTraining:
     """Read (and speaker-normalise) the frames, then train the configured audio policy on them."""
     train_frames = _normalised_frames(store, train.rows, key, normaliser)
     dev_frames = _normalised_frames(store, dev.rows, key, normaliser)
     return train_audio_policy(
         list(zip(train_frames, train.targets, strict=True)),
         list(zip(dev_frames, dev.targets, strict=True)),
-        policy=audio_pooling(),
+        policy=training.audio_pooling,
         task=task,
-        train=_train_config(),
+        train=_train_config(training),
         device=models.torch_device(),
         seed=models.seed,
         dev_lengths=dev.rows["n_frames"].tolist(),
@@ -94,9 +74,11 @@ def _train_audio(store, key, train, dev, task, models, log, normaliser: SpeakerN
     )
 
 
-def _train_text_head(store, key, train, dev, task, models, log) -> tuple[TrainResult, HeadTrainingConfig, dict]:
+def _train_text_head(
+    store, key, train, dev, task, models, training: TrainingResource, log
+) -> tuple[TrainResult, HeadTrainingConfig, dict]:
     train_vectors, dev_vectors = vectors_for(store, train.rows, key), vectors_for(store, dev.rows, key)
-    config = text_head_config(task, train_vectors.shape[1], _train_config())
+    config = text_head_config(task, train_vectors.shape[1], _train_config(training))
     result = train_text_head(
         train_vectors,
         train.targets,
@@ -125,16 +107,16 @@ def _finetune_text(train, dev, task, models, log) -> tuple[TrainResult, TextFine
     return result, config, {}
 
 
-def _request_key(kind: str, key: str, train, dev, models: ModelsResource) -> str:
+def _request_key(kind: str, key: str, train, dev, models: ModelsResource, training: TrainingResource) -> str:
     return training_request_key(
         kind,
         encoder_key=key,
         train=train,
         dev=dev,
         seed=models.seed,
-        audio_policy=audio_pooling() if kind == "audio_head" else "",
-        speaker_norm=speaker_norm() if kind == "audio_head" else "",
-        head_training=_train_config(),
+        audio_policy=training.audio_pooling if kind == "audio_head" else "",
+        speaker_norm=training.speaker_norm if kind == "audio_head" else "",
+        head_training=_train_config(training),
         text_encoder=models.resolved().text_encoder,
     )
 
@@ -150,9 +132,12 @@ def build_training_asset(modality: str, task: str) -> dg.AssetsDefinition:
         f"selected on the development split; registered in model_registry.",
     )
     def train_model(
-        context: dg.AssetExecutionContext, warehouse_db: WarehouseResource, models: ModelsResource
+        context: dg.AssetExecutionContext,
+        warehouse_db: WarehouseResource,
+        models: ModelsResource,
+        training: TrainingResource,
     ) -> dg.MaterializeResult:
-        sets = settings.train_sets()
+        sets = training.train_sets
         kind = model_kind(modality, models.resolved().text_training)
         with warehouse_db.connect() as con:
             key = warehouse.scalar(con, "features/partition_encoder_key.sql", [sets[0], modality])
@@ -167,7 +152,7 @@ def build_training_asset(modality: str, task: str) -> dg.AssetsDefinition:
                 return dg.MaterializeResult(
                     metadata={"skipped": f"no {task} labels in the train/development splits of {', '.join(sets)}"}
                 )
-            mkey = _request_key(kind, key, train, dev, models)
+            mkey = _request_key(kind, key, train, dev, models, training)
             existing = registry.by_key(con, mkey)
             if existing is not None and (Path(existing.path) / "config.json").is_file():
                 context.log.info(f"{kind} {task}: same data, encoder and settings as {mkey}; reusing it")
@@ -178,16 +163,18 @@ def build_training_asset(modality: str, task: str) -> dg.AssetsDefinition:
             context.log.info(f"training {kind} ({task}) on {len(train)} train / {len(dev)} development rows")
             if modality == "audio":
                 normaliser = None
-                if speaker_norm() == "speaker":
+                if training.speaker_norm == "speaker":
                     normaliser = speaker_normaliser(con, store, sets, key)
                     context.log.info(f"speaker normalisation: {normaliser.summary()}")
-                audio = _train_audio(store, key, train, dev, task, models, context.log.info, normaliser)
+                audio = _train_audio(store, key, train, dev, task, models, training, context.log.info, normaliser)
                 result, config, candidates = audio.result, audio.config, audio.scores
             elif kind == "text_head":
-                result, config, candidates = _train_text_head(store, key, train, dev, task, models, context.log.info)
+                result, config, candidates = _train_text_head(
+                    store, key, train, dev, task, models, training, context.log.info
+                )
             else:
                 result, config, candidates = _finetune_text(train, dev, task, models, context.log.info)
-        hyper = registry_hyperparameters(config, models.seed, speaker_norm() if modality == "audio" else None)
+        hyper = registry_hyperparameters(config, models.seed, training.speaker_norm if modality == "audio" else None)
         directory = save_checkpoint(
             result.model,
             {"model_key": mkey, "hyperparameters": hyper, "encoder_key": key},

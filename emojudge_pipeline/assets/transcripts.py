@@ -1,26 +1,26 @@
 """Asset ``transcripts``: ASR for every utterance without a transcript, cached by audio hash and ASR model key."""
 
-import json
+from collections.abc import Mapping
+from typing import Any
 
 import dagster as dg
 
 from emojudge_models.ingest.audio import AudioRejected
 from emojudge_models.ingest.corpus import Rejection
 from emojudge_models.store import warehouse
-from emojudge_pipeline import settings
 from emojudge_pipeline.assets.common import WAREHOUSE_POOL, markdown_preview, record_rejections
 from emojudge_pipeline.partitions import eval_sets_partitions
-from emojudge_pipeline.resources import WarehouseResource
+from emojudge_pipeline.resources import IngestResource, WarehouseResource
 
 ASR_CHUNK = 16
 """Clips decoded and transcribed together; bounds memory whatever the partition size."""
 
 
-def build_recognizer():
+def build_recognizer(options: Mapping[str, Any]):
     """The configured ASR (EMOJUDGE_ASR: JSON options; default the packaged Whisper tiny.en)."""
     from emojudge_models.asr.whisper import build_asr
 
-    return build_asr(json.loads(settings.env("EMOJUDGE_ASR", "{}")))
+    return build_asr(options)
 
 
 def _transcribe_chunk(recognizer, chunk, failures: list[Rejection]) -> dict[str, str]:
@@ -46,7 +46,9 @@ def _transcribe_chunk(recognizer, chunk, failures: list[Rejection]) -> dict[str,
     description="Machine transcripts (faster-whisper) where the corpus has none; utterances.transcript_source says "
     "asr:<model key> for them.",
 )
-def transcripts(context: dg.AssetExecutionContext, warehouse_db: WarehouseResource) -> dg.MaterializeResult:
+def transcripts(
+    context: dg.AssetExecutionContext, warehouse_db: WarehouseResource, ingest: IngestResource
+) -> dg.MaterializeResult:
     eval_set = context.partition_key
     with warehouse_db.connect() as con:
         todo = warehouse.query_df(con, "asr/missing_transcripts.sql", [eval_set])
@@ -54,7 +56,7 @@ def transcripts(context: dg.AssetExecutionContext, warehouse_db: WarehouseResour
         return dg.MaterializeResult(
             metadata={"transcribed": 0, "reused": 0, "note": "every utterance has a transcript"}
         )
-    recognizer = build_recognizer()
+    recognizer = build_recognizer(ingest.asr)
     key = recognizer.asr_model_key
     source = f"asr:{key}"
     with warehouse_db.connect() as con:

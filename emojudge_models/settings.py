@@ -1,0 +1,307 @@
+"""Every setting in one typed object: one default, one description and one validation per setting.
+
+:meth:`Settings.from_env` reads each field from ``EMOJUDGE_<FIELD>`` (``DAGSTER_HOME`` for ``dagster_home``); an unset
+or empty variable keeps the default. A bad value raises :class:`SettingsError` with one line naming the variable and
+the cause. The pipeline validates once, when its definitions load and at CLI start, and builds its resources from
+the result, so a run's judge, threshold or device can still be overridden in the Dagster launchpad (the resources
+use the same field types, so an override is validated the same way).
+
+``OPENAI_API_KEY`` is deliberately not a setting: only the judge client reads it, from the environment, and it is
+never stored.
+
+Library defaults that mirror a setting (``TrainConfig``, the judge's ``DEFAULT_THRESHOLD``, ``batch_seconds``, the
+pitch tracker) take it from here through :func:`default`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "EMOJUDGE_"
+
+
+class SettingsError(ValueError):
+    """A bad setting, in one line: ``EMOJUDGE_X: cause, got 'value'``."""
+
+
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+def _unit_interval(value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("must be between 0 and 1")
+    return value
+
+
+def _temperature(value: float) -> float:
+    if not 0.0 <= value <= 2.0:
+        raise ValueError("must be between 0 and 2")
+    return value
+
+
+def _at_least_one(value: int) -> int:
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def _device(value: str) -> str:
+    if not DEVICE_PATTERN.fullmatch(value):
+        raise ValueError("must be auto, cpu, mps, cuda or cuda:<index>")
+    return value
+
+
+def _names(value: list[str]) -> list[str]:
+    names = [name.strip() for name in value if name.strip()]
+    if not names:
+        raise ValueError("must name at least one evaluation set")
+    return names
+
+
+JUDGE_SPLIT_NAMES = ("train", "development", "test", "unsplit")
+
+
+def _judge_splits(value: list[str]) -> list[str]:
+    names = _names(value)
+    unknown = [name for name in names if name not in JUDGE_SPLIT_NAMES]
+    if unknown:
+        raise ValueError(f"unknown split {unknown[0]!r}; expected some of {', '.join(JUDGE_SPLIT_NAMES)}")
+    return names
+
+
+PositiveFloat = Annotated[float, AfterValidator(_positive)]
+UnitInterval = Annotated[float, AfterValidator(_unit_interval)]
+Temperature = Annotated[float, AfterValidator(_temperature)]
+AtLeastOne = Annotated[int, AfterValidator(_at_least_one)]
+Device = Annotated[str, AfterValidator(_device)]
+SetNames = Annotated[list[str], AfterValidator(_names)]
+JudgeSplits = Annotated[list[str], AfterValidator(_judge_splits)]
+ProfileName = Literal["local", "paper", "acoustic"]
+TextTraining = Literal["head", "finetune"]
+PitchTracker = Literal["yin", "pyin"]
+AudioPooling = Literal["ensemble", "auto", "attentive", "meanstd", "probe"]
+SpeakerNorm = Literal["speaker", "none"]
+FusionFit = Literal["train", "development"]
+JudgeBackend = Literal["local", "openai-chat", "openai-batch"]
+JudgeScope = Literal["all", "disagreements"]
+JudgeGate = Literal["development", "off"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+"""Field types shared with the pipeline's resources, so a launchpad override is validated like the environment."""
+
+
+def _setting(default: Any, meaning: str, shown: str | None = None, env: str | None = None) -> Any:
+    """A settings field: its one default and its meaning; ``shown`` replaces the default in the table."""
+    extra = {key: value for key, value in (("shown", shown), ("env", env)) if value is not None}
+    return Field(default, description=meaning, json_schema_extra=extra or None)
+
+
+class Settings(BaseModel):
+    """Every EMOJUDGE_* setting, validated; build it with :meth:`from_env` (or keywords, in tests)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    home: Path = _setting(Path(".emojudge"), "warehouse (emojudge.duckdb), features/, models/, dagster/", "./.emojudge")
+    dagster_home: Path | None = _setting(
+        None, "Dagster's instance folder, shared by the CLI and `dagster dev`", "$EMOJUDGE_HOME/dagster", "DAGSTER_HOME"
+    )
+    profile: ProfileName = _setting("local", "local, paper or acoustic (see emojudge_models/profiles.py)")
+    audio_encoder: str = _setting(
+        "", 'whisper-ct2, acoustic, hf:<model id or path>[@revision], or JSON {"kind": ...}', "profile's"
+    )
+    text_encoder: str = _setting("", 'minilm, hf:<model id or path>[@revision], or JSON {"kind": ...}', "profile's")
+    text_training: TextTraining | None = _setting(
+        None, "head (a head on cached text vectors, CPU) or finetune (the whole text encoder)", "profile's"
+    )
+    device: Device = _setting("auto", "auto (cuda when available), cpu, cuda, cuda:1 ...")
+    batch_seconds: PositiveFloat = _setting(
+        100.0, "padded audio per encoder forward pass (~1000 for WavLM-Large bf16 on an 80 GB GPU)"
+    )
+    pitch_tracker: PitchTracker = _setting("yin", "prosody pitch tracker: yin (fast) or pyin (the paper's, slow)")
+    audio_pooling: AudioPooling = _setting(
+        "ensemble", "ensemble (mean of attentive, meanstd, probe heads), auto (best on dev), or one of them"
+    )
+    speaker_norm: SpeakerNorm = _setting(
+        "speaker", "speaker (z-normalise frames per speaker, see speaker_norm.py) or none"
+    )
+    head_lr: PositiveFloat = _setting(1e-3, "learning rate of the heads trained on cached features", "1e-3")
+    max_epochs: AtLeastOne = _setting(40, "head training length in epochs")
+    patience: AtLeastOne = _setting(8, "early-stopping patience of head training, in epochs")
+    fusion_fit: FusionFit = _setting(
+        "train", "fusion fitted on train logits with C chosen on development, or development (halves)"
+    )
+    asr: dict[str, Any] = _setting(
+        {}, 'ASR options as JSON ({"model": path or HF id, "beam_size": 5, ...}); default Whisper tiny.en'
+    )
+    train_sets: SetNames = _setting(
+        ["demo"], "comma-separated evaluation sets whose train/development splits train the models"
+    )
+    max_duration_s: PositiveFloat = _setting(60.0, "clips longer than this are rejected at ingest")
+    demo_data: Path | None = _setting(
+        None, "a manifest.csv the demo ingests instead of the synthetic corpus", "(generated)"
+    )
+    judge: JudgeBackend | None = _setting(None, "local, openai-chat or openai-batch", "profile's")
+    judge_model: str = _setting("", "judge model id", "backend's")
+    judge_base_url: str = _setting("", "endpoint for openai-chat / openai-batch", "(OpenAI)")
+    judge_threshold: UnitInterval = _setting(0.8, "the judge may change a label only at or above this confidence")
+    judge_temperature: Temperature = _setting(0.3, "sampling temperature of the judge")
+    judge_scope: JudgeScope = _setting(
+        "all", "all predictions in the judged splits, or only disagreements between audio and text"
+    )
+    judge_splits: JudgeSplits = _setting(
+        ["development", "test", "unsplit"], "splits the judge sees (unsplit: sets without splits)"
+    )
+    log_level: LogLevel = _setting("INFO", "console log level of `emojudge materialize` runs")
+    judge_gate: JudgeGate = _setting(
+        "development", "development: apply the judge only if it did no net harm on development; off"
+    )
+    judge_show_probability: bool = _setting(
+        False, "1 shows the judge the fused probability (small judges echo it as confidence)", "0"
+    )
+
+    @field_validator("home", "dagster_home", "demo_data")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().resolve()
+
+    @field_validator("audio_encoder", "text_encoder")
+    @classmethod
+    def _encoder_spec(cls, value: str, info) -> str:
+        if value:
+            _check_encoder_spec(value, "audio" if info.field_name == "audio_encoder" else "text")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def dagster_dir(self) -> Path:
+        """DAGSTER_HOME, defaulting to $EMOJUDGE_HOME/dagster so the CLI and the UI share runs and partitions."""
+        return self.dagster_home or self.home / "dagster"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings in ``environ`` (default ``os.environ``); raises :class:`SettingsError` on a bad value."""
+        environ = os.environ if environ is None else environ
+        raw: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        for name, field in cls.model_fields.items():
+            value = environ.get(env_name(name), "").strip()
+            if not value:
+                continue
+            raw[name] = value
+            try:
+                values[name] = _parse(value, field.annotation)
+            except ValueError as error:
+                raise SettingsError(f"{env_name(name)}: {error}, got {value!r}") from None
+        return cls.validated(values, raw)
+
+    @classmethod
+    def validated(cls, values: Mapping[str, Any], raw: Mapping[str, str] | None = None) -> Settings:
+        """``Settings(**values)`` with a one-line :class:`SettingsError` (``raw``: the strings they came from)."""
+        try:
+            return cls(**values)
+        except ValidationError as error:
+            raise SettingsError(_one_line(error, raw or {})) from None
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a settings field: ``EMOJUDGE_<FIELD>`` (or the field's own, DAGSTER_HOME)."""
+    extra = Settings.model_fields[field].json_schema_extra
+    if isinstance(extra, dict) and "env" in extra:
+        return str(extra["env"])
+    return ENV_PREFIX + field.upper()
+
+
+def default(field: str) -> Any:
+    """The one default of a setting, for library code that mirrors it (``TrainConfig``, ``DEFAULT_THRESHOLD``)."""
+    return Settings.model_fields[field].default
+
+
+def describe(field: str) -> str:
+    """The meaning of a setting, for resource fields that carry it into the launchpad."""
+    return Settings.model_fields[field].description or ""
+
+
+def _check_encoder_spec(value: str, modality: str) -> None:
+    from emojudge_models.encoders.factory import AUDIO_KINDS, TEXT_KINDS
+    from emojudge_models.profiles import parse_spec
+
+    try:
+        spec = parse_spec(value)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not valid JSON ({error.msg})") from None
+    if not isinstance(spec, dict):
+        raise ValueError('must be kind[:model[@revision]] or a JSON object {"kind": ...}')
+    kinds = AUDIO_KINDS if modality == "audio" else TEXT_KINDS
+    if spec.get("kind") not in kinds:
+        raise ValueError(f"unknown {modality} encoder kind {spec.get('kind')!r}; expected one of {', '.join(kinds)}")
+
+
+def _parse(value: str, annotation: Any) -> Any:
+    """An environment string as the field's type: comma lists, JSON objects; pydantic converts the rest."""
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) is list:
+        return [item.strip() for item in value.split(",")]
+    if get_origin(annotation) is dict:
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"not valid JSON ({error.msg})") from None
+        if not isinstance(parsed, dict):
+            raise ValueError("must be a JSON object")
+        return parsed
+    return value
+
+
+def _one_line(error: ValidationError, raw: Mapping[str, str]) -> str:
+    """``VARIABLE: cause, got 'value'`` for each failing setting, joined on one line."""
+    parts: dict[str, str] = {}
+    for problem in error.errors():
+        field = str(problem["loc"][0]) if problem["loc"] else ""
+        if field in parts:
+            continue
+        cause = problem["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
+        got = raw.get(field, problem.get("input"))
+        label = env_name(field) if field in Settings.model_fields else field or "settings"
+        parts[field] = f"{label}: {cause}, got {got!r}"
+    return "; ".join(parts.values())
+
+
+def _shown_default(field: str) -> str:
+    info = Settings.model_fields[field]
+    extra = info.json_schema_extra
+    if isinstance(extra, dict) and "shown" in extra:
+        return str(extra["shown"])
+    value = info.default
+    if isinstance(value, list):
+        return ",".join(value)
+    if isinstance(value, dict):
+        return json.dumps(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def settings_table() -> str:
+    """The markdown table of every setting (variable, default, meaning), as the README shows it."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for field in Settings.model_fields:
+        lines.append(f"| {env_name(field)} | {_shown_default(field)} | {describe(field)} |")
+    lines.append("| OPENAI_API_KEY | - | not a setting: read by the judge client from the environment, never stored |")
+    return "\n".join(lines) + "\n"

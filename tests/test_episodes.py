@@ -10,6 +10,7 @@ import collections
 import csv
 import hashlib
 import io
+import itertools
 import os
 import unicodedata
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from emojudge_models.episodes.segment import (
     speech_regions,
 )
 from emojudge_models.episodes.sidecar import Cue, find_sidecar, map_cues, parse_sidecar
-from emojudge_models.episodes.speakers import cluster_speakers, diarize, voice_vectors
+from emojudge_models.episodes.speakers import cluster_speakers, diarize
 from emojudge_models.episodes.timeline import (
     SHARE_COLUMNS,
     emotion_timeline,
@@ -233,7 +234,7 @@ def test_segments_cover_every_clip_and_respect_the_length_range(built: BuiltEpis
     assert recall >= 0.95, f"segment recall {recall:.3f}"  # measured 26/27 = 0.963
     starts = [seg.start_s for seg in segments]
     assert starts == sorted(starts)
-    assert all(a.end_s <= b.start_s for a, b in zip(segments, segments[1:], strict=False))
+    assert all(a.end_s <= b.start_s for a, b in itertools.pairwise(segments))
     for region_start, region_end in speech_regions(decoded.wave):
         inside = sum(
             max(0.0, min(seg.end_s, region_end / TARGET_SR) - max(seg.start_s, region_start / TARGET_SR))
@@ -261,7 +262,7 @@ def test_long_regions_split_at_the_quietest_point_and_short_ones_merge_with_the_
     # pause (15.0-15.3 s), not at a fixed offset.
     assert len(plan) == 3
     assert plan[0].start_s == 0.0 and plan[-1].end_s == 20.0
-    assert all(a.end_s == b.start_s for a, b in zip(plan, plan[1:], strict=False))
+    assert all(a.end_s == b.start_s for a, b in itertools.pairwise(plan))
     assert 7.3 <= plan[0].end_s <= 7.5 and 15.0 <= plan[1].end_s <= 15.3
 
     def at(start: float, end: float) -> tuple[int, int]:

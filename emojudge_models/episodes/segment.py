@@ -28,6 +28,8 @@ from emojudge_models.episodes.decode import TARGET_SR
 DEFAULT_MIN_S = 2.75
 DEFAULT_MAX_S = 11.0
 DEFAULT_MAX_GAP_S = 2.0
+VAD_CHUNK_S = 600.0
+"""The VAD runs on 10-minute pieces of the episode (see :func:`speech_regions`)."""
 ENERGY_HOP = TARGET_SR // 100
 """10 ms hop of the energy curve used to place splits."""
 ENERGY_WINDOW_HOPS = 10
@@ -85,11 +87,28 @@ def cut(wave: np.ndarray, segment: Segment) -> np.ndarray:
     return wave[round(segment.start_s * TARGET_SR) : round(segment.end_s * TARGET_SR)]
 
 
-def speech_regions(wave: np.ndarray, vad_options: VadOptions | None = None) -> list[tuple[int, int]]:
-    """Silero VAD speech regions of a 16 kHz mono wave as ``(start_sample, end_sample)`` pairs, in order."""
+def speech_regions(
+    wave: np.ndarray, vad_options: VadOptions | None = None, chunk_s: float = VAD_CHUNK_S
+) -> list[tuple[int, int]]:
+    """Silero VAD speech regions of a 16 kHz mono wave as ``(start_sample, end_sample)`` pairs, in order.
+
+    faster-whisper's VAD copies its input twice (padding, then 64-sample context per 512-sample window), so it runs
+    here on ``chunk_s`` pieces: extra memory stays near 250 MB (measured) instead of twice the episode (1.8 GB for 4 h).
+    A region cut by a chunk boundary is joined again when its two halves are closer than the VAD's minimum silence.
+    """
     options = vad_options or utterance_vad_options()
-    stamps = get_speech_timestamps(np.asarray(wave, dtype=np.float32), vad_options=options, sampling_rate=TARGET_SR)
-    return [(int(stamp["start"]), int(stamp["end"])) for stamp in stamps]
+    step = max(round(chunk_s * TARGET_SR), TARGET_SR)
+    join = options.min_silence_duration_ms * TARGET_SR // 1000
+    regions: list[tuple[int, int]] = []
+    for offset in range(0, len(wave), step):
+        chunk = np.asarray(wave[offset : offset + step], dtype=np.float32)
+        for stamp in get_speech_timestamps(chunk, vad_options=options, sampling_rate=TARGET_SR):
+            start, end = offset + int(stamp["start"]), offset + int(stamp["end"])
+            if regions and offset > 0 and start - regions[-1][1] <= join and regions[-1][1] >= offset - join:
+                regions[-1] = (regions[-1][0], max(end, regions[-1][1]))
+            else:
+                regions.append((start, end))
+    return regions
 
 
 def _energy_curve(wave: np.ndarray, start: int, end: int) -> np.ndarray:

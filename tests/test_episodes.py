@@ -252,6 +252,20 @@ def test_segments_cover_every_clip_and_respect_the_length_range(built: BuiltEpis
     assert sum(seg.duration_s >= DEFAULT_MIN_S for seg in segments) >= len(segments) - 1
 
 
+def test_chunked_vad_joins_regions_cut_at_chunk_boundaries(decoded) -> None:
+    whole = speech_regions(decoded.wave, chunk_s=1e6)
+    chunked = speech_regions(decoded.wave, chunk_s=20.0)
+    assert len(chunked) == len(whole)
+
+    def mask(regions: list[tuple[int, int]]) -> np.ndarray:
+        marked = np.zeros(len(decoded.wave), dtype=bool)
+        for start, end in regions:
+            marked[start:end] = True
+        return marked
+
+    assert np.count_nonzero(mask(chunked) ^ mask(whole)) / TARGET_SR < 1.0
+
+
 def test_long_regions_split_at_the_quietest_point_and_short_ones_merge_with_the_nearer_neighbour() -> None:
     rng = np.random.default_rng(0)
     wave = (rng.standard_normal(30 * TARGET_SR) * 0.2).astype(np.float32)

@@ -1,0 +1,254 @@
+"""Streaming decode of a podcast episode to 16 kHz mono float32, hashing the file's bytes on the way.
+
+The compressed file is never held in memory: FFmpeg (through PyAV) pulls it through a small buffer, and the same
+bytes feed the SHA-256 that identifies the episode. Only 16 kHz mono float32 is kept (about 230 MB per hour).
+Channels are averaged (as :mod:`emojudge_models.ingest.audio` does for clips) rather than mixed by FFmpeg's mono
+downmix, which adds +3 dB to stereo and can push samples past full scale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+import av
+import numpy as np
+
+TARGET_SR = 16_000
+DEFAULT_MAX_EPISODE_S = 4 * 3600.0
+MIN_EPISODE_S = 10.0
+SILENCE_PEAK = 1e-4
+"""An episode whose absolute peak stays below this (-80 dBFS) is all silence."""
+READ_BUFFER_BYTES = 1 << 16
+"""How many bytes of the compressed file FFmpeg reads at a time."""
+
+
+class EpisodeRejected(ValueError):
+    """An episode that cannot be scored; ``reason`` is one stable line saying why (no paths, no object reprs)."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class EpisodeHeader:
+    """What the container says about an episode before any audio is decoded."""
+
+    format_name: str
+    codec: str
+    sample_rate_hz: int
+    channels: int
+    duration_s: float | None
+    """From the container header; ``None`` when the container does not say (then limits are checked on decode)."""
+
+
+@dataclass(frozen=True)
+class DecodedEpisode:
+    """A whole episode at 16 kHz mono float32, with its content hash and header."""
+
+    path: str
+    sha256: str
+    header: EpisodeHeader
+    wave: np.ndarray
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds of decoded audio."""
+        return len(self.wave) / TARGET_SR
+
+
+class _HashingReader:
+    """A read-only file object for FFmpeg that hashes the bytes in file order as they stream past.
+
+    FFmpeg may seek (an M4A whose index sits at the end, for example); bytes are hashed only when they continue the
+    hashed prefix, and :meth:`finish` hashes whatever FFmpeg never read, so the digest is always of the whole file.
+    """
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self._digest = hashlib.sha256()
+        self._hashed_upto = 0
+
+    def read(self, size: int = -1) -> bytes:
+        position = self._handle.tell()
+        data = self._handle.read(size)
+        end = position + len(data)
+        if position <= self._hashed_upto < end:
+            self._digest.update(data[self._hashed_upto - position :])
+            self._hashed_upto = end
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._handle.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._handle.tell()
+
+    def finish(self) -> str:
+        """Hash the bytes FFmpeg skipped or never reached and return the file's SHA-256."""
+        self._handle.seek(self._hashed_upto)
+        for block in iter(lambda: self._handle.read(1 << 20), b""):
+            self._digest.update(block)
+        return self._digest.hexdigest()
+
+
+def _ffmpeg_cause(error: av.FFmpegError) -> str:
+    """FFmpeg's message without the errno and the path (so reasons stay stable and one line)."""
+    return str(error.strerror or type(error).__name__).strip().rstrip(".")
+
+
+def _check_duration(path: Path, duration_s: float, source: str, max_duration_s: float, min_duration_s: float) -> None:
+    """Reject ``duration_s`` outside [min_duration_s, max_duration_s]; ``source`` says where the number came from."""
+    if duration_s > max_duration_s:
+        raise EpisodeRejected(
+            path, f"{source} {duration_s:.1f} s, longer than the {max_duration_s:g} s limit (EMOJUDGE_MAX_EPISODE_S)"
+        )
+    if duration_s < min_duration_s:
+        raise EpisodeRejected(path, f"{source} {duration_s:.1f} s, shorter than the {min_duration_s:g} s minimum")
+
+
+class EpisodeReader:
+    """An open episode: its header (limits already checked) and an iterator of 16 kHz mono float32 blocks.
+
+    Use as a context manager; :attr:`sha256` is available once :meth:`blocks` has been exhausted.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        max_duration_s: float = DEFAULT_MAX_EPISODE_S,
+        min_duration_s: float = MIN_EPISODE_S,
+    ) -> None:
+        self.path = Path(path)
+        self.max_duration_s = max_duration_s
+        self.min_duration_s = min_duration_s
+        self._sha256: str | None = None
+        if not self.path.is_file():
+            raise EpisodeRejected(self.path, "file not found")
+        if self.path.stat().st_size == 0:
+            raise EpisodeRejected(self.path, "file is empty (0 bytes)")
+        self._handle = open(self.path, "rb")  # noqa: SIM115 - closed in close()
+        self._reader = _HashingReader(self._handle)
+        try:
+            self._container = av.open(self._reader, mode="r", buffer_size=READ_BUFFER_BYTES)
+        except av.FFmpegError as error:
+            self._handle.close()
+            raise EpisodeRejected(self.path, f"cannot open as audio: {_ffmpeg_cause(error)}") from None
+        try:
+            self.header = self._read_header()
+        except EpisodeRejected:
+            self.close()
+            raise
+
+    def _read_header(self) -> EpisodeHeader:
+        if not self._container.streams.audio:
+            raise EpisodeRejected(self.path, "no audio stream in the file")
+        stream = self._container.streams.audio[0]
+        duration_s: float | None = None
+        if stream.duration is not None and stream.time_base is not None:
+            duration_s = float(stream.duration * stream.time_base)
+        elif self._container.duration is not None:
+            duration_s = self._container.duration / av.time_base
+        header = EpisodeHeader(
+            format_name=self._container.format.name,
+            codec=stream.codec_context.name,
+            sample_rate_hz=int(stream.codec_context.sample_rate or 0),
+            channels=int(stream.codec_context.channels or 0),
+            duration_s=duration_s,
+        )
+        if duration_s is not None:
+            self._check(duration_s, "header says")
+        return header
+
+    def _check(self, duration_s: float, source: str) -> None:
+        _check_duration(self.path, duration_s, source, self.max_duration_s, self.min_duration_s)
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        """Yield the episode as consecutive 16 kHz mono float32 blocks (one per decoded frame, a few ms to ~100 ms).
+
+        Raises :class:`EpisodeRejected` if decoding fails or the decoded audio runs past the maximum duration.
+        """
+        resampler: av.AudioResampler | None = None
+        decoded = 0
+        limit = math.ceil(self.max_duration_s * TARGET_SR)
+        try:
+            for frame in self._container.decode(audio=0):
+                if resampler is None:
+                    resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=TARGET_SR)
+                for out in resampler.resample(frame):
+                    block = out.to_ndarray().mean(axis=0, dtype=np.float32)
+                    decoded += len(block)
+                    if decoded > limit:
+                        self._check(decoded / TARGET_SR, "decoded audio runs past")
+                    yield block
+            if resampler is not None:
+                for out in resampler.resample(None):
+                    block = out.to_ndarray().mean(axis=0, dtype=np.float32)
+                    decoded += len(block)
+                    yield block
+        except av.FFmpegError as error:
+            raise EpisodeRejected(
+                self.path, f"decoding failed after {decoded / TARGET_SR:.1f} s: {_ffmpeg_cause(error)}"
+            ) from None
+        self._sha256 = self._reader.finish()
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of the file's bytes; only after :meth:`blocks` has run to the end."""
+        if self._sha256 is None:
+            raise RuntimeError(f"{self.path}: read every block before asking for the SHA-256")
+        return self._sha256
+
+    def close(self) -> None:
+        """Close the container and the file."""
+        self._container.close()
+        self._handle.close()
+
+    def __enter__(self) -> EpisodeReader:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def decode_episode(
+    path: Path | str,
+    max_duration_s: float = DEFAULT_MAX_EPISODE_S,
+    min_duration_s: float = MIN_EPISODE_S,
+) -> DecodedEpisode:
+    """Decode ``path`` (WAV, FLAC, MP3, M4A/AAC, OGG/Opus; any rate and channel count) to 16 kHz mono float32.
+
+    Checks the header's duration before decoding, then the decoded duration, finiteness and silence. Every failure
+    is one :class:`EpisodeRejected`. The output buffer is sized from the header, so a long episode is not copied
+    while it grows (peak memory is about the 16 kHz array itself).
+    """
+    with EpisodeReader(path, max_duration_s, min_duration_s) as reader:
+        estimate = reader.header.duration_s or 600.0
+        wave = np.empty(math.ceil(min(estimate + 1.0, max_duration_s + 1.0) * TARGET_SR), dtype=np.float32)
+        filled = 0
+        for block in reader.blocks():
+            if filled + len(block) > len(wave):
+                wave = np.resize(wave, max(len(wave) * 3 // 2, filled + len(block)))
+            wave[filled : filled + len(block)] = block
+            filled += len(block)
+        sha256 = reader.sha256
+        header = reader.header
+    path = Path(path)
+    if filled == 0:
+        raise EpisodeRejected(path, "no audio could be decoded")
+    wave = wave[:filled]
+    _check_duration(path, filled / TARGET_SR, "decoded audio is", max_duration_s, min_duration_s)
+    if not np.isfinite(wave).all():
+        raise EpisodeRejected(path, "decoded samples contain NaN or inf")
+    if float(np.abs(wave).max()) < SILENCE_PEAK:
+        raise EpisodeRejected(path, "all silence (peak below -80 dBFS)")
+    return DecodedEpisode(path=str(path), sha256=sha256, header=header, wave=wave)

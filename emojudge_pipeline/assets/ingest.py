@@ -35,6 +35,8 @@ def utterances(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
         warehouse.replace_partition(con, "utterances", eval_set, frame)
         n_rejected = record_rejections(con, eval_set, ("ingest", "transcript"), result.rejections, context.run.run_id)
         con.execute(warehouse.sql_text("ingest/record_split.sql"), [result.split_source, result.split_seed, eval_set])
+    if frame.empty:
+        raise dg.Failure(result.no_usable_clips(eval_set, registered["path"]), allow_retries=False)
     splits = frame["split"].fillna("unlabelled").value_counts().to_dict()
     reasons = result.rejections_frame()
     return dg.MaterializeResult(

@@ -49,11 +49,11 @@ class IngestResult:
     split_seed: int | None = None
 
     def no_usable_clips(self, eval_set: str, path: str) -> str:
-        """One line for a set where no clip survived: how many were rejected, the commonest reason, what to do."""
-        reasons = pd.Series([r.reason for r in self.rejections if r.stage == "ingest"], dtype=object)
-        commonest = f"; most often: {reasons.value_counts().index[0]}" if len(reasons) else ""
+        """One line for a set where no clip survived: how many were rejected, the first reason, what to do."""
+        rejected = [r for r in self.rejections if r.stage == "ingest"]
+        example = f"; first: {rejected[0].reason}" if rejected else ""
         return (
-            f"evaluation set {eval_set!r} has no usable clips ({len(reasons)} rejected{commonest}): fix the corpus at "
+            f"evaluation set {eval_set!r} has no usable clips ({len(rejected)} rejected{example}): fix the corpus at "
             f"{path} (see table rejected_inputs), then run emojudge materialize {eval_set} again"
         )
 

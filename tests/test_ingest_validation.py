@@ -247,3 +247,30 @@ def test_scoring_with_no_trained_model_says_train_first(tmp_path: Path) -> None:
     _register(tmp_path, "fresh", corpus)
     done = _materialize(tmp_path, "fresh")
     _assert_run_error(done, "no model registered: train first (emojudge materialize <training set>)")
+
+
+def test_corpus_broken_after_registration_fails_ingest_in_one_line(tmp_path: Path, emojudge_home: Path) -> None:
+    """A manifest re-saved in another encoding after `eval-set add` fails the utterances asset with a Failure whose
+    description (what the CLI prints) is the same one line registration would have given."""
+    import dagster as dg
+
+    from emojudge_pipeline import cli
+    from emojudge_pipeline.assets.ingest import utterances
+    from emojudge_pipeline.cli_support import user_failure
+    from emojudge_pipeline.resources import WarehouseResource
+
+    corpus = _write_corpus(tmp_path / "c")
+    cli.add_eval_set("later", corpus, None)
+    _write_corpus(corpus, "latin-1")
+    result = dg.materialize(
+        [utterances],
+        partition_key="later",
+        instance=cli.instance(),
+        resources={"warehouse_db": WarehouseResource(home=str(emojudge_home))},
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert user_failure(result) == (
+        f"{corpus / 'manifest.csv'}: not readable as UTF-8 (invalid continuation byte at byte 52); "
+        "save it as UTF-8 or UTF-16 text"
+    )

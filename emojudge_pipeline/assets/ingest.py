@@ -4,6 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from emojudge_models.ingest.tables import CorpusInvalid
 from emojudge_models.ingest.utterances import ingest_corpus
 from emojudge_models.store import warehouse
 from emojudge_pipeline import settings
@@ -24,12 +25,15 @@ def utterances(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
     registered = warehouse_db.eval_set(eval_set)
     max_duration = float(settings.env("EMOJUDGE_MAX_DURATION_S", "60"))
     context.log.info(f"ingesting {eval_set} ({registered['format']}) from {registered['path']}")
-    result = ingest_corpus(
-        Path(registered["path"]),
-        registered["format"],
-        max_duration_s=max_duration,
-        on_progress=lambda done, total: context.log.info(f"decoded {done}/{total} clips"),
-    )
+    try:
+        result = ingest_corpus(
+            Path(registered["path"]),
+            registered["format"],
+            max_duration_s=max_duration,
+            on_progress=lambda done, total: context.log.info(f"decoded {done}/{total} clips"),
+        )
+    except CorpusInvalid as error:
+        raise dg.Failure(str(error), allow_retries=False) from None
     frame = result.utterances.assign(run_id=context.run.run_id)
     with warehouse_db.connect() as con:
         warehouse.replace_partition(con, "utterances", eval_set, frame)

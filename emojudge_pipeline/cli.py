@@ -11,9 +11,18 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from emojudge_models.ingest.corpus import FORMATS, detect_format
+from emojudge_models.ingest.corpus import FORMATS
+from emojudge_models.ingest.validate import check_eval_set
 from emojudge_models.settings import Settings, SettingsError
 from emojudge_models.store import warehouse
+from emojudge_pipeline.cli_support import (
+    USER_ERRORS,
+    OneLineArgumentParser,
+    UsageError,
+    fail,
+    one_line_console,
+    user_failure,
+)
 from emojudge_pipeline.partitions import EVAL_SETS_PARTITION
 
 log = logging.getLogger("emojudge")
@@ -40,12 +49,11 @@ def instance(settings: Settings | None = None) -> dg.DagsterInstance:
 
 
 def add_eval_set(name: str, path: Path, corpus_format: str | None, settings: Settings | None = None) -> str:
-    """Record the set in the warehouse and add its dynamic partition; returns the format used."""
+    """Check the name and corpus (one-line CorpusInvalid otherwise), record the set in the warehouse and add its
+    dynamic partition; returns the format used."""
     settings = settings or Settings.from_env()
     path = path.resolve()
-    if not path.exists():
-        raise SystemExit(f"error: {path} does not exist")
-    corpus_format = corpus_format or detect_format(path)
+    corpus_format = check_eval_set(name, path, corpus_format).corpus_format
     with warehouse.connect(settings.home) as con:
         con.execute(warehouse.sql_text("ingest/register_eval_set.sql"), [name, corpus_format, str(path)])
     instance(settings).add_dynamic_partitions(EVAL_SETS_PARTITION, [name])
@@ -70,8 +78,8 @@ def materialize(name: str, train: bool | None = None, settings: Settings | None 
     defs = build_definitions(settings)
     inst = instance(settings)
     if not inst.has_dynamic_partition(EVAL_SETS_PARTITION, name):
-        raise SystemExit(f"error: evaluation set {name!r} is not registered: emojudge eval-set add {name} PATH")
-    job = defs.resolve_implicit_global_asset_job_def()
+        raise UsageError(f"evaluation set {name!r} is not registered: emojudge eval-set add {name} PATH")
+    job = defs.resolve_implicit_global_asset_job_def().with_logger_defs({"console": one_line_console})
     graph = defs.resolve_asset_graph()
     if train is None:
         train = name in settings.train_sets
@@ -83,6 +91,8 @@ def materialize(name: str, train: bool | None = None, settings: Settings | None 
         run_config={"loggers": {"console": {"config": {"log_level": settings.log_level}}}},
         raise_on_error=False,
     )
+    if not result.success and (reason := user_failure(result)):
+        raise UsageError(reason)
     if not result.success:
         raise SystemExit(f"error: materialising {name} failed; see the run {result.run_id} in the Dagster UI")
     print(f"materialised {len(selection)} assets for {name} (run {result.run_id})")
@@ -122,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("alembic", "httpx", "httpx2", "openai"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    parser = argparse.ArgumentParser(prog="emojudge", description=__doc__)
+    parser = OneLineArgumentParser(prog="emojudge", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     eval_set = commands.add_parser("eval-set", help="register and list evaluation sets")
     eval_set_commands = eval_set.add_subparsers(dest="eval_set_command", required=True)
@@ -142,10 +152,12 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("demo", help="generate the demo corpus and materialise everything")
     args = parser.parse_args(argv)
     try:
-        settings = Settings.from_env()
-    except SettingsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+        _dispatch(args, Settings.from_env())
+    except (*USER_ERRORS, SettingsError) as error:
+        fail(error)
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
     if args.command == "eval-set" and args.eval_set_command == "add":
         used = add_eval_set(args.name, args.path, args.format, settings)
         print(f"registered {args.name} ({used}) at {args.path.resolve()}")

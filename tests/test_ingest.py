@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +88,7 @@ def test_manifest_rejections_each_reason(tmp_path: Path) -> None:
     assert good2["sample_rate_hz"] == 22_050 and pd.isna(good2["transcript"])
     reasons = {r.utterance_id: r.reason for r in result.rejections}
     assert reasons["empty"] == "file is empty (0 bytes)"
-    assert reasons["corrupt"].startswith("cannot decode audio")
+    assert reasons["corrupt"] == "cannot decode audio corrupt.wav: Error in WAV file. No 'data' chunk marker"
     assert "shorter than the 0.5 s minimum" in reasons["short"]
     assert reasons["silent"].startswith("clip is all silence")
     assert reasons["escape"] == "audio path escapes the corpus root"
@@ -127,3 +130,87 @@ def test_split_speakers_is_seeded_and_disjoint() -> None:
     assert first == second
     assert sorted(first.values()).count("train") == 6
     assert split_speakers(speakers, seed=4) != first
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_truncated_wav_is_rejected_not_shortened(tmp_path: Path) -> None:
+    """A half-copied WAV (header declares more data than the file holds) used to be scored as a shorter clip."""
+    whole = tmp_path / "whole.wav"
+    sf.write(whole, tone(3.0), 16_000, subtype="PCM_16")
+    payload = whole.read_bytes()
+    half = tmp_path / "half.wav"
+    half.write_bytes(payload[: len(payload) // 2])
+    with pytest.raises(AudioRejected) as caught:
+        decode(half)
+    declared = 3 * 16_000 * 2
+    assert caught.value.reason == (
+        f"file is truncated: its header declares {declared} bytes of audio, the file holds {len(payload) // 2 - 44}"
+    )
+    assert decode(whole).duration_s == pytest.approx(3.0)
+
+
+def test_directory_named_like_audio_is_not_a_file(tmp_path: Path) -> None:
+    (tmp_path / "x.wav").mkdir()
+    with pytest.raises(AudioRejected) as caught:
+        decode(tmp_path / "x.wav")
+    assert caught.value.reason.startswith("not a file")
+
+
+def test_same_bad_file_gets_the_same_reason(tmp_path: Path) -> None:
+    """libsndfile names the BytesIO it was given (`<_io.BytesIO object at 0x7f...>`); reasons must not."""
+    root = tmp_path / "corpus"
+    root.mkdir()
+    (root / "garbage.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt \x02\x00\x00\x00zz" + bytes(range(200)))
+    (root / "noise_ogg.ogg").write_bytes(os.urandom(4000))
+    (root / "noise_flac.flac").write_bytes(b"fLaC" + os.urandom(4000))
+    first = {r.utterance_id: r.reason for r in ingest_corpus(root, "folder").rejections}
+    second = {r.utterance_id: r.reason for r in ingest_corpus(root, "folder").rejections}
+    assert first == second and set(first) == {"garbage", "noise_ogg", "noise_flac"}
+    for name, reason in first.items():
+        assert "0x" not in reason and "object at" not in reason and "\n" not in reason
+        assert reason.startswith("cannot decode audio ") and f"{name}." in reason
+
+
+TWO_HOURS_S = 2 * 3600
+PEAK_RSS_LIMIT_MB = 200
+_REJECT_LONG = """
+import sys
+from pathlib import Path
+from emojudge_models.ingest.utterances import ingest_corpus
+result = ingest_corpus(Path(sys.argv[1]), "folder", max_duration_s=60.0)
+assert len(result.utterances) == 0
+print(result.rejections[0].reason)
+"""
+_PEAK_RSS_OF_CHILD = """
+import resource, subprocess, sys
+done = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, text=True)
+print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, done.stdout.strip())
+"""
+"""Runs a command and prints its exit status, peak RSS (KiB) and output. The measuring process is this small
+wrapper, not pytest: a child's ru_maxrss includes the RSS of the process it was forked from."""
+
+
+def test_two_hour_file_is_rejected_from_its_header(tmp_path: Path) -> None:
+    """A 2-hour 16 kHz WAV is rejected as over-long without being read: the ingesting process stays small
+    (it peaked at 910 MB when the file was read and decoded before its duration was checked)."""
+    root = tmp_path / "long"
+    root.mkdir()
+    block = tone(60.0)
+    with sf.SoundFile(root / "two_hours.wav", "w", 16_000, 1, "PCM_16") as out:
+        for minute in range(TWO_HOURS_S // 60):
+            out.write(block if minute % 2 else np.zeros_like(block))
+    assert (root / "two_hours.wav").stat().st_size > 200_000_000
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK_RSS_OF_CHILD, sys.executable, "-c", _REJECT_LONG, str(root)],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    returncode, peak_kib, reason = done.stdout.split(" ", 2)
+    assert returncode == "0", done.stderr[-2000:]
+    assert reason.strip() == "clip is 7200.0 s long, longer than the configured 60 s limit"
+    peak_mb = int(peak_kib) / 1024
+    assert peak_mb < PEAK_RSS_LIMIT_MB, f"peak RSS {peak_mb:.0f} MB"

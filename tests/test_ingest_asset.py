@@ -11,6 +11,7 @@ from emojudge_models.settings import Settings
 from emojudge_models.store import warehouse
 from emojudge_pipeline import cli
 from emojudge_pipeline.assets.ingest import utterances
+from emojudge_pipeline.cli_support import UsageError
 from emojudge_pipeline.resources import default_ingest
 
 
@@ -39,7 +40,7 @@ def test_cli_register_materialize_twice(msp_corpus: Path, emojudge_home: Path, m
 
 
 def test_unregistered_set_is_a_clear_error(emojudge_home: Path) -> None:
-    with pytest.raises(SystemExit, match="not registered"):
+    with pytest.raises(UsageError, match="not registered"):
         cli.materialize("nope")
 
 

@@ -17,7 +17,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from emojudge_models.ingest.audio import AudioRejected
+from emojudge_models.ingest.audio import AudioRejected, stable_text
 
 Item = TypeVar("Item")
 
@@ -25,10 +25,11 @@ _DONE = object()
 
 
 def failure_reason(error: BaseException) -> str:
-    """Words a person can act on: the rejection reason, or the exception type and message."""
+    """Words a person can act on: the rejection reason, or the exception type and message (on one line, without
+    object addresses, so the same fault always gives the same reason)."""
     if isinstance(error, AudioRejected):
         return error.reason
-    return f"{type(error).__name__}: {error}"
+    return stable_text(f"{type(error).__name__}: {error}")
 
 
 @dataclass

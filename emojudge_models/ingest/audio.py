@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,13 +52,111 @@ def file_sha256(path: Path | str) -> str:
     return digest.hexdigest()
 
 
+_OBJECT_REPR = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
+EXACT_LENGTH_SUFFIXES = (".wav", ".flac")
+"""Formats whose header states the exact number of frames (read with soundfile.info); others use PyAV."""
+
+
+def stable_text(message: str) -> str:
+    """``message`` on one line without object reprs or memory addresses, so one fault always reads the same."""
+    message = _ADDRESS.sub("", _OBJECT_REPR.sub("the file", message))
+    return " ".join(message.split())
+
+
+@dataclass(frozen=True)
+class AudioHeader:
+    """What a file's header says, read without decoding the samples."""
+
+    sample_rate_hz: int
+    channels: int
+    duration_s: float
+    frames: int | None
+    """Exact frame count for WAV/FLAC; None where the container only estimates a duration."""
+
+
+def _wav_shortfall(path: Path) -> tuple[int, int] | None:
+    """(declared, present) bytes of the RIFF ``data`` chunk when the file holds fewer than its header declares.
+
+    libsndfile silently reads a half-copied WAV as a shorter clip; the chunk sizes in the header tell the truth.
+    A streaming header (size 0 or 0xFFFFFFFF, or RF64) declares nothing and is not checked.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        riff = handle.read(12)
+        if len(riff) < 12 or riff[:4] != b"RIFF" or riff[8:12] != b"WAVE":
+            return None
+        offset = 12
+        while offset + 8 <= size:
+            handle.seek(offset)
+            chunk_id, chunk_size = struct.unpack("<4sI", handle.read(8))
+            if chunk_id == b"data":
+                present = size - offset - 8
+                if chunk_size in (0, 0xFFFFFFFF) or chunk_size <= present:
+                    return None
+                return chunk_size, present
+            offset += 8 + chunk_size + (chunk_size & 1)
+    return None
+
+
+def read_header(path: Path) -> AudioHeader:
+    """Sample rate, channels and duration from the header: soundfile.info for WAV/FLAC, PyAV for the rest."""
+    if path.suffix.lower() in EXACT_LENGTH_SUFFIXES:
+        try:
+            info = sf.info(str(path))
+        except (sf.LibsndfileError, RuntimeError) as error:
+            raise AudioRejected(path, f"cannot decode audio {path.name}: {_libsndfile_cause(error)}") from None
+        return AudioHeader(int(info.samplerate), int(info.channels), info.frames / info.samplerate, int(info.frames))
+    import av  # only for MP3/OGG headers; its FFmpeg libraries cost ~25 MB in every decode worker
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.audio[0]
+            duration = container.duration / av.time_base if container.duration else None
+            if duration is None and stream.duration is not None and stream.time_base is not None:
+                duration = float(stream.duration * stream.time_base)
+            return AudioHeader(int(stream.sample_rate or 0), int(stream.channels or 0), duration or 0.0, None)
+    except (av.FFmpegError, IndexError, ValueError) as error:
+        cause = stable_text(getattr(error, "strerror", None) or str(error)) or type(error).__name__
+        raise AudioRejected(path, f"cannot decode audio {path.name}: {cause}") from None
+
+
+def _libsndfile_cause(error: Exception) -> str:
+    """libsndfile's own words for ``error``, without the file object it was handed."""
+    cause = getattr(error, "error_string", None) or str(error)
+    return stable_text(cause).rstrip(".") or type(error).__name__
+
+
 def _read(path: Path, payload: bytes) -> tuple[np.ndarray, int]:
     """Samples of the file bytes ``payload`` as float32 (frames, channels), via libsndfile (WAV, FLAC, OGG, MP3)."""
     try:
         data, sr = sf.read(io.BytesIO(payload), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as error:
-        raise AudioRejected(path, f"cannot decode audio: {error}") from None
+        raise AudioRejected(path, f"cannot decode audio {path.name}: {_libsndfile_cause(error)}") from None
     return data, int(sr)
+
+
+def _check_file(path: Path, max_duration_s: float) -> AudioHeader:
+    """Reject from the file system and the header alone: not a file, empty, truncated WAV, too long."""
+    if not path.exists():
+        raise AudioRejected(path, "file not found")
+    if not path.is_file():
+        raise AudioRejected(path, "not a file (a directory or device)")
+    if path.stat().st_size == 0:
+        raise AudioRejected(path, "file is empty (0 bytes)")
+    if path.suffix.lower() == ".wav" and (shortfall := _wav_shortfall(path)):
+        declared, present = shortfall
+        raise AudioRejected(
+            path, f"file is truncated: its header declares {declared} bytes of audio, the file holds {present}"
+        )
+    header = read_header(path)
+    if header.duration_s > max_duration_s:
+        raise AudioRejected(path, _too_long(header.duration_s, max_duration_s))
+    return header
+
+
+def _too_long(duration_s: float, max_duration_s: float) -> str:
+    return f"clip is {duration_s:.1f} s long, longer than the configured {max_duration_s:g} s limit"
 
 
 def decode(
@@ -65,18 +165,17 @@ def decode(
     resample: bool = True,
     expected_sha256: str | None = None,
 ) -> DecodedAudio:
-    """Decode ``path`` to mono float32, rejecting empty, corrupt, silent, non-finite, too short or too long clips.
+    """Decode ``path`` to mono float32, rejecting empty, corrupt, truncated, silent, non-finite, too short or too
+    long clips.
 
-    The file is read once: its bytes are hashed (and checked against ``expected_sha256``, the identity recorded at
+    The header is checked first, so an over-long or truncated file is rejected without reading its samples. Then
+    the file is read once: its bytes are hashed (and checked against ``expected_sha256``, the identity recorded at
     ingest) and decoded from memory. With ``resample`` (the default) the wave is at 16 kHz; without, it stays at
     the file's rate (validation only).
     """
     path = Path(path)
-    if not path.is_file():
-        raise AudioRejected(path, "file not found")
+    header = _check_file(path, max_duration_s)
     payload = path.read_bytes()
-    if not payload:
-        raise AudioRejected(path, "file is empty (0 bytes)")
     sha256 = hashlib.sha256(payload).hexdigest()
     if expected_sha256 is not None and sha256 != expected_sha256:
         raise AudioRejected(path, "file content changed since ingest (SHA-256 differs); re-run ingest")
@@ -84,15 +183,17 @@ def decode(
     channels = data.shape[1]
     if data.shape[0] == 0:
         raise AudioRejected(path, "file decodes to zero samples")
+    if header.frames is not None and data.shape[0] < header.frames:
+        raise AudioRejected(
+            path, f"file is truncated: its header declares {header.frames} frames, {data.shape[0]} decode"
+        )
     if not np.isfinite(data).all():
         raise AudioRejected(path, "samples contain NaN or inf")
     duration_s = data.shape[0] / sr
     if duration_s < MIN_DURATION_S:
         raise AudioRejected(path, f"clip is {duration_s:.2f} s long, shorter than the {MIN_DURATION_S} s minimum")
     if duration_s > max_duration_s:
-        raise AudioRejected(
-            path, f"clip is {duration_s:.1f} s long, longer than the configured {max_duration_s:g} s limit"
-        )
+        raise AudioRejected(path, _too_long(duration_s, max_duration_s))
     mono = data.mean(axis=1)
     if float(np.abs(mono).max()) < SILENCE_PEAK:
         raise AudioRejected(path, "clip is all silence (peak below -80 dBFS)")

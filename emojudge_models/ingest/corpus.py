@@ -11,8 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
+from emojudge_models.ingest.tables import CorpusInvalid, read_table
 from emojudge_models.labels import EMOTIONS, MSP_CODES
 
 FORMATS = ("msp", "manifest", "folder")
@@ -27,6 +26,10 @@ MSP_SPLITS = {
     "test3": "test",
 }
 """Corpus split names (lower-cased) to EmoJudge's train/development/test; MSP-Podcast has Test1..Test3."""
+MSP_LABELS = Path("Labels") / "labels_consensus.csv"
+MSP_COLUMNS = ("FileName", "EmoClass")
+MANIFEST_COLUMNS = ("path",)
+"""Columns a labels / manifest CSV must have; every other column is optional."""
 
 
 @dataclass(frozen=True)
@@ -61,13 +64,18 @@ def detect_format(path: Path) -> str:
     """Guess the layout of ``path``: MSP-Podcast folders, a manifest.csv, or a bare folder of audio."""
     if path.is_file() and path.suffix == ".csv":
         return "manifest"
-    if (path / "Labels" / "labels_consensus.csv").is_file():
+    if (path / MSP_LABELS).is_file():
         return "msp"
     if (path / "manifest.csv").is_file():
         return "manifest"
     if path.is_dir():
         return "folder"
-    raise ValueError(f"{path}: not a corpus (no Labels/labels_consensus.csv, manifest.csv or audio folder)")
+    raise CorpusInvalid(f"{path}: not a corpus (no Labels/labels_consensus.csv, manifest.csv or audio folder)")
+
+
+def utterance_id_from_path(relative: str | Path) -> str:
+    """The utterance id of a clip known only by its path: the relative path without suffix, ``/`` as ``__``."""
+    return Path(relative).with_suffix("").as_posix().replace("/", "__")
 
 
 def _inside(root: Path, candidate: Path) -> bool:
@@ -124,13 +132,10 @@ class _Deduplicator:
 
 def read_msp(root: Path) -> Iterator[CorpusEntry | Rejection]:
     """MSP-Podcast layout: Labels/labels_consensus.csv, Audios/*.wav, Transcripts/*.txt."""
-    labels_path = root / "Labels" / "labels_consensus.csv"
+    labels_path = root / MSP_LABELS
     if not labels_path.is_file():
-        raise FileNotFoundError(f"{root}: MSP-Podcast layout needs Labels/labels_consensus.csv")
-    table = pd.read_csv(labels_path, dtype=str, keep_default_na=False)
-    missing = {"FileName", "EmoClass"} - set(table.columns)
-    if missing:
-        raise ValueError(f"{labels_path}: missing columns {sorted(missing)}")
+        raise CorpusInvalid(f"{root}: the MSP-Podcast layout needs {MSP_LABELS.as_posix()}")
+    table = read_table(labels_path, MSP_COLUMNS)
     dedup = _Deduplicator()
     for record in table.to_dict("records"):
         file_name = record["FileName"].strip()
@@ -165,17 +170,20 @@ def read_msp(root: Path) -> Iterator[CorpusEntry | Rejection]:
 
 
 def read_manifest(manifest: Path) -> Iterator[CorpusEntry | Rejection]:
-    """Generic manifest.csv: utterance_id, path (relative to the manifest), emotion, transcript, speaker_id, gender,
-    and optional arousal/valence/dominance/split columns."""
+    """Generic manifest.csv: path (relative to the manifest) and optional utterance_id (default: from the path),
+    emotion, transcript, speaker_id, gender, arousal/valence/dominance and split columns."""
     root = manifest.parent
-    table = pd.read_csv(manifest, dtype=str, keep_default_na=False)
-    missing = {"utterance_id", "path"} - set(table.columns)
-    if missing:
-        raise ValueError(f"{manifest}: missing columns {sorted(missing)}")
+    table = read_table(manifest, MANIFEST_COLUMNS)
     dedup = _Deduplicator()
     for record in table.to_dict("records"):
-        utterance_id = record["utterance_id"].strip()
         relative = record["path"].strip()
+        if "utterance_id" in table.columns:
+            utterance_id = record["utterance_id"].strip()
+        else:
+            utterance_id = utterance_id_from_path(relative) if relative else ""
+        if not relative:
+            yield Rejection(utterance_id or None, None, "ingest", "empty path in manifest")
+            continue
         if not utterance_id:
             yield Rejection(None, relative, "ingest", "empty utterance_id in manifest")
             continue
@@ -224,7 +232,7 @@ def read_folder(root: Path) -> Iterator[CorpusEntry | Rejection]:
         if path.suffix.lower() not in AUDIO_SUFFIXES:
             continue
         relative = path.relative_to(root)
-        utterance_id = relative.with_suffix("").as_posix().replace("/", "__")
+        utterance_id = utterance_id_from_path(relative)
         if rejection := dedup.check(utterance_id, relative.as_posix()):
             yield rejection
             continue

@@ -48,6 +48,15 @@ class IngestResult:
     split_source: str = "none"
     split_seed: int | None = None
 
+    def no_usable_clips(self, eval_set: str, path: str) -> str:
+        """One line for a set where no clip survived: how many were rejected, the first reason, what to do."""
+        rejected = [r for r in self.rejections if r.stage == "ingest"]
+        example = f"; first: {rejected[0].reason}" if rejected else ""
+        return (
+            f"evaluation set {eval_set!r} has no usable clips ({len(rejected)} rejected{example}): fix the corpus at "
+            f"{path} (see table rejected_inputs), then run emojudge materialize {eval_set} again"
+        )
+
     def rejections_frame(self) -> pd.DataFrame:
         return pd.DataFrame(
             [asdict(r) for r in self.rejections], columns=["utterance_id", "audio_path", "stage", "reason"]

@@ -96,3 +96,8 @@ def latest(
 
 def by_key(con: duckdb.DuckDBPyConnection, model_key: str) -> RegisteredModel | None:
     return _fetch_model(con.execute(sql_text("models/model_by_key.sql"), [model_key]))
+
+
+def count(con: duckdb.DuckDBPyConnection) -> int:
+    """How many models are registered, of any kind: zero means nothing has been trained in this warehouse."""
+    return int(con.execute(sql_text("models/count_models.sql")).fetchone()[0])

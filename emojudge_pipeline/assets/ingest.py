@@ -4,6 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from emojudge_models.ingest.tables import CorpusInvalid
 from emojudge_models.ingest.utterances import ingest_corpus
 from emojudge_models.store import warehouse
 from emojudge_pipeline.assets.common import WAREHOUSE_POOL, markdown_preview, record_rejections
@@ -25,17 +26,22 @@ def utterances(
     registered = warehouse_db.eval_set(eval_set)
     max_duration = ingest.max_duration_s
     context.log.info(f"ingesting {eval_set} ({registered['format']}) from {registered['path']}")
-    result = ingest_corpus(
-        Path(registered["path"]),
-        registered["format"],
-        max_duration_s=max_duration,
-        on_progress=lambda done, total: context.log.info(f"decoded {done}/{total} clips"),
-    )
+    try:
+        result = ingest_corpus(
+            Path(registered["path"]),
+            registered["format"],
+            max_duration_s=max_duration,
+            on_progress=lambda done, total: context.log.info(f"decoded {done}/{total} clips"),
+        )
+    except CorpusInvalid as error:
+        raise dg.Failure(str(error), allow_retries=False) from None
     frame = result.utterances.assign(run_id=context.run.run_id)
     with warehouse_db.connect() as con:
         warehouse.replace_partition(con, "utterances", eval_set, frame)
         n_rejected = record_rejections(con, eval_set, ("ingest", "transcript"), result.rejections, context.run.run_id)
         con.execute(warehouse.sql_text("ingest/record_split.sql"), [result.split_source, result.split_seed, eval_set])
+    if frame.empty:
+        raise dg.Failure(result.no_usable_clips(eval_set, registered["path"]), allow_retries=False)
     splits = frame["split"].fillna("unlabelled").value_counts().to_dict()
     reasons = result.rejections_frame()
     return dg.MaterializeResult(

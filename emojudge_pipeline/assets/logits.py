@@ -20,6 +20,8 @@ from emojudge_pipeline.assets.training import MODALITIES
 from emojudge_pipeline.partitions import eval_sets_partitions
 from emojudge_pipeline.resources import ModelsResource, WarehouseResource
 
+NO_MODEL = "no model registered: train first (emojudge materialize <training set>)"
+"""Why scoring stops when nothing was trained for this warehouse (or for the partition's encoders)."""
 SCORING_CHUNK = 512
 """Utterances whose features are read and scored together; bounds memory whatever the partition size."""
 
@@ -85,7 +87,10 @@ def logits(
     eval_set = context.partition_key
     device = models.torch_device()
     frames, metadata = [], {}
+    untrained: list[str] = []
     with warehouse_db.connect() as con:
+        if registry.count(con) == 0:
+            raise dg.Failure(NO_MODEL, allow_retries=False)
         store = FeatureStore(con, warehouse_db.features_root)
         for modality in MODALITIES:
             key = warehouse.scalar(con, "features/partition_encoder_key.sql", [eval_set, modality])
@@ -102,6 +107,7 @@ def logits(
                 metadata[f"{modality}_{task}_skipped"] = f"no {kind} model registered for encoder {key}"
             registered = {task: m for task, m in registered.items() if m is not None}
             if not registered:
+                untrained.append(key)
                 continue
             loaded = {task: load_checkpoint(m.path, device) for task, m in registered.items()}
             normalisers = _normalisers(con, store, eval_set, key, registered) if modality == "audio" else {}
@@ -119,6 +125,12 @@ def logits(
                 metadata[f"{modality}_{task}_model_key"] = model_key
                 metadata[f"{modality}_{task}_rows"] = len(rows)
                 context.log.info(f"{modality} {task}: {len(rows)} rows from {model_key}")
+        if untrained and not frames:
+            raise dg.Failure(
+                f"no model registered for encoder {', '.join(untrained)}: train first "
+                "(emojudge materialize <training set>)",
+                allow_retries=False,
+            )
         table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["utterance_id"])
         table["run_id"] = context.run.run_id
         warehouse.replace_partition(con, "logits", eval_set, table)

@@ -9,11 +9,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from emojudge_models.evaluation.metrics import attribute_metrics
+from emojudge_models.evaluation.metrics import attribute_metrics, categorical_metrics
 from emojudge_models.fusion.models import (
     C_GRID,
     FUSION_TOLERANCE,
     FusionModel,
+    f1_macro_of_indices,
     fit_attribute_fusion,
     fit_categorical_fusion,
     fit_guarded_fusion,
@@ -233,6 +234,14 @@ def test_a_text_modality_at_chance_or_missing_gets_no_weight(text: str) -> None:
     proba = model.predict_proba(test_X)
     assert proba.shape == (test_X.shape[0], N_CLASSES) and np.allclose(proba.sum(axis=1), 1.0)
     assert model.hyperparameters()["estimator"] == "temperature_scaling" and model.C is None
+
+
+def test_the_fast_f1_macro_matches_the_reported_metric() -> None:
+    rng = np.random.default_rng(15)
+    for size in (5, 40, 300):
+        y_true, y_pred = rng.integers(0, 6, size), rng.integers(1, N_CLASSES, size)
+        expected = categorical_metrics([EMOTIONS[i] for i in y_true], [EMOTIONS[i] for i in y_pred])["f1_macro"]
+        assert f1_macro_of_indices(y_true, y_pred) == pytest.approx(expected, abs=1e-12)
 
 
 def test_a_constant_prediction_scores_exactly_its_permutation_null() -> None:

@@ -162,6 +162,8 @@ def test_a_corrupted_or_truncated_part_is_refused(tmp_path: Path) -> None:
 def test_bad_configuration_and_input_are_refused(clip_encoder: WhisperCT2Encoder, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"missing model\.bin"):
         WhisperCT2Encoder(model=tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"small is not a CTranslate2 .*\(packaged models: base, tiny\.en\)"):
+        WhisperCT2Encoder(model="small")
     with pytest.raises(ValueError, match="window policy"):
         WhisperCT2Encoder(window="half")
     with pytest.raises(ValueError, match="clip 1: expected a mono"):

@@ -91,7 +91,7 @@ PACKAGED_MODELS = {"base": _base_source, "tiny.en": _tiny_en_source}
 
 def resolve_model(model: str | Path | None = None) -> ModelSource:
     """A packaged model by name (``base``, ``tiny.en``; ``None`` is ``DEFAULT_MODEL``) or a CTranslate2 folder."""
-    if model is None or str(model) in PACKAGED_MODELS:
+    if not model or str(model) in PACKAGED_MODELS:
         source = PACKAGED_MODELS[str(model or DEFAULT_MODEL)]()
     else:
         folder = Path(model).resolve()
@@ -101,7 +101,8 @@ def resolve_model(model: str | Path | None = None) -> ModelSource:
     missing = [path.name for path in needed if not path.is_file()]
     if missing:
         raise FileNotFoundError(
-            f"{source.folder} is not a CTranslate2 Whisper model folder: missing {', '.join(missing)}"
+            f"{source.folder} is not a CTranslate2 Whisper model folder: missing {', '.join(missing)} "
+            f"(packaged models: {', '.join(PACKAGED_MODELS)})"
         )
     return source
 

@@ -6,37 +6,18 @@ import argparse
 import logging
 import os
 import sys
+import uuid
 from pathlib import Path
 
-import dagster as dg
 import pandas as pd
 
 from emojudge_models.ingest.corpus import FORMATS, detect_format
 from emojudge_models.store import warehouse
 from emojudge_pipeline import settings
+from emojudge_pipeline.instance import RunWatchdog, instance, interruptible, process_tags, wait_for_pool
 from emojudge_pipeline.partitions import EVAL_SETS_PARTITION
 
 log = logging.getLogger("emojudge")
-
-DAGSTER_YAML = """\
-# Written by emojudge: one writer at a time per warehouse (assets use the pool emojudge_warehouse).
-concurrency:
-  pools:
-    default_limit: 1
-telemetry:
-  enabled: false
-"""
-
-
-def instance() -> dg.DagsterInstance:
-    """The persistent Dagster instance shared with ``dagster dev`` (DAGSTER_HOME, default $EMOJUDGE_HOME/dagster)."""
-    home = settings.dagster_home()
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(DAGSTER_YAML)
-    os.environ["DAGSTER_HOME"] = str(home)
-    return dg.DagsterInstance.get()
 
 
 def add_eval_set(name: str, path: Path, corpus_format: str | None) -> str:
@@ -63,8 +44,10 @@ def materialize(name: str, train: bool | None = None) -> None:
     Training assets run too when ``name`` is one of EMOJUDGE_TRAIN_SETS (or ``train`` is True); otherwise the set is
     scored by the models already registered.
     """
+    from emojudge_pipeline.assets.common import WAREHOUSE_POOL
     from emojudge_pipeline.definitions import build_definitions
 
+    warehouse.check_storage_version(settings.emojudge_home())
     defs = build_definitions()
     inst = instance()
     if not inst.has_dynamic_partition(EVAL_SETS_PARTITION, name):
@@ -74,13 +57,21 @@ def materialize(name: str, train: bool | None = None) -> None:
     if train is None:
         train = name in settings.train_sets()
     selection = [key for key in graph.get_all_asset_keys() if train or graph.get(key).is_partitioned]
-    result = job.execute_in_process(
-        instance=inst,
-        partition_key=name,
-        asset_selection=selection,
-        run_config={"loggers": {"console": {"config": {"log_level": settings.env("EMOJUDGE_LOG_LEVEL", "INFO")}}}},
-        raise_on_error=False,
-    )
+    run_id = str(uuid.uuid4())
+    with interruptible():
+        wait_for_pool(inst, WAREHOUSE_POOL)
+        with RunWatchdog(inst, run_id):
+            result = job.execute_in_process(
+                instance=inst,
+                partition_key=name,
+                asset_selection=selection,
+                run_config={
+                    "loggers": {"console": {"config": {"log_level": settings.env("EMOJUDGE_LOG_LEVEL", "INFO")}}}
+                },
+                raise_on_error=False,
+                run_id=run_id,
+                tags=process_tags(),
+            )
     if not result.success:
         raise SystemExit(f"error: materialising {name} failed; see the run {result.run_id} in the Dagster UI")
     print(f"materialised {len(selection)} assets for {name} (run {result.run_id})")
@@ -138,6 +129,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     commands.add_parser("demo", help="generate the demo corpus and materialise everything")
     args = parser.parse_args(argv)
+    try:
+        run_command(args)
+    except warehouse.WarehouseTooNew as error:
+        raise SystemExit(f"error: {error}") from None
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+def run_command(args: argparse.Namespace) -> None:
     if args.command == "eval-set" and args.eval_set_command == "add":
         used = add_eval_set(args.name, args.path, args.format)
         print(f"registered {args.name} ({used}) at {args.path.resolve()}")

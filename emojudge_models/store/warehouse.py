@@ -38,6 +38,11 @@ PARTITIONED_TABLES = frozenset(
 """Tables keyed by ``eval_set``, whose partition rows :func:`replace_partition` swaps atomically."""
 
 _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+_NEWER_STORAGE = re.compile(r"version number (\d+), but we can only read versions between (\d+) and (\d+)")
+
+
+class WarehouseTooNew(RuntimeError):
+    """The warehouse file was written by a newer DuckDB (a storage version this one cannot read)."""
 
 
 def sql_file(name: str) -> Traversable:
@@ -113,6 +118,36 @@ def warehouse_path(home: Path) -> Path:
     return home / "emojudge.duckdb"
 
 
+def _open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """``duckdb.connect``, with a file from a newer DuckDB turned into one line saying how to rebuild it."""
+    try:
+        return duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as error:
+        newer = _NEWER_STORAGE.search(str(error))
+        if newer is None:
+            raise
+        found, low, high = newer.groups()
+        raise WarehouseTooNew(
+            f"{path} was written by a newer DuckDB (storage version {found}; duckdb {duckdb.__version__} reads "
+            f"{low}-{high}): move it away and run `emojudge materialize NAME` for each set to rebuild it "
+            "(features are cached in Parquet)"
+        ) from None
+
+
+def check_storage_version(home: Path) -> None:
+    """Raise :class:`WarehouseTooNew` now, before a run starts, when the file is from a newer DuckDB.
+
+    Any other failure to open (no file, a writer's lock) is left to the run itself.
+    """
+    path = warehouse_path(home)
+    if not path.exists():
+        return
+    try:
+        _open(path, read_only=True).close()
+    except duckdb.Error:
+        return
+
+
 @contextmanager
 def connect(home: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open ``$EMOJUDGE_HOME/emojudge.duckdb``; a writable connection creates or migrates the schema first."""
@@ -120,10 +155,10 @@ def connect(home: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConn
     if read_only:
         if not path.exists():
             raise FileNotFoundError(f"no warehouse at {path}: materialise an asset first (make demo)")
-        con = duckdb.connect(str(path), read_only=True)
+        con = _open(path, read_only=True)
     else:
         home.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(path))
+        con = _open(path, read_only=False)
         migrate(con)
     try:
         yield con

@@ -4,16 +4,24 @@ block the next one, signals that end a waiting run, and a judge server that dies
 from __future__ import annotations
 
 import os
+import select
 import shutil
+import signal
 import struct
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 
 from emojudge_models.store import warehouse
+from emojudge_pipeline import instance
+from emojudge_pipeline.assets.common import WAREHOUSE_POOL
 
 REPO = Path(__file__).resolve().parents[1]
 PINNED_DUCKDB = "1.5.5"
@@ -117,3 +125,142 @@ def test_materialize_reports_a_newer_warehouse_in_one_line(tmp_path: Path) -> No
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "storage version 69" in last and "Traceback" not in done.stderr
+
+
+# ---- a dead run never blocks the next one; signals end a waiting run ----------------------------------------------
+
+HOLDER = str(Path(__file__).with_name("pool_holder.py"))
+
+
+def subprocess_env(home: Path, **extra: str) -> dict[str, str]:
+    """This environment with its own EMOJUDGE_HOME/DAGSTER_HOME and this checkout first on the path."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "EMOJUDGE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), "PYTHONPATH": path,
+            **extra}  # fmt: skip
+
+
+def read_line(process: subprocess.Popen, prefix: str, timeout_s: float) -> str:
+    """The first stdout line of ``process`` starting with ``prefix``, read within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([process.stdout], [], [], 0.5)
+        if ready:
+            line = process.stdout.readline()
+            if line.startswith(prefix):
+                return line.strip()
+            if not line and process.poll() is not None:
+                break
+    raise AssertionError(f"no line {prefix!r} from pid {process.pid} within {timeout_s} s (exit {process.poll()})")
+
+
+@contextmanager
+def pool_holder(home: Path, log: Path, *args: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    """A real Dagster run in another process holding the emojudge_warehouse slot; yields (process, run id)."""
+    with log.open("w") as stderr:
+        process = subprocess.Popen([sys.executable, HOLDER, "hold", *args], env=subprocess_env(home),
+                                   stdout=subprocess.PIPE, stderr=stderr, text=True)  # fmt: skip
+    try:
+        yield process, read_line(process, "holding ", 120).split()[1]
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+        process.stdout.close()
+
+
+def run_status(home: Path, run_id: str) -> str:
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    with dg.DagsterInstance.get() as inst:
+        return inst.get_run_by_id(run_id).status.value
+
+
+def pool_claims(home: Path) -> set[str]:
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    with dg.DagsterInstance.get() as inst:
+        return inst.event_log_storage.get_concurrency_info(WAREHOUSE_POOL).active_run_ids
+
+
+def test_the_holder_uses_the_warehouse_pool() -> None:
+    holder = Path(HOLDER).read_text()
+    assert f'POOL = "{WAREHOUSE_POOL}"' in holder
+
+
+def test_our_dagster_yaml_is_rewritten_with_run_monitoring_and_a_users_own_is_kept(emojudge_home: Path) -> None:
+    dagster_home = emojudge_home / "dagster"
+    dagster_home.mkdir(parents=True)
+    config = dagster_home / "dagster.yaml"
+    config.write_text("# Written by emojudge: one writer at a time per warehouse.\nconcurrency:\n  pools:\n"
+                      "    default_limit: 1\ntelemetry:\n  enabled: false\n")  # fmt: skip
+    with instance.instance() as inst:
+        assert inst.run_monitoring_enabled and inst.run_monitoring_max_resume_run_attempts == 0
+        assert inst.run_monitoring_settings["free_slots_after_run_end_seconds"] == 30
+    assert config.read_text() == instance.DAGSTER_YAML
+    own = "concurrency:\n  pools:\n    default_limit: 2\n"
+    config.write_text(own)
+    with instance.instance() as inst:
+        assert not inst.run_monitoring_enabled
+    assert config.read_text() == own
+
+
+def test_sigterm_and_sigint_end_a_materialize_waiting_for_the_pool(tmp_path: Path, msp_corpus: Path) -> None:
+    home = tmp_path / "home"
+    env = subprocess_env(home)
+    emojudge = [sys.executable, "-m", "emojudge_pipeline.cli"]
+    subprocess.run([*emojudge, "eval-set", "add", "msp", str(msp_corpus)], env=env, check=True, capture_output=True)
+    with pool_holder(home, tmp_path / "holder.log", "tagged") as (_, holder_run):
+        for signum, code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
+            log = tmp_path / f"materialize-{signum}.log"
+            with log.open("w") as stderr:
+                waiting = subprocess.Popen([*emojudge, "materialize", "msp"], env=env, stderr=stderr)
+            deadline = time.monotonic() + 120
+            while f"held by run {holder_run}" not in log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert f"waiting for the emojudge_warehouse pool, held by run {holder_run}" in log.read_text()
+            sent = time.monotonic()
+            waiting.send_signal(signum)
+            assert waiting.wait(timeout=15) == code
+            assert time.monotonic() - sent < 5
+        # the live holder was never taken for dead
+        assert run_status(home, holder_run) == "STARTED" and pool_claims(home) == {holder_run}
+
+
+def test_a_signal_ends_a_run_waiting_inside_dagster_and_frees_only_its_own_claim(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with pool_holder(home, tmp_path / "holder.log", "tagged") as (_, holder_run):
+        with (tmp_path / "queued.log").open("w") as stderr:
+            queued = subprocess.Popen([sys.executable, HOLDER, "queue"], env=subprocess_env(home),
+                                      stdout=subprocess.PIPE, stderr=stderr, text=True)  # fmt: skip
+        queued_run = read_line(queued, "queued ", 120).split()[1]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            os.environ["DAGSTER_HOME"] = str(home / "dagster")
+            with dg.DagsterInstance.get() as inst:
+                if queued_run in inst.event_log_storage.get_concurrency_info(WAREHOUSE_POOL).pending_run_ids:
+                    break
+            time.sleep(0.2)
+        sent = time.monotonic()
+        queued.send_signal(signal.SIGTERM)
+        assert queued.wait(timeout=30) == 143
+        queued.stdout.close()
+        assert time.monotonic() - sent < instance.INTERRUPT_GRACE_S + 5
+        assert f"run {queued_run} interrupted by SIGTERM" in (tmp_path / "queued.log").read_text()
+        assert run_status(home, queued_run) == "FAILURE"
+        assert run_status(home, holder_run) == "STARTED" and pool_claims(home) == {holder_run}
+
+
+def test_a_killed_foreign_run_is_marked_failed_and_a_live_one_is_left_alone(
+    tmp_path: Path, emojudge_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pool_holder(emojudge_home, tmp_path / "holder.log", "untagged") as (holder, holder_run):
+        with instance.instance() as inst:
+            assert instance.recover_dead_runs(inst) == []
+            assert instance.pool_holders(inst, WAREHOUSE_POOL) == {holder_run}
+        holder.kill()
+        holder.wait(timeout=30)
+        with instance.instance() as inst, caplog.at_level("WARNING", logger="emojudge"):
+            assert instance.recover_dead_runs(inst) == [holder_run]
+            assert inst.get_run_by_id(holder_run).status == dg.DagsterRunStatus.FAILURE
+            assert instance.pool_holders(inst, WAREHOUSE_POOL) == set()
+            assert inst.event_log_storage.get_concurrency_info(WAREHOUSE_POOL).active_slot_count == 0
+    [line] = [r.getMessage() for r in caplog.records if holder_run in r.getMessage()]
+    assert f"processes that wrote its events ({holder.pid})" in line

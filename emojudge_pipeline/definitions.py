@@ -15,7 +15,7 @@ from emojudge_pipeline.assets import (
 )
 from emojudge_pipeline.checks import asset_checks
 from emojudge_pipeline.resources import default_judge, default_models, default_warehouse
-from emojudge_pipeline.sensors import eval_set_registry_sensor
+from emojudge_pipeline.sensors import dead_run_sensor, eval_set_registry_sensor
 
 
 def build_definitions() -> dg.Definitions:
@@ -25,7 +25,7 @@ def build_definitions() -> dg.Definitions:
             [ingest, transcripts, features, training, logits, prosody, fusion, refinement, evaluation]
         ),
         asset_checks=asset_checks,
-        sensors=[eval_set_registry_sensor],
+        sensors=[eval_set_registry_sensor, dead_run_sensor],
         resources={"warehouse_db": default_warehouse(), "models": default_models(), "judge": default_judge()},
     )
 

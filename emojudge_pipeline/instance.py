@@ -3,11 +3,13 @@
 A run killed outright (SIGKILL, the OOM killer, an abort in native code) stays STARTED and keeps its slot in the
 ``emojudge_warehouse`` pool, so every later run would wait for it forever. Each ``emojudge materialize`` therefore
 tags its run with its process (host, pid, process start time) and a heartbeat, and before it runs, and while it
-waits for the pool, marks failed every run whose process is gone and frees that run's slots. Runs started
-elsewhere (the UI, ``dagster asset materialize``) are judged by the processes that wrote their events, when the
-instance's storage is this machine's SQLite files. A signal always ends a waiting ``emojudge materialize``
-within seconds: Dagster only records SIGINT/SIGTERM while it orchestrates, so a watchdog ends the process when
-the run has not stopped :data:`INTERRUPT_GRACE_S` after the signal.
+waits for the pool, marks failed every run whose process is gone and frees that run's slots; the daemon does the
+same every minute (``dead_run_sensor``). Runs started elsewhere (the UI, ``dagster asset materialize``) are judged
+by the processes that ran them, when the instance's storage is this machine's SQLite files.
+
+A signal always ends a waiting ``emojudge materialize`` within seconds: Dagster only records SIGINT/SIGTERM
+while it orchestrates, so a watchdog ends the process when the run has not stopped :data:`INTERRUPT_GRACE_S`
+after the signal.
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ DAGSTER_YAML = f"""\
 concurrency:
   pools:
     default_limit: 1
-# the daemon (dagster dev) fails runs stuck in STARTING or CANCELING and frees slots of finished runs; a dead
-# run worker is found by `emojudge materialize` (see emojudge_pipeline/instance.py)
+# the daemon (dagster dev) fails runs stuck in STARTING or CANCELING and frees slots of finished runs; runs whose
+# process is gone are failed by `emojudge materialize` and the dead_run_sensor (emojudge_pipeline/instance.py)
 run_monitoring:
   enabled: true
   start_timeout_seconds: 180
@@ -130,28 +132,39 @@ def _storage_is_local(inst: dg.DagsterInstance) -> bool:
     return isinstance(inst.run_storage, SqliteRunStorage)
 
 
-def _event_pids(inst: dg.DagsterInstance, run_id: str, limit: int = 200) -> set[int]:
-    records = inst.get_records_for_run(run_id, limit=limit, ascending=False).records
+def _worker_pids(inst: dg.DagsterInstance, run_id: str) -> set[int]:
+    """The processes that ran ``run_id``: the emitters of its run-start and step-start events (not the UI or daemon
+    that launched it); steps of a multiprocess run have their own."""
+    kinds = {dg.DagsterEventType.RUN_START, dg.DagsterEventType.STEP_START}
+    records = inst.get_records_for_run(run_id, of_type=kinds).records
     return {r.event_log_entry.dagster_event.pid for r in records if r.event_log_entry.dagster_event} - {None}
 
 
 def death_reason(inst: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:
-    """Why the unfinished ``run`` is dead, or None when it is (or may be) alive."""
+    """Why the unfinished ``run`` is dead, or None when it is (or may be) alive.
+
+    A run this CLI tagged is dead when its process is gone (same host) or its heartbeat is stale (another host). Any
+    other STARTED run counts as dead only when the storage is this machine's (SQLite) and every process that ran
+    it is gone; a run of unknown state is left alone.
+    """
     tags = run.tags
-    if TAG_PID in tags:
-        pid = int(tags[TAG_PID])
-        if tags.get(TAG_HOST) == socket.gethostname():
-            if process_alive(pid, tags.get(TAG_PROCESS_START)):
-                return None
-            return f"its process {pid} is gone"
+    ours = TAG_PID in tags
+    if ours and tags.get(TAG_HOST) != socket.gethostname():
         age = time.time() - float(tags.get(TAG_HEARTBEAT, "0"))
         return f"no heartbeat from {tags.get(TAG_HOST)} for {age:.0f} s" if age > HEARTBEAT_STALE_S else None
-    if run.status not in (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING) or not _storage_is_local(inst):
+    if not ours and (run.status not in (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING)
+                     or not _storage_is_local(inst)):  # fmt: skip
         return None
-    pids = _event_pids(inst, run.run_id)
+    pids = _worker_pids(inst, run.run_id)
+    if ours:
+        pid = int(tags[TAG_PID])
+        if process_alive(pid, tags.get(TAG_PROCESS_START)):
+            return None
+        pids.discard(pid)
+        return None if any(process_alive(other) for other in pids) else f"its process {pid} is gone"
     if not pids or any(process_alive(pid) for pid in pids):
         return None
-    return f"the processes that wrote its events ({', '.join(map(str, sorted(pids)))}) are gone"
+    return f"the processes that ran it ({', '.join(map(str, sorted(pids)))}) are gone"
 
 
 def recover_dead_runs(inst: dg.DagsterInstance) -> list[str]:

@@ -25,6 +25,7 @@ import pytest
 from emojudge_models.store import warehouse
 from emojudge_pipeline import instance
 from emojudge_pipeline.assets.common import WAREHOUSE_POOL
+from emojudge_pipeline.sensors import dead_run_sensor
 
 REPO = Path(__file__).resolve().parents[1]
 PINNED_DUCKDB = "1.5.5"
@@ -251,7 +252,7 @@ def test_a_signal_ends_a_run_waiting_inside_dagster_and_frees_only_its_own_claim
         assert run_status(home, holder_run) == "STARTED" and pool_claims(home) == {holder_run}
 
 
-def test_a_killed_foreign_run_is_marked_failed_and_a_live_one_is_left_alone(
+def test_the_daemon_sensor_fails_a_killed_foreign_run_and_leaves_a_live_one_alone(
     tmp_path: Path, emojudge_home: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with pool_holder(emojudge_home, tmp_path / "holder.log", "untagged") as (holder, holder_run):
@@ -261,12 +262,13 @@ def test_a_killed_foreign_run_is_marked_failed_and_a_live_one_is_left_alone(
         holder.kill()
         holder.wait(timeout=30)
         with instance.instance() as inst, caplog.at_level("WARNING", logger="emojudge"):
-            assert instance.recover_dead_runs(inst) == [holder_run]
+            skipped = dead_run_sensor(dg.build_sensor_context(instance=inst))
+            assert skipped.skip_message == f"marked dead runs failed: {holder_run}"
             assert inst.get_run_by_id(holder_run).status == dg.DagsterRunStatus.FAILURE
             assert instance.pool_holders(inst, WAREHOUSE_POOL) == set()
             assert inst.event_log_storage.get_concurrency_info(WAREHOUSE_POOL).active_slot_count == 0
     [line] = [r.getMessage() for r in caplog.records if holder_run in r.getMessage()]
-    assert f"processes that wrote its events ({holder.pid})" in line
+    assert f"is dead: the processes that ran it ({holder.pid}) are gone" in line
 
 
 @pytest.mark.slow

@@ -80,7 +80,7 @@ def write_dagster_yaml(home: Path) -> Path:
         current = config.read_text()
         if not current.startswith(HEADER) or current == DAGSTER_YAML:
             return config
-        log.info("updating %s (run monitoring added)", config)
+        log.info("updating %s to emojudge's current settings", config)
     config.write_text(DAGSTER_YAML)
     return config
 
@@ -96,7 +96,7 @@ def instance() -> dg.DagsterInstance:
 
 def process_start(pid: int) -> str | None:
     """The start time of process ``pid`` in clock ticks since boot (``/proc/PID/stat``), which tells a process from
-    a later one given the same pid; None where there is no /proc or no such process."""
+    a later one given the same pid; None where there is no /proc, no such process, or only its zombie."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:

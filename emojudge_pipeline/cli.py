@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
+import uuid
 from pathlib import Path
 
-import dagster as dg
 import pandas as pd
 
 from emojudge_models.ingest.corpus import FORMATS
@@ -23,29 +22,10 @@ from emojudge_pipeline.cli_support import (
     one_line_console,
     user_failure,
 )
+from emojudge_pipeline.instance import RunWatchdog, instance, interruptible, process_tags, wait_for_pool
 from emojudge_pipeline.partitions import EVAL_SETS_PARTITION
 
 log = logging.getLogger("emojudge")
-
-DAGSTER_YAML = """\
-# Written by emojudge: one writer at a time per warehouse (assets use the pool emojudge_warehouse).
-concurrency:
-  pools:
-    default_limit: 1
-telemetry:
-  enabled: false
-"""
-
-
-def instance(settings: Settings | None = None) -> dg.DagsterInstance:
-    """The persistent Dagster instance shared with ``dagster dev`` (DAGSTER_HOME, default $EMOJUDGE_HOME/dagster)."""
-    home = (settings or Settings.from_env()).dagster_dir
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(DAGSTER_YAML)
-    os.environ["DAGSTER_HOME"] = str(home)
-    return dg.DagsterInstance.get()
 
 
 def add_eval_set(name: str, path: Path, corpus_format: str | None, settings: Settings | None = None) -> str:
@@ -72,9 +52,11 @@ def materialize(name: str, train: bool | None = None, settings: Settings | None 
     Training assets run too when ``name`` is one of EMOJUDGE_TRAIN_SETS (or ``train`` is True); otherwise the set is
     scored by the models already registered.
     """
+    from emojudge_pipeline.assets.common import WAREHOUSE_POOL
     from emojudge_pipeline.definitions import build_definitions
 
     settings = settings or Settings.from_env()
+    warehouse.check_storage_version(settings.home)
     defs = build_definitions(settings)
     inst = instance(settings)
     if not inst.has_dynamic_partition(EVAL_SETS_PARTITION, name):
@@ -84,13 +66,19 @@ def materialize(name: str, train: bool | None = None, settings: Settings | None 
     if train is None:
         train = name in settings.train_sets
     selection = [key for key in graph.get_all_asset_keys() if train or graph.get(key).is_partitioned]
-    result = job.execute_in_process(
-        instance=inst,
-        partition_key=name,
-        asset_selection=selection,
-        run_config={"loggers": {"console": {"config": {"log_level": settings.log_level}}}},
-        raise_on_error=False,
-    )
+    run_id = str(uuid.uuid4())
+    with interruptible():
+        wait_for_pool(inst, WAREHOUSE_POOL)
+        with RunWatchdog(inst, run_id):
+            result = job.execute_in_process(
+                instance=inst,
+                partition_key=name,
+                asset_selection=selection,
+                run_config={"loggers": {"console": {"config": {"log_level": settings.log_level}}}},
+                raise_on_error=False,
+                run_id=run_id,
+                tags=process_tags(),
+            )
     if not result.success and (reason := user_failure(result)):
         raise UsageError(reason)
     if not result.success:
@@ -153,8 +141,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         _dispatch(args, Settings.from_env())
-    except (*USER_ERRORS, SettingsError) as error:
+    except (*USER_ERRORS, SettingsError, warehouse.WarehouseTooNew) as error:
         fail(error)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> None:

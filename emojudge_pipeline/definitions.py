@@ -16,7 +16,7 @@ from emojudge_pipeline.assets import (
 )
 from emojudge_pipeline.checks import asset_checks
 from emojudge_pipeline.resources import default_resources
-from emojudge_pipeline.sensors import eval_set_registry_sensor
+from emojudge_pipeline.sensors import dead_run_sensor, eval_set_registry_sensor
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
@@ -31,7 +31,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             [ingest, transcripts, features, training, logits, prosody, fusion, refinement, evaluation]
         ),
         asset_checks=asset_checks,
-        sensors=[eval_set_registry_sensor],
+        sensors=[eval_set_registry_sensor, dead_run_sensor],
         resources=default_resources(settings),
     )
 

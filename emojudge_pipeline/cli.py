@@ -1,4 +1,8 @@
-"""The ``emojudge`` command: register evaluation sets, materialise them, run the demo."""
+"""The ``emojudge`` command: register evaluation sets, materialise them, run the demo.
+
+Heavy modules (Dagster, torch, pandas, DuckDB) are imported inside the commands that need them, so ``--help`` and
+``--version`` answer at once.
+"""
 
 from __future__ import annotations
 
@@ -6,31 +10,39 @@ import argparse
 import logging
 import sys
 import uuid
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from emojudge_models.ingest.corpus import FORMATS
-from emojudge_models.ingest.validate import check_eval_set
 from emojudge_models.settings import Settings, SettingsError
-from emojudge_models.store import warehouse
-from emojudge_pipeline.cli_support import (
-    USER_ERRORS,
-    OneLineArgumentParser,
-    UsageError,
-    fail,
-    one_line_console,
-    user_failure,
-)
-from emojudge_pipeline.instance import RunWatchdog, instance, interruptible, process_tags, wait_for_pool
-from emojudge_pipeline.partitions import EVAL_SETS_PARTITION
+from emojudge_pipeline.cli_support import OneLineArgumentParser, UsageError, fail, is_user_error
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 log = logging.getLogger("emojudge")
+
+DESCRIPTION = (
+    "EmoJudge: speech emotion recognition over evaluation sets, materialised with Dagster into a DuckDB warehouse. "
+    "Settings are EMOJUDGE_* environment variables (see the README)."
+)
+
+
+def instance(settings: Settings | None = None) -> dg.DagsterInstance:
+    """The persistent Dagster instance shared with ``dagster dev`` (see :mod:`emojudge_pipeline.instance`)."""
+    from emojudge_pipeline.instance import instance as dagster_instance
+
+    return dagster_instance(settings)
 
 
 def add_eval_set(name: str, path: Path, corpus_format: str | None, settings: Settings | None = None) -> str:
     """Check the name and corpus (one-line CorpusInvalid otherwise), record the set in the warehouse and add its
     dynamic partition; returns the format used."""
+    from emojudge_models.ingest.validate import check_eval_set
+    from emojudge_models.store import warehouse
+    from emojudge_pipeline.partitions import EVAL_SETS_PARTITION
+
     settings = settings or Settings.from_env()
     path = path.resolve()
     corpus_format = check_eval_set(name, path, corpus_format).corpus_format
@@ -41,7 +53,14 @@ def add_eval_set(name: str, path: Path, corpus_format: str | None, settings: Set
 
 
 def list_eval_sets(settings: Settings | None = None) -> None:
-    with warehouse.connect((settings or Settings.from_env()).home) as con:
+    """Print the registered evaluation sets, read from the readers' snapshot (never takes the writer's lock)."""
+    from emojudge_models.store import warehouse
+
+    home = (settings or Settings.from_env()).home
+    if not warehouse.warehouse_path(home).exists():
+        print("no evaluation sets registered")
+        return
+    with warehouse.connect(home, read_only=True) as con:
         frame = warehouse.query_df(con, "ingest/list_eval_sets.sql")
     print(frame.to_string(index=False) if len(frame) else "no evaluation sets registered")
 
@@ -52,8 +71,12 @@ def materialize(name: str, train: bool | None = None, settings: Settings | None 
     Training assets run too when ``name`` is one of EMOJUDGE_TRAIN_SETS (or ``train`` is True); otherwise the set is
     scored by the models already registered.
     """
+    from emojudge_models.store import warehouse
     from emojudge_pipeline.assets.common import WAREHOUSE_POOL
     from emojudge_pipeline.definitions import build_definitions
+    from emojudge_pipeline.instance import RunWatchdog, interruptible, process_tags, wait_for_pool
+    from emojudge_pipeline.partitions import EVAL_SETS_PARTITION
+    from emojudge_pipeline.run_console import one_line_console, user_failure
 
     settings = settings or Settings.from_env()
     warehouse.check_storage_version(settings.home)
@@ -88,7 +111,10 @@ def materialize(name: str, train: bool | None = None, settings: Settings | None 
 
 def demo(settings: Settings | None = None) -> None:
     """The main job on the embedded default: the demo corpus (or EMOJUDGE_DEMO_DATA), materialised end to end."""
+    import pandas as pd
+
     from emojudge_models.ingest.demo_corpus import write_demo_corpus
+    from emojudge_models.store import warehouse
 
     settings = settings or Settings.from_env()
     home = settings.home
@@ -100,8 +126,9 @@ def demo(settings: Settings | None = None) -> None:
         print(warehouse.query_df(con, "evaluation/demo_summary.sql").to_string(index=False))
         print("\nF1-macro and accuracy per stage (columns) and split:")
         print(con.execute(warehouse.sql_text("store/examples/stage_summary.sql")).df().to_string(index=False))
-        print("\nLLM judge (judge_gate closed: accepted changes did net harm on development and were not applied):")
-        print(warehouse.query_df(con, "judge/demo_judge_gate.sql", ["demo"]).to_string(index=False))
+        gate = warehouse.query_df(con, "judge/demo_judge_gate.sql", ["demo"])
+        print(f"\nLLM judge ({_gate_header(gate)}):")
+        print(gate.to_string(index=False))
         print("\nTranscripts next to their predictions:")
         with pd.option_context("display.max_colwidth", 40, "display.width", 200):
             print(warehouse.query_df(con, "evaluation/demo_predictions.sql", ["demo"]).to_string(index=False))
@@ -116,21 +143,42 @@ def demo(settings: Settings | None = None) -> None:
     print("UI:        make ui   (dagster dev on http://127.0.0.1:3000)")
 
 
-def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("alembic", "httpx", "httpx2", "openai"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    parser = OneLineArgumentParser(prog="emojudge", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+def _gate_header(gate) -> str:
+    """What the judge gate decided on the demo set, in words (from ``judge/demo_judge_gate.sql``)."""
+    states = set(gate["judge_gate"].dropna()) if len(gate) else set()
+    if not states:
+        return "no judgments"
+    meaning = {
+        "closed": "gate closed: accepted changes did net harm on development and were not applied",
+        "no-evidence": "gate closed: no labelled development judgments to trust the judge on, changes not applied",
+        "open": "gate open: accepted changes did no net harm on development and were applied",
+        "off": "gate off: accepted changes applied by the confidence rule alone",
+    }
+    return "; ".join(meaning.get(state, state) for state in sorted(states))
+
+
+def _version() -> str:
+    try:
+        return version("emojudge")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineArgumentParser(prog="emojudge", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"emojudge {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do")
     eval_set = commands.add_parser("eval-set", help="register and list evaluation sets")
-    eval_set_commands = eval_set.add_subparsers(dest="eval_set_command", required=True)
-    add = eval_set_commands.add_parser("add", help="register a corpus as an evaluation set (a partition)")
-    add.add_argument("name")
-    add.add_argument("path", type=Path)
-    add.add_argument("--format", choices=FORMATS, default=None, help="default: detected from the layout")
-    eval_set_commands.add_parser("list", help="show registered evaluation sets")
+    eval_set_commands = eval_set.add_subparsers(
+        dest="eval_set_command", required=True, metavar="SUBCOMMAND", help="add or list"
+    )
+    add = eval_set_commands.add_parser("add", help="register a corpus as an evaluation set (a Dagster partition)")
+    add.add_argument("name", help="the set's name: letters, digits and ._- (at most 100 characters)")
+    add.add_argument("path", type=Path, help="the corpus: a folder (msp or audio files) or a manifest.csv")
+    add.add_argument("--format", choices=FORMATS, default=None, help="corpus layout; default: detected from PATH")
+    eval_set_commands.add_parser("list", help="show registered evaluation sets (read-only)")
     run = commands.add_parser("materialize", help="materialise every asset for one evaluation set")
-    run.add_argument("name")
+    run.add_argument("name", help="a registered evaluation set (see: emojudge eval-set list)")
     run.add_argument(
         "--train",
         action=argparse.BooleanOptionalAction,
@@ -138,14 +186,25 @@ def main(argv: list[str] | None = None) -> None:
         help="also (re)train the models; default: when NAME is in EMOJUDGE_TRAIN_SETS",
     )
     commands.add_parser("demo", help="generate the demo corpus and materialise everything")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s - %(name)s - %(levelname)s - %(message)s")
+    for noisy in ("alembic", "httpx", "httpx2", "openai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
     try:
         _dispatch(args, Settings.from_env())
-    except (*USER_ERRORS, SettingsError, warehouse.WarehouseTooNew) as error:
+    except SettingsError as error:
         fail(error)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+    except Exception as error:
+        if is_user_error(error):
+            fail(error)
+        raise
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> None:

@@ -257,8 +257,8 @@ def test_corpus_broken_after_registration_fails_ingest_in_one_line(tmp_path: Pat
     from emojudge_models.settings import Settings
     from emojudge_pipeline import cli
     from emojudge_pipeline.assets.ingest import utterances
-    from emojudge_pipeline.cli_support import user_failure
     from emojudge_pipeline.resources import WarehouseResource, default_ingest
+    from emojudge_pipeline.run_console import user_failure
 
     corpus = _write_corpus(tmp_path / "c")
     cli.add_eval_set("later", corpus, None)

@@ -32,7 +32,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 ui: install
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/emojudge ui --host 127.0.0.1 --port 3000
 
 # The warehouse read-only in the DuckDB CLI (duckdb-cli, same version as the duckdb package); a query file on stdin
 # runs it and exits: make sql < emojudge_models/store/sql/examples/per_class_f1.sql

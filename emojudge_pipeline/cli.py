@@ -73,7 +73,7 @@ def materialize(name: str, train: bool | None = None, settings: Settings | None 
     """
     from emojudge_models.store import warehouse
     from emojudge_pipeline.assets.common import WAREHOUSE_POOL
-    from emojudge_pipeline.definitions import build_definitions
+    from emojudge_pipeline.definitions import MATERIALIZE_JOB, build_definitions
     from emojudge_pipeline.instance import RunWatchdog, interruptible, process_tags, wait_for_pool
     from emojudge_pipeline.partitions import EVAL_SETS_PARTITION
     from emojudge_pipeline.run_console import one_line_console, user_failure
@@ -84,7 +84,7 @@ def materialize(name: str, train: bool | None = None, settings: Settings | None 
     inst = instance(settings)
     if not inst.has_dynamic_partition(EVAL_SETS_PARTITION, name):
         raise UsageError(f"evaluation set {name!r} is not registered: emojudge eval-set add {name} PATH")
-    job = defs.resolve_implicit_global_asset_job_def().with_logger_defs({"console": one_line_console})
+    job = defs.resolve_job_def(MATERIALIZE_JOB).with_logger_defs({"console": one_line_console})
     graph = defs.resolve_asset_graph()
     if train is None:
         train = name in settings.train_sets
@@ -143,6 +143,30 @@ def demo(settings: Settings | None = None) -> None:
     print("UI:        make ui   (dagster dev on http://127.0.0.1:3000)")
 
 
+WORKSPACE_YAML = """\
+# Written by `emojudge ui`: the EmoJudge code location, named emojudge.
+load_from:
+  - python_module:
+      module_name: emojudge_pipeline.definitions
+      attribute: defs
+      location_name: emojudge
+"""
+
+
+def ui(host: str, port: int, settings: Settings | None = None) -> None:
+    """``dagster dev`` (webserver and daemon) on the instance the CLI uses, set up first if this is a fresh home."""
+    import os
+
+    settings = settings or Settings.from_env()
+    home = instance(settings).root_directory
+    workspace = Path(home) / "workspace.yaml"
+    workspace.write_text(WORKSPACE_YAML)
+    dagster = Path(sys.executable).with_name("dagster")
+    command = [str(dagster), "dev", "-w", str(workspace), "-h", host, "-p", str(port)]
+    print(f"Dagster UI on http://{host}:{port} (DAGSTER_HOME={home}); Ctrl-C stops it", flush=True)
+    os.execve(command[0], command, {**os.environ, "DAGSTER_HOME": str(home)})
+
+
 def _gate_header(gate) -> str:
     """What the judge gate decided on the demo set, in words (from ``judge/demo_judge_gate.sql``)."""
     states = set(gate["judge_gate"].dropna()) if len(gate) else set()
@@ -186,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="also (re)train the models; default: when NAME is in EMOJUDGE_TRAIN_SETS",
     )
     commands.add_parser("demo", help="generate the demo corpus and materialise everything")
+    serve = commands.add_parser("ui", help="start the Dagster UI and daemon (dagster dev) on this instance")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=3000, help="port to listen on (default 3000)")
     return parser
 
 
@@ -215,6 +242,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
         list_eval_sets(settings)
     elif args.command == "materialize":
         materialize(args.name, args.train, settings)
+    elif args.command == "ui":
+        ui(args.host, args.port, settings)
     else:
         demo(settings)
 

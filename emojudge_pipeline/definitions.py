@@ -14,9 +14,27 @@ from emojudge_pipeline.assets import (
     training,
     transcripts,
 )
+from emojudge_pipeline.catalog import describe
 from emojudge_pipeline.checks import asset_checks
 from emojudge_pipeline.resources import default_resources
 from emojudge_pipeline.sensors import dead_run_sensor, eval_set_registry_sensor
+
+MATERIALIZE_JOB = "materialize_eval_set"
+
+materialize_eval_set = dg.define_asset_job(
+    MATERIALIZE_JOB,
+    selection=dg.AssetSelection.all(),
+    description="Every asset for one evaluation set (a partition), training included when selected: what "
+    "`emojudge materialize NAME` runs.",
+)
+train_models = dg.define_asset_job(
+    "train_models",
+    selection=dg.AssetSelection.groups("training")
+    | dg.AssetSelection.assets("fusion_model_categorical")
+    | dg.AssetSelection.assets("fusion_model_attributes")
+    | dg.AssetSelection.assets("waveform_stats"),
+    description="The unpartitioned models: heads on the training sets' cached features, and the fusion models.",
+)
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
@@ -26,11 +44,16 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     from loading with a one-line :class:`~emojudge_models.settings.SettingsError`.
     """
     settings = settings or Settings.from_env()
-    return dg.Definitions(
-        assets=dg.load_assets_from_modules(
+    assets = dg.map_asset_specs(
+        describe,
+        dg.load_assets_from_modules(
             [ingest, transcripts, features, training, logits, prosody, fusion, refinement, evaluation]
         ),
+    )
+    return dg.Definitions(
+        assets=assets,
         asset_checks=asset_checks,
+        jobs=[materialize_eval_set, train_models],
         sensors=[eval_set_registry_sensor, dead_run_sensor],
         resources=default_resources(settings),
     )

@@ -29,7 +29,11 @@ demo: install
 	$(BIN)/emojudge demo
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow_fault"
+
+# The fault suite (docs/reliability.md): bad inputs, SIGKILLs then reruns, concurrent runs and readers, judge faults.
+reliability: install
+	$(BIN)/python -m pytest -q -m reliability
 
 ui: install
 	$(BIN)/emojudge ui --host 127.0.0.1 --port 3000

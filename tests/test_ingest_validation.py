@@ -20,6 +20,8 @@ from emojudge_models.ingest.tables import CorpusInvalid, sniff_encoding
 from emojudge_models.ingest.utterances import ingest_corpus
 from emojudge_models.ingest.validate import check_corpus, check_eval_set, check_set_name
 
+pytestmark = pytest.mark.reliability
+
 REPO = Path(__file__).resolve().parents[1]
 ROWS = [
     ("utterance_id", "path", "emotion", "transcript", "speaker_id"),

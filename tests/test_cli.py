@@ -71,3 +71,21 @@ def test_list_reads_without_a_warehouse_and_a_bad_setting_is_one_line(tmp_path: 
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [bad.stderr.strip()]
     assert bad.stderr.startswith("error: EMOJUDGE_JUDGE_THRESHOLD")
+
+
+def test_runs_show_no_third_party_progress_bars(tmp_path: Path) -> None:
+    code = (
+        "import emojudge_pipeline, sys\n"
+        "from tiny_models import save_tiny_roberta\n"
+        "from emojudge_models.encoders.hf import HFTextEncoder\n"
+        "HFTextEncoder(save_tiny_roberta(sys.argv[1], ['a b c', 'd e f']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "it/s]" not in done.stderr and "Loading weights" not in done.stderr

@@ -82,7 +82,10 @@ def test_runs_show_no_third_party_progress_bars(tmp_path: Path) -> None:
     )
     done = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path)],
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])},
+        env={
+            **{k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"},
+            "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]),
+        },
         capture_output=True,
         text=True,
         timeout=300,

@@ -4,6 +4,7 @@ import dagster as dg
 
 from emojudge_models.settings import Settings
 from emojudge_pipeline.assets import (
+    episodes,
     evaluation,
     features,
     fusion,
@@ -15,8 +16,15 @@ from emojudge_pipeline.assets import (
     transcripts,
 )
 from emojudge_pipeline.checks import asset_checks
+from emojudge_pipeline.partitions import eval_sets_partitions
 from emojudge_pipeline.resources import default_resources
-from emojudge_pipeline.sensors import eval_set_registry_sensor
+from emojudge_pipeline.sensors import (
+    SCORE_JOB,
+    eval_set_registry_sensor,
+    inbox_sensor,
+    rescore_schedule,
+    rescore_sensor,
+)
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
@@ -26,12 +34,23 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     from loading with a one-line :class:`~emojudge_models.settings.SettingsError`.
     """
     settings = settings or Settings.from_env()
+    assets = dg.load_assets_from_modules(
+        [ingest, transcripts, features, training, logits, prosody, fusion, refinement, evaluation, episodes]
+    )
+    partitioned = [key for asset in assets if asset.partitions_def is not None for key in asset.keys]
+    score = dg.define_asset_job(
+        SCORE_JOB,
+        selection=dg.AssetSelection.assets(*partitioned),
+        partitions_def=eval_sets_partitions,
+        description="Score one evaluation set with the registered models (every partitioned asset, no training): "
+        "what the inbox sensor and the rescoring schedule run.",
+    )
     return dg.Definitions(
-        assets=dg.load_assets_from_modules(
-            [ingest, transcripts, features, training, logits, prosody, fusion, refinement, evaluation]
-        ),
+        assets=assets,
         asset_checks=asset_checks,
-        sensors=[eval_set_registry_sensor],
+        jobs=[score],
+        sensors=[eval_set_registry_sensor, inbox_sensor, rescore_sensor],
+        schedules=[rescore_schedule(settings.rescore_cron)],
         resources=default_resources(settings),
     )
 

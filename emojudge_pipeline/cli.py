@@ -129,6 +129,8 @@ def demo(settings: Settings | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from emojudge_pipeline.inbox_cli import add_inbox_parser  # inbox_cli imports this module
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("alembic", "httpx", "httpx2", "openai"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -150,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
         help="also (re)train the models; default: when NAME is in EMOJUDGE_TRAIN_SETS",
     )
     commands.add_parser("demo", help="generate the demo corpus and materialise everything")
+    add_inbox_parser(commands)
     args = parser.parse_args(argv)
     try:
         _dispatch(args, Settings.from_env())
@@ -158,7 +161,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
-    if args.command == "eval-set" and args.eval_set_command == "add":
+    if handler := getattr(args, "handler", None):
+        handler(args, settings)
+    elif args.command == "eval-set" and args.eval_set_command == "add":
         used = add_eval_set(args.name, args.path, args.format, settings)
         print(f"registered {args.name} ({used}) at {args.path.resolve()}")
     elif args.command == "eval-set":

@@ -128,7 +128,10 @@ class Built:
 
 
 def _build_episode(ravdess_dir: Path, root: Path) -> Built:
-    """Two actors, two turns each of three clips (about 40 s), stereo 44.1 kHz WAV with a VTT sidecar, and an MP3."""
+    """Two actors, two turns each of three clips (about 40 s), stereo 44.1 kHz WAV with a VTT sidecar, and an MP3.
+
+    Clips are 0.5 s apart, turns 3 s apart: more than the 2 s gap segments may bridge, so no segment spans two
+    speakers."""
     rows = list(csv.DictReader((ravdess_dir / "manifest.csv").open(encoding="utf-8")))
     actors = ("ravdess_actor01", "ravdess_actor02")
     queues = {actor: [row for row in rows if row["speaker_id"] == actor] for actor in actors}
@@ -146,8 +149,8 @@ def _build_episode(ravdess_dir: Path, root: Path) -> Built:
                 gap = np.zeros(int(0.5 * BUILD_SR), dtype=np.float32)
                 parts += [wave, gap]
                 position += len(wave) + len(gap)
-            parts.append(np.zeros(int(1.5 * BUILD_SR), dtype=np.float32))
-            position += int(1.5 * BUILD_SR)
+            parts.append(np.zeros(int(2.5 * BUILD_SR), dtype=np.float32))
+            position += int(2.5 * BUILD_SR)
     mono = np.concatenate(parts)
     stereo = np.stack([mono, 0.8 * mono], axis=1)
     source = root / "source"
@@ -180,6 +183,8 @@ def scored(ravdess_dir: Path, tmp_path_factory: pytest.TempPathFactory):
         "EMOJUDGE_TEXT_ENCODER": json.dumps({"kind": "hf", "model": str(save_tiny_roberta(root / "tiny", sentences))}),
         "EMOJUDGE_MAX_EPOCHS": "3",
         "EMOJUDGE_PATIENCE": "1",
+        "EMOJUDGE_SEGMENT_MIN_S": "1.5",
+        "EMOJUDGE_SEGMENT_MAX_S": "4.5",
         "EMOJUDGE_JUDGE": "openai-chat",
         "OPENAI_API_KEY": "sk-test-inbox",
     }
@@ -298,7 +303,8 @@ def test_inbox_judge_scope_asks_only_about_disagreements(scored) -> None:
     with warehouse.connect(scored["home"], read_only=True) as con:
         judged, disagreements = con.execute(
             "SELECT count(j.custom_id), count(*) FILTER (NOT f.modalities_agree) FROM fused_predictions f "
-            "LEFT JOIN llm_judgments j USING (eval_set, utterance_id) WHERE f.task = 'categorical' AND f.eval_set IN (?, ?)",
+            "LEFT JOIN llm_judgments j USING (eval_set, utterance_id) "
+            "WHERE f.task = 'categorical' AND f.eval_set IN (?, ?)",
             [names["interview.wav"], names["rerun.mp3"]],
         ).fetchone()
     assert judged == disagreements == scored["judged"]
@@ -364,7 +370,7 @@ def test_a_newer_model_makes_episodes_stale_and_rescoring_reuses_every_feature(s
     job = build_definitions().resolve_job_def(SCORE_JOB)
     result = job.execute_in_process(instance=cli.instance(), partition_key=mp3)
     assert result.success
-    features = [m for m in result.asset_materializations_for_node("audio_features") if m.partition == mp3][0].metadata
+    features = next(m for m in result.asset_materializations_for_node("audio_features") if m.partition == mp3).metadata
     assert features["computed"].value == 0 and features["reused"].value > 0
     with warehouse.connect(home) as con:
         keys = con.execute(

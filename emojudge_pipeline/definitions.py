@@ -16,7 +16,6 @@ from emojudge_pipeline.assets import (
     transcripts,
 )
 from emojudge_pipeline.checks import asset_checks
-from emojudge_pipeline.partitions import eval_sets_partitions
 from emojudge_pipeline.resources import default_resources
 from emojudge_pipeline.sensors import (
     SCORE_JOB,
@@ -41,7 +40,6 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     score = dg.define_asset_job(
         SCORE_JOB,
         selection=dg.AssetSelection.assets(*partitioned),
-        partitions_def=eval_sets_partitions,
         description="Score one evaluation set with the registered models (every partitioned asset, no training): "
         "what the inbox sensor and the rescoring schedule run.",
     )

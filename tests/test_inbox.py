@@ -222,6 +222,11 @@ def _cli_lines(argv: list[str]) -> list[str]:
     return out.getvalue().splitlines()
 
 
+def _outcomes(lines: list[str]) -> dict[str, str]:
+    """Each episode's outcome from the lines `inbox run` printed (materialize reports its runs too)."""
+    return dict(line.split(None, 1) for line in lines if line.startswith("ep-"))
+
+
 def _names(scored) -> dict[str, str]:
     """Set name of each added file, by file name, from the lines `inbox add` printed."""
     return {Path(line.split()[1]).name: line.split()[0] for line in scored["added"]}
@@ -240,16 +245,19 @@ def test_add_registers_each_file_as_an_episode_set_in_the_inbox(scored) -> None:
 
 def test_a_corrupt_file_is_rejected_and_the_next_ones_scored(scored) -> None:
     names = _names(scored)
-    ran = dict(line.split(None, 1) for line in scored["ran"])
+    ran = _outcomes(scored["ran"])
     assert ran[names["broken.mp3"]].startswith("rejected: cannot open as audio")
-    assert ran[names["interview.wav"]] == "scored (" + ran[names["interview.wav"]].split("(", 1)[1]
     assert ran[names["rerun.mp3"]].startswith("scored (")
     with warehouse.connect(scored["home"], read_only=True) as con:
         rejected = con.execute(
             "SELECT stage, audio_path FROM rejected_inputs WHERE eval_set = ?", [names["broken.mp3"]]
         ).fetchall()
         left = con.execute("SELECT count(*) FROM utterances WHERE eval_set = ?", [names["broken.mp3"]]).fetchone()[0]
+        segments = con.execute(
+            "SELECT count(*) FROM utterances WHERE eval_set = ?", [names["interview.wav"]]
+        ).fetchone()[0]
     assert rejected == [("ingest", str(scored["home"] / "inbox" / "broken.mp3"))] and left == 0
+    assert ran[names["interview.wav"]] == f"scored ({segments} segments, 2 speakers)"
     states = {line.split()[0]: line.split()[1] for line in scored["listed"][1:]}
     assert states == {names["broken.mp3"]: "rejected", names["interview.wav"]: "scored", names["rerun.mp3"]: "scored"}
     assert scored["again"] == ["no pending episodes"]
@@ -379,3 +387,56 @@ def test_a_newer_model_makes_episodes_stale_and_rescoring_reuses_every_feature(s
         ).fetchall()
         assert keys == [("audio-head-v2",)]
         assert stale_episodes(con) == [wav]
+
+
+# --- without models: registration and rejections ----------------------------------------------------------------
+
+
+def test_segment_sources_read_the_cached_episode_and_refuse_changed_bytes(tmp_path: Path) -> None:
+    from emojudge_models.ingest.audio import AudioRejected, SegmentSource, audio_source, load_wave
+
+    path = tmp_path / "talk.wav"
+    t = np.arange(12 * 16_000) / 16_000
+    sf.write(path, np.stack([np.sin(2 * np.pi * 220 * t), np.zeros_like(t)], axis=1).astype(np.float32), 16_000)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert audio_source(str(path), float("nan"), float("nan"), float("nan")) == str(path)
+    source = audio_source(str(path), 2.0, 3.5, sha)
+    before = episode_cache.decodes
+    first, second = load_wave(source), load_wave(SegmentSource(str(path), 10.0, 11.0, sha))
+    assert (len(first), len(second)) == (24_000, 16_000) and episode_cache.decodes == before + 1
+    np.testing.assert_allclose(first[:100], 0.5 * np.sin(2 * np.pi * 220 * t[32_000:32_100]), atol=2e-3)
+    with pytest.raises(AudioRejected, match=r"outside the 12\.00 s episode"):
+        load_wave(SegmentSource(str(path), 12.5, 13.0, sha))
+    sf.write(path, np.zeros((12 * 16_000, 2), dtype=np.float32) + 0.1, 16_000)
+    with pytest.raises(AudioRejected, match="episode content changed since ingest"):
+        load_wave(source)
+
+
+def test_inbox_rejects_silent_and_overlong_episodes_without_any_model(
+    emojudge_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rejected episode's run skips every later asset, so no model is needed; re-adding the same bytes is a no-op
+    and another file of the same name keeps both."""
+    monkeypatch.setenv("EMOJUDGE_MAX_EPISODE_S", "15")
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    sf.write(drop / "silent.wav", np.zeros(12 * 16_000, dtype=np.float32), 16_000)
+    sf.write(drop / "long.flac", 0.3 * np.sin(np.arange(20 * 16_000) / 10).astype(np.float32), 16_000)
+    first = _cli_lines(["inbox", "add", str(drop / "silent.wav"), str(drop / "long.flac")])
+    assert _cli_lines(["inbox", "add", str(drop / "silent.wav")]) == first[:1]
+    other = tmp_path / "other" / "silent.wav"
+    other.parent.mkdir()
+    sf.write(other, np.zeros(11 * 16_000, dtype=np.float32), 16_000)
+    [renamed] = _cli_lines(["inbox", "add", str(other)])
+    assert Path(renamed.split()[1]).name == f"silent-{renamed.split()[0][3:]}.wav"
+    ran = _outcomes(_cli_lines(["inbox", "run"]))
+    silent, long, quieter = (line.split()[0] for line in [*first, renamed])
+    assert ran == {
+        silent: "rejected: all silence (peak below -80 dBFS)",
+        long: "rejected: header says 20.0 s, longer than the 15 s limit (EMOJUDGE_MAX_EPISODE_S)",
+        quieter: "rejected: all silence (peak below -80 dBFS)",
+    }
+    with warehouse.connect(emojudge_home, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM utterances").fetchone()[0] == 0
+        assert con.execute("SELECT count(*) FROM rejected_inputs WHERE stage = 'ingest'").fetchone()[0] == 3
+    assert _cli_lines(["inbox", "run"]) == ["no pending episodes"]

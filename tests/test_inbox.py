@@ -440,3 +440,19 @@ def test_inbox_rejects_silent_and_overlong_episodes_without_any_model(
         assert con.execute("SELECT count(*) FROM utterances").fetchone()[0] == 0
         assert con.execute("SELECT count(*) FROM rejected_inputs WHERE stage = 'ingest'").fetchone()[0] == 3
     assert _cli_lines(["inbox", "run"]) == ["no pending episodes"]
+
+
+def test_recurring_speakers_example_matches_the_same_voices_across_episodes(scored) -> None:
+    """The MP3 is the WAV's first 20 s: each of its speakers' closest voice in the WAV is the same actor."""
+    names = _names(scored)
+    wav, mp3 = names["interview.wav"], names["rerun.mp3"]
+    with warehouse.connect(scored["home"], read_only=True) as con:
+        matches = con.execute(warehouse.sql_text("episodes/examples/recurring_speakers.sql")).fetchall()
+        cross = con.execute(
+            "SELECT max(list_cosine_similarity(a.centroid, b.centroid)) FROM speakers a JOIN speakers b "
+            "ON a.eval_set = ? AND b.eval_set = ? AND right(a.speaker_id, 2) <> right(b.speaker_id, 2)",
+            [mp3, wav],
+        ).fetchone()[0]
+    closest = {(row[1], row[3]): row[4] for row in matches if row[0] == mp3}
+    assert set(closest) == {(f"{mp3}:S1", f"{wav}:S1"), (f"{mp3}:S2", f"{wav}:S2")}
+    assert min(closest.values()) > cross

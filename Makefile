@@ -7,7 +7,7 @@ export DAGSTER_HOME ?= $(EMOJUDGE_HOME)/dagster
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: install demo test ui lint bench clean
+.PHONY: install demo test ui lint bench sql clean
 
 install: $(VENV)/.installed
 
@@ -30,10 +30,21 @@ demo: install
 	$(BIN)/emojudge demo
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow_fault"
+
+# The fault suite (docs/reliability.md): bad inputs, SIGKILLs then reruns, concurrent runs and readers, judge faults.
+reliability: install
+	$(BIN)/python -m pytest -q -m reliability
 
 ui: install
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/emojudge ui --host 127.0.0.1 --port 3000
+
+# The warehouse read-only in the DuckDB CLI (duckdb-cli, same version as the duckdb package); a query file on stdin
+# runs it and exits: make sql < emojudge_models/store/sql/examples/per_class_f1.sql
+# The readers' snapshot (republished after every write session), so a session left open never holds up a run.
+sql: install
+	@test -f $(EMOJUDGE_HOME)/emojudge.read.duckdb || { echo "error: no warehouse at $(EMOJUDGE_HOME)/emojudge.read.duckdb: run make demo or emojudge materialize NAME first" >&2; exit 1; }
+	@$(BIN)/duckdb -readonly $(EMOJUDGE_HOME)/emojudge.read.duckdb
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

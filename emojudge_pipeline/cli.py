@@ -1,56 +1,48 @@
-"""The ``emojudge`` command: register evaluation sets, materialise them, run the demo."""
+"""The ``emojudge`` command: register evaluation sets, materialise them, run the demo.
+
+Heavy modules (Dagster, torch, pandas, DuckDB) are imported inside the commands that need them, so ``--help`` and
+``--version`` answer at once.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
+import uuid
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-
-import dagster as dg
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from emojudge_models.ingest.corpus import FORMATS
-from emojudge_models.ingest.validate import check_eval_set
 from emojudge_models.settings import Settings, SettingsError
-from emojudge_models.store import warehouse
-from emojudge_pipeline.cli_support import (
-    USER_ERRORS,
-    OneLineArgumentParser,
-    UsageError,
-    fail,
-    one_line_console,
-    user_failure,
-)
-from emojudge_pipeline.partitions import EVAL_SETS_PARTITION
+from emojudge_pipeline.cli_support import OneLineArgumentParser, UsageError, fail, is_user_error
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 log = logging.getLogger("emojudge")
 
-DAGSTER_YAML = """\
-# Written by emojudge: one writer at a time per warehouse (assets use the pool emojudge_warehouse).
-concurrency:
-  pools:
-    default_limit: 1
-telemetry:
-  enabled: false
-"""
+DESCRIPTION = (
+    "EmoJudge: speech emotion recognition over evaluation sets, materialised with Dagster into a DuckDB warehouse. "
+    "Settings are EMOJUDGE_* environment variables (see the README)."
+)
 
 
 def instance(settings: Settings | None = None) -> dg.DagsterInstance:
-    """The persistent Dagster instance shared with ``dagster dev`` (DAGSTER_HOME, default $EMOJUDGE_HOME/dagster)."""
-    home = (settings or Settings.from_env()).dagster_dir
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(DAGSTER_YAML)
-    os.environ["DAGSTER_HOME"] = str(home)
-    return dg.DagsterInstance.get()
+    """The persistent Dagster instance shared with ``dagster dev`` (see :mod:`emojudge_pipeline.instance`)."""
+    from emojudge_pipeline.instance import instance as dagster_instance
+
+    return dagster_instance(settings)
 
 
 def add_eval_set(name: str, path: Path, corpus_format: str | None, settings: Settings | None = None) -> str:
     """Check the name and corpus (one-line CorpusInvalid otherwise), record the set in the warehouse and add its
     dynamic partition; returns the format used."""
+    from emojudge_models.ingest.validate import check_eval_set
+    from emojudge_models.store import warehouse
+    from emojudge_pipeline.partitions import EVAL_SETS_PARTITION
+
     settings = settings or Settings.from_env()
     path = path.resolve()
     corpus_format = check_eval_set(name, path, corpus_format).corpus_format
@@ -61,7 +53,14 @@ def add_eval_set(name: str, path: Path, corpus_format: str | None, settings: Set
 
 
 def list_eval_sets(settings: Settings | None = None) -> None:
-    with warehouse.connect((settings or Settings.from_env()).home) as con:
+    """Print the registered evaluation sets, read from the readers' snapshot (never takes the writer's lock)."""
+    from emojudge_models.store import warehouse
+
+    home = (settings or Settings.from_env()).home
+    if not warehouse.warehouse_path(home).exists():
+        print("no evaluation sets registered")
+        return
+    with warehouse.connect(home, read_only=True) as con:
         frame = warehouse.query_df(con, "ingest/list_eval_sets.sql")
     print(frame.to_string(index=False) if len(frame) else "no evaluation sets registered")
 
@@ -72,25 +71,37 @@ def materialize(name: str, train: bool | None = None, settings: Settings | None 
     Training assets run too when ``name`` is one of EMOJUDGE_TRAIN_SETS (or ``train`` is True); otherwise the set is
     scored by the models already registered.
     """
-    from emojudge_pipeline.definitions import build_definitions
+    from emojudge_models.store import warehouse
+    from emojudge_pipeline.assets.common import WAREHOUSE_POOL
+    from emojudge_pipeline.definitions import MATERIALIZE_JOB, build_definitions
+    from emojudge_pipeline.instance import RunWatchdog, interruptible, process_tags, wait_for_pool
+    from emojudge_pipeline.partitions import EVAL_SETS_PARTITION
+    from emojudge_pipeline.run_console import one_line_console, user_failure
 
     settings = settings or Settings.from_env()
+    warehouse.check_storage_version(settings.home)
     defs = build_definitions(settings)
     inst = instance(settings)
     if not inst.has_dynamic_partition(EVAL_SETS_PARTITION, name):
         raise UsageError(f"evaluation set {name!r} is not registered: emojudge eval-set add {name} PATH")
-    job = defs.resolve_implicit_global_asset_job_def().with_logger_defs({"console": one_line_console})
+    job = defs.resolve_job_def(MATERIALIZE_JOB).with_logger_defs({"console": one_line_console})
     graph = defs.resolve_asset_graph()
     if train is None:
         train = name in settings.train_sets
     selection = [key for key in graph.get_all_asset_keys() if train or graph.get(key).is_partitioned]
-    result = job.execute_in_process(
-        instance=inst,
-        partition_key=name,
-        asset_selection=selection,
-        run_config={"loggers": {"console": {"config": {"log_level": settings.log_level}}}},
-        raise_on_error=False,
-    )
+    run_id = str(uuid.uuid4())
+    with interruptible():
+        wait_for_pool(inst, WAREHOUSE_POOL)
+        with RunWatchdog(inst, run_id):
+            result = job.execute_in_process(
+                instance=inst,
+                partition_key=name,
+                asset_selection=selection,
+                run_config={"loggers": {"console": {"config": {"log_level": settings.log_level}}}},
+                raise_on_error=False,
+                run_id=run_id,
+                tags=process_tags(),
+            )
     if not result.success and (reason := user_failure(result)):
         raise UsageError(reason)
     if not result.success:
@@ -100,7 +111,10 @@ def materialize(name: str, train: bool | None = None, settings: Settings | None 
 
 def demo(settings: Settings | None = None) -> None:
     """The main job on the embedded default: the demo corpus (or EMOJUDGE_DEMO_DATA), materialised end to end."""
+    import pandas as pd
+
     from emojudge_models.ingest.demo_corpus import write_demo_corpus
+    from emojudge_models.store import warehouse
 
     settings = settings or Settings.from_env()
     home = settings.home
@@ -112,8 +126,9 @@ def demo(settings: Settings | None = None) -> None:
         print(warehouse.query_df(con, "evaluation/demo_summary.sql").to_string(index=False))
         print("\nF1-macro and accuracy per stage (columns) and split:")
         print(con.execute(warehouse.sql_text("store/examples/stage_summary.sql")).df().to_string(index=False))
-        print("\nLLM judge (judge_gate closed: accepted changes did net harm on development and were not applied):")
-        print(warehouse.query_df(con, "judge/demo_judge_gate.sql", ["demo"]).to_string(index=False))
+        gate = warehouse.query_df(con, "judge/demo_judge_gate.sql", ["demo"])
+        print(f"\nLLM judge ({_gate_header(gate)}):")
+        print(gate.to_string(index=False))
         print("\nTranscripts next to their predictions:")
         with pd.option_context("display.max_colwidth", 40, "display.width", 200):
             print(warehouse.query_df(con, "evaluation/demo_predictions.sql", ["demo"]).to_string(index=False))
@@ -128,23 +143,66 @@ def demo(settings: Settings | None = None) -> None:
     print("UI:        make ui   (dagster dev on http://127.0.0.1:3000)")
 
 
-def main(argv: list[str] | None = None) -> None:
-    from emojudge_pipeline.inbox_cli import add_inbox_parser  # inbox_cli imports this module
+WORKSPACE_YAML = """\
+# Written by `emojudge ui`: the EmoJudge code location, named emojudge.
+load_from:
+  - python_module:
+      module_name: emojudge_pipeline.definitions
+      attribute: defs
+      location_name: emojudge
+"""
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("alembic", "httpx", "httpx2", "openai"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    parser = OneLineArgumentParser(prog="emojudge", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+
+def ui(host: str, port: int, settings: Settings | None = None) -> None:
+    """``dagster dev`` (webserver and daemon) on the instance the CLI uses, set up first if this is a fresh home."""
+    import os
+
+    settings = settings or Settings.from_env()
+    home = instance(settings).root_directory
+    workspace = Path(home) / "workspace.yaml"
+    workspace.write_text(WORKSPACE_YAML)
+    dagster = Path(sys.executable).with_name("dagster")
+    command = [str(dagster), "dev", "-w", str(workspace), "-h", host, "-p", str(port)]
+    print(f"Dagster UI on http://{host}:{port} (DAGSTER_HOME={home}); Ctrl-C stops it", flush=True)
+    os.execve(command[0], command, {**os.environ, "DAGSTER_HOME": str(home)})
+
+
+def _gate_header(gate) -> str:
+    """What the judge gate decided on the demo set, in words (from ``judge/demo_judge_gate.sql``)."""
+    states = set(gate["judge_gate"].dropna()) if len(gate) else set()
+    if not states:
+        return "no judgments"
+    meaning = {
+        "closed": "gate closed: accepted changes did net harm on development and were not applied",
+        "no-evidence": "gate closed: no labelled development judgments to trust the judge on, changes not applied",
+        "open": "gate open: accepted changes did no net harm on development and were applied",
+        "off": "gate off: accepted changes applied by the confidence rule alone",
+    }
+    return "; ".join(meaning.get(state, state) for state in sorted(states))
+
+
+def _version() -> str:
+    try:
+        return version("emojudge")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineArgumentParser(prog="emojudge", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"emojudge {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do")
     eval_set = commands.add_parser("eval-set", help="register and list evaluation sets")
-    eval_set_commands = eval_set.add_subparsers(dest="eval_set_command", required=True)
-    add = eval_set_commands.add_parser("add", help="register a corpus as an evaluation set (a partition)")
-    add.add_argument("name")
-    add.add_argument("path", type=Path)
-    add.add_argument("--format", choices=FORMATS, default=None, help="default: detected from the layout")
-    eval_set_commands.add_parser("list", help="show registered evaluation sets")
+    eval_set_commands = eval_set.add_subparsers(
+        dest="eval_set_command", required=True, metavar="SUBCOMMAND", help="add or list"
+    )
+    add = eval_set_commands.add_parser("add", help="register a corpus as an evaluation set (a Dagster partition)")
+    add.add_argument("name", help="the set's name: letters, digits and ._- (at most 100 characters)")
+    add.add_argument("path", type=Path, help="the corpus: a folder (msp or audio files) or a manifest.csv")
+    add.add_argument("--format", choices=FORMATS, default=None, help="corpus layout; default: detected from PATH")
+    eval_set_commands.add_parser("list", help="show registered evaluation sets (read-only)")
     run = commands.add_parser("materialize", help="materialise every asset for one evaluation set")
-    run.add_argument("name")
+    run.add_argument("name", help="a registered evaluation set (see: emojudge eval-set list)")
     run.add_argument(
         "--train",
         action=argparse.BooleanOptionalAction,
@@ -152,12 +210,31 @@ def main(argv: list[str] | None = None) -> None:
         help="also (re)train the models; default: when NAME is in EMOJUDGE_TRAIN_SETS",
     )
     commands.add_parser("demo", help="generate the demo corpus and materialise everything")
+    serve = commands.add_parser("ui", help="start the Dagster UI and daemon (dagster dev) on this instance")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=3000, help="port to listen on (default 3000)")
+    from emojudge_pipeline.inbox_cli import add_inbox_parser  # inbox_cli imports this module
+
     add_inbox_parser(commands)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s - %(name)s - %(levelname)s - %(message)s")
+    for noisy in ("alembic", "httpx", "httpx2", "openai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
     try:
         _dispatch(args, Settings.from_env())
-    except (*USER_ERRORS, SettingsError) as error:
+    except SettingsError as error:
         fail(error)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    except Exception as error:
+        if is_user_error(error):
+            fail(error)
+        raise
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
@@ -170,6 +247,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
         list_eval_sets(settings)
     elif args.command == "materialize":
         materialize(args.name, args.train, settings)
+    elif args.command == "ui":
+        ui(args.host, args.port, settings)
     else:
         demo(settings)
 

@@ -15,14 +15,33 @@ from emojudge_pipeline.assets import (
     training,
     transcripts,
 )
+from emojudge_pipeline.catalog import describe
 from emojudge_pipeline.checks import asset_checks
 from emojudge_pipeline.resources import default_resources
 from emojudge_pipeline.sensors import (
     SCORE_JOB,
+    dead_run_sensor,
     eval_set_registry_sensor,
     inbox_sensor,
     rescore_schedule,
     rescore_sensor,
+)
+
+MATERIALIZE_JOB = "materialize_eval_set"
+
+materialize_eval_set = dg.define_asset_job(
+    MATERIALIZE_JOB,
+    selection=dg.AssetSelection.all(),
+    description="Every asset for one evaluation set (a partition), training included when selected: what "
+    "`emojudge materialize NAME` runs.",
+)
+train_models = dg.define_asset_job(
+    "train_models",
+    selection=dg.AssetSelection.groups("training")
+    | dg.AssetSelection.assets("fusion_model_categorical")
+    | dg.AssetSelection.assets("fusion_model_attributes")
+    | dg.AssetSelection.assets("waveform_stats"),
+    description="The unpartitioned models: heads on the training sets' cached features, and the fusion models.",
 )
 
 
@@ -33,8 +52,11 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     from loading with a one-line :class:`~emojudge_models.settings.SettingsError`.
     """
     settings = settings or Settings.from_env()
-    assets = dg.load_assets_from_modules(
-        [ingest, transcripts, features, training, logits, prosody, fusion, refinement, evaluation, episodes]
+    assets = dg.map_asset_specs(
+        describe,
+        dg.load_assets_from_modules(
+            [ingest, transcripts, features, training, logits, prosody, fusion, refinement, evaluation, episodes]
+        ),
     )
     partitioned = [key for asset in assets if asset.partitions_def is not None for key in asset.keys]
     score = dg.define_asset_job(
@@ -46,8 +68,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=assets,
         asset_checks=asset_checks,
-        jobs=[score],
-        sensors=[eval_set_registry_sensor, inbox_sensor, rescore_sensor],
+        jobs=[materialize_eval_set, train_models, score],
+        sensors=[eval_set_registry_sensor, dead_run_sensor, inbox_sensor, rescore_sensor],
         schedules=[rescore_schedule(settings.rescore_cron)],
         resources=default_resources(settings),
     )

@@ -1,7 +1,7 @@
 """``emojudge inbox``: register podcast episodes by hand, score the pending ones now, list their states.
 
 ``inbox run`` scores with the registered models and no training, the same assets the inbox sensor's runs
-(job ``score_eval_set``) materialise.
+(job ``score_eval_set``) materialise. Like :mod:`emojudge_pipeline.cli`, heavy modules load inside the commands.
 """
 
 from __future__ import annotations
@@ -10,25 +10,25 @@ import argparse
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from emojudge_models.episodes.inbox import EPISODE_SUFFIXES, inbox_episodes, register_episode
-from emojudge_models.episodes.sidecar import find_sidecar
-from emojudge_models.ingest.audio import file_sha256
+from emojudge_models.episodes import EPISODE_SUFFIXES
 from emojudge_models.settings import Settings
-from emojudge_models.store import warehouse
 from emojudge_pipeline import cli
-from emojudge_pipeline.cli_support import USER_ERRORS, UsageError
-from emojudge_pipeline.partitions import EVAL_SETS_PARTITION
+from emojudge_pipeline.cli_support import UsageError, is_user_error
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def add_inbox_parser(commands: argparse._SubParsersAction) -> None:
     """The ``inbox`` command and its ``add``, ``run`` and ``list`` subcommands."""
     inbox = commands.add_parser("inbox", help="podcast inbox: add episodes, score the pending ones, list them")
-    inbox_commands = inbox.add_subparsers(dest="inbox_command", required=True)
+    inbox_commands = inbox.add_subparsers(
+        dest="inbox_command", required=True, metavar="SUBCOMMAND", help="add, run or list"
+    )
     add = inbox_commands.add_parser("add", help="copy episodes into the inbox and register each (prints its set)")
-    add.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    add.add_argument("files", nargs="+", type=Path, metavar="FILE", help="episode audio (a .vtt/.srt beside it too)")
     add.add_argument("--speakers", type=int, default=None, help="how many speakers the episodes have, if known")
     inbox_commands.add_parser("run", help="score every pending episode now with the registered models")
     inbox_commands.add_parser("list", help="show each episode's state (pending, scored, rejected)")
@@ -66,6 +66,12 @@ def add_episodes(files: list[Path], speakers: int | None, settings: Settings) ->
 
     A different file already in the inbox under the same name is kept: the copy gets the hash in its name.
     """
+    from emojudge_models.episodes.inbox import register_episode
+    from emojudge_models.episodes.sidecar import find_sidecar
+    from emojudge_models.ingest.audio import file_sha256
+    from emojudge_models.store import warehouse
+    from emojudge_pipeline.partitions import EVAL_SETS_PARTITION
+
     if speakers is not None and speakers < 1:
         raise UsageError(f"--speakers must be at least 1, got {speakers}")
     for path in files:
@@ -90,6 +96,9 @@ def add_episodes(files: list[Path], speakers: int | None, settings: Settings) ->
 
 
 def _episodes(settings: Settings) -> pd.DataFrame:
+    from emojudge_models.episodes.inbox import inbox_episodes
+    from emojudge_models.store import warehouse
+
     with warehouse.connect(settings.home) as con:
         return inbox_episodes(con)
 
@@ -107,7 +116,11 @@ def run_pending(settings: Settings) -> dict[str, str]:
     for name in pending:
         try:
             cli.materialize(name, train=False, settings=settings)
-        except (*USER_ERRORS, SystemExit) as error:
+        except SystemExit as error:
+            failures[name] = " ".join(str(error).split())
+        except Exception as error:
+            if not is_user_error(error):
+                raise
             failures[name] = " ".join(str(error).split())
     after = _episodes(settings).set_index("name")
     outcome: dict[str, str] = {}
@@ -126,6 +139,8 @@ def run_pending(settings: Settings) -> dict[str, str]:
 
 
 def list_episodes(settings: Settings) -> None:
+    import pandas as pd
+
     frame = _episodes(settings)
     if frame.empty:
         print(f"no episodes registered; drop audio into {settings.inbox_dir} or run emojudge inbox add FILE")

@@ -1,4 +1,5 @@
-"""Sensors and the rescoring schedule: partitions in step with the warehouse, the podcast inbox, stale episodes."""
+"""Sensors and the rescoring schedule: partitions in step with the warehouse, dead runs failed so they never hold
+the warehouse pool, the podcast inbox, and rescoring of episodes scored by an older model."""
 
 import hashlib
 
@@ -6,6 +7,7 @@ import dagster as dg
 
 from emojudge_models.episodes.inbox import inbox_episodes, register_episode, scan_inbox, stale_episodes
 from emojudge_models.store import warehouse
+from emojudge_pipeline.instance import recover_dead_runs
 from emojudge_pipeline.partitions import EVAL_SETS_PARTITION
 from emojudge_pipeline.resources import InboxResource, WarehouseResource
 
@@ -35,6 +37,17 @@ def eval_set_registry_sensor(context: dg.SensorEvaluationContext, warehouse_db: 
 
 def eval_sets_partitions_request(names: list[str]) -> dg.AddDynamicPartitionsRequest:
     return dg.AddDynamicPartitionsRequest(partitions_def_name=EVAL_SETS_PARTITION, partition_keys=names)
+
+
+@dg.sensor(
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Marks failed the runs whose process is gone (killed, out of memory, aborted) and frees their "
+    "slots in the emojudge_warehouse pool, so a dead run never blocks later ones (see emojudge_pipeline/instance.py).",
+)
+def dead_run_sensor(context: dg.SensorEvaluationContext):
+    failed = recover_dead_runs(context.instance)
+    return dg.SkipReason(f"marked dead runs failed: {', '.join(failed)}" if failed else "no dead runs")
 
 
 @dg.sensor(

@@ -78,3 +78,36 @@ def msp_corpus(tmp_path: Path) -> Path:
     header = "FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set"
     (root / "Labels" / "labels_consensus.csv").write_text("\n".join([header, *rows]) + "\n")
     return root
+
+
+FAULT_TOTALS = {"rows lost": 0, "duplicate rows": 0, "paid calls repeated": 0}
+"""What the fault cases of this session measured, summed for the closing line."""
+
+
+class FaultLedger:
+    """What a fault case measured: rows lost, duplicate rows and paid calls repeated (each should be 0)."""
+
+    def record(self, rows_lost: int = 0, duplicate_rows: int = 0, paid_calls_repeated: int = 0) -> None:
+        FAULT_TOTALS["rows lost"] += rows_lost
+        FAULT_TOTALS["duplicate rows"] += duplicate_rows
+        FAULT_TOTALS["paid calls repeated"] += paid_calls_repeated
+
+
+@pytest.fixture
+def fault_ledger() -> FaultLedger:
+    return FaultLedger()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """After a run that included fault cases, the one line `make reliability` promises."""
+    reports = [
+        report
+        for key in ("passed", "failed", "error")
+        for report in terminalreporter.stats.get(key, [])
+        if getattr(report, "when", "call") == "call" and "reliability" in getattr(report, "keywords", {})
+    ]
+    if not reports:
+        return
+    documented = sum(report.passed for report in reports)
+    measured = ", ".join(f"{name} {value}" for name, value in FAULT_TOTALS.items())
+    terminalreporter.write_line(f"reliability: {len(reports)} cases, {documented} as documented, {measured}")

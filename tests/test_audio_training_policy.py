@@ -19,7 +19,7 @@ from emojudge_models.models.policy import (
     train_audio_policy,
     training_request_key,
 )
-from emojudge_pipeline.assets.training import _train_audio, _train_config
+from emojudge_pipeline.assets.training import _normalised_frames, _train_audio, _train_config
 from emojudge_pipeline.resources import TrainingResource
 
 
@@ -72,11 +72,18 @@ def test_policies_train_every_candidate(data, policy: str) -> None:
         (("s", u), store.frames[u]) for u in rows["utterance_id"]
     )
     models = SimpleNamespace(torch_device=lambda: "cpu", seed=0)
-    logged: list[str] = []
-    trained = _train_audio(store, "key", train, dev, "categorical", models, training, logged.append, normaliser)
+    debug: list[str] = []
+    info: list[str] = []
+    inputs = tuple(
+        list(zip(_normalised_frames(store, split.rows, "key", normaliser), split.targets, strict=True))
+        for split in (train, dev)
+    )
+    log = SimpleNamespace(debug=debug.append, info=info.append)
+    trained = _train_audio(inputs, dev, "categorical", models, training, log)
     result, config, scores = trained.result, trained.config, trained.scores
     assert set(trained.candidates) == set(AUDIO_HEADS) and set(AUDIO_HEADS) <= set(scores)
-    assert sum(line.startswith("probe epoch ") for line in logged) == len(trained.candidates["probe"].history)
+    assert sum(line.startswith("probe epoch ") for line in debug) == len(trained.candidates["probe"].history)
+    assert not any(" epoch " in line for line in info)
     if policy == "ensemble":
         assert isinstance(result.model, EnsembleEmotionModel) and len(result.model.members) == len(AUDIO_HEADS)
         assert config == result.model.config

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -87,3 +88,49 @@ def test_webserver_serves_the_asset_graph(emojudge_home: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_emojudge_ui_serves_from_a_fresh_home_with_no_demo_run(tmp_path: Path) -> None:
+    """`make ui` on a fresh clone: no DAGSTER_HOME yet, no warehouse; dagster dev answers and names the location."""
+    home = tmp_path / "fresh"
+    port = _free_port()
+    env = {
+        **os.environ,
+        "EMOJUDGE_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "PYTHONPATH": str(REPO),
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "emojudge_pipeline.cli", "ui", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    query = json.dumps({"query": "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }"}).encode()
+    try:
+        info, locations = None, None
+        deadline = time.monotonic() + 180
+        while locations is None and time.monotonic() < deadline and server.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5) as response:
+                    info = json.load(response)
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/graphql", data=query, headers={"Content-Type": "application/json"}
+                )
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    entries = json.load(response)["data"]["workspaceOrError"]["locationEntries"]
+                    locations = [entry["name"] for entry in entries]
+            except (OSError, KeyError, TypeError):
+                time.sleep(1)
+        assert info is not None and "dagster_webserver_version" in info, "dagster dev did not answer in 180 s"
+        assert locations == ["emojudge"]
+        assert (home / "dagster" / "dagster.yaml").is_file()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=30)

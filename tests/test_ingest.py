@@ -35,6 +35,7 @@ def test_ravdess_manifest_ingest(ravdess_dir: Path) -> None:
     assert result.split_source == "speaker-seeded" and result.split_seed == 13
 
 
+@pytest.mark.reliability
 def test_msp_layout_with_bad_inputs(msp_corpus: Path) -> None:
     assert detect_format(msp_corpus) == "msp"
     result = ingest_corpus(msp_corpus, "msp", max_duration_s=5.0)
@@ -58,6 +59,7 @@ def test_msp_layout_with_bad_inputs(msp_corpus: Path) -> None:
     assert result.split_source == "corpus"
 
 
+@pytest.mark.reliability
 def test_manifest_rejections_each_reason(tmp_path: Path) -> None:
     root = tmp_path / "corpus"
     (root / "audio").mkdir(parents=True)
@@ -135,6 +137,7 @@ def test_split_speakers_is_seeded_and_disjoint() -> None:
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.reliability
 def test_truncated_wav_is_rejected_not_shortened(tmp_path: Path) -> None:
     """A half-copied WAV (header declares more data than the file holds) used to be scored as a shorter clip."""
     whole = tmp_path / "whole.wav"
@@ -151,6 +154,7 @@ def test_truncated_wav_is_rejected_not_shortened(tmp_path: Path) -> None:
     assert decode(whole).duration_s == pytest.approx(3.0)
 
 
+@pytest.mark.reliability
 def test_directory_named_like_audio_is_not_a_file(tmp_path: Path) -> None:
     (tmp_path / "x.wav").mkdir()
     with pytest.raises(AudioRejected) as caught:
@@ -158,6 +162,7 @@ def test_directory_named_like_audio_is_not_a_file(tmp_path: Path) -> None:
     assert caught.value.reason.startswith("not a file")
 
 
+@pytest.mark.reliability
 def test_same_bad_file_gets_the_same_reason(tmp_path: Path) -> None:
     """libsndfile names the BytesIO it was given (`<_io.BytesIO object at 0x7f...>`); reasons must not."""
     root = tmp_path / "corpus"
@@ -192,6 +197,7 @@ print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, d
 wrapper, not pytest: a child's ru_maxrss includes the RSS of the process it was forked from."""
 
 
+@pytest.mark.reliability
 def test_two_hour_file_is_rejected_from_its_header(tmp_path: Path) -> None:
     """A 2-hour 16 kHz WAV is rejected as over-long without being read: the ingesting process stays small
     (it peaked at 910 MB when the file was read and decoded before its duration was checked)."""

@@ -20,6 +20,8 @@ from emojudge_models.ingest.tables import CorpusInvalid, sniff_encoding
 from emojudge_models.ingest.utterances import ingest_corpus
 from emojudge_models.ingest.validate import check_corpus, check_eval_set, check_set_name
 
+pytestmark = pytest.mark.reliability
+
 REPO = Path(__file__).resolve().parents[1]
 ROWS = [
     ("utterance_id", "path", "emotion", "transcript", "speaker_id"),
@@ -257,8 +259,8 @@ def test_corpus_broken_after_registration_fails_ingest_in_one_line(tmp_path: Pat
     from emojudge_models.settings import Settings
     from emojudge_pipeline import cli
     from emojudge_pipeline.assets.ingest import utterances
-    from emojudge_pipeline.cli_support import user_failure
     from emojudge_pipeline.resources import WarehouseResource, default_ingest
+    from emojudge_pipeline.run_console import user_failure
 
     corpus = _write_corpus(tmp_path / "c")
     cli.add_eval_set("later", corpus, None)

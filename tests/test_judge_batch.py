@@ -84,6 +84,7 @@ def test_a_batch_run_uploads_creates_polls_and_collects() -> None:
     assert {record.status for record in ledger.all_batches()} == {"completed"}
 
 
+@pytest.mark.reliability
 def test_an_expired_batch_resubmits_only_what_was_not_answered() -> None:
     requests = make_requests(6)
     ledger = InMemoryBatchLedger()
@@ -117,6 +118,7 @@ def test_each_result_is_reported_while_its_batch_is_still_open_in_the_ledger() -
     assert ledger.open_batches() == []
 
 
+@pytest.mark.reliability
 def test_a_failing_batch_is_retried_a_bounded_number_of_times() -> None:
     requests = make_requests(3)
     ledger = InMemoryBatchLedger()
@@ -138,6 +140,7 @@ def test_a_failed_batch_then_a_good_one_yields_answers() -> None:
     assert all(r.error is None for r in results)
 
 
+@pytest.mark.reliability
 def test_only_retryable_request_errors_are_resubmitted() -> None:
     markers = ["m-500", "m-400", "m-malformed", "m-out-of-set", "m-change"]
     responder = scripted(
@@ -163,6 +166,7 @@ def test_only_retryable_request_errors_are_resubmitted() -> None:
     assert by_marker["m-change"].decide(0.8).accepted
 
 
+@pytest.mark.reliability
 def test_a_run_killed_while_polling_is_resumed_without_a_second_upload() -> None:
     requests = make_requests(4)
     ledger = InMemoryBatchLedger()
@@ -190,6 +194,7 @@ def dies_on_first_sleep() -> Callable[[float], None]:
     return sleep
 
 
+@pytest.mark.reliability
 def test_a_run_killed_after_resubmitting_resumes_both_batches_and_pays_once() -> None:
     requests = make_requests(4)
     ledger = InMemoryBatchLedger()
@@ -221,6 +226,7 @@ def test_resume_ignores_open_batches_for_other_requests() -> None:
     assert [r.batch_id for r in ledger.open_batches()] == ["batch-of-another-run"]
 
 
+@pytest.mark.reliability
 def test_cancelled_batches_are_resubmitted_on_the_next_run() -> None:
     requests = make_requests(2)
     ledger = InMemoryBatchLedger()
@@ -237,6 +243,7 @@ def test_cancelled_batches_are_resubmitted_on_the_next_run() -> None:
     assert sorted(r.status for r in ledger.all_batches()) == ["cancelled", "completed"]
 
 
+@pytest.mark.reliability
 def test_the_wait_is_bounded_and_backs_off() -> None:
     waits: list[float] = []
     clock = iter(range(1000))

@@ -80,6 +80,7 @@ def test_gemma_judges_through_the_chat_backend_and_the_server_stops(gguf: Path) 
     assert server.process is None and not port_is_open(port)
 
 
+@pytest.mark.reliability
 def test_a_missing_model_file_is_a_clear_error(tmp_path: Path) -> None:
     server = LocalJudgeServer(tmp_path / "nothing.gguf")
     with pytest.raises(FileNotFoundError, match=r"nothing\.gguf does not exist"):

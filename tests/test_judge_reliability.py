@@ -31,6 +31,8 @@ from emojudge_models.judge.duckdb_writer import JudgmentWriter
 from emojudge_models.judge.result import result_from_completion
 from emojudge_models.store import warehouse
 
+pytestmark = pytest.mark.reliability
+
 HTML_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
 
 
@@ -137,7 +139,7 @@ def test_an_html_200_is_asked_again_on_rerun_then_given_up_after_the_bound(tmp_p
         assert con.execute("SELECT count(*) FROM predictions WHERE eval_set = 'dev'").fetchone()[0] == 3
 
 
-def test_a_chat_judge_killed_part_way_is_asked_only_the_rest_on_rerun(tmp_path: Path) -> None:
+def test_a_chat_judge_killed_part_way_is_asked_only_the_rest_on_rerun(tmp_path: Path, fault_ledger) -> None:
     """SIGKILL the judging process after the server answered 5 of 12; the rerun asks exactly the other 7."""
     ids = seed_set(tmp_path, "killed", 12)
     answered_before_kill = 5
@@ -179,10 +181,14 @@ def test_a_chat_judge_killed_part_way_is_asked_only_the_rest_on_rerun(tmp_path: 
     with FakeOpenAIServer() as rerun_server:
         assert run_refinement(tmp_path, rerun_server.base_url, "killed").success
         rerun_asked = asked(rerun_server)
+    fault_ledger.record(paid_calls_repeated=len(set(rerun_asked) & set(stored)))
     assert sorted(rerun_asked) == sorted(set(ids) - set(stored))
     assert len(rerun_asked) == len(ids) - answered_before_kill
     with warehouse.connect(tmp_path, read_only=True) as con:
-        assert con.execute("SELECT count(*), count(DISTINCT utterance_id) FROM llm_judgments").fetchone() == (12, 12)
+        rows, distinct = con.execute("SELECT count(*), count(DISTINCT utterance_id) FROM llm_judgments").fetchone()
+    fault_ledger.record(rows_lost=len(ids) - distinct, duplicate_rows=rows - distinct)
+    assert (rows, distinct) == (12, 12)
+    with warehouse.connect(tmp_path, read_only=True) as con:
         assert con.execute("SELECT count(*) FROM predictions WHERE judgment_custom_id IS NOT NULL").fetchone()[0] == 12
 
 
@@ -254,3 +260,20 @@ def test_the_writer_stores_a_partial_group_after_max_wait_and_reports_a_failed_w
     time.sleep(0.5)
     with pytest.raises(OSError, match="disk full"):
         failing.flush()
+
+
+def test_a_refused_connection_is_an_unanswered_error_for_each_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing listens on the port: every request ends as an error row to ask again, and nothing raises."""
+    import socket
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-refused")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    inputs = [JudgeInput("w", f"u{i}", "words", None, None, "Quiet.", "neutral", None) for i in range(3)]
+    results = ChatJudge(f"http://127.0.0.1:{port}/v1", max_retries=1, timeout_s=5).judge(
+        build_requests(inputs, JudgeConfig())
+    )
+    assert len(results) == 3
+    assert all(not r.answered and not r.responded and r.error for r in results)
+    assert all("connect" in r.error.lower() for r in results), [r.error for r in results]

@@ -16,6 +16,8 @@ import pytest
 
 from emojudge_models.store import warehouse
 
+pytestmark = pytest.mark.reliability
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -91,7 +93,7 @@ def test_a_reader_holding_a_session_open_never_blocks_writes(tmp_path: Path) -> 
         assert con.execute("SELECT count(*), any_value(run_id) FROM utterances").fetchone() == (24, "r6")
 
 
-def test_a_polling_reader_never_sees_a_half_written_partition(tmp_path: Path) -> None:
+def test_a_polling_reader_never_sees_a_half_written_partition(tmp_path: Path, fault_ledger) -> None:
     write_partition(tmp_path, "a", 300, "r0")
     poller = start_python(
         """
@@ -119,6 +121,7 @@ def test_a_polling_reader_never_sees_a_half_written_partition(tmp_path: Path) ->
     assert poller.returncode == 0, err[-2000:]
     seen = ast.literal_eval(out.strip())
     assert writes >= 3
+    fault_ledger.record(rows_lost=sum(1 for count, _ in seen if count < 300))
     assert set(seen) <= {(300, 1), (500, 1)} and len(seen) >= 2
 
 

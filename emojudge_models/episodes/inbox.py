@@ -14,11 +14,11 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from emojudge_models.episodes import EPISODE_SUFFIXES
 from emojudge_models.episodes.ingest import episode_set_name
 from emojudge_models.ingest.audio import file_sha256
 from emojudge_models.store.warehouse import query_df, sql_text
 
-EPISODE_SUFFIXES = (".wav", ".flac", ".mp3", ".m4a", ".aac", ".mp4", ".ogg", ".oga", ".opus")
 SEEN_LIMIT = 10_000
 """Hashes remembered in the cursor (the newest); older ones are still known to the warehouse as registered sets."""
 

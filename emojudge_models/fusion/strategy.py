@@ -20,11 +20,11 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from emojudge_models.fusion import data
-from emojudge_models.fusion.models import FusionModel, fit_attribute_fusion, fit_categorical_fusion
+from emojudge_models.fusion.models import FusionModel, fit_guarded_fusion
 from emojudge_models.models.keys import data_key, model_key
 
 FIT_STRATEGIES: tuple[str, ...] = ("train", "development")
-FUSION_CODE_VERSION = "fusion-1"
+FUSION_CODE_VERSION = "fusion-2"
 """Bump when a change here or in fusion/models.py changes what a fitted fusion computes (part of its key)."""
 MIN_DEVELOPMENT_ROWS = 4
 
@@ -59,7 +59,11 @@ def fit_and_selection_rows(rows: pd.DataFrame, task: str, strategy: str) -> tupl
 
 
 def fit_fusion(task: str, rows: pd.DataFrame, strategy: str) -> FusionModel:
-    """Fit the fusion of ``task`` on labelled rows: C chosen on the selection rows, then refitted on both."""
+    """Fit the fusion of ``task`` on labelled rows: C chosen on the selection rows, then refitted on both.
+
+    Guarded (``fit_guarded_fusion``): a modality at chance or missing on the selection rows gets no weight, and the
+    fused model is kept only if it is within a tolerance of the better single modality there.
+    """
     fit_rows, select_rows = fit_and_selection_rows(rows, task, strategy)
     args = (
         data.features(fit_rows),
@@ -67,9 +71,7 @@ def fit_fusion(task: str, rows: pd.DataFrame, strategy: str) -> FusionModel:
         data.features(select_rows),
         data.targets(select_rows, task),
     )
-    if task == "categorical":
-        return fit_categorical_fusion(*args, class_balanced=True, fit_on="train+dev")
-    return fit_attribute_fusion(*args, fit_on="train+dev")
+    return fit_guarded_fusion(task, *args, class_balanced=True, fit_on="train+dev")
 
 
 def input_model_keys(rows: pd.DataFrame) -> list[str]:

@@ -30,6 +30,11 @@ DEFAULT_MAX_DURATION_S = 60.0
 SILENCE_PEAK = 1e-4
 """A clip whose absolute peak stays below this (-80 dBFS) is treated as all silence."""
 
+_SOUNDFILE_LOCK = threading.Lock()
+"""Serialises soundfile calls. cffi 2.x realizes C types lazily without a lock on GIL builds (python-cffi/cffi
+#271), so two threads decoding at once (features/loader.py) could abort the process with ``realize_c_type.c ...
+Assertion failed``; only the libsndfile read is serialised, resampling stays parallel."""
+
 
 class AudioRejected(ValueError):
     """A clip that cannot be used; ``reason`` says why in words a person can act on."""
@@ -111,7 +116,8 @@ def read_header(path: Path) -> AudioHeader:
     """Sample rate, channels and duration from the header: soundfile.info for WAV/FLAC, PyAV for the rest."""
     if path.suffix.lower() in EXACT_LENGTH_SUFFIXES:
         try:
-            info = sf.info(str(path))
+            with _SOUNDFILE_LOCK:
+                info = sf.info(str(path))
         except (sf.LibsndfileError, RuntimeError) as error:
             raise AudioRejected(path, f"cannot decode audio {path.name}: {_libsndfile_cause(error)}") from None
         return AudioHeader(int(info.samplerate), int(info.channels), info.frames / info.samplerate, int(info.frames))
@@ -138,7 +144,8 @@ def _libsndfile_cause(error: Exception) -> str:
 def _read(path: Path, payload: bytes) -> tuple[np.ndarray, int]:
     """Samples of the file bytes ``payload`` as float32 (frames, channels), via libsndfile (WAV, FLAC, OGG, MP3)."""
     try:
-        data, sr = sf.read(io.BytesIO(payload), dtype="float32", always_2d=True)
+        with _SOUNDFILE_LOCK:
+            data, sr = sf.read(io.BytesIO(payload), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as error:
         raise AudioRejected(path, f"cannot decode audio {path.name}: {_libsndfile_cause(error)}") from None
     return data, int(sr)

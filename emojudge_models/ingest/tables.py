@@ -10,8 +10,10 @@ from __future__ import annotations
 import codecs
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class CorpusInvalid(ValueError):
@@ -60,6 +62,8 @@ def read_text(path: Path) -> str:
 
 def read_table(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
     """The CSV at ``path`` as strings (empty cells ""), checked to have every column in ``required``."""
+    import pandas as pd  # here, not at import: the CLI loads this module before printing --help
+
     if not path.is_file():
         raise CorpusInvalid(f"{path}: file not found")
     try:

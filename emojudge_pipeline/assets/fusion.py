@@ -71,18 +71,26 @@ def build_fusion_model_asset(task: str) -> dg.AssetsDefinition:
                 context.run.run_id,
             )
         grid = pd.DataFrame(model.grid, columns=["C", model.dev_metric_name])
-        context.log.info(f"fusion {task}: C={model.C:g}, dev {model.dev_metric_name}={model.dev_score:.3f}")
+        context.log.info(f"fusion {task}: {model.rule}; dev {model.dev_metric_name}={model.dev_score:.3f}")
+        curve = {}
+        if model.grid:
+            curve = {
+                "grid": markdown_preview(grid, rows=len(grid)),
+                "grid_curve": image_metadata(grid_curve_png(model.grid, model.C, model.dev_metric_name)),
+            }
         return dg.MaterializeResult(
             metadata={
                 "fusion_model_key": key,
-                "C": model.C,
-                f"dev_{model.dev_metric_name}": model.dev_score,
+                "modalities": ", ".join(model.modalities),
+                "rule": model.rule,
+                "reliability": dg.MetadataValue.json(model.reliability),
+                "C": dg.MetadataValue.float(model.C) if model.C is not None else dg.MetadataValue.null(),
+                f"dev_{model.dev_metric_name}": round(model.dev_score, 4),
                 "fit_strategy": strategy,
                 "train_rows": len(rows) - n_dev,
                 "development_rows": n_dev,
                 "input_model_keys": dg.MetadataValue.json(input_keys),
-                "grid": markdown_preview(grid, rows=len(grid)),
-                "grid_curve": image_metadata(grid_curve_png(model.grid, model.C, model.dev_metric_name)),
+                **curve,
                 "path": dg.MetadataValue.path(str(path)),
             }
         )

@@ -26,7 +26,7 @@ from emojudge_models.models.policy import (
     training_request_key,
 )
 from emojudge_models.models.text_classifier import TextFinetuneConfig, finetune_text_classifier
-from emojudge_models.models.training import HeadTrainingConfig, train_text_head
+from emojudge_models.models.training import train_text_head
 from emojudge_models.profiles import text_encoder_path
 from emojudge_models.store import warehouse
 from emojudge_pipeline.assets.common import WAREHOUSE_POOL, markdown_preview
@@ -41,6 +41,8 @@ def _train_config(training: TrainingResource) -> TrainConfig:
 
 
 def _epoch_logger(log, prefix: str = ""):
+    """Per-epoch lines for the DEBUG level; each model gets one INFO summary when it is done."""
+
     def on_epoch(epoch: int, values: dict) -> None:
         log(f"{prefix}epoch {epoch}: " + ", ".join(f"{k}={v:.4g}" for k, v in values.items()))
 
@@ -54,30 +56,25 @@ def _normalised_frames(store, rows, key, normaliser: SpeakerNormaliser | None) -
     return normaliser.apply(list(zip(rows["eval_set"], rows["utterance_id"], strict=True)), frames)
 
 
-def _train_audio(
-    store, key, train, dev, task, models, training: TrainingResource, log, normaliser: SpeakerNormaliser | None
-) -> AudioTraining:
-    """Read (and speaker-normalise) the frames, then train the configured audio policy on them."""
-    train_frames = _normalised_frames(store, train.rows, key, normaliser)
-    dev_frames = _normalised_frames(store, dev.rows, key, normaliser)
+def _train_audio(inputs, dev, task, models, training: TrainingResource, log) -> AudioTraining:
+    """Train the configured audio policy on the (speaker-normalised) frames read beforehand."""
+    train_items, dev_items = inputs
     return train_audio_policy(
-        list(zip(train_frames, train.targets, strict=True)),
-        list(zip(dev_frames, dev.targets, strict=True)),
+        train_items,
+        dev_items,
         policy=training.audio_pooling,
         task=task,
         train=_train_config(training),
         device=models.torch_device(),
         seed=models.seed,
         dev_lengths=dev.rows["n_frames"].tolist(),
-        on_epoch=lambda candidate: _epoch_logger(log, f"{candidate} "),
-        log=log,
+        on_epoch=lambda candidate: _epoch_logger(log.debug, f"{candidate} "),
+        log=log.info,
     )
 
 
-def _train_text_head(
-    store, key, train, dev, task, models, training: TrainingResource, log
-) -> tuple[TrainResult, HeadTrainingConfig, dict]:
-    train_vectors, dev_vectors = vectors_for(store, train.rows, key), vectors_for(store, dev.rows, key)
+def _train_text_head(inputs, train, dev, task, models, training: TrainingResource, log):
+    train_vectors, dev_vectors = inputs
     config = text_head_config(task, train_vectors.shape[1], _train_config(training))
     result = train_text_head(
         train_vectors,
@@ -87,7 +84,7 @@ def _train_text_head(
         config,
         models.torch_device(),
         models.seed,
-        on_epoch=_epoch_logger(log),
+        on_epoch=_epoch_logger(log.debug),
     )
     return result, config, {}
 
@@ -102,9 +99,28 @@ def _finetune_text(train, dev, task, models, log) -> tuple[TrainResult, TextFine
         config,
         models.torch_device(),
         models.seed,
-        on_epoch=_epoch_logger(log),
+        on_epoch=_epoch_logger(log.debug),
     )
     return result, config, {}
+
+
+def _read_inputs(con, warehouse_db, sets, key, train, dev, modality, kind, training, log):
+    """What training needs from the warehouse and the feature store, read in the short read session."""
+    store = FeatureStore(con, warehouse_db.features_root)
+    if modality == "audio":
+        normaliser = None
+        if training.speaker_norm == "speaker":
+            normaliser = speaker_normaliser(con, store, sets, key)
+            log.info(f"speaker normalisation: {normaliser.summary()}")
+        train_frames = _normalised_frames(store, train.rows, key, normaliser)
+        dev_frames = _normalised_frames(store, dev.rows, key, normaliser)
+        return (
+            list(zip(train_frames, train.targets, strict=True)),
+            list(zip(dev_frames, dev.targets, strict=True)),
+        )
+    if kind == "text_head":
+        return vectors_for(store, train.rows, key), vectors_for(store, dev.rows, key)
+    return None
 
 
 def _request_key(kind: str, key: str, train, dev, models: ModelsResource, training: TrainingResource) -> str:
@@ -159,21 +175,20 @@ def build_training_asset(modality: str, task: str) -> dg.AssetsDefinition:
                 return dg.MaterializeResult(
                     metadata={"model_key": mkey, "reused": True, f"dev_{existing.dev_metric_name}": existing.dev_metric}
                 )
-            store = FeatureStore(con, warehouse_db.features_root)
-            context.log.info(f"training {kind} ({task}) on {len(train)} train / {len(dev)} development rows")
-            if modality == "audio":
-                normaliser = None
-                if training.speaker_norm == "speaker":
-                    normaliser = speaker_normaliser(con, store, sets, key)
-                    context.log.info(f"speaker normalisation: {normaliser.summary()}")
-                audio = _train_audio(store, key, train, dev, task, models, training, context.log.info, normaliser)
-                result, config, candidates = audio.result, audio.config, audio.scores
-            elif kind == "text_head":
-                result, config, candidates = _train_text_head(
-                    store, key, train, dev, task, models, training, context.log.info
-                )
-            else:
-                result, config, candidates = _finetune_text(train, dev, task, models, context.log.info)
+            inputs = _read_inputs(con, warehouse_db, sets, key, train, dev, modality, kind, training, context.log)
+        # Training runs outside any warehouse session, so other writers (other sets' runs) are never held up.
+        context.log.info(f"training {kind} ({task}) on {len(train)} train / {len(dev)} development rows")
+        if modality == "audio":
+            audio = _train_audio(inputs, dev, task, models, training, context.log)
+            result, config, candidates = audio.result, audio.config, audio.scores
+        elif kind == "text_head":
+            result, config, candidates = _train_text_head(inputs, train, dev, task, models, training, context.log)
+        else:
+            result, config, candidates = _finetune_text(train, dev, task, models, context.log)
+        context.log.info(
+            f"trained {kind} ({task}): development {result.dev_metric_name} {result.dev_metric:.4f} at epoch "
+            f"{result.best_epoch} of {len(result.history)}"
+        )
         hyper = registry_hyperparameters(config, models.seed, training.speaker_norm if modality == "audio" else None)
         directory = save_checkpoint(
             result.model,

@@ -1,0 +1,94 @@
+"""The emojudge command's own surface: help for every argument, --version, no heavy imports before a command runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from emojudge_pipeline import cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+PROBE = """
+import sys
+from emojudge_pipeline import cli
+try:
+    cli.main(sys.argv[1:])
+except SystemExit:
+    pass
+heavy = sorted(m for m in ("dagster", "torch", "pandas", "duckdb", "transformers") if m in sys.modules)
+print("heavy:", ",".join(heavy) or "none")
+"""
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("args", [("--help",), ("--version",), ("eval-set", "add", "--help")])
+def test_help_and_version_load_no_heavy_module(args: tuple[str, ...]) -> None:
+    done = run_cli(*args)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("heavy: none")
+
+
+def test_version_and_every_argument_has_help() -> None:
+    assert run_cli("--version").stdout.startswith("emojudge ")
+    parser = cli.build_parser()
+    actions = [parser._actions]
+    for sub in parser._subparsers._group_actions:
+        for command in sub.choices.values():
+            actions.append(command._actions)
+            for nested in command._subparsers._group_actions if command._subparsers else []:
+                actions.extend(c._actions for c in nested.choices.values())
+    undocumented = [a.dest for group in actions for a in group if not a.help and a.dest != "help"]
+    assert undocumented == []
+    assert "``" not in parser.format_help()
+
+
+def test_list_reads_without_a_warehouse_and_a_bad_setting_is_one_line(tmp_path: Path) -> None:
+    env = {"EMOJUDGE_HOME": str(tmp_path / "home"), "DAGSTER_HOME": str(tmp_path / "dagster")}
+    listed = run_cli("eval-set", "list", env=env)
+    assert listed.returncode == 0 and "no evaluation sets registered" in listed.stdout
+    assert not (tmp_path / "home" / "emojudge.duckdb").exists()
+    bad = subprocess.run(
+        [sys.executable, "-m", "emojudge_pipeline.cli", "eval-set", "list"],
+        env={**os.environ, "PYTHONPATH": str(REPO), **env, "EMOJUDGE_JUDGE_THRESHOLD": "1.7"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [bad.stderr.strip()]
+    assert bad.stderr.startswith("error: EMOJUDGE_JUDGE_THRESHOLD")
+
+
+def test_runs_show_no_third_party_progress_bars(tmp_path: Path) -> None:
+    code = (
+        "import emojudge_pipeline, sys\n"
+        "from tiny_models import save_tiny_roberta\n"
+        "from emojudge_models.encoders.hf import HFTextEncoder\n"
+        "HFTextEncoder(save_tiny_roberta(sys.argv[1], ['a b c', 'd e f']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        env={
+            **{k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"},
+            "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]),
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "it/s]" not in done.stderr and "Loading weights" not in done.stderr

@@ -456,3 +456,11 @@ def test_recurring_speakers_example_matches_the_same_voices_across_episodes(scor
     closest = {(row[1], row[3]): row[4] for row in matches if row[0] == mp3}
     assert set(closest) == {(f"{mp3}:S1", f"{wav}:S1"), (f"{mp3}:S2", f"{wav}:S2")}
     assert min(closest.values()) > cross
+
+
+def test_inbox_help_loads_no_heavy_module() -> None:
+    from test_cli import run_cli
+
+    done = run_cli("inbox", "add", "--help")
+    assert done.returncode == 0, done.stderr
+    assert "--speakers" in done.stdout and done.stdout.strip().endswith("heavy: none")

@@ -23,6 +23,7 @@ $(VENV)/.installed: pyproject.toml
 		$(BIN)/pip install -q "torch==2.13.0+cpu" --extra-index-url https://download.pytorch.org/whl/cpu; \
 	fi
 	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q --no-deps "resemblyzer==0.1.4"
 	touch $@
 
 demo: install

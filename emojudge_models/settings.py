@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "EMOJUDGE_"
 
@@ -55,6 +55,8 @@ def _at_least_one(value: int) -> int:
     return value
 
 
+CRON_PATTERN = re.compile(r"[\w*/,\-?]+(\s+[\w*/,\-?]+){4}")
+"""Five cron fields (minute hour day month weekday); Dagster validates the expression itself when it loads."""
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
@@ -170,8 +172,19 @@ class Settings(BaseModel):
     judge_show_probability: bool = _setting(
         False, "1 shows the judge the fused probability (small judges echo it as confidence)", "0"
     )
+    inbox: Path | None = _setting(
+        None, "podcast inbox: audio dropped here is scored by the inbox sensor", "$EMOJUDGE_HOME/inbox"
+    )
+    max_episode_s: PositiveFloat = _setting(14400.0, "inbox episodes longer than this are rejected")
+    segment_min_s: PositiveFloat = _setting(2.75, "episode segments shorter than this are merged with a neighbour")
+    segment_max_s: PositiveFloat = _setting(11.0, "episode segments longer than this are split at a pause")
+    timeline_window_s: PositiveFloat = _setting(30.0, "time window of the per-episode emotion timeline")
+    rescore_cron: str = _setting("0 3 * * *", "cron schedule that rescores episodes scored by an older model")
+    inbox_judge_scope: JudgeScope = _setting(
+        "disagreements", "judge scope for inbox episodes (a cost guard): all or disagreements"
+    )
 
-    @field_validator("home", "dagster_home", "demo_data")
+    @field_validator("home", "dagster_home", "demo_data", "inbox")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser().resolve()
@@ -187,6 +200,27 @@ class Settings(BaseModel):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("rescore_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if not CRON_PATTERN.fullmatch(value.strip()):
+            raise ValueError("must be a cron expression such as '0 3 * * *'")
+        return value
+
+    @model_validator(mode="after")
+    def _segment_range(self) -> Settings:
+        if self.segment_min_s > self.segment_max_s:
+            raise ValueError(
+                f"EMOJUDGE_SEGMENT_MIN_S ({self.segment_min_s:g}) must not exceed "
+                f"EMOJUDGE_SEGMENT_MAX_S ({self.segment_max_s:g})"
+            )
+        return self
+
+    @property
+    def inbox_dir(self) -> Path:
+        """EMOJUDGE_INBOX, defaulting to $EMOJUDGE_HOME/inbox."""
+        return self.inbox or self.home / "inbox"
 
     @property
     def dagster_dir(self) -> Path:
@@ -277,6 +311,9 @@ def _one_line(error: ValidationError, raw: Mapping[str, str]) -> str:
         if field in parts:
             continue
         cause = problem["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
+        if not field:
+            parts[field] = cause
+            continue
         got = raw.get(field, problem.get("input"))
         label = env_name(field) if field in Settings.model_fields else field or "settings"
         parts[field] = f"{label}: {cause}, got {got!r}"

@@ -213,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("ui", help="start the Dagster UI and daemon (dagster dev) on this instance")
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=3000, help="port to listen on (default 3000)")
+    from emojudge_pipeline.inbox_cli import add_inbox_parser  # inbox_cli imports this module
+
+    add_inbox_parser(commands)
     return parser
 
 
@@ -235,7 +238,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
-    if args.command == "eval-set" and args.eval_set_command == "add":
+    if handler := getattr(args, "handler", None):
+        handler(args, settings)
+    elif args.command == "eval-set" and args.eval_set_command == "add":
         used = add_eval_set(args.name, args.path, args.format, settings)
         print(f"registered {args.name} ({used}) at {args.path.resolve()}")
     elif args.command == "eval-set":

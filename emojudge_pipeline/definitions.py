@@ -4,6 +4,7 @@ import dagster as dg
 
 from emojudge_models.settings import Settings
 from emojudge_pipeline.assets import (
+    episodes,
     evaluation,
     features,
     fusion,
@@ -17,7 +18,14 @@ from emojudge_pipeline.assets import (
 from emojudge_pipeline.catalog import describe
 from emojudge_pipeline.checks import asset_checks
 from emojudge_pipeline.resources import default_resources
-from emojudge_pipeline.sensors import dead_run_sensor, eval_set_registry_sensor
+from emojudge_pipeline.sensors import (
+    SCORE_JOB,
+    dead_run_sensor,
+    eval_set_registry_sensor,
+    inbox_sensor,
+    rescore_schedule,
+    rescore_sensor,
+)
 
 MATERIALIZE_JOB = "materialize_eval_set"
 
@@ -47,14 +55,22 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     assets = dg.map_asset_specs(
         describe,
         dg.load_assets_from_modules(
-            [ingest, transcripts, features, training, logits, prosody, fusion, refinement, evaluation]
+            [ingest, transcripts, features, training, logits, prosody, fusion, refinement, evaluation, episodes]
         ),
+    )
+    partitioned = [key for asset in assets if asset.partitions_def is not None for key in asset.keys]
+    score = dg.define_asset_job(
+        SCORE_JOB,
+        selection=dg.AssetSelection.assets(*partitioned),
+        description="Score one evaluation set with the registered models (every partitioned asset, no training): "
+        "what the inbox sensor and the rescoring schedule run.",
     )
     return dg.Definitions(
         assets=assets,
         asset_checks=asset_checks,
-        jobs=[materialize_eval_set, train_models],
-        sensors=[eval_set_registry_sensor, dead_run_sensor],
+        jobs=[materialize_eval_set, train_models, score],
+        sensors=[eval_set_registry_sensor, dead_run_sensor, inbox_sensor, rescore_sensor],
+        schedules=[rescore_schedule(settings.rescore_cron)],
         resources=default_resources(settings),
     )
 

@@ -180,6 +180,7 @@ class JudgeResource(dg.ConfigurableResource):
     threshold: UnitInterval = setting("judge_threshold")
     temperature: Temperature = setting("judge_temperature")
     scope: JudgeScope = setting("judge_scope")
+    episode_scope: JudgeScope = setting("inbox_judge_scope")
     splits: JudgeSplits = setting("judge_splits")
     show_probability: bool = setting("judge_show_probability")
     gate: JudgeGate = setting("judge_gate")
@@ -194,6 +195,10 @@ class JudgeResource(dg.ConfigurableResource):
         return JudgeConfig.for_backend(
             self.backend, model=self.model or None, temperature=self.temperature, threshold=self.threshold
         )
+
+    def scope_for(self, set_format: str) -> JudgeScope:
+        """The judge's scope for a set of this format: inbox episodes use EMOJUDGE_INBOX_JUDGE_SCOPE (a cost guard)."""
+        return self.episode_scope if set_format == "episode" else self.scope
 
     def judged_splits(self) -> set[str]:
         return set(self.splits)
@@ -224,11 +229,27 @@ def default_judge(settings: Settings) -> JudgeResource:
         threshold=settings.judge_threshold,
         temperature=settings.judge_temperature,
         scope=settings.judge_scope,
+        episode_scope=settings.inbox_judge_scope,
         splits=list(settings.judge_splits),
         show_probability=settings.judge_show_probability,
         gate=settings.judge_gate,
         model_cache=str(settings.home / "models" / "judge"),
     )
+
+
+class InboxResource(dg.ConfigurableResource):
+    """The podcast inbox: where episodes are dropped, and the width of their emotion-timeline windows."""
+
+    folder: str = Field(description=describe("inbox"))
+    timeline_window_s: PositiveFloat = setting("timeline_window_s")
+
+    @property
+    def path(self) -> Path:
+        return Path(self.folder)
+
+
+def default_inbox(settings: Settings) -> InboxResource:
+    return configured(InboxResource, folder=str(settings.inbox_dir), timeline_window_s=settings.timeline_window_s)
 
 
 class TrainingResource(dg.ConfigurableResource):
@@ -257,9 +278,13 @@ def default_training(settings: Settings) -> TrainingResource:
 
 
 class IngestResource(dg.ConfigurableResource):
-    """How clips are read before any model: the duration limit, the ASR and the prosody pitch tracker."""
+    """How clips and episodes are read before any model: duration limits, the episode segment range, the ASR and the
+    prosody pitch tracker."""
 
     max_duration_s: PositiveFloat = setting("max_duration_s")
+    max_episode_s: PositiveFloat = setting("max_episode_s")
+    segment_min_s: PositiveFloat = setting("segment_min_s")
+    segment_max_s: PositiveFloat = setting("segment_max_s")
     asr: dict[str, Any] = setting("asr")
     pitch_tracker: PitchTracker = setting("pitch_tracker")
 
@@ -268,6 +293,9 @@ def default_ingest(settings: Settings) -> IngestResource:
     return configured(
         IngestResource,
         max_duration_s=settings.max_duration_s,
+        max_episode_s=settings.max_episode_s,
+        segment_min_s=settings.segment_min_s,
+        segment_max_s=settings.segment_max_s,
         asr=dict(settings.asr),
         pitch_tracker=settings.pitch_tracker,
     )
@@ -281,4 +309,5 @@ def default_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "judge": default_judge(settings),
         "training": default_training(settings),
         "ingest": default_ingest(settings),
+        "inbox": default_inbox(settings),
     }

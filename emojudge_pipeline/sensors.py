@@ -1,12 +1,20 @@
-"""Sensors: keep the Dagster partitions in step with the evaluation sets registered in the warehouse, and let the
-daemon fail dead runs so they never hold the warehouse pool."""
+"""Sensors and the rescoring schedule: partitions in step with the warehouse, dead runs failed so they never hold
+the warehouse pool, the podcast inbox, and rescoring of episodes scored by an older model."""
+
+import hashlib
 
 import dagster as dg
 
+from emojudge_models.episodes.inbox import inbox_episodes, register_episode, scan_inbox, stale_episodes
 from emojudge_models.store import warehouse
 from emojudge_pipeline.instance import recover_dead_runs
 from emojudge_pipeline.partitions import EVAL_SETS_PARTITION
-from emojudge_pipeline.resources import WarehouseResource
+from emojudge_pipeline.resources import InboxResource, WarehouseResource
+
+SCORE_JOB = "score_eval_set"
+"""The job of every partitioned asset (scoring with the registered models, no training); see definitions.py."""
+INBOX_LOCK_WAIT_S = 20.0
+"""How long the inbox sensor waits for a running write session; a busy warehouse retries on the next tick."""
 
 
 @dg.sensor(
@@ -40,3 +48,74 @@ def eval_sets_partitions_request(names: list[str]) -> dg.AddDynamicPartitionsReq
 def dead_run_sensor(context: dg.SensorEvaluationContext):
     failed = recover_dead_runs(context.instance)
     return dg.SkipReason(f"marked dead runs failed: {', '.join(failed)}" if failed else "no dead runs")
+
+
+@dg.sensor(
+    job_name=SCORE_JOB,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Podcast inbox (EMOJUDGE_INBOX): a file whose size and mtime held still over two ticks is "
+    "identified by its SHA-256, registered as evaluation set ep-<sha[:12]> and scored once (run_key = the hash).",
+)
+def inbox_sensor(context: dg.SensorEvaluationContext, warehouse_db: WarehouseResource, inbox: InboxResource):
+    scan = scan_inbox(inbox.path, context.cursor)
+    if not scan.ready:
+        context.update_cursor(scan.cursor)
+        waiting = f"; {len(scan.waiting)} file(s) still changing" if scan.waiting else ""
+        return dg.SkipReason(f"no new episode in {inbox.path}{waiting}")
+    try:
+        with warehouse.connect(warehouse_db.home_path, lock_wait_s=INBOX_LOCK_WAIT_S) as con:
+            names = [register_episode(con, path, sha) for path, sha in scan.ready]
+            states = dict(inbox_episodes(con)[["name", "state"]].itertuples(index=False))
+    except warehouse.WarehouseBusyError:
+        return dg.SkipReason("warehouse busy with a run; the inbox is scanned again on the next tick")
+    todo = [(name, sha) for name, (_, sha) in zip(names, scan.ready, strict=True) if states.get(name) == "pending"]
+    known = set(context.instance.get_dynamic_partitions(EVAL_SETS_PARTITION))
+    new = [name for name, _ in todo if name not in known]
+    for path, sha in scan.ready:
+        context.log.info(f"inbox: {path.name} is episode ep-{sha[:12]}")
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=sha, partition_key=name) for name, sha in todo],
+        dynamic_partitions_requests=[eval_sets_partitions_request(new)] if new else [],
+        cursor=scan.cursor,
+    )
+
+
+def _stale_requests(warehouse_db: WarehouseResource, keyed: bool) -> list[dg.RunRequest] | dg.SkipReason:
+    """A run request per episode scored by an older model; ``keyed``: once per episode and set of latest models."""
+    if not warehouse_db.path.exists():
+        return dg.SkipReason(f"no warehouse at {warehouse_db.path} yet")
+    with warehouse_db.connect(read_only=True) as con:
+        stale = stale_episodes(con)
+        latest = con.execute(warehouse.sql_text("episodes/latest_model_keys.sql")).fetchall()
+    if not stale:
+        return dg.SkipReason("every episode was scored by the latest registered models")
+    models = hashlib.sha256(repr(latest).encode()).hexdigest()[:16]
+    return [dg.RunRequest(run_key=f"{name}:{models}" if keyed else None, partition_key=name) for name in stale]
+
+
+@dg.sensor(
+    job_name=SCORE_JOB,
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Rescores every inbox episode whose predictions came from an older audio, text or fusion model than "
+    "the newest in model_registry, once per set of latest models (cached features and transcripts are reused).",
+)
+def rescore_sensor(context: dg.SensorEvaluationContext, warehouse_db: WarehouseResource):
+    return _stale_requests(warehouse_db, keyed=True)
+
+
+def rescore_schedule(cron: str) -> dg.ScheduleDefinition:
+    """The daily catch-all (EMOJUDGE_RESCORE_CRON): rescore episodes still scored by an older model."""
+
+    @dg.schedule(
+        name="rescore_episodes",
+        cron_schedule=cron,
+        job_name=SCORE_JOB,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Rescores inbox episodes whose predictions came from an older model than the latest registered.",
+    )
+    def rescore_episodes(context: dg.ScheduleEvaluationContext, warehouse_db: WarehouseResource):
+        return _stale_requests(warehouse_db, keyed=False)
+
+    return rescore_episodes

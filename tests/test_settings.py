@@ -56,9 +56,31 @@ def test_every_documented_variable_is_a_setting() -> None:
     expected = "HOME PROFILE AUDIO_ENCODER TEXT_ENCODER TEXT_TRAINING DEVICE BATCH_SECONDS PITCH_TRACKER AUDIO_POOLING "
     expected += "SPEAKER_NORM HEAD_LR MAX_EPOCHS PATIENCE FUSION_FIT ASR TRAIN_SETS MAX_DURATION_S DEMO_DATA JUDGE "
     expected += "JUDGE_MODEL JUDGE_BASE_URL JUDGE_THRESHOLD JUDGE_TEMPERATURE JUDGE_SCOPE JUDGE_SPLITS LOG_LEVEL "
-    expected += "JUDGE_GATE JUDGE_SHOW_PROBABILITY"
+    expected += "JUDGE_GATE JUDGE_SHOW_PROBABILITY INBOX MAX_EPISODE_S SEGMENT_MIN_S SEGMENT_MAX_S TIMELINE_WINDOW_S "
+    expected += "RESCORE_CRON INBOX_JUDGE_SCOPE"
     assert names == {f"EMOJUDGE_{name}" for name in expected.split()} | {"DAGSTER_HOME"}
     assert "OPENAI_API_KEY" not in names
+
+
+def test_inbox_settings_default_validate_and_mirror_the_episode_library(tmp_path: Path) -> None:
+    from emojudge_models.episodes.decode import DEFAULT_MAX_EPISODE_S
+    from emojudge_models.episodes.segment import DEFAULT_MAX_S, DEFAULT_MIN_S
+    from emojudge_models.episodes.timeline import DEFAULT_WINDOW_S
+
+    settings = Settings.from_env({"EMOJUDGE_HOME": str(tmp_path)})
+    assert settings.inbox_dir == tmp_path / "inbox"
+    assert (settings.max_episode_s, settings.segment_min_s, settings.segment_max_s) == (
+        DEFAULT_MAX_EPISODE_S,
+        DEFAULT_MIN_S,
+        DEFAULT_MAX_S,
+    )
+    assert settings.timeline_window_s == DEFAULT_WINDOW_S
+    assert (settings.rescore_cron, settings.inbox_judge_scope) == ("0 3 * * *", "disagreements")
+    assert Settings.from_env({"EMOJUDGE_INBOX": str(tmp_path / "drop")}).inbox_dir == tmp_path / "drop"
+    with pytest.raises(SettingsError, match=r"^EMOJUDGE_RESCORE_CRON: must be a cron expression"):
+        Settings.from_env({"EMOJUDGE_RESCORE_CRON": "every night"})
+    with pytest.raises(SettingsError, match=r"^EMOJUDGE_SEGMENT_MIN_S \(12\) must not exceed EMOJUDGE_SEGMENT_MAX_S"):
+        Settings.from_env({"EMOJUDGE_SEGMENT_MIN_S": "12"})
 
 
 def test_library_defaults_come_from_the_settings() -> None:

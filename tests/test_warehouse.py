@@ -30,6 +30,7 @@ def test_schema_is_created_once_and_idempotent(tmp_path: Path) -> None:
         "predictions",
         "metrics",
         "episode_emotions",
+        "speakers",
     }
     assert contract <= tables
     with warehouse.connect(tmp_path) as con:
@@ -42,7 +43,7 @@ def test_migration_from_version_1_keeps_rows(tmp_path: Path) -> None:
     old.execute((FIXTURES / "schema_v1.sql").read_text())
     old.close()
     with warehouse.connect(tmp_path) as con:
-        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 4
+        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 5
         row = con.execute("SELECT utterance_id, transcript, transcript_source FROM utterances").fetchall()
         assert row == [("u1", "hello there", "manifest")]
         assert con.execute("SELECT count(*) FROM feature_index").fetchone()[0] == 0
@@ -77,9 +78,53 @@ def test_migration_from_version_3_counts_responses_and_reopens_invalid_answers(t
                 [custom_id, custom_id, label, answered],
             )
     with warehouse.connect(tmp_path) as con:
-        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 4
+        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 5
         rows = con.execute("SELECT custom_id, label, answered, attempts FROM llm_judgments ORDER BY 1").fetchall()
     assert rows == [("http-500", None, False, 0), ("invalid", None, False, 1), ("valid", "sad", True, 1)]
+
+
+def test_migration_from_version_4_adds_episode_columns_speakers_and_the_timeline(tmp_path: Path) -> None:
+    """A v4 file keeps its clips (episode columns NULL), gains speakers and the per-window episode_emotions."""
+    with warehouse.connect(tmp_path) as con:
+        con.execute("DROP VIEW v_predictions")
+        con.execute("DROP VIEW v_episode_timeline")
+        for column in ("episode_sha256", "start_s", "end_s"):
+            con.execute(f"ALTER TABLE utterances DROP COLUMN {column}")
+        con.execute("ALTER TABLE eval_sets DROP COLUMN speakers_hint")
+        con.execute("DROP TABLE speakers")
+        con.execute("DROP TABLE episode_emotions")
+        con.execute(
+            "CREATE TABLE episode_emotions (eval_set VARCHAR NOT NULL, episode_id VARCHAR NOT NULL, segment_id VARCHAR "
+            "NOT NULL, start_s DOUBLE NOT NULL, end_s DOUBLE NOT NULL, final_label VARCHAR, run_id VARCHAR NOT NULL)"
+        )
+        con.execute("DELETE FROM schema_version")
+        con.execute("INSERT INTO schema_version (version) VALUES (4)")
+        con.execute("INSERT INTO eval_sets (name, format, path) VALUES ('demo', 'manifest', '/c/manifest.csv')")
+        con.execute(
+            "INSERT INTO utterances (eval_set, utterance_id, audio_path, audio_sha256, duration_s, sample_rate_hz, "
+            "channels, run_id) VALUES ('demo', 'u1', '/c/u1.wav', 'abc', 1.5, 16000, 1, 'r')"
+        )
+    with warehouse.connect(tmp_path) as con:
+        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 5
+        clip = con.execute("SELECT utterance_id, episode_sha256, start_s, end_s FROM utterances").fetchall()
+        hint = con.execute("SELECT speakers_hint FROM eval_sets").fetchall()
+        con.execute(
+            "INSERT INTO eval_sets (name, format, path, speakers_hint) VALUES ('ep-1', 'episode', '/i/a.mp3', 2)"
+        )
+        con.execute("INSERT INTO speakers VALUES ('ep-1', 'ep-1:S1', 'f00', 3, 12.5, [0.5, 0.25]::FLOAT[], 'r')")
+        shares = [0.0, 0.75, 0.25, 0.0, 0.0, 0.0, 0.0, 0.0]
+        con.execute(
+            "INSERT INTO episode_emotions VALUES ('ep-1', 'ep-1', 'ep-1:S1', 0, 30, 12.5, "
+            + ", ".join("?" for _ in shares)
+            + ", NULL, NULL, NULL, 'fusion-key', 'r')",
+            shares,
+        )
+        timeline = con.execute(
+            "SELECT episode_path, speaker_id, speech_s, dominant_emotion, share_sad FROM v_episode_timeline"
+        ).fetchall()
+        assert "segment_id" not in con.execute("SELECT * FROM episode_emotions LIMIT 0").df().columns
+    assert clip == [("u1", None, None, None)] and hint == [(None,)]
+    assert timeline == [("/i/a.mp3", "ep-1:S1", 12.5, "sad", 0.75)]
 
 
 def test_newer_file_is_refused(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from emojudge_models.encoders.whisper_ct2 import (
     resolve_model,
     weights_sha256,
 )
-from emojudge_models.ingest.audio import TARGET_SR, file_sha256, load_wave
+from emojudge_models.ingest.audio import TARGET_SR, SegmentSource, file_sha256, load_wave
 
 DEFAULT_MODEL = "tiny.en"
 """The ASR's default (English, fast); ``model_path`` also takes ``base`` or a CTranslate2 folder."""
@@ -38,7 +38,7 @@ DEFAULT_WINDOW_S = 15.0
 SPLIT_SEARCH_S = 5.0
 """A piece longer than the window is cut at the quietest 20 ms within this many seconds before the window end."""
 
-Clip = np.ndarray | str | Path
+Clip = np.ndarray | str | Path | SegmentSource
 
 
 @runtime_checkable
@@ -54,7 +54,7 @@ class SpeechRecognizer(Protocol):
 
 
 def _as_wave(clip: Clip) -> np.ndarray:
-    return load_wave(clip) if isinstance(clip, str | Path) else np.asarray(clip, dtype=np.float32)
+    return load_wave(clip) if isinstance(clip, str | Path | SegmentSource) else np.asarray(clip, dtype=np.float32)
 
 
 def segment_waves(episode: np.ndarray, segments: Sequence[tuple[float, float]]) -> list[np.ndarray]:

@@ -16,7 +16,6 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +33,7 @@ from emojudge_models.features.store import (
     pooled_vector,
 )
 from emojudge_models.features.waveform_stats import NormalizedAudioEncoder, WaveformStats
-from emojudge_models.ingest.audio import DEFAULT_MAX_DURATION_S, decode
+from emojudge_models.ingest.audio import DEFAULT_MAX_DURATION_S, AudioSource, SegmentSource, decode, load_segment
 from emojudge_models.settings import default
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -47,7 +46,7 @@ ProgressCallback = Callable[[int, int], None]
 class Clip:
     eval_set: str
     utterance_id: str
-    audio_path: str | Path
+    audio_path: AudioSource
     audio_sha256: str
     duration_s: float
 
@@ -111,7 +110,10 @@ def _unique_utterances(items: Iterable[Any], report: ExtractionReport) -> list[A
 
 
 def _load_clip(clip: Clip, max_duration_s: float) -> np.ndarray:
-    """Decode a clip (one read) after checking its bytes still hash to the ingested SHA-256 (the cache identity)."""
+    """Decode a clip (one read) after checking its bytes still hash to the ingested SHA-256 (the cache identity);
+    an episode segment is cut from its episode, which :func:`load_segment` checks against the episode's hash."""
+    if isinstance(clip.audio_path, SegmentSource):
+        return load_segment(clip.audio_path)
     return decode(clip.audio_path, max_duration_s, expected_sha256=clip.audio_sha256).wave
 
 

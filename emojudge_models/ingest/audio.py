@@ -1,21 +1,28 @@
-"""Decoding, resampling and validation of audio clips.
+"""Decoding, resampling and validation of audio clips, and reading episode segments as clips.
 
 Every clip is decoded to mono float32 at 16 kHz; :class:`AudioRejected` carries a reason a person can act on.
+An utterance is either a clip file or a :class:`SegmentSource` (``[start_s, end_s)`` of a podcast episode);
+:func:`load_wave` reads both, so features, ASR and prosody treat them as one kind of thing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import math
 import re
 import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import librosa
 import numpy as np
 import soundfile as sf
+
+if TYPE_CHECKING:
+    from emojudge_models.episodes.decode import DecodedEpisode
 
 TARGET_SR = 16_000
 MIN_DURATION_S = 0.5
@@ -211,6 +218,104 @@ def decode(
     return DecodedAudio(wave=wave, orig_sample_rate_hz=sr, channels=channels, duration_s=duration_s, sha256=sha256)
 
 
-def load_wave(path: Path | str, max_duration_s: float = DEFAULT_MAX_DURATION_S) -> np.ndarray:
-    """The 16 kHz mono float32 samples of ``path`` (shortcut for encoders and prosody)."""
-    return decode(path, max_duration_s).wave
+@dataclass(frozen=True)
+class SegmentSource:
+    """The stretch ``[start_s, end_s)`` of an episode file, read like a clip (an utterance row with start/end set)."""
+
+    path: str
+    start_s: float
+    end_s: float
+    episode_sha256: str | None = None
+    """The episode's SHA-256 recorded at ingest; when given, the file must still hash to it."""
+
+    def __str__(self) -> str:
+        return f"{self.path}[{self.start_s:.2f}-{self.end_s:.2f}s]"
+
+
+AudioSource = str | Path | SegmentSource
+"""What an utterance's audio is: a clip file, or a segment of an episode file."""
+
+EPISODE_SOURCE_MAX_S = 24 * 3600.0
+"""Upper bound when an episode is decoded for its segments (ingest already enforced EMOJUDGE_MAX_EPISODE_S)."""
+
+
+def _missing(value: float | None) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def audio_source(
+    path: str | Path,
+    start_s: float | None = None,
+    end_s: float | None = None,
+    episode_sha256: str | None = None,
+) -> AudioSource:
+    """The audio of an utterance row: its clip file, or its episode segment when ``start_s``/``end_s`` are set.
+
+    NULLs read through pandas arrive as NaN or None; both mean "a clip".
+    """
+    if _missing(start_s) or _missing(end_s):
+        return str(path)
+    sha = None if not isinstance(episode_sha256, str) else episode_sha256
+    return SegmentSource(str(path), float(start_s), float(end_s), sha)
+
+
+class _EpisodeCache:
+    """The last decoded episode of this process: segments are read in runs from one episode, so one is kept.
+
+    Decoding an hour takes seconds and ~230 MB; decoding it once per segment would cost minutes. Threads (the feature
+    loader's decode workers) share the entry; a lock makes the first one decode and the others wait for it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple[str, int, int] | None = None
+        self._episode: DecodedEpisode | None = None
+        self.decodes = 0
+        """How many episodes this process decoded (a test counts them)."""
+
+    def get(self, path: Path) -> DecodedEpisode:
+        from emojudge_models.episodes.decode import EpisodeRejected, decode_episode
+
+        try:
+            stat = path.stat()
+        except OSError:
+            raise AudioRejected(path, "episode file not found") from None
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        with self._lock:
+            if self._key != key or self._episode is None:
+                self._key, self._episode = None, None
+                try:
+                    self._episode = decode_episode(path, max_duration_s=EPISODE_SOURCE_MAX_S, min_duration_s=0.0)
+                except EpisodeRejected as rejected:
+                    raise AudioRejected(path, rejected.reason) from None
+                self._key = key
+                self.decodes += 1
+            return self._episode
+
+    def clear(self) -> None:
+        """Drop the cached episode (its memory is released once no segment view refers to it)."""
+        with self._lock:
+            self._key, self._episode = None, None
+
+
+episode_cache = _EpisodeCache()
+
+
+def load_segment(source: SegmentSource) -> np.ndarray:
+    """The 16 kHz mono float32 samples of ``[start_s, end_s)`` of the episode, cut from its cached decode (a copy)."""
+    path = Path(source.path)
+    episode = episode_cache.get(path)
+    if source.episode_sha256 is not None and episode.sha256 != source.episode_sha256:
+        raise AudioRejected(path, "episode content changed since ingest (SHA-256 differs); re-run ingest")
+    start, end = round(source.start_s * TARGET_SR), min(round(source.end_s * TARGET_SR), len(episode.wave))
+    if not 0 <= start < end:
+        span = f"{source.start_s:.2f}-{source.end_s:.2f} s"
+        raise AudioRejected(path, f"segment {span} lies outside the {episode.duration_s:.2f} s episode")
+    return np.array(episode.wave[start:end], dtype=np.float32)
+
+
+def load_wave(source: AudioSource, max_duration_s: float = DEFAULT_MAX_DURATION_S) -> np.ndarray:
+    """The 16 kHz mono float32 samples of a clip file or an episode segment (encoders, ASR and prosody use it)."""
+    if isinstance(source, SegmentSource):
+        return load_segment(source)
+    return decode(source, max_duration_s).wave

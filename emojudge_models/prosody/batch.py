@@ -12,13 +12,14 @@ from typing import TypeVar
 
 import numpy as np
 
-from emojudge_models.ingest.audio import DEFAULT_MAX_DURATION_S, AudioRejected, load_wave
+from emojudge_models.ingest.audio import DEFAULT_MAX_DURATION_S, AudioRejected, SegmentSource, load_wave
 from emojudge_models.prosody.features import ProsodyValues, compute_prosody
 from emojudge_models.prosody.pitch import DEFAULT_TRACKER, PITCH_TRACKERS, PitchTracker
 
 Key = TypeVar("Key", bound=Hashable)
-AudioSource = np.ndarray | str | PathLike[str]
-"""A 16 kHz mono wave, or a path that ``emojudge_models.ingest.audio.load_wave`` decodes (preferred: cheap to send)."""
+AudioSource = np.ndarray | str | PathLike[str] | SegmentSource
+"""A 16 kHz mono wave, or a path or episode segment that ``emojudge_models.ingest.audio.load_wave`` decodes
+(preferred: cheap to send)."""
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Version created by ``store/sql/schema.sql``; ``store/sql/migrations/NNN_*.sql`` bring older files up to it."""
 
 PARTITIONED_TABLES = frozenset(
@@ -36,6 +36,7 @@ PARTITIONED_TABLES = frozenset(
         "metrics",
         "confusion_matrices",
         "episode_emotions",
+        "speakers",
     }
 )
 """Tables keyed by ``eval_set``, whose partition rows :func:`replace_partition` swaps atomically."""

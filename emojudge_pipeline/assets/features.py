@@ -9,6 +9,7 @@ from emojudge_models.features.waveform_stats import (
     load_waveform_stats,
     save_waveform_stats,
 )
+from emojudge_models.ingest.audio import audio_source
 from emojudge_models.ingest.corpus import Rejection
 from emojudge_models.store import warehouse
 from emojudge_pipeline.assets.common import WAREHOUSE_POOL, record_rejections
@@ -78,7 +79,16 @@ def audio_features(
         report = extract_audio_features(
             FeatureStore(con, warehouse_db.features_root),
             encoder,
-            (Clip(eval_set, r.utterance_id, r.audio_path, r.audio_sha256, r.duration_s) for r in clips.itertuples()),
+            (
+                Clip(
+                    eval_set,
+                    r.utterance_id,
+                    audio_source(r.audio_path, r.start_s, r.end_s, r.episode_sha256),
+                    r.audio_sha256,
+                    r.duration_s,
+                )
+                for r in clips.itertuples()
+            ),
             run_id=context.run.run_id,
             batch_seconds=models.batch_seconds,
             normalize=stats,

@@ -1,9 +1,13 @@
-"""Asset ``utterances``: ingest one evaluation set (partition) into the warehouse."""
+"""Asset ``utterances``: ingest one evaluation set (partition) into the warehouse: a corpus of clips, or one podcast
+episode cut into segments."""
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 
+from emojudge_models.episodes.ingest import ingest_episode
 from emojudge_models.ingest.tables import CorpusInvalid
 from emojudge_models.ingest.utterances import ingest_corpus
 from emojudge_models.store import warehouse
@@ -17,13 +21,19 @@ from emojudge_pipeline.resources import IngestResource, WarehouseResource
     group_name="ingest",
     pool=WAREHOUSE_POOL,
     kinds={"duckdb", "python"},
-    description="Decoded and validated clips of one evaluation set (table utterances); rejects go to rejected_inputs.",
+    output_required=False,
+    description="Decoded and validated clips of one evaluation set, or the segments of one inbox episode with their "
+    "speakers (tables utterances, speakers); rejects go to rejected_inputs. A rejected episode materialises "
+    "nothing, so its run skips every later asset.",
 )
 def utterances(
     context: dg.AssetExecutionContext, warehouse_db: WarehouseResource, ingest: IngestResource
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult | dg.AssetObservation]:
     eval_set = context.partition_key
     registered = warehouse_db.eval_set(eval_set)
+    if registered["format"] == "episode":
+        yield from _episode(context, warehouse_db, ingest, registered)
+        return
     max_duration = ingest.max_duration_s
     context.log.info(f"ingesting {eval_set} ({registered['format']}) from {registered['path']}")
     try:
@@ -44,7 +54,7 @@ def utterances(
         raise dg.Failure(result.no_usable_clips(eval_set, registered["path"]), allow_retries=False)
     splits = frame["split"].fillna("unlabelled").value_counts().to_dict()
     reasons = result.rejections_frame()
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
         metadata={
             "accepted": len(frame),
             "rejected": n_rejected,
@@ -54,6 +64,54 @@ def utterances(
             "split_source": result.split_source,
             "rejections": markdown_preview(reasons, rows=20),
             "preview": markdown_preview(frame[["utterance_id", "split", "emotion", "speaker_id", "duration_s"]]),
+            "dagster/row_count": len(frame),
+        }
+    )
+
+
+def _speakers_hint(registered: dict) -> int | None:
+    hint = registered.get("speakers_hint")
+    return None if hint is None or pd.isna(hint) else int(hint)
+
+
+def _episode(
+    context: dg.AssetExecutionContext, warehouse_db: WarehouseResource, ingest: IngestResource, registered: dict
+) -> Iterator[dg.MaterializeResult | dg.AssetObservation]:
+    """Decode, segment and diarize one episode; a rejected one leaves the partition empty and an observation."""
+    eval_set = context.partition_key
+    path = Path(registered["path"])
+    run_id = context.run.run_id
+    context.log.info(f"ingesting episode {eval_set} from {path}")
+    result = ingest_episode(
+        path,
+        eval_set,
+        speakers_hint=_speakers_hint(registered),
+        max_episode_s=ingest.max_episode_s,
+        min_s=ingest.segment_min_s,
+        max_s=ingest.segment_max_s,
+    )
+    frame = result.utterances.assign(run_id=run_id)
+    with warehouse_db.connect() as con:
+        warehouse.replace_partition(con, "utterances", eval_set, frame)
+        warehouse.replace_partition(con, "speakers", eval_set, result.speakers.assign(run_id=run_id))
+        record_rejections(con, eval_set, ("ingest", "transcript"), result.rejections, run_id)
+        con.execute(warehouse.sql_text("ingest/record_split.sql"), ["none", None, eval_set])
+    if result.rejected_reason is not None:
+        context.log.warning(f"episode {eval_set} rejected: {result.rejected_reason}")
+        yield dg.AssetObservation(
+            asset_key=context.asset_key,
+            partition=eval_set,
+            metadata={"rejected": result.rejected_reason, "path": str(path)},
+        )
+        return
+    yield dg.MaterializeResult(
+        metadata={
+            "segments": len(frame),
+            "speakers": len(result.speakers),
+            "speech_minutes": round(float(frame["duration_s"].sum()) / 60, 2),
+            "sidecar": result.sidecar or "none",
+            "sidecar_transcripts": int((frame["transcript_source"] == "sidecar").sum()),
+            "preview": markdown_preview(frame[["utterance_id", "speaker_id", "start_s", "end_s", "transcript"]]),
             "dagster/row_count": len(frame),
         }
     )

@@ -148,6 +148,7 @@ def refinement(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
     eval_set = context.partition_key
     run_id = context.run.run_id
     config = judge.config()
+    scope = judge.scope_for(warehouse_db.eval_set(eval_set)["format"])
     try:
         check_gate_mode(judge.gate)
     except ValueError as error:
@@ -156,7 +157,7 @@ def refinement(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
         rows = con.execute(warehouse.sql_text("judge/judge_inputs.sql"), [eval_set]).df()
     rows["split"] = rows["split"].fillna("unsplit")
     in_splits = rows[rows["split"].isin(judge.judged_splits())]
-    inputs = select_for_scope(_inputs(in_splits, eval_set, judge.show_probability), judge.scope)
+    inputs = select_for_scope(_inputs(in_splits, eval_set, judge.show_probability), scope)
     requests = build_requests(inputs, config)
     by_utterance = rows.set_index("utterance_id")
     requested_ids = [r.custom_id for r in requests]
@@ -208,7 +209,7 @@ def refinement(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
             "judge_model": config.model,
             "threshold": config.threshold,
             "temperature": config.temperature,
-            "scope": judge.scope,
+            "scope": scope,
             "prompt_template_sha256": TEMPLATE_SHA256,
             "requests_in_scope": len(requests),
             "reused": len(reused_ids),

@@ -5,7 +5,7 @@ from typing import Any
 
 import dagster as dg
 
-from emojudge_models.ingest.audio import AudioRejected
+from emojudge_models.ingest.audio import AudioRejected, audio_source
 from emojudge_models.ingest.corpus import Rejection
 from emojudge_models.store import warehouse
 from emojudge_pipeline.assets.common import WAREHOUSE_POOL, markdown_preview, record_rejections
@@ -25,13 +25,14 @@ def build_recognizer(options: Mapping[str, Any]):
 
 def _transcribe_chunk(recognizer, chunk, failures: list[Rejection]) -> dict[str, str]:
     """Transcripts by audio hash for one chunk; if a clip cannot be decoded, the others still get theirs."""
+    sources = [audio_source(r.audio_path, r.start_s, r.end_s, r.episode_sha256) for r in chunk.itertuples()]
     try:
-        return dict(zip(chunk["audio_sha256"], recognizer.transcribe_clips(chunk["audio_path"].tolist()), strict=True))
+        return dict(zip(chunk["audio_sha256"], recognizer.transcribe_clips(sources), strict=True))
     except AudioRejected:
         texts = {}
-        for row in chunk.itertuples():
+        for row, source in zip(chunk.itertuples(), sources, strict=True):
             try:
-                texts[row.audio_sha256] = recognizer.transcribe_clips([row.audio_path])[0]
+                texts[row.audio_sha256] = recognizer.transcribe_clips([source])[0]
             except AudioRejected as error:
                 failures.append(Rejection(row.utterance_id, row.audio_path, "asr", error.reason))
         return texts

@@ -9,8 +9,9 @@ CREATE TABLE IF NOT EXISTS schema_version (
 
 CREATE TABLE IF NOT EXISTS eval_sets (
     name VARCHAR PRIMARY KEY,
-    format VARCHAR NOT NULL,            -- msp | manifest | folder
-    path VARCHAR NOT NULL,
+    format VARCHAR NOT NULL,            -- msp | manifest | folder | episode
+    path VARCHAR NOT NULL,              -- episode: the audio file in the inbox
+    speakers_hint INTEGER,              -- episode: the speaker count given with `emojudge inbox add --speakers`
     split_source VARCHAR,               -- corpus | speaker-seeded | none
     split_seed INTEGER,
     added_at TIMESTAMP NOT NULL DEFAULT current_timestamp
@@ -33,6 +34,9 @@ CREATE TABLE IF NOT EXISTS utterances (
     duration_s DOUBLE NOT NULL,
     sample_rate_hz INTEGER NOT NULL,
     channels INTEGER NOT NULL,
+    episode_sha256 VARCHAR,             -- episode segments: the episode file's SHA-256; NULL for clips
+    start_s DOUBLE,                     -- episode segments: [start_s, end_s) of the episode; NULL for clips
+    end_s DOUBLE,
     run_id VARCHAR NOT NULL,
     ingested_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
     PRIMARY KEY (eval_set, utterance_id)
@@ -255,13 +259,36 @@ CREATE TABLE IF NOT EXISTS confusion_matrices (
     computed_at TIMESTAMP NOT NULL DEFAULT current_timestamp
 );
 
+CREATE TABLE IF NOT EXISTS speakers (
+    eval_set VARCHAR NOT NULL,
+    speaker_id VARCHAR NOT NULL,        -- <episode>:S<k>, k by first appearance
+    episode_sha256 VARCHAR NOT NULL,
+    n_segments INTEGER NOT NULL,
+    speech_s DOUBLE NOT NULL,
+    centroid FLOAT[] NOT NULL,          -- mean of the unit-length 256-d Resemblyzer vectors of the speaker's segments
+    run_id VARCHAR NOT NULL,
+    PRIMARY KEY (eval_set, speaker_id)
+);
+
 CREATE TABLE IF NOT EXISTS episode_emotions (
     eval_set VARCHAR NOT NULL,
-    episode_id VARCHAR NOT NULL,
-    segment_id VARCHAR NOT NULL,
-    start_s DOUBLE NOT NULL,
-    end_s DOUBLE NOT NULL,
-    final_label VARCHAR,
+    episode_id VARCHAR NOT NULL,        -- the episode's evaluation set (ep-<sha[:12]>)
+    speaker_id VARCHAR NOT NULL,        -- <episode>:S<k>
+    window_start_s DOUBLE NOT NULL,
+    window_end_s DOUBLE NOT NULL,
+    speech_s DOUBLE NOT NULL,           -- seconds this speaker spoke in the window
+    share_angry DOUBLE NOT NULL,
+    share_sad DOUBLE NOT NULL,
+    share_happy DOUBLE NOT NULL,
+    share_surprise DOUBLE NOT NULL,
+    share_fear DOUBLE NOT NULL,
+    share_disgust DOUBLE NOT NULL,
+    share_contempt DOUBLE NOT NULL,
+    share_neutral DOUBLE NOT NULL,
+    arousal DOUBLE,                     -- seconds-weighted means where an attributes model exists, else NULL
+    valence DOUBLE,
+    dominance DOUBLE,
+    fusion_model_key VARCHAR,           -- the fusion model whose predictions were summed up
     run_id VARCHAR NOT NULL,
-    PRIMARY KEY (eval_set, episode_id, segment_id)
+    PRIMARY KEY (eval_set, speaker_id, window_start_s)
 );

@@ -51,3 +51,38 @@ SELECT eval_set, split, stage, task, metric, value, run_id, computed_at
 FROM metrics
 WHERE label IS NULL
 QUALIFY computed_at = max(computed_at) OVER (PARTITION BY eval_set, split, stage, task);
+
+-- The emotion timeline of every inbox episode: per speaker and time window, the seconds spoken and the dominant
+-- emotion (largest share), with every share and the attribute means; the episode file and speaker count beside.
+CREATE OR REPLACE VIEW v_episode_timeline AS
+SELECT
+    e.eval_set,
+    e.episode_id,
+    s.path AS episode_path,
+    e.speaker_id,
+    e.window_start_s,
+    e.window_end_s,
+    e.speech_s,
+    ['angry', 'sad', 'happy', 'surprise', 'fear', 'disgust', 'contempt', 'neutral'][
+        list_position(
+            [e.share_angry, e.share_sad, e.share_happy, e.share_surprise,
+        e.share_fear, e.share_disgust, e.share_contempt, e.share_neutral],
+            greatest(e.share_angry, e.share_sad, e.share_happy, e.share_surprise,
+        e.share_fear, e.share_disgust, e.share_contempt, e.share_neutral)
+        )
+    ] AS dominant_emotion,
+    e.share_angry,
+    e.share_sad,
+    e.share_happy,
+    e.share_surprise,
+    e.share_fear,
+    e.share_disgust,
+    e.share_contempt,
+    e.share_neutral,
+    e.arousal,
+    e.valence,
+    e.dominance,
+    e.fusion_model_key,
+    e.run_id
+FROM episode_emotions e
+LEFT JOIN eval_sets s ON s.name = e.eval_set;

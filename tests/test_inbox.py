@@ -1,0 +1,466 @@
+"""The podcast inbox: the sensor's file logic, and episodes built from RAVDESS scored end to end by `emojudge inbox`.
+
+The end-to-end part trains the demo models once (acoustic frames, a tiny RoBERTa, short training, the openai-chat
+judge against the scripted local server, as tests/test_pipeline_e2e.py does), then adds a corrupt file, a stereo
+44.1 kHz WAV episode with a VTT sidecar and an MP3 episode, and scores them with `emojudge inbox run`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import librosa
+import numpy as np
+import pytest
+import soundfile as sf
+from batch_api_server import FakeOpenAIServer
+from test_episodes import _write_mp3
+from tiny_models import save_tiny_roberta
+
+from emojudge_models.episodes.inbox import scan_inbox, stale_episodes
+from emojudge_models.ingest.audio import episode_cache
+from emojudge_models.ingest.demo_corpus import write_demo_corpus
+from emojudge_models.store import warehouse
+from emojudge_pipeline import cli
+from emojudge_pipeline.resources import InboxResource, WarehouseResource
+from emojudge_pipeline.sensors import SCORE_JOB, inbox_sensor, rescore_sensor
+
+BUILD_SR = 44_100
+
+
+# --- the sensor's file logic -------------------------------------------------------------------------------------
+
+
+class Ticks:
+    """Evaluates the inbox sensor like the daemon does: one tick at a time, keeping the cursor between ticks."""
+
+    def __init__(self, home: Path, inbox: Path) -> None:
+        self.instance = dg.DagsterInstance.ephemeral()
+        self.resources = {"warehouse_db": WarehouseResource(home=str(home)), "inbox": InboxResource(folder=str(inbox))}
+        self.cursor: str | None = None
+
+    def __call__(self) -> list[dg.RunRequest]:
+        context = dg.build_sensor_context(cursor=self.cursor, instance=self.instance, resources=self.resources)
+        result = inbox_sensor(context)
+        if isinstance(result, dg.SkipReason):
+            self.cursor = context.cursor
+            return []
+        self.cursor = result.cursor
+        for request in result.dynamic_partitions_requests:
+            self.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+        return list(result.run_requests)
+
+
+def _touch_later(path: Path) -> None:
+    """Move the file's mtime forward (file systems with coarse timestamps would otherwise hide a rewrite)."""
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+
+
+def test_inbox_sensor_takes_stable_new_bytes_once(tmp_path: Path) -> None:
+    home, inbox = tmp_path / "home", tmp_path / "inbox"
+    inbox.mkdir()
+    tick = Ticks(home, inbox)
+    first = inbox / "show.mp3"
+    first.write_bytes(b"episode one " * 1000)
+    (inbox / "show.vtt").write_text("WEBVTT\n")  # a sidecar is not an episode
+    assert tick() == [], "a file seen once may still be copying"
+    [request] = tick()
+    sha = hashlib.sha256(first.read_bytes()).hexdigest()
+    assert (request.run_key, request.partition_key) == (sha, f"ep-{sha[:12]}")
+    assert tick.instance.get_dynamic_partitions("eval_sets") == [f"ep-{sha[:12]}"]
+    with warehouse.connect(home, read_only=True) as con:
+        assert con.execute("SELECT name, format, path FROM eval_sets").fetchall() == [
+            (f"ep-{sha[:12]}", "episode", str(first.resolve()))
+        ]
+    assert tick() == []
+
+    shutil.copy(first, inbox / "renamed.mp3")
+    assert tick() == [] and tick() == [], "the same bytes under another name are not a new episode"
+
+    growing = inbox / "growing.wav"
+    growing.write_bytes(b"part one")
+    assert tick() == []
+    with growing.open("ab") as handle:
+        handle.write(b" and part two")
+    _touch_later(growing)
+    assert tick() == [], "a file that grew since the last tick waits"
+    [grown] = tick()
+    assert grown.run_key == hashlib.sha256(b"part one and part two").hexdigest()
+
+    first.write_bytes(b"episode one, edited " * 1000)
+    _touch_later(first)
+    assert tick() == []
+    [edited] = tick()
+    assert edited.run_key not in (sha, grown.run_key) and edited.partition_key == f"ep-{edited.run_key[:12]}"
+    assert tick() == []
+    assert json.loads(tick.cursor)["files"].keys() == {"show.mp3", "renamed.mp3", "growing.wav"}
+
+
+def test_scan_forgets_removed_files_but_not_their_bytes(tmp_path: Path) -> None:
+    (tmp_path / "a.flac").write_bytes(b"abc")
+    cursor = scan_inbox(tmp_path, scan_inbox(tmp_path, None).cursor).cursor
+    (tmp_path / "a.flac").rename(tmp_path / "b.flac")
+    first = scan_inbox(tmp_path, cursor)
+    second = scan_inbox(tmp_path, first.cursor)
+    assert [p.name for p in first.waiting] == ["b.flac"] and second.ready == [] and second.waiting == []
+
+
+# --- episodes end to end ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Built:
+    wav: Path
+    mp3: Path
+    corrupt: Path
+    clips: list[tuple[str, float, float, str]]
+    """(speaker, start_s, end_s, transcript) of each RAVDESS clip in the built episode."""
+
+
+def _build_episode(ravdess_dir: Path, root: Path) -> Built:
+    """Two actors, two turns each of three clips (about 40 s), stereo 44.1 kHz WAV with a VTT sidecar, and an MP3.
+
+    Clips are 0.5 s apart, turns 3 s apart: more than the 2 s gap segments may bridge, so no segment spans two
+    speakers."""
+    rows = list(csv.DictReader((ravdess_dir / "manifest.csv").open(encoding="utf-8")))
+    actors = ("ravdess_actor01", "ravdess_actor02")
+    queues = {actor: [row for row in rows if row["speaker_id"] == actor] for actor in actors}
+    parts = [np.zeros(BUILD_SR, dtype=np.float32)]
+    position = BUILD_SR
+    clips = []
+    for _turn in range(2):
+        for actor in actors:
+            for _ in range(3):
+                row = queues[actor].pop(0)
+                wave, _ = librosa.load(ravdess_dir / row["path"], sr=BUILD_SR)
+                _, (start, end) = librosa.effects.trim(wave, top_db=30)
+                wave = wave[start:end]
+                clips.append((actor, position / BUILD_SR, (position + len(wave)) / BUILD_SR, row["transcript"]))
+                gap = np.zeros(int(0.5 * BUILD_SR), dtype=np.float32)
+                parts += [wave, gap]
+                position += len(wave) + len(gap)
+            parts.append(np.zeros(int(2.5 * BUILD_SR), dtype=np.float32))
+            position += int(2.5 * BUILD_SR)
+    mono = np.concatenate(parts)
+    stereo = np.stack([mono, 0.8 * mono], axis=1)
+    source = root / "source"
+    source.mkdir()
+    sf.write(source / "interview.wav", stereo, BUILD_SR)
+    cues = [f"{_stamp(start)} --> {_stamp(end)}\n{text}\n" for _, start, end, text in clips]
+    (source / "interview.vtt").write_text("WEBVTT\n\n" + "\n".join(cues))
+    _write_mp3(source / "rerun.mp3", stereo[: int(20 * BUILD_SR)], BUILD_SR)
+    (source / "broken.mp3").write_bytes(b"ID3" + bytes(range(256)) * 40)
+    return Built(source / "interview.wav", source / "rerun.mp3", source / "broken.mp3", clips)
+
+
+def _stamp(seconds: float) -> str:
+    minutes, rest = divmod(seconds, 60)
+    return f"00:{int(minutes):02d}:{rest:06.3f}"
+
+
+@pytest.fixture(scope="module")
+def scored(ravdess_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Demo models trained once; then the three files added with `inbox add` and scored with `inbox run`."""
+    root = tmp_path_factory.mktemp("inbox-e2e")
+    home = root / "home"
+    built = _build_episode(ravdess_dir, root)
+    manifest = write_demo_corpus(root / "corpus")
+    sentences = [line.split(",")[3] for line in manifest.read_text().splitlines()[1:]]
+    env = {
+        "EMOJUDGE_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "EMOJUDGE_PROFILE": "acoustic",
+        "EMOJUDGE_TEXT_ENCODER": json.dumps({"kind": "hf", "model": str(save_tiny_roberta(root / "tiny", sentences))}),
+        "EMOJUDGE_MAX_EPOCHS": "3",
+        "EMOJUDGE_PATIENCE": "1",
+        "EMOJUDGE_SEGMENT_MIN_S": "1.5",
+        "EMOJUDGE_SEGMENT_MAX_S": "4.5",
+        "EMOJUDGE_JUDGE": "openai-chat",
+        "OPENAI_API_KEY": "sk-test-inbox",
+    }
+    with pytest.MonkeyPatch.context() as patch, FakeOpenAIServer(max_lifetime_s=600) as api:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        patch.setenv("EMOJUDGE_JUDGE_BASE_URL", api.base_url)
+        cli.add_eval_set("demo", manifest, "manifest")
+        cli.materialize("demo", train=True)
+        judged_before = len(api.chat_bodies)
+        decodes_before = episode_cache.decodes
+        with pytest.raises(SystemExit) as refused:
+            cli.main(["inbox", "add", "--speakers", "0", str(built.wav)])
+        assert refused.value.code == 2 and not (home / "inbox" / "interview.wav").exists()
+        added = _cli_lines(["inbox", "add", "--speakers", "2", str(built.corrupt), str(built.wav), str(built.mp3)])
+        ran = _cli_lines(["inbox", "run"])
+        listed = _cli_lines(["inbox", "list"])
+        again = _cli_lines(["inbox", "run"])
+        yield {
+            "home": home,
+            "built": built,
+            "added": added,
+            "ran": ran,
+            "listed": listed,
+            "again": again,
+            "decodes": episode_cache.decodes - decodes_before,
+            "judged": len(api.chat_bodies) - judged_before,
+        }
+
+
+def _cli_lines(argv: list[str]) -> list[str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        cli.main(argv)
+    return out.getvalue().splitlines()
+
+
+def _outcomes(lines: list[str]) -> dict[str, str]:
+    """Each episode's outcome from the lines `inbox run` printed (materialize reports its runs too)."""
+    return dict(line.split(None, 1) for line in lines if line.startswith("ep-"))
+
+
+def _names(scored) -> dict[str, str]:
+    """Set name of each added file, by file name, from the lines `inbox add` printed."""
+    return {Path(line.split()[1]).name: line.split()[0] for line in scored["added"]}
+
+
+def test_add_registers_each_file_as_an_episode_set_in_the_inbox(scored) -> None:
+    names = _names(scored)
+    assert set(names) == {"broken.mp3", "interview.wav", "rerun.mp3"}
+    assert all(name.startswith("ep-") and len(name) == 15 for name in names.values())
+    inbox = scored["home"] / "inbox"
+    assert (inbox / "interview.vtt").is_file(), "the sidecar travels with its episode"
+    with warehouse.connect(scored["home"], read_only=True) as con:
+        rows = con.execute("SELECT name, format, speakers_hint FROM eval_sets WHERE format = 'episode'").fetchall()
+    assert sorted(rows) == sorted((name, "episode", 2) for name in names.values())
+
+
+def test_a_corrupt_file_is_rejected_and_the_next_ones_scored(scored) -> None:
+    names = _names(scored)
+    ran = _outcomes(scored["ran"])
+    assert ran[names["broken.mp3"]].startswith("rejected: cannot open as audio")
+    assert ran[names["rerun.mp3"]].startswith("scored (")
+    with warehouse.connect(scored["home"], read_only=True) as con:
+        rejected = con.execute(
+            "SELECT stage, audio_path FROM rejected_inputs WHERE eval_set = ?", [names["broken.mp3"]]
+        ).fetchall()
+        left = con.execute("SELECT count(*) FROM utterances WHERE eval_set = ?", [names["broken.mp3"]]).fetchone()[0]
+        segments = con.execute(
+            "SELECT count(*) FROM utterances WHERE eval_set = ?", [names["interview.wav"]]
+        ).fetchone()[0]
+    assert rejected == [("ingest", str(scored["home"] / "inbox" / "broken.mp3"))] and left == 0
+    assert ran[names["interview.wav"]] == f"scored ({segments} segments, 2 speakers)"
+    states = {line.split()[0]: line.split()[1] for line in scored["listed"][1:]}
+    assert states == {names["broken.mp3"]: "rejected", names["interview.wav"]: "scored", names["rerun.mp3"]: "scored"}
+    assert scored["again"] == ["no pending episodes"]
+
+
+def test_segments_have_speakers_sidecar_transcripts_and_predictions(scored) -> None:
+    names = _names(scored)
+    wav, mp3 = names["interview.wav"], names["rerun.mp3"]
+    with warehouse.connect(scored["home"], read_only=True) as con:
+        segments = con.execute(
+            "SELECT u.eval_set, u.utterance_id, u.speaker_id, u.start_s, u.end_s, u.transcript_source, u.audio_path, "
+            "u.audio_sha256, u.episode_sha256, v.final_label FROM utterances u JOIN v_predictions v "
+            "USING (eval_set, utterance_id) WHERE u.eval_set IN (?, ?) ORDER BY u.eval_set, u.start_s",
+            [wav, mp3],
+        ).df()
+        speakers = con.execute(
+            "SELECT eval_set, speaker_id, n_segments, len(centroid) FROM speakers ORDER BY 1, 2"
+        ).fetchall()
+        predictions = dict(
+            con.execute(
+                "SELECT eval_set, count(*) FROM predictions WHERE eval_set IN (?, ?) GROUP BY 1", [wav, mp3]
+            ).fetchall()
+        )
+    from emojudge_models.episodes.segment import segment_audio_sha256
+
+    interview = segments[segments["eval_set"] == wav]
+    assert len(interview) >= 8 and predictions[wav] == len(interview) and predictions[mp3] > 0
+    assert set(interview["speaker_id"]) == {f"{wav}:S1", f"{wav}:S2"}
+    assert (interview["transcript_source"] == "sidecar").mean() >= 0.9
+    assert segments.loc[segments["eval_set"] == mp3, "transcript_source"].str.startswith("asr:").all()
+    assert (segments["audio_path"].map(lambda p: Path(p).parent) == scored["home"] / "inbox").all()
+    for row in segments.itertuples():
+        assert row.audio_sha256 == segment_audio_sha256(row.episode_sha256, row.start_s, row.end_s)
+        assert row.final_label is not None
+    first_turn_end = scored["built"].clips[2][2]
+    turn_ids = interview[interview["end_s"] <= first_turn_end + 0.5]["speaker_id"].unique()
+    assert len(turn_ids) == 1, "the first actor's turn is one speaker"
+    assert [s for s in speakers if s[0] == wav] == [
+        (wav, f"{wav}:S1", int((interview["speaker_id"] == f"{wav}:S1").sum()), 256),
+        (wav, f"{wav}:S2", int((interview["speaker_id"] == f"{wav}:S2").sum()), 256),
+    ]
+
+
+def test_segments_are_read_from_one_decode_per_episode(scored) -> None:
+    """Features, ASR and prosody cut every segment from a cached decode: one decode per scored episode."""
+    assert scored["decodes"] == 2
+
+
+def test_inbox_judge_scope_asks_only_about_disagreements(scored) -> None:
+    names = _names(scored)
+    with warehouse.connect(scored["home"], read_only=True) as con:
+        judged, disagreements = con.execute(
+            "SELECT count(j.custom_id), count(*) FILTER (NOT f.modalities_agree) FROM fused_predictions f "
+            "LEFT JOIN llm_judgments j USING (eval_set, utterance_id) "
+            "WHERE f.task = 'categorical' AND f.eval_set IN (?, ?)",
+            [names["interview.wav"], names["rerun.mp3"]],
+        ).fetchone()
+    assert judged == disagreements == scored["judged"]
+
+
+def test_episode_emotions_timeline_rows_view_and_png(scored) -> None:
+    names = _names(scored)
+    wav = names["interview.wav"]
+    with warehouse.connect(scored["home"], read_only=True) as con:
+        rows = con.execute("SELECT * FROM episode_emotions WHERE eval_set = ? ORDER BY 4, 3", [wav]).df()
+        spoken = con.execute("SELECT sum(end_s - start_s) FROM utterances WHERE eval_set = ?", [wav]).fetchone()[0]
+        view = con.execute(
+            "SELECT speaker_id, window_start_s, dominant_emotion, episode_path FROM v_episode_timeline "
+            "WHERE eval_set = ? ORDER BY 2, 1",
+            [wav],
+        ).fetchall()
+        fusion_key = con.execute(
+            "SELECT DISTINCT fusion_model_key FROM fused_predictions WHERE eval_set = ? AND task = 'categorical'",
+            [wav],
+        ).fetchall()
+    shares = rows[[c for c in rows.columns if c.startswith("share_")]].sum(axis=1)
+    np.testing.assert_allclose(shares, 1.0, atol=1e-6)
+    assert rows["speech_s"].sum() == pytest.approx(spoken, abs=1e-6)
+    assert set(rows["window_start_s"]) == {0.0, 30.0} and (rows["window_end_s"] - rows["window_start_s"] == 30).all()
+    assert set(rows["speaker_id"]) == {f"{wav}:S1", f"{wav}:S2"}
+    assert rows["fusion_model_key"].unique().tolist() == [fusion_key[0][0]]
+    assert len(view) == len(rows) and all(v[2] is not None and v[3].endswith("interview.wav") for v in view)
+    records = (
+        cli.instance()
+        .fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("episode_emotions"), asset_partitions=[wav]), limit=1
+        )
+        .records
+    )
+    assert records
+    metadata = records[0].asset_materialization.metadata
+    assert metadata["timeline"].value.startswith("![plot](data:image/png;base64,iVBOR")
+    assert metadata["windows"].value == len(rows)
+
+
+def test_a_newer_model_makes_episodes_stale_and_rescoring_reuses_every_feature(scored) -> None:
+    """Register a newer audio head (same checkpoint, new key): both episodes are stale; the rescore sensor asks for
+    them; rescoring one computes no feature and scores it with the new key; it is no longer stale."""
+    names = _names(scored)
+    mp3, wav = names["rerun.mp3"], names["interview.wav"]
+    home = scored["home"]
+    with warehouse.connect(home) as con:
+        assert stale_episodes(con) == []
+        con.execute(
+            "INSERT INTO model_registry SELECT 'audio-head-v2' AS model_key, * EXCLUDE (model_key, created_at), "
+            "current_timestamp + INTERVAL 1 SECOND FROM model_registry "
+            "WHERE kind = 'audio_head' AND task = 'categorical' ORDER BY created_at DESC LIMIT 1"
+        )
+        assert stale_episodes(con) == sorted([mp3, wav])
+    context = dg.build_sensor_context(
+        instance=cli.instance(), resources={"warehouse_db": WarehouseResource(home=str(home))}
+    )
+    requests = rescore_sensor(context)
+    assert sorted(r.partition_key for r in requests) == sorted([mp3, wav])
+    assert len({r.run_key for r in requests}) == 2
+    from emojudge_pipeline.definitions import build_definitions
+
+    job = build_definitions().resolve_job_def(SCORE_JOB)
+    result = job.execute_in_process(instance=cli.instance(), partition_key=mp3)
+    assert result.success
+    features = next(m for m in result.asset_materializations_for_node("audio_features") if m.partition == mp3).metadata
+    assert features["computed"].value == 0 and features["reused"].value > 0
+    with warehouse.connect(home) as con:
+        keys = con.execute(
+            "SELECT DISTINCT model_key FROM logits WHERE eval_set = ? AND modality = 'audio' AND task = 'categorical'",
+            [mp3],
+        ).fetchall()
+        assert keys == [("audio-head-v2",)]
+        assert stale_episodes(con) == [wav]
+
+
+# --- without models: registration and rejections ----------------------------------------------------------------
+
+
+def test_segment_sources_read_the_cached_episode_and_refuse_changed_bytes(tmp_path: Path) -> None:
+    from emojudge_models.ingest.audio import AudioRejected, SegmentSource, audio_source, load_wave
+
+    path = tmp_path / "talk.wav"
+    t = np.arange(12 * 16_000) / 16_000
+    sf.write(path, np.stack([np.sin(2 * np.pi * 220 * t), np.zeros_like(t)], axis=1).astype(np.float32), 16_000)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert audio_source(str(path), float("nan"), float("nan"), float("nan")) == str(path)
+    source = audio_source(str(path), 2.0, 3.5, sha)
+    before = episode_cache.decodes
+    first, second = load_wave(source), load_wave(SegmentSource(str(path), 10.0, 11.0, sha))
+    assert (len(first), len(second)) == (24_000, 16_000) and episode_cache.decodes == before + 1
+    np.testing.assert_allclose(first[:100], 0.5 * np.sin(2 * np.pi * 220 * t[32_000:32_100]), atol=2e-3)
+    with pytest.raises(AudioRejected, match=r"outside the 12\.00 s episode"):
+        load_wave(SegmentSource(str(path), 12.5, 13.0, sha))
+    sf.write(path, np.zeros((12 * 16_000, 2), dtype=np.float32) + 0.1, 16_000)
+    with pytest.raises(AudioRejected, match="episode content changed since ingest"):
+        load_wave(source)
+
+
+def test_inbox_rejects_silent_and_overlong_episodes_without_any_model(
+    emojudge_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rejected episode's run skips every later asset, so no model is needed; re-adding the same bytes is a no-op
+    and another file of the same name keeps both."""
+    monkeypatch.setenv("EMOJUDGE_MAX_EPISODE_S", "15")
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    sf.write(drop / "silent.wav", np.zeros(12 * 16_000, dtype=np.float32), 16_000)
+    sf.write(drop / "long.flac", 0.3 * np.sin(np.arange(20 * 16_000) / 10).astype(np.float32), 16_000)
+    first = _cli_lines(["inbox", "add", str(drop / "silent.wav"), str(drop / "long.flac")])
+    assert _cli_lines(["inbox", "add", str(drop / "silent.wav")]) == first[:1]
+    other = tmp_path / "other" / "silent.wav"
+    other.parent.mkdir()
+    sf.write(other, np.zeros(11 * 16_000, dtype=np.float32), 16_000)
+    [renamed] = _cli_lines(["inbox", "add", str(other)])
+    assert Path(renamed.split()[1]).name == f"silent-{renamed.split()[0][3:]}.wav"
+    ran = _outcomes(_cli_lines(["inbox", "run"]))
+    silent, long, quieter = (line.split()[0] for line in [*first, renamed])
+    assert ran == {
+        silent: "rejected: all silence (peak below -80 dBFS)",
+        long: "rejected: header says 20.0 s, longer than the 15 s limit (EMOJUDGE_MAX_EPISODE_S)",
+        quieter: "rejected: all silence (peak below -80 dBFS)",
+    }
+    with warehouse.connect(emojudge_home, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM utterances").fetchone()[0] == 0
+        assert con.execute("SELECT count(*) FROM rejected_inputs WHERE stage = 'ingest'").fetchone()[0] == 3
+    assert _cli_lines(["inbox", "run"]) == ["no pending episodes"]
+
+
+def test_recurring_speakers_example_matches_the_same_voices_across_episodes(scored) -> None:
+    """The MP3 is the WAV's first 20 s: each of its speakers' closest voice in the WAV is the same actor."""
+    names = _names(scored)
+    wav, mp3 = names["interview.wav"], names["rerun.mp3"]
+    with warehouse.connect(scored["home"], read_only=True) as con:
+        matches = con.execute(warehouse.sql_text("episodes/examples/recurring_speakers.sql")).fetchall()
+        cross = con.execute(
+            "SELECT max(list_cosine_similarity(a.centroid, b.centroid)) FROM speakers a JOIN speakers b "
+            "ON a.eval_set = ? AND b.eval_set = ? AND right(a.speaker_id, 2) <> right(b.speaker_id, 2)",
+            [mp3, wav],
+        ).fetchone()[0]
+    closest = {(row[1], row[3]): row[4] for row in matches if row[0] == mp3}
+    assert set(closest) == {(f"{mp3}:S1", f"{wav}:S1"), (f"{mp3}:S2", f"{wav}:S2")}
+    assert min(closest.values()) > cross
+
+
+def test_inbox_help_loads_no_heavy_module() -> None:
+    from test_cli import run_cli
+
+    done = run_cli("inbox", "add", "--help")
+    assert done.returncode == 0, done.stderr
+    assert "--speakers" in done.stdout and done.stdout.strip().endswith("heavy: none")

@@ -28,10 +28,7 @@ from emojudge_pipeline.partitions import EVAL_SETS_PARTITION
 log = logging.getLogger("emojudge")
 
 DAGSTER_YAML = """\
-# Written by emojudge: one writer at a time per warehouse (assets use the pool emojudge_warehouse).
-concurrency:
-  pools:
-    default_limit: 1
+# Written by emojudge. No concurrency pool: warehouse write sessions serialise themselves (docs/scale-out.md).
 telemetry:
   enabled: false
 """

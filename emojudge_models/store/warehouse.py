@@ -10,8 +10,8 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, suppress
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -167,6 +167,10 @@ def _publish_snapshot(con: duckdb.DuckDBPyConnection, home: Path) -> None:
     partial = home / f".{snapshot_path(home).name}.{os.getpid()}.partial"
     shutil.copyfile(source, partial)
     os.replace(partial, snapshot_path(home))
+
+
+Connect = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
+"""Opens one short warehouse session, e.g. ``functools.partial(connect, home)`` or ``WarehouseResource.connect``."""
 
 
 @contextmanager

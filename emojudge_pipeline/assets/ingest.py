@@ -7,7 +7,7 @@ import dagster as dg
 from emojudge_models.ingest.tables import CorpusInvalid
 from emojudge_models.ingest.utterances import ingest_corpus
 from emojudge_models.store import warehouse
-from emojudge_pipeline.assets.common import WAREHOUSE_POOL, markdown_preview, record_rejections
+from emojudge_pipeline.assets.common import markdown_preview, record_rejections
 from emojudge_pipeline.partitions import eval_sets_partitions
 from emojudge_pipeline.resources import IngestResource, WarehouseResource
 
@@ -15,7 +15,6 @@ from emojudge_pipeline.resources import IngestResource, WarehouseResource
 @dg.asset(
     partitions_def=eval_sets_partitions,
     group_name="ingest",
-    pool=WAREHOUSE_POOL,
     kinds={"duckdb", "python"},
     description="Decoded and validated clips of one evaluation set (table utterances); rejects go to rejected_inputs.",
 )

@@ -109,10 +109,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
     manifest = write_demo_corpus(root / "corpus")
     with open(manifest, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    # Training: takes 0 and 1 of every speaker and emotion; the sets to score: 16 clips each of take 2.
-    train = write_subset(manifest, "train", [r for r in rows if not r["utterance_id"].endswith("_2")])
-    unseen = [r for r in rows if r["utterance_id"].endswith("_2")]
-    takes = [write_subset(manifest, name, unseen[k::3]) for k, name in enumerate(SETS)]
+    # Training: take 0 of every speaker and emotion; the sets to score: 12 other clips each.
+    train = write_subset(manifest, "train", [r for r in rows if r["utterance_id"].endswith("_0")])
+    unseen = [r for r in rows if not r["utterance_id"].endswith("_0")]
+    takes = [write_subset(manifest, name, unseen[k::8]) for k, name in enumerate(SETS)]
     sentences = [line.split(",")[3] for line in manifest.read_text().splitlines()[1:]]
     base = {
         "EMOJUDGE_PROFILE": "acoustic",
@@ -203,7 +203,7 @@ def test_two_sets_at_once_equal_one_after_the_other_and_a_held_session_is_waited
     assert len(api.chat_bodies) - calls_before == 2 * calls_in_parallel > 0
     for name in SETS:
         parallel, sequential = partition_keys(homes["parallel"], name), partition_keys(homes["sequential"], name)
-        assert len(parallel["utterances"]) == 16 and len(parallel["logits"]) == 4 * 16
-        assert len(parallel["predictions"]) == 16 and parallel["metrics"]
+        assert len(parallel["utterances"]) == 12 and len(parallel["logits"]) == 4 * 12
+        assert len(parallel["predictions"]) == 12 and parallel["metrics"]
         for table, rows in sequential.items():
             assert parallel[table] == rows, f"{name}: {table} differs between parallel and sequential runs"

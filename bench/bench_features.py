@@ -24,9 +24,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
-import duckdb
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,11 +111,9 @@ def phase_pipeline(model_dir: Path, clips: list[Clip], work: Path, args: argpars
     """The store's extraction into ``work`` (cold the first time, cached when the store already has it)."""
     encoder = HFAudioEncoder(model_dir, device=args.device)
     encoder.encode_batch([load_wave(clips[0].audio_path)])
-    con = duckdb.connect(str(work / "warehouse.duckdb"))
-    warehouse.migrate(con)
     cpu = time.process_time()
     report = extract_audio_features(
-        FeatureStore(con, work / "features"),
+        FeatureStore(partial(warehouse.connect, work), work / "features"),
         encoder,
         clips,
         run_id="bench",
@@ -123,7 +121,6 @@ def phase_pipeline(model_dir: Path, clips: list[Clip], work: Path, args: argpars
         decode_workers=args.workers,
     )
     cpu = time.process_time() - cpu
-    con.close()
     return {**report.as_metadata(), "cpu_s": cpu, "failed": report.failed[:3], "peak_rss_mb": peak_rss_mb()}
 
 
@@ -274,10 +271,8 @@ def large_benchmark(args: argparse.Namespace) -> None:
             sf.write(path, wave, 16_000, subtype="PCM_16")
             clips.append(Clip("bench", f"clip{index:06d}", path, file_sha256(path), len(wave) / 16_000))
         del waves
-        con = duckdb.connect(str(work / "warehouse.duckdb"))
-        warehouse.migrate(con)
         report = extract_audio_features(
-            FeatureStore(con, work / "features"),
+            FeatureStore(partial(warehouse.connect, work), work / "features"),
             encoder,
             clips,
             run_id="bench-large",

@@ -72,9 +72,14 @@ def materialize(name: str, train: bool | None = None, settings: Settings | None 
     scored by the models already registered.
     """
     from emojudge_models.store import warehouse
-    from emojudge_pipeline.assets.common import WAREHOUSE_POOL
     from emojudge_pipeline.definitions import MATERIALIZE_JOB, build_definitions
-    from emojudge_pipeline.instance import RunWatchdog, interruptible, process_tags, wait_for_pool
+    from emojudge_pipeline.instance import (
+        RunWatchdog,
+        interrupted_by,
+        interruptible,
+        process_tags,
+        recover_dead_runs,
+    )
     from emojudge_pipeline.partitions import EVAL_SETS_PARTITION
     from emojudge_pipeline.run_console import one_line_console, user_failure
 
@@ -91,8 +96,8 @@ def materialize(name: str, train: bool | None = None, settings: Settings | None 
     selection = [key for key in graph.get_all_asset_keys() if train or graph.get(key).is_partitioned]
     run_id = str(uuid.uuid4())
     with interruptible():
-        wait_for_pool(inst, WAREHOUSE_POOL)
-        with RunWatchdog(inst, run_id):
+        recover_dead_runs(inst)
+        with RunWatchdog(inst, run_id) as watchdog:
             result = job.execute_in_process(
                 instance=inst,
                 partition_key=name,
@@ -102,6 +107,9 @@ def materialize(name: str, train: bool | None = None, settings: Settings | None 
                 run_id=run_id,
                 tags=process_tags(),
             )
+    if (signum := watchdog.signal_received or interrupted_by()) is not None:
+        print(f"interrupted: run {result.run_id} marked failed", file=sys.stderr)
+        raise SystemExit(128 + signum)
     if not result.success and (reason := user_failure(result)):
         raise UsageError(reason)
     if not result.success:

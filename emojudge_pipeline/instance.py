@@ -1,11 +1,12 @@
 """The persistent Dagster instance of the CLI and the UI, its dagster.yaml, and recovery from dead runs.
 
-A run killed outright (SIGKILL, the OOM killer, an abort in native code) stays STARTED and keeps its slot in the
-``emojudge_warehouse`` pool, so every later run would wait for it forever. Each ``emojudge materialize`` therefore
-tags its run with its process (host, pid, process start time) and a heartbeat, and before it runs, and while it
-waits for the pool, marks failed every run whose process is gone and frees that run's slots; the daemon does the
-same every minute (``dead_run_sensor``). Runs started elsewhere (the UI, ``dagster asset materialize``) are judged
-by the processes that ran them, when the instance's storage is this machine's SQLite files.
+A run killed outright (SIGKILL, the OOM killer, an abort in native code) stays STARTED (and would keep any
+concurrency slots it held). Its warehouse lock dies with its process, so later runs are not blocked; but the UI
+would show it running forever. Each ``emojudge materialize`` therefore tags its run with its process (host, pid,
+process start time) and a heartbeat, and before it runs marks failed every run whose process is gone and frees
+that run's slots; the daemon does the same every minute (``dead_run_sensor``). Runs started elsewhere (the UI,
+``dagster asset materialize``) are judged by the processes that ran them, when the instance's storage is this
+machine's SQLite files.
 
 A signal always ends a waiting ``emojudge materialize`` within seconds: Dagster only records SIGINT/SIGTERM
 while it orchestrates, so a watchdog ends the process when the run has not stopped :data:`INTERRUPT_GRACE_S`
@@ -36,11 +37,8 @@ log = logging.getLogger("emojudge")
 
 HEADER = "# Written by emojudge"
 DAGSTER_YAML = f"""\
-{HEADER}: one writer at a time per warehouse (assets use the pool emojudge_warehouse). emojudge rewrites
-# this file when its settings change; delete this first line to keep your own edits.
-concurrency:
-  pools:
-    default_limit: 1
+{HEADER}. No concurrency pool: warehouse write sessions serialise themselves (docs/warehouse.md).
+# emojudge rewrites this file when its settings change; delete this first line to keep your own edits.
 # the daemon (dagster dev) fails runs stuck in STARTING or CANCELING and frees slots of finished runs; runs whose
 # process is gone are failed by `emojudge materialize` and the dead_run_sensor (emojudge_pipeline/instance.py)
 run_monitoring:
@@ -189,45 +187,33 @@ def recover_dead_runs(inst: dg.DagsterInstance) -> list[str]:
     return failed
 
 
-def pool_holders(inst: dg.DagsterInstance, pool: str) -> set[str]:
-    """Run ids holding a slot of ``pool`` when all its slots are taken, else the empty set."""
-    if not inst.event_log_storage.supports_global_concurrency_limits:
-        return set()
-    info = inst.event_log_storage.get_concurrency_info(pool)
-    limit = info.limit if info.limit is not None else info.slot_count
-    if not limit or info.active_slot_count < limit:
-        return set()
-    return info.active_run_ids
+_received: list[int] = []
+"""Signals received inside :func:`interruptible` (Dagster turns the exception they raise into a failed run)."""
 
 
-def wait_for_pool(inst: dg.DagsterInstance, pool: str, poll_s: float = 1.0) -> None:
-    """Recover dead runs, then wait (sleeping, interruptible) until ``pool`` has a free slot, recovering again at
-    each poll, so a run holding the slot that dies meanwhile does not block this one."""
-    told: set[str] = set()
-    while True:
-        recover_dead_runs(inst)
-        holders = pool_holders(inst, pool)
-        if not holders:
-            return
-        if holders != told:
-            log.info("waiting for the %s pool, held by run %s", pool, ", ".join(sorted(holders)))
-            told = holders
-        time.sleep(poll_s)
-
-
-def _raise_system_exit(signum: int, _frame: FrameType | None) -> None:
+def _on_signal(signum: int, _frame: FrameType | None) -> None:
+    _received.append(signum)
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
     raise SystemExit(128 + signum)
+
+
+def interrupted_by() -> int | None:
+    """The signal that interrupted the last :func:`interruptible` block, or None."""
+    return _received[-1] if _received else None
 
 
 @contextmanager
 def interruptible() -> Iterator[None]:
-    """SIGINT raises KeyboardInterrupt and SIGTERM SystemExit(143) in the main thread, whatever was installed."""
+    """SIGINT raises KeyboardInterrupt and SIGTERM SystemExit(143) in the main thread, whatever was installed;
+    :func:`interrupted_by` tells afterwards which one came (a run catches the exception and only fails)."""
+    _received.clear()
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _raise_system_exit)
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
     try:
         yield
     finally:
@@ -237,7 +223,7 @@ def interruptible() -> Iterator[None]:
 
 class RunWatchdog:
     """While a run executes in this process: refresh its heartbeat tag, and end the process when a SIGINT/SIGTERM
-    has not stopped the run within ``grace_s`` (Dagster defers signals while it waits for a pool slot).
+    has not stopped the run within ``grace_s`` (Dagster defers signals while it orchestrates).
 
     Signals are seen through :func:`signal.set_wakeup_fd`, which reports them whatever Python handler Dagster
     installs; the run is then marked failed and its slots freed before the process exits.
@@ -251,6 +237,8 @@ class RunWatchdog:
         self._read_fd, self._write_fd = os.pipe()
         os.set_blocking(self._write_fd, False)
         self._previous_fd: int | None = None
+        self.signal_received: int | None = None
+        """SIGINT or SIGTERM, when one came while the run executed (Dagster then ends the run as failed)."""
         self._thread = threading.Thread(target=self._watch, name="emojudge-run-watchdog", daemon=True)
 
     def __enter__(self) -> RunWatchdog:
@@ -276,6 +264,8 @@ class RunWatchdog:
                 continue
             received = os.read(self._read_fd, 64)
             signals = {signum for signum in received if signum in (signal.SIGINT, signal.SIGTERM)}
+            if signals:
+                self.signal_received = min(signals)
             if signals and not self._done.wait(self.grace_s):
                 self._end(min(signals))
 

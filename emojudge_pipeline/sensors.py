@@ -1,5 +1,5 @@
 """Sensors and the rescoring schedule: partitions in step with the warehouse, dead runs failed so they never hold
-the warehouse pool, the podcast inbox, and rescoring of episodes scored by an older model."""
+dead runs, the podcast inbox, and rescoring of episodes scored by an older model."""
 
 import hashlib
 
@@ -43,7 +43,7 @@ def eval_sets_partitions_request(names: list[str]) -> dg.AddDynamicPartitionsReq
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Marks failed the runs whose process is gone (killed, out of memory, aborted) and frees their "
-    "slots in the emojudge_warehouse pool, so a dead run never blocks later ones (see emojudge_pipeline/instance.py).",
+    "concurrency slots, so a dead run never shows as running or blocks later ones (see emojudge_pipeline/instance.py).",
 )
 def dead_run_sensor(context: dg.SensorEvaluationContext):
     failed = recover_dead_runs(context.instance)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -57,6 +59,25 @@ class Counting:
         return self.encoder.encode_batch(batch)
 
 
+class Sessions:
+    """A FeatureStore ``connect`` over the test's connection that counts the sessions and knows when one is open."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+        self.opened = 0
+        self.is_open = False
+
+    @contextmanager
+    def __call__(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        assert not self.is_open, "the store nested a session inside another"
+        self.opened += 1
+        self.is_open = True
+        try:
+            yield self.con
+        finally:
+            self.is_open = False
+
+
 @pytest.fixture(scope="module")
 def wavlm(tiny_wavlm: Path) -> HFAudioEncoder:
     return HFAudioEncoder(tiny_wavlm)
@@ -102,7 +123,7 @@ def test_extraction_stores_frames_matching_the_model(
 ) -> None:
     counting = Counting(wavlm)
     clips = clips_of(ravdess_rows, ravdess_dir)
-    store = FeatureStore(con, features_root)
+    store = FeatureStore(Sessions(con), features_root)
     report = extract_audio_features(store, counting, clips, run_id="run-1", batch_seconds=12.0)
     assert (report.computed, report.reused, report.failed) == (6, 0, [])
     assert 1 < counting.calls < 6, "clips must be batched, never one forward pass per clip"
@@ -133,13 +154,53 @@ def test_extraction_stores_frames_matching_the_model(
         store.read_frames("dev", ["nope"], report.encoder_key)
 
 
+def test_no_warehouse_session_is_open_while_the_model_runs(
+    con, features_root: Path, ravdess_dir: Path, ravdess_rows, tmp_path: Path
+) -> None:
+    sessions = Sessions(con)
+    store = FeatureStore(sessions, features_root)
+    seen_open: list[bool] = []
+    vectors_before_pass: list[int] = []
+
+    class Watching(AcousticEncoder):
+        def encode_batch(self, waves):
+            seen_open.append(sessions.is_open)
+            vectors_before_pass.append(con.execute("SELECT count(*) FROM utterance_vectors").fetchall()[0][0])
+            return super().encode_batch(waves)
+
+    clips = clips_of(ravdess_rows[:5], ravdess_dir)
+    report = extract_audio_features(store, Watching(), clips, run_id="r", flush_every=1, batch_seconds=4.0)
+    assert report.computed == 5 and len(seen_open) >= 3
+    assert not any(seen_open)
+    # One short session per completed shard: vectors of earlier shards are stored while later clips still encode.
+    assert vectors_before_pass[-1] > 0
+    assert len(index_rows(con, "dev", report.encoder_key)) == 5
+
+    texts = [f"sentence number {i} about the door" for i in range(7)]
+    text_sessions = Sessions(con)
+    text_store = FeatureStore(text_sessions, tmp_path / "text-features")
+
+    class WatchingText(HFTextEncoder):
+        def encode_batch(self, batch):
+            seen_open.append(text_sessions.is_open)
+            return super().encode_batch(batch)
+
+    encoder = WatchingText(save_tiny_roberta(tmp_path / "roberta", texts * 5))
+    items = [TextItem("dev", f"t{i}", t) for i, t in enumerate(texts)]
+    text = extract_text_features(text_store, encoder, items, run_id="r", batch_size=2, write_every=4)
+    assert text.computed == 7 and not any(seen_open)
+    # register + stored lookup, two vector groups (4 and 3), one index replacement.
+    assert text_sessions.opened == 5
+    assert con.execute("SELECT count(*) FROM utterance_vectors WHERE modality = 'text'").fetchone()[0] == 7
+
+
 def test_rerun_of_an_unchanged_partition_does_no_forward_pass(
     con, features_root: Path, wavlm: HFAudioEncoder, ravdess_dir: Path, ravdess_rows
 ) -> None:
     clips = clips_of(ravdess_rows, ravdess_dir)
-    first = extract_audio_features(FeatureStore(con, features_root), wavlm, clips, run_id="run-1")
+    first = extract_audio_features(FeatureStore(Sessions(con), features_root), wavlm, clips, run_id="run-1")
     counting = Counting(wavlm)
-    second = extract_audio_features(FeatureStore(con, features_root), counting, clips, run_id="run-2")
+    second = extract_audio_features(FeatureStore(Sessions(con), features_root), counting, clips, run_id="run-2")
     assert counting.calls == 0
     assert (second.encoder_key, second.computed, second.reused, second.frames) == (first.encoder_key, 0, 6, 0)
     rows = index_rows(con, "dev", first.encoder_key)
@@ -158,7 +219,7 @@ def test_same_clip_under_other_ids_and_eval_sets_is_computed_once(
         Clip("b", "x", path, sha, duration),
     ]
     counting = Counting(wavlm)
-    store = FeatureStore(con, features_root)
+    store = FeatureStore(Sessions(con), features_root)
     report = extract_audio_features(store, counting, clips, run_id="r")
     assert counting.inputs == 1
     assert (report.computed, report.reused) == (1, 2)
@@ -173,9 +234,9 @@ def test_changed_layer_is_a_new_key_and_recomputes(
     con, features_root: Path, tiny_wavlm: Path, wavlm: HFAudioEncoder, ravdess_dir: Path, ravdess_rows
 ) -> None:
     clips = clips_of(ravdess_rows[:3], ravdess_dir)
-    last = extract_audio_features(FeatureStore(con, features_root), wavlm, clips, run_id="r")
+    last = extract_audio_features(FeatureStore(Sessions(con), features_root), wavlm, clips, run_id="r")
     counting = Counting(HFAudioEncoder(tiny_wavlm, layers=[1]))
-    other = extract_audio_features(FeatureStore(con, features_root), counting, clips, run_id="r")
+    other = extract_audio_features(FeatureStore(Sessions(con), features_root), counting, clips, run_id="r")
     assert other.encoder_key != last.encoder_key
     assert (other.computed, other.reused, counting.inputs) == (3, 0, 3)
     assert len(index_rows(con, "dev", last.encoder_key)) == len(index_rows(con, "dev", other.encoder_key)) == 3
@@ -193,19 +254,19 @@ def test_corrupt_shard_is_not_read_but_recomputed(
     con, features_root: Path, wavlm: HFAudioEncoder, ravdess_dir: Path, ravdess_rows
 ) -> None:
     clips = clips_of(ravdess_rows[:4], ravdess_dir)
-    first = extract_audio_features(FeatureStore(con, features_root), wavlm, clips, run_id="r1")
-    original = dict(FeatureStore(con, features_root).read_frames("dev", None, first.encoder_key))
+    first = extract_audio_features(FeatureStore(Sessions(con), features_root), wavlm, clips, run_id="r1")
+    original = dict(FeatureStore(Sessions(con), features_root).read_frames("dev", None, first.encoder_key))
     (shard,) = shards(features_root, first.encoder_key)
     corrupt_middle(shard)
 
     with pytest.raises(CorruptShardError, match="re-materialise"):
-        list(FeatureStore(con, features_root).read_frames("dev", None, first.encoder_key))
+        list(FeatureStore(Sessions(con), features_root).read_frames("dev", None, first.encoder_key))
     assert not shard.exists() and shard.with_name(shard.name + ".corrupt").exists()
 
     counting = Counting(wavlm)
-    again = extract_audio_features(FeatureStore(con, features_root), counting, clips, run_id="r2")
+    again = extract_audio_features(FeatureStore(Sessions(con), features_root), counting, clips, run_id="r2")
     assert (again.computed, again.reused, counting.inputs) == (4, 0, 4)
-    recovered = dict(FeatureStore(con, features_root).read_frames("dev", None, first.encoder_key))
+    recovered = dict(FeatureStore(Sessions(con), features_root).read_frames("dev", None, first.encoder_key))
     for utterance_id, frames in original.items():
         np.testing.assert_array_equal(recovered[utterance_id], frames)
 
@@ -215,11 +276,11 @@ def test_corrupt_shard_is_caught_at_lookup_before_any_read(
     con, features_root: Path, wavlm: HFAudioEncoder, ravdess_dir: Path, ravdess_rows
 ) -> None:
     clips = clips_of(ravdess_rows[:2], ravdess_dir)
-    first = extract_audio_features(FeatureStore(con, features_root), wavlm, clips, run_id="r1")
+    first = extract_audio_features(FeatureStore(Sessions(con), features_root), wavlm, clips, run_id="r1")
     (shard,) = shards(features_root, first.encoder_key)
     corrupt_middle(shard)
     counting = Counting(wavlm)
-    again = extract_audio_features(FeatureStore(con, features_root), counting, clips, run_id="r2")
+    again = extract_audio_features(FeatureStore(Sessions(con), features_root), counting, clips, run_id="r2")
     assert (again.computed, counting.inputs) == (2, 2)
     assert shard.with_name(shard.name + ".corrupt").exists()
 
@@ -231,17 +292,21 @@ def test_truncated_or_missing_shard_is_recomputed(
 ) -> None:
     clips = clips_of(ravdess_rows[:3], ravdess_dir)
     encoder = AcousticEncoder()
-    first = extract_audio_features(FeatureStore(con, features_root), encoder, clips, run_id="r1", flush_every=2)
+    first = extract_audio_features(
+        FeatureStore(Sessions(con), features_root), encoder, clips, run_id="r1", flush_every=2
+    )
     damaged = max(shards(features_root, first.encoder_key), key=lambda f: pq.ParquetFile(f).metadata.num_rows)
     if damage == "truncate":
         damaged.write_bytes(damaged.read_bytes()[:-100])
     else:
         damaged.unlink()
     counting = Counting(encoder)
-    again = extract_audio_features(FeatureStore(con, features_root), counting, clips, run_id="r2", flush_every=2)
+    again = extract_audio_features(
+        FeatureStore(Sessions(con), features_root), counting, clips, run_id="r2", flush_every=2
+    )
     assert again.computed == counting.inputs == 2
     assert again.reused == 1
-    assert len(dict(FeatureStore(con, features_root).read_frames("dev", None, first.encoder_key))) == 3
+    assert len(dict(FeatureStore(Sessions(con), features_root).read_frames("dev", None, first.encoder_key))) == 3
 
 
 @pytest.mark.reliability
@@ -259,7 +324,7 @@ def test_bad_clips_are_reported_not_raised(
         changed,
         good[1],
     ]
-    report = extract_audio_features(FeatureStore(con, features_root), AcousticEncoder(), clips, run_id="r")
+    report = extract_audio_features(FeatureStore(Sessions(con), features_root), AcousticEncoder(), clips, run_id="r")
     reasons = dict(report.failed)
     assert report.computed == 2
     assert set(reasons) == {"missing", "garbage", "changed", good[1].utterance_id}
@@ -283,7 +348,7 @@ def test_encoder_errors_become_per_clip_failures(con, features_root: Path, tmp_p
         paths.append(tmp_path / f"{name}.wav")
         sf.write(paths[-1], np.sin(np.arange(int(seconds * 16_000)) / 10).astype(np.float32) * 0.3, 16_000)
     clips = [Clip("dev", p.stem, p, file_sha256(p), 1.0) for p in paths]
-    report = extract_audio_features(FeatureStore(con, features_root), Fussy(), clips, run_id="r")
+    report = extract_audio_features(FeatureStore(Sessions(con), features_root), Fussy(), clips, run_id="r")
     assert report.computed == 1
     assert report.failed == [("long", "encoder failed: RuntimeError: too long for this model")]
 
@@ -291,7 +356,7 @@ def test_encoder_errors_become_per_clip_failures(con, features_root: Path, tmp_p
 def test_partition_rerun_replaces_rows_and_leaves_other_sets(
     con, features_root: Path, ravdess_dir: Path, ravdess_rows
 ) -> None:
-    store = FeatureStore(con, features_root)
+    store = FeatureStore(Sessions(con), features_root)
     encoder = AcousticEncoder()
     extract_audio_features(store, encoder, clips_of(ravdess_rows, ravdess_dir, "dev"), run_id="r1")
     extract_audio_features(store, encoder, clips_of(ravdess_rows[:2], ravdess_dir, "test"), run_id="r1")
@@ -305,7 +370,7 @@ def test_shards_are_flushed_every_n_clips_and_written_atomically(
     con, features_root: Path, ravdess_dir: Path, ravdess_rows
 ) -> None:
     clips = clips_of(ravdess_rows[:5], ravdess_dir)
-    store = FeatureStore(con, features_root)
+    store = FeatureStore(Sessions(con), features_root)
     report = extract_audio_features(store, AcousticEncoder(), clips, run_id="r", flush_every=2, batch_seconds=4.0)
     files = shards(features_root, report.encoder_key)
     assert sorted(pq.ParquetFile(f).metadata.num_rows for f in files) == [1, 2, 2]
@@ -321,7 +386,7 @@ def test_shards_are_flushed_every_n_clips_and_written_atomically(
 def test_frames_read_as_float_lists_in_sql_and_format_1_shards_stay_readable(
     con, features_root: Path, ravdess_dir: Path, ravdess_rows
 ) -> None:
-    store = FeatureStore(con, features_root)
+    store = FeatureStore(Sessions(con), features_root)
     report = extract_audio_features(store, AcousticEncoder(), clips_of(ravdess_rows[:3], ravdess_dir), run_id="r")
     read = dict(store.read_frames("dev", None, report.encoder_key))
     glob = f"{features_root / report.encoder_key}/*.parquet"
@@ -336,7 +401,7 @@ def test_frames_read_as_float_lists_in_sql_and_format_1_shards_stay_readable(
         legacy = [np.asarray(v, dtype="<f2").tobytes() for v in table.column("frames").to_pylist()]
         table = table.set_column(table.schema.get_field_index("frames"), "frames", pa.array(legacy, pa.binary()))
         pq.write_table(table, path, write_page_checksum=True)
-    reopened = FeatureStore(con, features_root)
+    reopened = FeatureStore(Sessions(con), features_root)
     again = dict(reopened.read_frames("dev", None, report.encoder_key))
     assert again.keys() == read.keys()
     assert all(np.array_equal(again[k], read[k]) for k in read)
@@ -346,7 +411,7 @@ def test_several_writer_threads_store_every_clip_once(
     con, features_root: Path, ravdess_dir: Path, ravdess_rows
 ) -> None:
     clips = clips_of(ravdess_rows, ravdess_dir)
-    store = FeatureStore(con, features_root)
+    store = FeatureStore(Sessions(con), features_root)
     report = extract_audio_features(
         store, AcousticEncoder(), clips, run_id="r", batch_seconds=4.0, flush_every=2, write_workers=3
     )
@@ -386,7 +451,7 @@ def test_waveform_stats_stream_exactly_and_normalise(con, features_root: Path, t
     np.testing.assert_allclose(counting.seen[0], (waves[0] - stats.mean) / stats.std, rtol=1e-5, atol=1e-6)
 
     clip = Clip("dev", "w0", paths[0], file_sha256(paths[0]), 1.0)
-    store = FeatureStore(con, features_root)
+    store = FeatureStore(Sessions(con), features_root)
     plain = extract_audio_features(store, AcousticEncoder(), [clip], run_id="r")
     scaled = extract_audio_features(store, AcousticEncoder(), [clip], run_id="r", normalize=stats)
     assert scaled.encoder_key == encoder_key(normalized.spec) != plain.encoder_key
@@ -403,7 +468,7 @@ def test_text_vectors_are_cached_by_text_hash(con, tmp_path: Path) -> None:
         TextItem("dev", "u4", "  "),
         TextItem("test", "v1", texts[2]),
     ]
-    store = FeatureStore(con, tmp_path / "features")
+    store = FeatureStore(Sessions(con), tmp_path / "features")
     counting = Counting(encoder)
     report = extract_text_features(store, counting, items, run_id="r", batch_size=2)
     assert (report.computed, report.reused, counting.inputs) == (3, 1, 3)

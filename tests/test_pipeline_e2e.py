@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import partial
 from pathlib import Path
 
 import duckdb
@@ -111,15 +112,15 @@ def test_audio_models_are_speaker_normalised_ensembles_scored_as_trained(demo_ru
             "WHERE kind = 'audio_head' AND task = 'categorical'"
         ).fetchone()
         rows = con.execute(warehouse.sql_text("features/partition_features.sql"), [key, "demo"]).df().iloc[::29]
-        store = FeatureStore(con, home / "features")
-        normaliser = speaker_normaliser(con, store, ["demo"], key)
-        keys = list(zip(rows["eval_set"], rows["utterance_id"], strict=True))
-        frames = normaliser.apply(keys, frames_for(store, rows, key))
         stored = con.execute(
             "SELECT utterance_id, logits FROM logits WHERE eval_set = 'demo' AND modality = 'audio' "
             "AND task = 'categorical' AND model_key = ?",
             [model_key],
         ).fetchall()
+    store = FeatureStore(partial(warehouse.connect, home, read_only=True), home / "features")
+    normaliser = speaker_normaliser(store, ["demo"], key)
+    keys = list(zip(rows["eval_set"], rows["utterance_id"], strict=True))
+    frames = normaliser.apply(keys, frames_for(store, rows, key))
     assert json.loads(hyper)["speaker_norm"] == "speaker"
     assert read_checkpoint_config(path)["kind"] == "audio_ensemble"
     assert normaliser.summary() == {"speakers": 6, "speaker_utterances": 144, "set_fallback": 0}

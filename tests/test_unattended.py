@@ -24,7 +24,6 @@ import pytest
 
 from emojudge_models.store import warehouse
 from emojudge_pipeline import instance
-from emojudge_pipeline.assets.common import WAREHOUSE_POOL
 from emojudge_pipeline.sensors import dead_run_sensor
 
 pytestmark = pytest.mark.reliability
@@ -135,7 +134,7 @@ def test_materialize_reports_a_newer_warehouse_in_one_line(tmp_path: Path) -> No
 
 # ---- a dead run never blocks the next one; signals end a waiting run ----------------------------------------------
 
-HOLDER = str(Path(__file__).with_name("pool_holder.py"))
+HOLDER = str(Path(__file__).with_name("run_holder.py"))
 
 
 def subprocess_env(home: Path, **extra: str) -> dict[str, str]:
@@ -160,10 +159,10 @@ def read_line(process: subprocess.Popen, prefix: str, timeout_s: float) -> str:
 
 
 @contextmanager
-def pool_holder(home: Path, log: Path, *args: str) -> Iterator[tuple[subprocess.Popen, str]]:
-    """A real Dagster run in another process holding the emojudge_warehouse slot; yields (process, run id)."""
+def run_holder(home: Path, log: Path, *args: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    """A real Dagster run in another process that stays STARTED until killed; yields (process, run id)."""
     with log.open("w") as stderr:
-        process = subprocess.Popen([sys.executable, HOLDER, "hold", *args], env=subprocess_env(home),
+        process = subprocess.Popen([sys.executable, HOLDER, *args], env=subprocess_env(home),
                                    stdout=subprocess.PIPE, stderr=stderr, text=True)  # fmt: skip
     try:
         yield process, read_line(process, "holding ", 120).split()[1]
@@ -180,15 +179,10 @@ def run_status(home: Path, run_id: str) -> str:
         return inst.get_run_by_id(run_id).status.value
 
 
-def pool_claims(home: Path) -> set[str]:
+def started_runs(home: Path) -> set[str]:
     os.environ["DAGSTER_HOME"] = str(home / "dagster")
     with dg.DagsterInstance.get() as inst:
-        return inst.event_log_storage.get_concurrency_info(WAREHOUSE_POOL).active_run_ids
-
-
-def test_the_holder_uses_the_warehouse_pool() -> None:
-    holder = Path(HOLDER).read_text()
-    assert f'POOL = "{WAREHOUSE_POOL}"' in holder
+        return {run.run_id for run in inst.get_runs() if run.status == dg.DagsterRunStatus.STARTED}
 
 
 def test_our_dagster_yaml_is_rewritten_with_run_monitoring_and_a_users_own_is_kept(emojudge_home: Path) -> None:
@@ -208,67 +202,51 @@ def test_our_dagster_yaml_is_rewritten_with_run_monitoring_and_a_users_own_is_ke
     assert config.read_text() == own
 
 
-def test_sigterm_and_sigint_end_a_materialize_waiting_for_the_pool(tmp_path: Path, msp_corpus: Path) -> None:
+def test_sigterm_and_sigint_end_a_materialize_waiting_for_the_warehouse(tmp_path: Path, msp_corpus: Path) -> None:
+    """Another process keeps the warehouse's write lock; a materialize waiting for it ends on a signal in seconds."""
     home = tmp_path / "home"
     env = subprocess_env(home)
     emojudge = [sys.executable, "-m", "emojudge_pipeline.cli"]
     subprocess.run([*emojudge, "eval-set", "add", "msp", str(msp_corpus)], env=env, check=True, capture_output=True)
-    with pool_holder(home, tmp_path / "holder.log", "tagged") as (_, holder_run):
+    locker = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time, duckdb\nc = duckdb.connect(sys.argv[1])\nprint('locked', flush=True)"
+         "\ntime.sleep(600)", str(warehouse.warehouse_path(home))],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert read_line(locker, "locked", 60) == "locked"
         for signum, code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
-            log = tmp_path / f"materialize-{signum}.log"
-            with log.open("w") as stderr:
+            with (tmp_path / f"materialize-{signum}.log").open("w") as stderr:
                 waiting = subprocess.Popen([*emojudge, "materialize", "msp"], env=env, stderr=stderr)
             deadline = time.monotonic() + 120
-            while f"held by run {holder_run}" not in log.read_text() and time.monotonic() < deadline:
+            while not started_runs(home) and time.monotonic() < deadline:
                 time.sleep(0.2)
-            assert f"waiting for the emojudge_warehouse pool, held by run {holder_run}" in log.read_text()
+            time.sleep(2.0)  # inside the run, its first write session is waiting for the lock
+            assert waiting.poll() is None
             sent = time.monotonic()
             waiting.send_signal(signum)
-            assert waiting.wait(timeout=15) == code
-            assert time.monotonic() - sent < 5
-        # the live holder was never taken for dead
-        assert run_status(home, holder_run) == "STARTED" and pool_claims(home) == {holder_run}
-
-
-def test_a_signal_ends_a_run_waiting_inside_dagster_and_frees_only_its_own_claim(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    with pool_holder(home, tmp_path / "holder.log", "tagged") as (_, holder_run):
-        with (tmp_path / "queued.log").open("w") as stderr:
-            queued = subprocess.Popen([sys.executable, HOLDER, "queue"], env=subprocess_env(home),
-                                      stdout=subprocess.PIPE, stderr=stderr, text=True)  # fmt: skip
-        queued_run = read_line(queued, "queued ", 120).split()[1]
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            os.environ["DAGSTER_HOME"] = str(home / "dagster")
-            with dg.DagsterInstance.get() as inst:
-                if queued_run in inst.event_log_storage.get_concurrency_info(WAREHOUSE_POOL).pending_run_ids:
-                    break
-            time.sleep(0.2)
-        sent = time.monotonic()
-        queued.send_signal(signal.SIGTERM)
-        assert queued.wait(timeout=30) == 143
-        queued.stdout.close()
-        assert time.monotonic() - sent < instance.INTERRUPT_GRACE_S + 5
-        assert f"run {queued_run} interrupted by SIGTERM" in (tmp_path / "queued.log").read_text()
-        assert run_status(home, queued_run) == "FAILURE"
-        assert run_status(home, holder_run) == "STARTED" and pool_claims(home) == {holder_run}
+            assert waiting.wait(timeout=30) == code
+            assert time.monotonic() - sent < instance.INTERRUPT_GRACE_S + 5
+            assert started_runs(home) == set()  # marked failed, not left STARTED
+    finally:
+        locker.kill()
+        locker.wait(timeout=30)
+        locker.stdout.close()
 
 
 def test_the_daemon_sensor_fails_a_killed_foreign_run_and_leaves_a_live_one_alone(
     tmp_path: Path, emojudge_home: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with pool_holder(emojudge_home, tmp_path / "holder.log", "untagged") as (holder, holder_run):
+    with run_holder(emojudge_home, tmp_path / "holder.log", "untagged") as (holder, holder_run):
         with instance.instance() as inst:
             assert instance.recover_dead_runs(inst) == []
-            assert instance.pool_holders(inst, WAREHOUSE_POOL) == {holder_run}
+            assert inst.get_run_by_id(holder_run).status == dg.DagsterRunStatus.STARTED
         holder.kill()
         holder.wait(timeout=30)
         with instance.instance() as inst, caplog.at_level("WARNING", logger="emojudge"):
             skipped = dead_run_sensor(dg.build_sensor_context(instance=inst))
             assert skipped.skip_message == f"marked dead runs failed: {holder_run}"
             assert inst.get_run_by_id(holder_run).status == dg.DagsterRunStatus.FAILURE
-            assert instance.pool_holders(inst, WAREHOUSE_POOL) == set()
-            assert inst.event_log_storage.get_concurrency_info(WAREHOUSE_POOL).active_slot_count == 0
     [line] = [r.getMessage() for r in caplog.records if holder_run in r.getMessage()]
     assert f"is dead: the processes that ran it ({holder.pid}) are gone" in line
 
@@ -301,9 +279,10 @@ def test_a_sigkilled_materialize_does_not_block_the_next_one(tmp_path: Path, fau
         with first_log.open("w") as stderr:
             first = subprocess.Popen([*emojudge, "materialize", "demo"], env=env, stderr=stderr)
         deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and pool_claims(home) == set():
+        while time.monotonic() < deadline and not started_runs(home):
             time.sleep(0.1)
-        [dead_run] = pool_claims(home)
+        time.sleep(15.0)  # well into the run (ingest, features)
+        [dead_run] = started_runs(home)
         first.kill()
         assert first.wait(timeout=30) == -signal.SIGKILL
         assert run_status(home, dead_run) == "STARTED"
@@ -314,8 +293,7 @@ def test_a_sigkilled_materialize_does_not_block_the_next_one(tmp_path: Path, fau
         elapsed = time.monotonic() - started
     assert second.returncode == 0, second.stderr[-3000:]
     assert f"run {dead_run} is dead: its process {first.pid} is gone" in second.stderr
-    assert "waiting for the emojudge_warehouse pool" not in second.stderr
-    assert run_status(home, dead_run) == "FAILURE" and pool_claims(home) == set()
+    assert run_status(home, dead_run) == "FAILURE" and started_runs(home) == set()
     with warehouse.connect(home, read_only=True) as con:
         predicted, distinct = con.execute(
             "SELECT count(*), count(DISTINCT utterance_id) FROM predictions WHERE eval_set = 'demo'"

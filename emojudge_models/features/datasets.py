@@ -70,7 +70,6 @@ def vectors_for(store: FeatureStore, rows: pd.DataFrame, encoder_key: str) -> np
 
 
 def speaker_normaliser(
-    con: duckdb.DuckDBPyConnection,
     store: FeatureStore,
     eval_sets: list[str],
     encoder_key: str,
@@ -81,7 +80,7 @@ def speaker_normaliser(
 
     Built from the stored utterance vectors (mean ++ std of each clip's frames) and frame counts, which determine
     the pooled statistics exactly: no frame is read."""
-    rows = con.execute(sql_text("features/speaker_rows.sql"), [encoder_key, eval_sets]).df()
+    rows = store.speaker_rows(eval_sets, encoder_key)
     normaliser = SpeakerNormaliser.for_rows(rows, min_utterances)
     for eval_set, part in rows.groupby("eval_set", sort=False):
         ids, vectors = store.read_vectors(eval_set, part["utterance_id"].tolist(), encoder_key)

@@ -3,7 +3,9 @@
 Audio: cache lookup by (audio SHA-256, encoder key) -> length-bucketed batches -> background decoding ->
 one padded forward pass per batch -> fp16 shards flushed every ``flush_every`` clips by writer threads ->
 ``feature_index`` rows of each eval set replaced in one transaction. Only clip metadata is held for the whole
-partition; audio and frames are held for a few batches and one shard at a time.
+partition; audio and frames are held for a few batches and one shard at a time. The warehouse is touched only in
+short sessions the store opens (lookups before, one write per completed shard or group of text vectors, the index
+at the end), never while the model runs, so other processes' writers are not held up by a long extraction.
 Per-clip problems (undecodable file, changed file, encoder error, non-finite output) are returned in the
 report, never raised.
 """
@@ -342,10 +344,12 @@ def extract_text_features(
     *,
     run_id: str,
     batch_size: int = 64,
+    write_every: int = 1024,
     on_progress: ProgressCallback | None = None,
 ) -> ExtractionReport:
     """One vector per transcript into ``utterance_vectors`` (cached by SHA-256 of the text), then replace the
-    text ``feature_index`` rows of each eval set among ``items``. Texts are batched in length order."""
+    text ``feature_index`` rows of each eval set among ``items``. Texts are batched in length order; vectors are
+    written in one short session per ``write_every`` of them (and at the end)."""
     started = time.perf_counter()
     key = store.register_encoder(encoder, "text")
     report = ExtractionReport(encoder_key=key)
@@ -363,21 +367,24 @@ def extract_text_features(
             leaders.setdefault(sha, item)
     pending = sorted(leaders.items(), key=lambda entry: len(entry[1].text or ""))
     failed_by_sha: dict[str, str] = {}
+    good_hashes: list[str] = []
+    good_vectors: list[np.ndarray] = []
     for start in range(0, len(pending), batch_size):
         batch = pending[start : start + batch_size]
         outputs = _encode_guarded(lambda texts: list(encoder.encode_batch(texts)), [i.text for _, i in batch])
-        good_hashes, good_vectors = [], []
         for (sha, _), output in zip(batch, outputs, strict=True):
             reason = output if isinstance(output, str) else _check_frames(output[None, :], encoder.dim, np.inf)
             if reason is None:
                 good_hashes.append(sha)
                 good_vectors.append(output)
+                report.computed += 1
+                report.frames += 1
             else:
                 failed_by_sha[sha] = reason
-        if good_hashes:
+        last = start + batch_size >= len(pending)
+        if good_hashes and (len(good_hashes) >= write_every or last):
             store.add_vectors(key, "text", good_hashes, np.stack(good_vectors))
-        report.computed += len(good_hashes)
-        report.frames += len(good_hashes)
+            good_hashes, good_vectors = [], []
         if on_progress is not None:
             on_progress(start + len(batch), len(pending))
     rows: dict[str, list[IndexRow]] = defaultdict(list)

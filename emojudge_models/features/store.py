@@ -45,7 +45,7 @@ import pyarrow.parquet as pq
 
 from emojudge_models.encoders.base import AudioEncoder, TextEncoder, encoder_key
 from emojudge_models.store import warehouse
-from emojudge_models.store.warehouse import sql_text
+from emojudge_models.store.warehouse import Connect, sql_text
 
 log = logging.getLogger(__name__)
 
@@ -171,12 +171,15 @@ def _shard_table(entries: Sequence[tuple[str, np.ndarray]]) -> pa.Table:
 class FeatureStore:
     """Cache of encoder outputs keyed by (content SHA-256, encoder key), and the per-eval-set index over it.
 
-    ``con`` is the warehouse connection (tables ``encoders``, ``feature_index``, ``utterance_vectors``);
-    ``root`` is the shard directory. One writer at a time; ``write_shard`` alone may run on another thread.
+    ``connect`` opens a warehouse session (tables ``encoders``, ``feature_index``, ``utterance_vectors``), e.g.
+    ``functools.partial(warehouse.connect, home)``: every method that touches the warehouse opens its own short
+    session and closes it before returning (``read_frames`` closes it before reading any shard), so no session is
+    held while frames are computed, read or trained on. ``root`` is the shard directory. One writer object at a
+    time; ``write_shard`` alone may run on another thread.
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, root: Path) -> None:
-        self.con = con
+    def __init__(self, connect: Connect, root: Path) -> None:
+        self.connect = connect
         self.root = Path(root)
         self._locations: dict[str, dict[str, StoredFrames]] = {}
         self._scanned: dict[str, set[str]] = {}
@@ -187,19 +190,20 @@ class FeatureStore:
     def register_encoder(self, encoder: AudioEncoder | TextEncoder, modality: Modality) -> str:
         """Record the encoder's spec in ``encoders`` (once; a read when already there) and return its key."""
         key = encoder_key(encoder.spec)
-        if self.con.execute(sql_text("features/encoder_known.sql"), [key]).fetchall():
-            return key
-        self.con.execute(
-            sql_text("features/register_encoder.sql"),
-            [
-                key,
-                modality,
-                str(encoder.spec.get("kind", type(encoder).__name__)),
-                json.dumps(encoder.spec, sort_keys=True, default=str),
-                getattr(encoder, "frame_rate_hz", None),
-                int(encoder.dim),
-            ],
-        )
+        with self.connect() as con:
+            if con.execute(sql_text("features/encoder_known.sql"), [key]).fetchall():
+                return key
+            con.execute(
+                sql_text("features/register_encoder.sql"),
+                [
+                    key,
+                    modality,
+                    str(encoder.spec.get("kind", type(encoder).__name__)),
+                    json.dumps(encoder.spec, sort_keys=True, default=str),
+                    getattr(encoder, "frame_rate_hz", None),
+                    int(encoder.dim),
+                ],
+            )
         return key
 
     # Shards: scan, verify, quarantine -------------------------------------------------------------------
@@ -330,14 +334,14 @@ class FeatureStore:
                 "vector": pa.ListArray.from_arrays(offsets, pa.array(vectors.reshape(-1))),
             }
         )
-        with _registered(self.con, "_emojudge_new_vectors", table):
-            self.con.execute(sql_text("features/insert_vectors.sql"), [key, modality])
+        with self.connect() as con, _registered(con, "_emojudge_new_vectors", table):
+            con.execute(sql_text("features/insert_vectors.sql"), [key, modality])
 
     def stored_vectors(self, key: str, content_hashes: Iterable[str]) -> set[str]:
         """The hashes among ``content_hashes`` that have an utterance vector under ``key``."""
         table = pa.table({"content_sha256": pa.array(sorted(set(content_hashes)), pa.string())})
-        with _registered(self.con, "_emojudge_wanted", table):
-            rows = self.con.execute(sql_text("features/stored_vectors.sql"), [key]).fetchall()
+        with self.connect() as con, _registered(con, "_emojudge_wanted", table):
+            rows = con.execute(sql_text("features/stored_vectors.sql"), [key]).fetchall()
         return {sha for (sha,) in rows}
 
     def replace_partition(
@@ -358,19 +362,26 @@ class FeatureStore:
                 "run_id": run_id,
             }
         )
-        warehouse.replace_partition(
-            self.con, "feature_index", eval_set, frame, where={"modality": modality, "encoder_key": key}
-        )
+        with self.connect() as con:
+            warehouse.replace_partition(
+                con, "feature_index", eval_set, frame, where={"modality": modality, "encoder_key": key}
+            )
 
     # Reads -----------------------------------------------------------------------------------------------
+
+    def speaker_rows(self, eval_sets: Sequence[str], key: str) -> pd.DataFrame:
+        """(eval_set, utterance_id, speaker_id, n_frames) of the utterances of ``eval_sets`` indexed under ``key``."""
+        with self.connect() as con:
+            return con.execute(sql_text("features/speaker_rows.sql"), [key, list(eval_sets)]).df()
 
     def _index_rows(
         self, eval_set: str, utterance_ids: Iterable[str] | None, key: str, modality: Modality
     ) -> list[tuple[Any, ...]]:
         wanted = None if utterance_ids is None else list(dict.fromkeys(utterance_ids))
-        rows = self.con.execute(
-            sql_text("features/index_rows.sql"), [eval_set, key, modality, wanted, wanted]
-        ).fetchall()
+        with self.connect() as con:
+            rows = con.execute(
+                sql_text("features/index_rows.sql"), [eval_set, key, modality, wanted, wanted]
+            ).fetchall()
         if wanted is not None and len(rows) < len(wanted):
             missing = sorted(set(wanted) - {r[0] for r in rows})
             raise MissingFeaturesError(
@@ -440,7 +451,8 @@ class FeatureStore:
         Rows follow ``utterance_ids`` when given (unknown ids raise ``MissingFeaturesError``), else id order.
         """
         wanted = None if utterance_ids is None else list(dict.fromkeys(utterance_ids))
-        table = _query_arrow(self.con, sql_text("features/read_vectors.sql"), [eval_set, key, wanted, wanted])
+        with self.connect() as con:
+            table = _query_arrow(con, sql_text("features/read_vectors.sql"), [eval_set, key, wanted, wanted])
         ids = table.column("utterance_id").to_pylist()
         flat = table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
         matrix = flat.astype(np.float32).reshape(len(ids), -1) if ids else np.empty((0, 0), np.float32)

@@ -10,8 +10,8 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, suppress
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -204,6 +204,10 @@ def check_storage_version(home: Path) -> None:
         _open(path, read_only=True, lock_wait_s=0).close()
     except (duckdb.Error, WarehouseBusyError):
         return
+
+
+Connect = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
+"""Opens one short warehouse session, e.g. ``functools.partial(connect, home)`` or ``WarehouseResource.connect``."""
 
 
 @contextmanager

@@ -10,9 +10,6 @@ import pandas as pd
 from emojudge_models.ingest.corpus import Rejection
 from emojudge_models.store import warehouse
 
-WAREHOUSE_POOL = "emojudge_warehouse"
-"""Dagster concurrency pool: one writer at a time per warehouse."""
-
 
 def record_rejections(con, eval_set: str, stages: tuple[str, ...], rejections: list[Rejection], run_id: str) -> int:
     """Replace this partition's rejections for ``stages`` with ``rejections`` (idempotent across reruns)."""

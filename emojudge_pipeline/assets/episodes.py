@@ -10,7 +10,7 @@ from emojudge_models.episodes.timeline import (
     timeline_png,
 )
 from emojudge_models.store import warehouse
-from emojudge_pipeline.assets.common import WAREHOUSE_POOL, image_metadata, markdown_preview
+from emojudge_pipeline.assets.common import image_metadata, markdown_preview
 from emojudge_pipeline.partitions import eval_sets_partitions
 from emojudge_pipeline.resources import InboxResource, WarehouseResource
 
@@ -19,7 +19,6 @@ from emojudge_pipeline.resources import InboxResource, WarehouseResource
     partitions_def=eval_sets_partitions,
     deps=["predictions"],
     group_name="episodes",
-    pool=WAREHOUSE_POOL,
     kinds={"duckdb", "python"},
     description="Per inbox episode, speaker and time window: seconds spoken, the share of each emotion and mean "
     "arousal/valence/dominance (table episode_emotions, view v_episode_timeline); the timeline PNG in the metadata.",

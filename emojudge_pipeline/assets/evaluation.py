@@ -8,7 +8,7 @@ from emojudge_models.evaluation.metrics import markdown_table
 from emojudge_models.evaluation.plots import confusion_png
 from emojudge_models.labels import EMOTIONS
 from emojudge_models.store import warehouse
-from emojudge_pipeline.assets.common import WAREHOUSE_POOL, image_metadata
+from emojudge_pipeline.assets.common import image_metadata
 from emojudge_pipeline.partitions import eval_sets_partitions
 from emojudge_pipeline.resources import WarehouseResource
 
@@ -22,7 +22,6 @@ def _headline_split(metrics: pd.DataFrame) -> str:
     partitions_def=eval_sets_partitions,
     deps=["fused_predictions", "predictions"],
     group_name="evaluation",
-    pool=WAREHOUSE_POOL,
     kinds={"duckdb"},
     description="F1-macro, accuracy, per-class scores and CCC for the audio, text, fused and refined stages.",
 )
@@ -30,9 +29,10 @@ def evaluation(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
     eval_set = context.partition_key
     with warehouse_db.connect() as con:
         rows = con.execute(warehouse.sql_text("evaluation/evaluation_rows.sql"), [eval_set]).df()
-        result = evaluate(rows)
-        metrics = result.metrics_frame().assign(run_id=context.run.run_id)
-        confusions = result.confusion_frame().assign(run_id=context.run.run_id)
+    result = evaluate(rows)
+    metrics = result.metrics_frame().assign(run_id=context.run.run_id)
+    confusions = result.confusion_frame().assign(run_id=context.run.run_id)
+    with warehouse_db.connect() as con:
         warehouse.replace_partition(con, "metrics", eval_set, metrics)
         warehouse.replace_partition(con, "confusion_matrices", eval_set, confusions)
     if rows.empty:

@@ -12,7 +12,7 @@ from emojudge_models.features.waveform_stats import (
 from emojudge_models.ingest.audio import audio_source
 from emojudge_models.ingest.corpus import Rejection
 from emojudge_models.store import warehouse
-from emojudge_pipeline.assets.common import WAREHOUSE_POOL, record_rejections
+from emojudge_pipeline.assets.common import record_rejections
 from emojudge_pipeline.partitions import eval_sets_partitions
 from emojudge_pipeline.resources import ModelsResource, TrainingResource, WarehouseResource
 
@@ -20,7 +20,6 @@ from emojudge_pipeline.resources import ModelsResource, TrainingResource, Wareho
 @dg.asset(
     deps=["utterances"],
     group_name="features",
-    pool=WAREHOUSE_POOL,
     kinds={"duckdb"},
     description="Mean and standard deviation of the train split's waveforms (the paper's input normalisation).",
 )
@@ -55,7 +54,6 @@ def _failures(report, stage: str) -> list[Rejection]:
     partitions_def=eval_sets_partitions,
     deps=["utterances", "waveform_stats"],
     group_name="features",
-    pool=WAREHOUSE_POOL,
     kinds={"parquet", "duckdb", "pytorch"},
     description="Frame-level audio features (fp16 Parquet shards, feature_index, pooled vectors), cached by audio "
     "SHA-256 and encoder key: a clip is never encoded twice.",
@@ -73,27 +71,27 @@ def audio_features(
             if latest is None:
                 raise dg.Failure("waveform normalisation needs the waveform_stats asset: materialise it first")
             stats = load_waveform_stats(con, latest)
-        context.log.info(
-            f"audio features of {len(clips)} clips with {encoder.spec.get('kind')} on {models.torch_device()}"
-        )
-        report = extract_audio_features(
-            FeatureStore(con, warehouse_db.features_root),
-            encoder,
-            (
-                Clip(
-                    eval_set,
-                    r.utterance_id,
-                    audio_source(r.audio_path, r.start_s, r.end_s, r.episode_sha256),
-                    r.audio_sha256,
-                    r.duration_s,
-                )
-                for r in clips.itertuples()
-            ),
-            run_id=context.run.run_id,
-            batch_seconds=models.batch_seconds,
-            normalize=stats,
-            on_progress=lambda done, total: context.log.info(f"encoded {done}/{total} new clips"),
-        )
+    context.log.info(f"audio features of {len(clips)} clips with {encoder.spec.get('kind')} on {models.torch_device()}")
+    # The store opens its own short sessions (lookups, one write per completed shard, the index at the end).
+    report = extract_audio_features(
+        FeatureStore(warehouse_db.connect, warehouse_db.features_root),
+        encoder,
+        (
+            Clip(
+                eval_set,
+                r.utterance_id,
+                audio_source(r.audio_path, r.start_s, r.end_s, r.episode_sha256),
+                r.audio_sha256,
+                r.duration_s,
+            )
+            for r in clips.itertuples()
+        ),
+        run_id=context.run.run_id,
+        batch_seconds=models.batch_seconds,
+        normalize=stats,
+        on_progress=lambda done, total: context.log.info(f"encoded {done}/{total} new clips"),
+    )
+    with warehouse_db.connect() as con:
         record_rejections(con, eval_set, ("audio_features",), _failures(report, "audio_features"), context.run.run_id)
     return dg.MaterializeResult(
         metadata={
@@ -109,7 +107,6 @@ def audio_features(
     partitions_def=eval_sets_partitions,
     deps=["transcripts"],
     group_name="features",
-    pool=WAREHOUSE_POOL,
     kinds={"duckdb", "pytorch"},
     description="One text vector per transcript (CLS or mean-pooled), cached by text SHA-256 and encoder key.",
 )
@@ -120,15 +117,16 @@ def text_features(
     encoder = models.build_text_encoder()
     with warehouse_db.connect() as con:
         rows = warehouse.query_df(con, "ingest/partition_utterances.sql", [eval_set])
-        report = extract_text_features(
-            FeatureStore(con, warehouse_db.features_root),
-            encoder,
-            (
-                TextItem(eval_set, r.utterance_id, r.transcript if isinstance(r.transcript, str) else None)
-                for r in rows.itertuples()
-            ),
-            run_id=context.run.run_id,
-        )
+    report = extract_text_features(
+        FeatureStore(warehouse_db.connect, warehouse_db.features_root),
+        encoder,
+        (
+            TextItem(eval_set, r.utterance_id, r.transcript if isinstance(r.transcript, str) else None)
+            for r in rows.itertuples()
+        ),
+        run_id=context.run.run_id,
+    )
+    with warehouse_db.connect() as con:
         record_rejections(con, eval_set, ("text_features",), _failures(report, "text_features"), context.run.run_id)
     return dg.MaterializeResult(
         metadata={**report.as_metadata(), "dim": encoder.dim, "encoder_spec": dg.MetadataValue.json(encoder.spec)}

@@ -17,7 +17,7 @@ from emojudge_models.fusion.strategy import (
 from emojudge_models.labels import EMOTIONS, TASKS
 from emojudge_models.models import registry
 from emojudge_models.store import warehouse
-from emojudge_pipeline.assets.common import WAREHOUSE_POOL, image_metadata, markdown_preview
+from emojudge_pipeline.assets.common import image_metadata, markdown_preview
 from emojudge_pipeline.partitions import eval_sets_partitions
 from emojudge_pipeline.resources import TrainingResource, WarehouseResource
 
@@ -29,7 +29,6 @@ def build_fusion_model_asset(task: str) -> dg.AssetsDefinition:
         name=f"fusion_model_{task}",
         deps=["logits"],
         group_name="fusion",
-        pool=WAREHOUSE_POOL,
         kinds={"scikitlearn"},
         description=f"Late fusion ({'logistic regression' if task == 'categorical' else 'ridge'}) of audio and "
         f"text {task} logits; C grid-searched on the development split; registered in model_registry.",
@@ -123,7 +122,6 @@ def _fuse(task: str, model: registry.RegisteredModel, rows: pd.DataFrame) -> pd.
     partitions_def=eval_sets_partitions,
     deps=["logits", *[f"fusion_model_{task}" for task in TASKS]],
     group_name="fusion",
-    pool=WAREHOUSE_POOL,
     kinds={"duckdb"},
     description="Fused predictions (table fused_predictions) of one evaluation set, from the latest fusion models.",
 )
@@ -131,19 +129,25 @@ def fused_predictions(context: dg.AssetExecutionContext, warehouse_db: Warehouse
     eval_set = context.partition_key
     frames, metadata = [], {}
     with warehouse_db.connect() as con:
-        for task in TASKS:
-            model = registry.latest(con, "fusion", task)
-            rows = con.execute(
-                warehouse.sql_text("fusion/logits_with_truth.sql"), [task, task, [eval_set], None, None]
-            ).df()
-            if model is None or rows.empty:
-                metadata[f"{task}_skipped"] = "no fusion model registered" if model is None else "no logits"
-                continue
-            frames.append(_fuse(task, model, rows))
-            metadata[f"{task}_fusion_model_key"] = model.model_key
-            metadata[f"{task}_rows"] = len(rows)
-        fused = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["utterance_id", "task"])
-        fused["run_id"] = context.run.run_id
+        inputs = {
+            task: (
+                registry.latest(con, "fusion", task),
+                con.execute(
+                    warehouse.sql_text("fusion/logits_with_truth.sql"), [task, task, [eval_set], None, None]
+                ).df(),
+            )
+            for task in TASKS
+        }
+    for task, (model, rows) in inputs.items():
+        if model is None or rows.empty:
+            metadata[f"{task}_skipped"] = "no fusion model registered" if model is None else "no logits"
+            continue
+        frames.append(_fuse(task, model, rows))
+        metadata[f"{task}_fusion_model_key"] = model.model_key
+        metadata[f"{task}_rows"] = len(rows)
+    fused = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["utterance_id", "task"])
+    fused["run_id"] = context.run.run_id
+    with warehouse_db.connect() as con:
         warehouse.replace_partition(con, "fused_predictions", eval_set, fused)
     categorical = fused[fused["task"] == "categorical"]
     if len(categorical):

@@ -11,7 +11,7 @@ from emojudge_models.episodes.ingest import ingest_episode
 from emojudge_models.ingest.tables import CorpusInvalid
 from emojudge_models.ingest.utterances import ingest_corpus
 from emojudge_models.store import warehouse
-from emojudge_pipeline.assets.common import WAREHOUSE_POOL, markdown_preview, record_rejections
+from emojudge_pipeline.assets.common import markdown_preview, record_rejections
 from emojudge_pipeline.partitions import eval_sets_partitions
 from emojudge_pipeline.resources import IngestResource, WarehouseResource
 
@@ -19,7 +19,6 @@ from emojudge_pipeline.resources import IngestResource, WarehouseResource
 @dg.asset(
     partitions_def=eval_sets_partitions,
     group_name="ingest",
-    pool=WAREHOUSE_POOL,
     kinds={"duckdb", "python"},
     output_required=False,
     description="Decoded and validated clips of one evaluation set, or the segments of one inbox episode with their "

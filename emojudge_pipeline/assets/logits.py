@@ -1,5 +1,7 @@
 """Asset ``logits``: every registered audio and text model applied to one evaluation set."""
 
+from dataclasses import dataclass
+
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -15,7 +17,6 @@ from emojudge_models.models.predict import predict_audio, predict_vectors
 from emojudge_models.models.scoring import logits_rows
 from emojudge_models.models.text_classifier import predict_texts
 from emojudge_models.store import warehouse
-from emojudge_pipeline.assets.common import WAREHOUSE_POOL
 from emojudge_pipeline.assets.training import MODALITIES
 from emojudge_pipeline.partitions import eval_sets_partitions
 from emojudge_pipeline.resources import ModelsResource, WarehouseResource
@@ -61,22 +62,56 @@ def _score(
     return {task: np.concatenate(parts) for task, parts in outputs.items()}
 
 
-def _normalisers(con, store: FeatureStore, eval_set: str, key: str, registered: dict) -> dict:
+def _normalisers(store: FeatureStore, eval_set: str, key: str, registered: dict) -> dict:
     """Each task model's speaker normaliser over this evaluation set, built once and shared; None for models
     trained on raw frames."""
     wanted = {task: m.hyperparameters.get("speaker_norm", "none") == "speaker" for task, m in registered.items()}
     if not any(wanted.values()):
         return dict.fromkeys(registered)
     minimum = {m.hyperparameters.get("min_speaker_utterances", MIN_SPEAKER_UTTERANCES) for m in registered.values()}
-    shared = speaker_normaliser(con, store, [eval_set], key, max(minimum))
+    shared = speaker_normaliser(store, [eval_set], key, max(minimum))
     return {task: shared if wanted[task] else None for task in registered}
+
+
+@dataclass(frozen=True)
+class _Scoring:
+    """What one modality of a partition is scored with: its encoder key, rows and latest model per task."""
+
+    modality: str
+    kind: str
+    key: str
+    rows: pd.DataFrame
+    registered: dict
+
+
+def _read_scoring(con, eval_set: str, text_training: str, metadata: dict) -> tuple[list[_Scoring], list[str]]:
+    """Per modality, the rows and models to score (skips noted in ``metadata``), and encoder keys with no model."""
+    scorings, untrained = [], []
+    for modality in MODALITIES:
+        key = warehouse.scalar(con, "features/partition_encoder_key.sql", [eval_set, modality])
+        if key is None:
+            metadata[f"{modality}_skipped"] = "no features for this evaluation set"
+            continue
+        rows = con.execute(warehouse.sql_text("features/partition_features.sql"), [key, eval_set]).df()
+        kind = model_kind(modality, text_training)
+        if rows.empty:
+            metadata[f"{modality}_skipped"] = "no utterance has features under the latest encoder"
+            continue
+        registered = {task: registry.latest(con, kind, task, encoder_key=key) for task in TASKS}
+        for task in [t for t, m in registered.items() if m is None]:
+            metadata[f"{modality}_{task}_skipped"] = f"no {kind} model registered for encoder {key}"
+        registered = {task: m for task, m in registered.items() if m is not None}
+        if registered:
+            scorings.append(_Scoring(modality, kind, key, rows, registered))
+        else:
+            untrained.append(key)
+    return scorings, untrained
 
 
 @dg.asset(
     partitions_def=eval_sets_partitions,
     deps=["audio_features", "text_features", *[f"{m}_model_{t}" for m in MODALITIES for t in TASKS]],
     group_name="scoring",
-    pool=WAREHOUSE_POOL,
     kinds={"pytorch", "duckdb"},
     description="Audio and text logits, probabilities and labels (table logits) from the latest registered model "
     "for the partition's encoder and each task.",
@@ -87,52 +122,39 @@ def logits(
     eval_set = context.partition_key
     device = models.torch_device()
     frames, metadata = [], {}
-    untrained: list[str] = []
     with warehouse_db.connect() as con:
         if registry.count(con) == 0:
             raise dg.Failure(NO_MODEL, allow_retries=False)
-        store = FeatureStore(con, warehouse_db.features_root)
-        for modality in MODALITIES:
-            key = warehouse.scalar(con, "features/partition_encoder_key.sql", [eval_set, modality])
-            if key is None:
-                metadata[f"{modality}_skipped"] = "no features for this evaluation set"
-                continue
-            rows = con.execute(warehouse.sql_text("features/partition_features.sql"), [key, eval_set]).df()
-            kind = model_kind(modality, models.resolved().text_training)
-            if rows.empty:
-                metadata[f"{modality}_skipped"] = "no utterance has features under the latest encoder"
-                continue
-            registered = {task: registry.latest(con, kind, task, encoder_key=key) for task in TASKS}
-            for task in [t for t, m in registered.items() if m is None]:
-                metadata[f"{modality}_{task}_skipped"] = f"no {kind} model registered for encoder {key}"
-            registered = {task: m for task, m in registered.items() if m is not None}
-            if not registered:
-                untrained.append(key)
-                continue
-            loaded = {task: load_checkpoint(m.path, device) for task, m in registered.items()}
-            normalisers = _normalisers(con, store, eval_set, key, registered) if modality == "audio" else {}
-            for task, normaliser in normalisers.items():
-                if normaliser is not None:
-                    metadata[f"audio_{task}_speaker_norm"] = dg.MetadataValue.json(normaliser.summary())
-            scored = _score(modality, kind, loaded, store, rows, key, device, normalisers)
-            for task, outputs in scored.items():
-                model_key = registered[task].model_key
-                frames.append(
-                    logits_rows(rows["utterance_id"].tolist(), outputs, task).assign(
-                        modality=modality, model_key=model_key
-                    )
+        scorings, untrained = _read_scoring(con, eval_set, models.resolved().text_training, metadata)
+    if untrained and not scorings:
+        raise dg.Failure(
+            f"no model registered for encoder {', '.join(untrained)}: train first "
+            "(emojudge materialize <training set>)",
+            allow_retries=False,
+        )
+    # Scoring runs outside any warehouse session; the store opens a short one per read of features.
+    store = FeatureStore(warehouse_db.connect, warehouse_db.features_root)
+    for scoring in scorings:
+        modality, registered = scoring.modality, scoring.registered
+        loaded = {task: load_checkpoint(m.path, device) for task, m in registered.items()}
+        normalisers = _normalisers(store, eval_set, scoring.key, registered) if modality == "audio" else {}
+        for task, normaliser in normalisers.items():
+            if normaliser is not None:
+                metadata[f"audio_{task}_speaker_norm"] = dg.MetadataValue.json(normaliser.summary())
+        scored = _score(modality, scoring.kind, loaded, store, scoring.rows, scoring.key, device, normalisers)
+        for task, outputs in scored.items():
+            model_key = registered[task].model_key
+            frames.append(
+                logits_rows(scoring.rows["utterance_id"].tolist(), outputs, task).assign(
+                    modality=modality, model_key=model_key
                 )
-                metadata[f"{modality}_{task}_model_key"] = model_key
-                metadata[f"{modality}_{task}_rows"] = len(rows)
-                context.log.info(f"{modality} {task}: {len(rows)} rows from {model_key}")
-        if untrained and not frames:
-            raise dg.Failure(
-                f"no model registered for encoder {', '.join(untrained)}: train first "
-                "(emojudge materialize <training set>)",
-                allow_retries=False,
             )
-        table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["utterance_id"])
-        table["run_id"] = context.run.run_id
+            metadata[f"{modality}_{task}_model_key"] = model_key
+            metadata[f"{modality}_{task}_rows"] = len(scoring.rows)
+            context.log.info(f"{modality} {task}: {len(scoring.rows)} rows from {model_key}")
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["utterance_id"])
+    table["run_id"] = context.run.run_id
+    with warehouse_db.connect() as con:
         warehouse.replace_partition(con, "logits", eval_set, table)
     metadata["dagster/row_count"] = len(table)
     return dg.MaterializeResult(metadata=metadata)

@@ -17,7 +17,7 @@ from emojudge_models.prosody import (
     prosody_version,
 )
 from emojudge_models.store import warehouse
-from emojudge_pipeline.assets.common import WAREHOUSE_POOL, markdown_preview, record_rejections
+from emojudge_pipeline.assets.common import markdown_preview, record_rejections
 from emojudge_pipeline.partitions import eval_sets_partitions
 from emojudge_pipeline.resources import IngestResource, TrainingResource, WarehouseResource
 
@@ -47,7 +47,6 @@ def _thresholds(
     partitions_def=eval_sets_partitions,
     deps=["utterances", "transcripts"],
     group_name="prosody",
-    pool=WAREHOUSE_POOL,
     kinds={"duckdb", "python"},
     description="Duration, level, loudness, pitch and rate per clip, and the description the LLM judge reads.",
 )

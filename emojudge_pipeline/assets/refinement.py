@@ -30,7 +30,7 @@ from emojudge_models.judge.gate import (
     gate_decision,
 )
 from emojudge_models.store import warehouse
-from emojudge_pipeline.assets.common import WAREHOUSE_POOL, markdown_preview
+from emojudge_pipeline.assets.common import markdown_preview
 from emojudge_pipeline.partitions import eval_sets_partitions
 from emojudge_pipeline.resources import JudgeResource, WarehouseResource
 
@@ -142,7 +142,6 @@ def _judgment_row(result: JudgeResult, config, context_row, run_id: str, earlier
     ],
     partitions_def=eval_sets_partitions,
     group_name="refinement",
-    pool=WAREHOUSE_POOL,
 )
 def refinement(context: dg.AssetExecutionContext, warehouse_db: WarehouseResource, judge: JudgeResource):
     eval_set = context.partition_key

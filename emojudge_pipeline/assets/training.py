@@ -29,7 +29,7 @@ from emojudge_models.models.text_classifier import TextFinetuneConfig, finetune_
 from emojudge_models.models.training import train_text_head
 from emojudge_models.profiles import text_encoder_path
 from emojudge_models.store import warehouse
-from emojudge_pipeline.assets.common import WAREHOUSE_POOL, markdown_preview
+from emojudge_pipeline.assets.common import markdown_preview
 from emojudge_pipeline.resources import ModelsResource, TrainingResource, WarehouseResource
 
 MODALITIES = ("audio", "text")
@@ -104,13 +104,13 @@ def _finetune_text(train, dev, task, models, log) -> tuple[TrainResult, TextFine
     return result, config, {}
 
 
-def _read_inputs(con, warehouse_db, sets, key, train, dev, modality, kind, training, log):
-    """What training needs from the warehouse and the feature store, read in the short read session."""
-    store = FeatureStore(con, warehouse_db.features_root)
+def _read_inputs(warehouse_db, sets, key, train, dev, modality, kind, training, log):
+    """What training needs from the feature store: frames or vectors, each read in the store's short sessions."""
+    store = FeatureStore(warehouse_db.connect, warehouse_db.features_root)
     if modality == "audio":
         normaliser = None
         if training.speaker_norm == "speaker":
-            normaliser = speaker_normaliser(con, store, sets, key)
+            normaliser = speaker_normaliser(store, sets, key)
             log.info(f"speaker normalisation: {normaliser.summary()}")
         train_frames = _normalised_frames(store, train.rows, key, normaliser)
         dev_frames = _normalised_frames(store, dev.rows, key, normaliser)
@@ -142,7 +142,6 @@ def build_training_asset(modality: str, task: str) -> dg.AssetsDefinition:
         name=f"{modality}_model_{task}",
         deps=[f"{modality}_features"],
         group_name="training",
-        pool=WAREHOUSE_POOL,
         kinds={"pytorch", "safetensors"},
         description=f"The {modality} {task} model trained on the cached {modality} features of the train split, "
         f"selected on the development split; registered in model_registry.",
@@ -175,7 +174,7 @@ def build_training_asset(modality: str, task: str) -> dg.AssetsDefinition:
                 return dg.MaterializeResult(
                     metadata={"model_key": mkey, "reused": True, f"dev_{existing.dev_metric_name}": existing.dev_metric}
                 )
-            inputs = _read_inputs(con, warehouse_db, sets, key, train, dev, modality, kind, training, context.log)
+        inputs = _read_inputs(warehouse_db, sets, key, train, dev, modality, kind, training, context.log)
         # Training runs outside any warehouse session, so other writers (other sets' runs) are never held up.
         context.log.info(f"training {kind} ({task}) on {len(train)} train / {len(dev)} development rows")
         if modality == "audio":

@@ -8,7 +8,7 @@ import dagster as dg
 from emojudge_models.ingest.audio import AudioRejected, audio_source
 from emojudge_models.ingest.corpus import Rejection
 from emojudge_models.store import warehouse
-from emojudge_pipeline.assets.common import WAREHOUSE_POOL, markdown_preview, record_rejections
+from emojudge_pipeline.assets.common import markdown_preview, record_rejections
 from emojudge_pipeline.partitions import eval_sets_partitions
 from emojudge_pipeline.resources import IngestResource, WarehouseResource
 
@@ -42,7 +42,6 @@ def _transcribe_chunk(recognizer, chunk, failures: list[Rejection]) -> dict[str,
     partitions_def=eval_sets_partitions,
     deps=["utterances"],
     group_name="ingest",
-    pool=WAREHOUSE_POOL,
     kinds={"duckdb", "python"},
     description="Machine transcripts (faster-whisper) where the corpus has none; utterances.transcript_source says "
     "asr:<model key> for them.",

@@ -24,6 +24,7 @@ def seed_set(
     ids = [f"u{i:02d}" for i in range(n)]
     probabilities = [0.3 if label == fused else 0.1 for label in EMOTIONS]
     with warehouse.connect(home) as con:
+        con.execute(warehouse.sql_text("ingest/register_eval_set.sql"), [eval_set, "manifest", str(home)])
         warehouse.replace_partition(
             con,
             "utterances",

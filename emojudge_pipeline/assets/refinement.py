@@ -182,7 +182,7 @@ def refinement(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
         ledger = DuckDBBatchLedger(warehouse_db.connect, eval_set, config.judge_key, run_id)
         try:
             with judge.session(ledger) as ask, writer:
-                ask(todo, on_result=writer.add)
+                ask(todo, on_result=_with_progress(writer.add, len(todo), context.log.info))
         except BatchesStillRunning as running:
             raise dg.Failure(
                 f"OpenAI batches still running ({', '.join(running.batch_ids)}); their ids are in "
@@ -234,6 +234,20 @@ def refinement(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
             "dagster/row_count": len(predictions),
         },
     )
+
+
+def _with_progress(on_result, total: int, log, every: int = 10):
+    """``on_result`` that also logs how many answers have arrived, every ``every`` and at the end."""
+    done = 0
+
+    def report(result: JudgeResult) -> None:
+        nonlocal done
+        on_result(result)
+        done += 1
+        if done % every == 0 or done == total:
+            log(f"judge answered {done}/{total}")
+
+    return report
 
 
 def _gate(con, mode: str, eval_set: str, config, rows: pd.DataFrame, judged: pd.DataFrame) -> GateDecision:

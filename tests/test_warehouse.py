@@ -43,7 +43,7 @@ def test_migration_from_version_1_keeps_rows(tmp_path: Path) -> None:
     old.execute((FIXTURES / "schema_v1.sql").read_text())
     old.close()
     with warehouse.connect(tmp_path) as con:
-        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 5
+        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 6
         row = con.execute("SELECT utterance_id, transcript, transcript_source FROM utterances").fetchall()
         assert row == [("u1", "hello there", "manifest")]
         assert con.execute("SELECT count(*) FROM feature_index").fetchone()[0] == 0
@@ -78,7 +78,7 @@ def test_migration_from_version_3_counts_responses_and_reopens_invalid_answers(t
                 [custom_id, custom_id, label, answered],
             )
     with warehouse.connect(tmp_path) as con:
-        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 5
+        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 6
         rows = con.execute("SELECT custom_id, label, answered, attempts FROM llm_judgments ORDER BY 1").fetchall()
     assert rows == [("http-500", None, False, 0), ("invalid", None, False, 1), ("valid", "sad", True, 1)]
 
@@ -105,7 +105,7 @@ def test_migration_from_version_4_adds_episode_columns_speakers_and_the_timeline
             "channels, run_id) VALUES ('demo', 'u1', '/c/u1.wav', 'abc', 1.5, 16000, 1, 'r')"
         )
     with warehouse.connect(tmp_path) as con:
-        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 5
+        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 6
         clip = con.execute("SELECT utterance_id, episode_sha256, start_s, end_s FROM utterances").fetchall()
         hint = con.execute("SELECT speakers_hint FROM eval_sets").fetchall()
         con.execute(

@@ -1,12 +1,12 @@
 """Fusion assets: one fitted fusion model per task (unpartitioned) and ``fused_predictions`` per evaluation set."""
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
 from emojudge_models.evaluation.plots import grid_curve_png
 from emojudge_models.fusion import data as fusion_data
 from emojudge_models.fusion.models import FusionModel
+from emojudge_models.fusion.predict import fused_rows
 from emojudge_models.fusion.strategy import (
     enough_rows,
     fit_fusion,
@@ -14,7 +14,7 @@ from emojudge_models.fusion.strategy import (
     fusion_model_key,
     input_model_keys,
 )
-from emojudge_models.labels import EMOTIONS, TASKS
+from emojudge_models.labels import TASKS
 from emojudge_models.models import registry
 from emojudge_models.store import warehouse
 from emojudge_pipeline.assets.common import image_metadata, markdown_preview
@@ -43,7 +43,8 @@ def build_fusion_model_asset(task: str) -> dg.AssetsDefinition:
             rows = con.execute(
                 warehouse.sql_text("fusion/logits_with_truth.sql"), [task, task, sets, splits, splits]
             ).df()
-        rows = fusion_data.labelled(rows, task)
+        # Fitting needs both modalities; utterances with one are scored from it alone (fusion/predict.py).
+        rows = fusion_data.complete(fusion_data.labelled(rows, task))
         n_dev = int((rows["split"] == "development").sum())
         if not enough_rows(rows, strategy):
             context.log.warning(f"too few {task} train/development logits in {sets}: fusion model not fitted")
@@ -100,24 +101,6 @@ def build_fusion_model_asset(task: str) -> dg.AssetsDefinition:
 fusion_models = [build_fusion_model_asset(task) for task in TASKS]
 
 
-def _fuse(task: str, model: registry.RegisteredModel, rows: pd.DataFrame) -> pd.DataFrame:
-    fitted = FusionModel.load(model.path)
-    X = fusion_data.features(rows)
-    out = pd.DataFrame(
-        {"utterance_id": rows["utterance_id"].to_numpy(), "task": task, "fusion_model_key": model.model_key}
-    )
-    if task == "categorical":
-        proba = fitted.predict_proba(X)
-        out["probabilities"] = list(proba.astype(np.float32))
-        out["predicted_label"] = [EMOTIONS[i] for i in proba.argmax(axis=1)]
-        out["audio_label"] = rows["audio_label"].to_numpy()
-        out["text_label"] = rows["text_label"].to_numpy()
-        out["modalities_agree"] = out["audio_label"] == out["text_label"]
-    else:
-        out["predicted_attributes"] = list(fitted.predict(X).astype(np.float32))
-    return out
-
-
 @dg.asset(
     partitions_def=eval_sets_partitions,
     deps=["logits", *[f"fusion_model_{task}" for task in TASKS]],
@@ -142,7 +125,8 @@ def fused_predictions(context: dg.AssetExecutionContext, warehouse_db: Warehouse
         if model is None or rows.empty:
             metadata[f"{task}_skipped"] = "no fusion model registered" if model is None else "no logits"
             continue
-        frames.append(_fuse(task, model, rows))
+        frames.append(fused_rows(FusionModel.load(model.path), rows, task, model.model_key))
+        metadata[f"{task}_single_modality_rows"] = int((frames[-1]["modalities"] != "audio+text").sum())
         metadata[f"{task}_fusion_model_key"] = model.model_key
         metadata[f"{task}_rows"] = len(rows)
     fused = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["utterance_id", "task"])

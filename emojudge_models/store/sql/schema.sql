@@ -147,8 +147,9 @@ CREATE TABLE IF NOT EXISTS fused_predictions (
     predicted_attributes FLOAT[],
     audio_label VARCHAR,
     text_label VARCHAR,
-    modalities_agree BOOLEAN,
+    modalities_agree BOOLEAN,           -- NULL when only one modality was available
     run_id VARCHAR NOT NULL,
+    modalities VARCHAR,                 -- audio+text (the fusion model) | audio | text (that modality alone); NULL before v6
     PRIMARY KEY (eval_set, utterance_id, task)
 );
 

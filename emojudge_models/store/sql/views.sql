@@ -23,6 +23,7 @@ SELECT
     coalesce(p.final_label, f.predicted_label) AS final_label,
     coalesce(p.changed, false) AS changed_by_judge,
     f.modalities_agree,
+    f.modalities AS fused_modalities,
     u.transcript,
     u.transcript_source,
     u.duration_s,

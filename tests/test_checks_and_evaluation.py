@@ -54,13 +54,23 @@ def test_fused_checks_fail_on_a_broken_table(tmp_path: Path) -> None:
     bad_sum = [0.5] * 8
     with_nan = [float("nan")] + [0.125] * 7
     with warehouse.connect(tmp_path) as con:
-        warehouse.replace_partition(con, "utterances", "s", _utterances(["a", "b", "c", "d", "e"]))
         warehouse.replace_partition(
             con,
             "fused_predictions",
             "s",
             _fused(["a", "b", "c", "d"], [good, bad_sum, with_nan, good], ["angry", "sad", "happy", "joy"]),
         )
+        # e has audio logits but no fused prediction: a defect; f has no logits at all (every input rejected): not one
+        warehouse.replace_partition(con, "utterances", "s", _utterances(["a", "b", "c", "d", "e", "f"]))
+        warehouse.replace_partition(
+            con,
+            "logits",
+            "s",
+            pd.DataFrame(
+                {"utterance_id": ["e"], "modality": "audio", "task": "categorical", "model_key": "m",
+                 "logits": [good], "probabilities": [good], "predicted_label": "angry", "run_id": "r"}
+            ),
+        )  # fmt: skip
         problems = fused_predictions_problems(con, "s")
     assert problems == {
         "probabilities_not_summing_to_1": 2,

@@ -89,8 +89,8 @@ class WarehouseResource(dg.ConfigurableResource):
         return self.home_path / "models"
 
     @contextmanager
-    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        with warehouse.connect(self.home_path, read_only=read_only) as con:
+    def connect(self, read_only: bool = False, publish: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+        with warehouse.connect(self.home_path, read_only=read_only, publish=publish) as con:
             yield con
 
     def eval_set(self, name: str) -> dict:

@@ -68,7 +68,7 @@ class Sessions:
         self.is_open = False
 
     @contextmanager
-    def __call__(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def __call__(self, publish: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
         assert not self.is_open, "the store nested a session inside another"
         self.opened += 1
         self.is_open = True

@@ -165,3 +165,14 @@ def test_snapshot_opens_in_plain_duckdb_read_only(tmp_path: Path) -> None:
         assert con.execute("SELECT count(*) FROM v_predictions").fetchone()[0] == 3
     finally:
         con.close()
+
+
+def test_an_unpublished_write_reaches_readers_with_the_next_published_session(tmp_path: Path) -> None:
+    write_partition(tmp_path, "a", 3, "r1")
+    with warehouse.connect(tmp_path, publish=False) as con:
+        warehouse.replace_partition(con, "utterances", "b", utterance_rows("b", 4, "r2"))
+    with warehouse.connect(tmp_path, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM utterances").fetchone()[0] == 3
+    write_partition(tmp_path, "c", 1, "r3")
+    with warehouse.connect(tmp_path, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM utterances").fetchone()[0] == 8

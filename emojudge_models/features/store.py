@@ -334,7 +334,8 @@ class FeatureStore:
                 "vector": pa.ListArray.from_arrays(offsets, pa.array(vectors.reshape(-1))),
             }
         )
-        with self.connect() as con, _registered(con, "_emojudge_new_vectors", table):
+        # Vectors matter to readers only with their index rows (replace_partition), whose session publishes them.
+        with self.connect(publish=False) as con, _registered(con, "_emojudge_new_vectors", table):
             con.execute(sql_text("features/insert_vectors.sql"), [key, modality])
 
     def stored_vectors(self, key: str, content_hashes: Iterable[str]) -> set[str]:

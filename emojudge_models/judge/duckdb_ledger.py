@@ -5,15 +5,10 @@ Each call opens its own short connection, so the warehouse is not held open whil
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
-
-import duckdb
+from collections.abc import Sequence
 
 from emojudge_models.judge.ledger import BatchRecord
-from emojudge_models.store.warehouse import sql_text
-
-Connect = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
+from emojudge_models.store.warehouse import Connect, sql_text
 
 
 class DuckDBBatchLedger:

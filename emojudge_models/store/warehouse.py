@@ -206,13 +206,14 @@ def check_storage_version(home: Path) -> None:
         return
 
 
-Connect = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
-"""Opens one short warehouse session, e.g. ``functools.partial(connect, home)`` or ``WarehouseResource.connect``."""
+Connect = Callable[..., AbstractContextManager[duckdb.DuckDBPyConnection]]
+"""Opens one short warehouse session, e.g. ``functools.partial(connect, home)`` or ``WarehouseResource.connect``
+(keyword ``publish=False`` accepted, see :func:`connect`)."""
 
 
 @contextmanager
 def connect(
-    home: Path, read_only: bool = False, lock_wait_s: float = LOCK_WAIT_S
+    home: Path, read_only: bool = False, lock_wait_s: float = LOCK_WAIT_S, publish: bool = True
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection to the warehouse of ``home``.
 
@@ -222,6 +223,9 @@ def connect(
     read commands, sensors, checks, notebooks, ``make sql``) open that snapshot, so they never hold the writer's
     lock and never make a run fail; they see new rows when they reconnect. Before the first write session has
     ended there is no snapshot and readers open the main file read-only.
+
+    ``publish=False`` skips the republish for intermediate writes readers do not need on their own (the feature
+    store's per-shard vectors): the next publishing session carries them, and the file copy is not paid per shard.
     """
     path = warehouse_path(home)
     if read_only:
@@ -249,7 +253,7 @@ def connect(
             with suppress(duckdb.Error, OSError):
                 _publish_snapshot(con, home)
             raise
-        if upgraded or _wal_state(path) != before or not snapshot_path(home).exists():
+        if upgraded or not snapshot_path(home).exists() or (publish and _wal_state(path) != before):
             _publish_snapshot(con, home)
     finally:
         con.close()

@@ -207,6 +207,7 @@ class WhisperCT2Encoder:
             "kind": "whisper-ct2",
             "model": source.name,
             "weights_sha256": weights_sha256(source),
+            "device": device.split(":")[0],
             "compute_type": self.compute_type,
             "window": window,
             "preprocessing": PREPROCESSING_VERSION,

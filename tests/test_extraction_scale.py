@@ -193,7 +193,7 @@ def test_failed_share_is_one_line_with_the_common_reason() -> None:
     assert failed_share_error(report_with(1, 0, ["x", "y"]), 0.7) is None
     message = failed_share_error(report_with(1, 0, ["bad", "bad", "worse"]), 0.5)
     assert message == "3 of 4 clips failed (75% > 50%); most common reason (2x): bad"
-    every = failed_share_error(report_with(0, 0, ["encoder failed: TypeError: t() takes 4 positional"] * 2), 1.0)
+    every = failed_share_error(report_with(0, 0, ["encoder failed: TypeError: boom"] * 2), 1.0)
     assert every == "2 of 2 clips failed (every clip); most common reason (2x): encoder failed: TypeError: boom"
     assert failed_share_error(report_with(0, 0, []), 0.0) is None
 

@@ -297,13 +297,20 @@ class _PendingStoreFrames:
         return results
 
 
+def _to_device(values: list[int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A small host list on ``device`` without waiting: through pinned memory on CUDA."""
+    pinned = device.type == "cuda"
+    return torch.tensor(values, dtype=dtype, pin_memory=pinned).to(device, non_blocking=pinned)
+
+
 def _store_summary(clips: list[torch.Tensor], dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """fp16 frames of ``clips`` back to back, and per clip [mean (dim), std (dim), non-finite rows, max |x|] in
     float32 (the mean/std of the frames before fp16 rounding, as ``features.store.pooled_vector`` computes them)."""
     device = clips[0].device
     packed = torch.cat(clips).float()
-    counts = torch.tensor([len(c) for c in clips], device=device)
-    segment = torch.repeat_interleave(torch.arange(len(clips), device=device), counts)
+    counts = _to_device([len(c) for c in clips], torch.int64, device)
+    # output_size: without it, repeat_interleave reads the total back from the device and waits for the batch.
+    segment = torch.repeat_interleave(torch.arange(len(clips), device=device), counts, output_size=len(packed))
     n = counts.clamp(min=1).to(torch.float32)[:, None]
     mean = torch.zeros((len(clips), dim), device=device).index_add_(0, segment, packed) / n
     centred = packed - mean[segment]
@@ -419,7 +426,7 @@ class HFAudioEncoder:
             row[len(piece) :] = padding_value
         inputs = {"input_values": host.to(self.device, non_blocking=pinned)}
         if self._passes_attention_mask:
-            valid = torch.tensor(lengths, dtype=torch.int32).to(self.device, non_blocking=pinned)
+            valid = _to_device(lengths, torch.int32, self.device)
             positions = torch.arange(values.shape[1], dtype=torch.int32, device=self.device)
             inputs["attention_mask"] = (positions[None, :] < valid[:, None]).to(torch.int32)
         return inputs

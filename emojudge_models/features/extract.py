@@ -222,21 +222,23 @@ class _BatchRunner:
         try:
             return [self._launch(waves)]
         except Exception as error:  # noqa: BLE001 - a model failure is reported per clip, never raised
-            if len(waves) == 1:
-                reason = f"encoder failed: {failure_reason(error)}"
-                return [_Launched(1, lambda: [reason])]
-            if not _is_out_of_memory(error):
-                return [launched for wave in waves for launched in self._run([wave])]
-            seconds = [len(w) / SAMPLE_RATE_HZ for w in waves]
-            padded = len(waves) * max(seconds)
-            self.budget_s = padded / 2
-            _release_cached_memory()
-            self._warn(
-                f"CUDA out of memory on a batch of {len(waves)} clips ({padded:.0f} s padded): batch halved to "
-                f"{self.budget_s:.0f} s of padded audio for the rest of the run"
-            )
-            groups = split_to_budget(seconds, self.budget_s)
-            return [launched for group in groups for launched in self._run([waves[i] for i in group])]
+            reason = f"encoder failed: {failure_reason(error)}"
+            out_of_memory = _is_out_of_memory(error)
+        # Retried only here, after the except block: its traceback (and the failed pass's tensors) is gone.
+        if len(waves) == 1:
+            return [_Launched(1, lambda: [reason])]
+        if not out_of_memory:
+            return [launched for wave in waves for launched in self._run([wave])]
+        seconds = [len(w) / SAMPLE_RATE_HZ for w in waves]
+        padded = len(waves) * max(seconds)
+        self.budget_s = padded / 2
+        _release_cached_memory()
+        self._warn(
+            f"CUDA out of memory on a batch of {len(waves)} clips ({padded:.0f} s padded): batch halved to "
+            f"{self.budget_s:.0f} s of padded audio for the rest of the run"
+        )
+        groups = split_to_budget(seconds, self.budget_s)
+        return [launched for group in groups for launched in self._run([waves[i] for i in group])]
 
 
 @dataclass

@@ -135,10 +135,10 @@ class Settings(BaseModel):
         "by device",
     )
     decode_workers: AtLeastOne | None = _setting(
-        None, "audio decoding threads of feature extraction; unset: 2 on CPU, 8 on CUDA", "by device"
+        None, "audio decoding threads of feature extraction; unset: 2 on CPU, 4 on CUDA", "by device"
     )
     write_workers: AtLeastOne | None = _setting(
-        None, "feature shard writing threads of feature extraction; unset: 1 on CPU, 4 on CUDA", "by device"
+        None, "feature shard writing threads of feature extraction; unset: 1 on CPU, 12 on CUDA", "by device"
     )
     max_failed_share: UnitInterval = _setting(
         0.5, "audio_features fails when more than this share of a partition's clips fail (always when all do)"

@@ -178,7 +178,7 @@ def test_split_to_budget_keeps_order_and_budget() -> None:
 def test_batch_and_lanes_by_device() -> None:
     assert auto_batch_seconds("cpu") == 100.0 == auto_batch_seconds("mps")
     assert auto_lanes("cpu", cpu_count=16) == (2, 1)
-    assert auto_lanes("cuda:1", cpu_count=16) == (8, 4)
+    assert auto_lanes("cuda:1", cpu_count=16) == (4, 12)
     assert auto_lanes("cuda", cpu_count=2) == (2, 2)
     assert Settings.from_env({}).batch_seconds is None
     assert Settings.from_env({"EMOJUDGE_WRITE_WORKERS": "3"}).write_workers == 3

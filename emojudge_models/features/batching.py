@@ -65,11 +65,13 @@ relative-position bias of 20-s chunks, a few copies of each); 12 s per GiB (~85 
 fragmentation. An out-of-memory still halves the batch (``features/extract.py``)."""
 MIN_BATCH_SECONDS = 20.0
 
-LANES = {"cpu": (2, 1), "cuda": (8, 4)}
-"""(decode, write) threads by device kind. On CPU the model needs the cores. On CUDA, 10,000x real time needs
-about 10,000 / 2,700 = 4 decode lanes and 10,000 / 4,600 = 3 write lanes at the per-lane rates measured on this
-project's shared 2-core VM (bench/RESULTS.md, "CPU stage ceilings"); twice the decode lanes and one spare writer
-cover slower storage and compressed audio. Never more lanes than the host has cores."""
+LANES = {"cpu": (2, 1), "cuda": (4, 12)}
+"""(decode, write) threads by device kind. On CPU the model needs the cores. On CUDA, per CPU second (one core per
+lane) this project's VM decoded ~4,100 s of 16 kHz PCM audio and wrote ~830 s of WavLM-Large fp16 frames into
+Parquet shards (bench/RESULTS.md, "CPU stage ceilings"): 10,000x real time needs 3 decode and 13 write lanes at
+those rates (the ``list<halffloat>`` Parquet encoding is ~90% of a writer's CPU). 4 and 12 (with the model's and the
+caller's threads, 16 cores, an H100/H200 host's share) reach it within the measurement's spread. Never more lanes
+than the host has cores."""
 
 
 def device_kind(device: str) -> str:

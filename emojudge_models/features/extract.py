@@ -52,6 +52,10 @@ from emojudge_models.settings import default
 
 _LOG = logging.getLogger(__name__)
 
+INDEX_IDLE_FACTOR = 9.0
+"""Caller time between two vector-insert sessions, as a multiple of the last session's length (see
+``_ShardWriter._insert_vectors``)."""
+
 ProgressCallback = Callable[[int, int], None]
 """Called with (items done, items to compute) after every batch."""
 
@@ -299,8 +303,10 @@ class _WriterLane:
 class _ShardWriter:
     """Fetches each batch's results (waiting for the device copy), writes fp16 frames on ``lanes`` worker threads
     (each filling its own shard), so the model's thread only runs the model. Results return in submission order
-    to the caller's thread, the only one touching DuckDB: a shard's vectors are inserted once its file is renamed
-    into place. At most two batches per lane wait, which bounds memory."""
+    to the caller's thread, the only one touching DuckDB: a shard's vectors are inserted after its file is renamed
+    into place, several shards per session when shards complete faster than sessions are cheap. A crash between
+    the two leaves shards without vectors, which the next run recomputes. At most two batches per lane wait,
+    which bounds memory."""
 
     def __init__(self, store: FeatureStore, key: str, flush_every: int, flush_bytes: int, lanes: int = 1) -> None:
         if lanes < 1:
@@ -309,6 +315,8 @@ class _ShardWriter:
         self._lanes = [_WriterLane(store, key, flush_every, flush_bytes) for _ in range(lanes)]
         self._submitted = 0
         self._jobs: deque[Future[_Processed]] = deque()
+        self._unindexed: list[tuple[list[str], np.ndarray]] = []
+        self._next_insert = 0.0
         self.stored: dict[str, StoredFrames] = {}
 
     def submit(self, clips: list[tuple[str, int]], launched: list[_Launched]) -> list[_Processed]:
@@ -329,10 +337,23 @@ class _ShardWriter:
             result = self._jobs.popleft().result()
             for hashes, stored, vectors in result.shards:
                 self._store.remember(self._key, hashes, stored)
-                self._store.add_vectors(self._key, "audio", hashes, vectors)
                 self.stored.update(zip(hashes, stored, strict=True))
+                self._unindexed.append((hashes, vectors))
             finished.append(result)
+        self._insert_vectors(now=keep == 0)
         return finished
+
+    def _insert_vectors(self, now: bool) -> None:
+        """Insert the completed shards' vectors in one session: the first at once, later ones once the caller has
+        spent ``INDEX_IDLE_FACTOR`` times the last session's length on other work, so index sessions (a DuckDB
+        open, insert and checkpoint: 0.1-0.5 s here) cost the model's thread at most ~10% at any shard rate."""
+        if not self._unindexed or (not now and time.perf_counter() < self._next_insert):
+            return
+        started = time.perf_counter()
+        hashes = [sha for shard_hashes, _ in self._unindexed for sha in shard_hashes]
+        self._store.add_vectors(self._key, "audio", hashes, np.concatenate([v for _, v in self._unindexed]))
+        self._unindexed = []
+        self._next_insert = time.perf_counter() + INDEX_IDLE_FACTOR * (time.perf_counter() - started)
 
     def __enter__(self) -> _ShardWriter:
         return self

@@ -354,3 +354,27 @@ def test_text_encoder_key_holds_device_and_dtype(tmp_path: Path) -> None:
         "bfloat16",
     )
     assert encoder_key(fp32.spec) != encoder_key(bf16.spec)
+
+
+def test_vectors_of_several_shards_go_in_one_session(
+    store: FeatureStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first shard's vectors are inserted at once, later ones together once the caller has done enough other
+    work (here: never before the end), so index sessions do not cost one DuckDB open per shard."""
+    from emojudge_models.features import extract
+
+    monkeypatch.setattr(extract, "INDEX_IDLE_FACTOR", 1e9)
+    inserted: list[int] = []
+    add_vectors = store.add_vectors
+
+    def counting_add_vectors(key, modality, hashes, vectors):
+        inserted.append(len(hashes))
+        add_vectors(key, modality, hashes, vectors)
+
+    monkeypatch.setattr(store, "add_vectors", counting_add_vectors)
+    clips = write_clips(tmp_path / "audio", [1.0] * 6)
+    report = extract_audio_features(store, AcousticEncoder(), clips, run_id="r", flush_every=1, batch_seconds=2.0)
+    assert report.computed == 6
+    # Batches of two 1-s clips, one shard per clip: the first batch's two shards at once, the other four at the end.
+    assert inserted == [2, 4]
+    assert len(store.stored_vectors(report.encoder_key, [c.audio_sha256 for c in clips])) == 6

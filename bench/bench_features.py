@@ -349,9 +349,9 @@ def large_benchmark(args: argparse.Namespace) -> None:
         )
         rows.append(("pipeline (decode to fp16 shards)", report.throughput_x_realtime, gpu_gb(), 0.0))
     print(
-        f"device: {device_name}; model: WavLM-Large architecture (random weights), {encoder.compute_dtype} "
-        f"autocast; batch_seconds={batch_seconds:.0f}, decode lanes {decode_lanes}, write lanes {write_lanes}; "
-        f"{os.cpu_count()} CPU cores"
+        f"device: {device_name}; model: WavLM-Large architecture (random weights), compute dtype "
+        f"{encoder.spec['compute_dtype']}; batch_seconds={batch_seconds:.0f}, decode lanes {decode_lanes}, "
+        f"write lanes {write_lanes}; {os.cpu_count()} CPU cores"
     )
     print(
         f"audio: {len(durations)} synthetic clips, {sum(durations):.0f} s ({sum(durations) / 3600:.2f} h); "
@@ -363,7 +363,7 @@ def large_benchmark(args: argparse.Namespace) -> None:
         tflops = speed * flops_per_audio_second / 1e12
         share = f"{tflops / peak:.1%} of {peak:g}" if peak else "n/a"
         note = f" ({subset_seconds:.0f} s of audio)" if subset_seconds else ""
-        print(f"| {label}{note} | {speed:,.0f} | {tflops:,.1f} | {share} | {memory:.1f} GB |")
+        print(f"| {label}{note} | {speed:,.1f} | {tflops:,.2f} | {share} | {memory:.1f} GB |")
     print(f"pipeline failed clips: {len(report.failed)}; pipeline / baseline: {rows[2][1] / rows[0][1]:.1f}x")
 
 

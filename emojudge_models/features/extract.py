@@ -6,9 +6,9 @@ encoder with ``encode_for_store`` converts to fp16 and pools on its device and c
 shards flushed every ``flush_every`` clips by writer threads -> ``feature_index`` rows of each eval set replaced in
 one transaction. A CUDA out-of-memory halves the padded-audio budget for the rest of the run, with one log line.
 Only clip metadata is held for the whole partition; audio and frames are held for a few batches and one shard at
-a time. The warehouse is touched only in
-short sessions the store opens (lookups before, one write per completed shard or group of text vectors, the index
-at the end), never while the model runs, so other processes' writers are not held up by a long extraction.
+a time. The warehouse is touched only in short sessions the store opens (lookups before, one vector insert per
+group of completed shards or of text vectors, the index at the end), never while the model runs, so other
+processes' writers are not held up by a long extraction.
 Per-clip problems (undecodable file, changed file, encoder error, non-finite output) are returned in the
 report, never raised; :func:`failed_share_error` says when there are too many of them for the run to count.
 """

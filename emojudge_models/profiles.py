@@ -27,8 +27,17 @@ class Profile:
 
     @property
     def normalize_waveform(self) -> bool:
-        """The paper's train-set mean/std waveform normalisation applies to Hugging Face speech encoders."""
-        return self.audio_encoder.get("kind") == "hf"
+        """The paper's train-set mean/std waveform normalisation applies to Hugging Face speech encoders, unless
+        the configuration asks for the model's own per-clip normalisation (``"clip_norm": true``) instead."""
+        return self.audio_encoder.get("kind") == "hf" and self.audio_encoder.get("clip_norm") is not True
+
+    @property
+    def audio_encoder_config(self) -> dict[str, Any]:
+        """The audio encoder config to build: with train-set normalisation, the encoder's per-clip normalisation
+        is off (it would cancel it), whatever the checkpoint's ``do_normalize`` says."""
+        if self.normalize_waveform:
+            return {"clip_norm": False, **self.audio_encoder}
+        return self.audio_encoder
 
 
 PROFILES: dict[str, Profile] = {

@@ -128,8 +128,20 @@ class Settings(BaseModel):
         None, "head (a head on cached text vectors, CPU) or finetune (the whole text encoder)", "profile's"
     )
     device: Device = _setting("auto", "auto (cuda when available), cpu, cuda, cuda:1 ...")
-    batch_seconds: PositiveFloat = _setting(
-        100.0, "padded audio per encoder forward pass (~1000 for WavLM-Large bf16 on an 80 GB GPU)"
+    batch_seconds: PositiveFloat | None = _setting(
+        None,
+        "padded audio per encoder forward pass; unset: 100 on CPU, from free memory on CUDA (up to 1000); "
+        "halved after an out-of-memory",
+        "by device",
+    )
+    decode_workers: AtLeastOne | None = _setting(
+        None, "audio decoding threads of feature extraction; unset: 2 on CPU, 4 on CUDA", "by device"
+    )
+    write_workers: AtLeastOne | None = _setting(
+        None, "feature shard writing threads of feature extraction; unset: 1 on CPU, 12 on CUDA", "by device"
+    )
+    max_failed_share: UnitInterval = _setting(
+        0.5, "audio_features fails when more than this share of a partition's clips fail (always when all do)"
     )
     pitch_tracker: PitchTracker = _setting("yin", "prosody pitch tracker: yin (fast) or pyin (the paper's, slow)")
     audio_pooling: AudioPooling = _setting(

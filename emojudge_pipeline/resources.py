@@ -117,7 +117,10 @@ class ModelsResource(dg.ConfigurableResource):
     text_encoder: str = setting("text_encoder")
     text_training: str = Field("", description=describe("text_training") + "; empty: the profile's")
     device: Device = setting("device")
-    batch_seconds: PositiveFloat = setting("batch_seconds")
+    batch_seconds: PositiveFloat | None = setting("batch_seconds")
+    decode_workers: AtLeastOne | None = setting("decode_workers")
+    write_workers: AtLeastOne | None = setting("write_workers")
+    max_failed_share: UnitInterval = setting("max_failed_share")
     seed: int = 13
 
     def resolved(self) -> Profile:
@@ -131,7 +134,7 @@ class ModelsResource(dg.ConfigurableResource):
         return "cuda" if torch.cuda.is_available() else "cpu"
 
     def build_audio_encoder(self) -> AudioEncoder:
-        return _cached_audio_encoder(_freeze(self.resolved().audio_encoder), self.torch_device())
+        return _cached_audio_encoder(_freeze(self.resolved().audio_encoder_config), self.torch_device())
 
     def build_text_encoder(self) -> TextEncoder:
         return _cached_text_encoder(_freeze(self.resolved().text_encoder), self.torch_device())
@@ -164,6 +167,9 @@ def default_models(settings: Settings) -> ModelsResource:
         text_training=settings.text_training or "",
         device=settings.device,
         batch_seconds=settings.batch_seconds,
+        decode_workers=settings.decode_workers,
+        write_workers=settings.write_workers,
+        max_failed_share=settings.max_failed_share,
     )
 
 

@@ -35,7 +35,8 @@ def test_defaults() -> None:
     settings = Settings.from_env({})
     assert settings.home == Path(".emojudge").resolve()
     assert settings.dagster_dir == Path(".emojudge").resolve() / "dagster"
-    assert (settings.profile, settings.device, settings.batch_seconds) == ("local", "auto", 100.0)
+    assert (settings.profile, settings.device, settings.batch_seconds) == ("local", "auto", None)
+    assert (settings.decode_workers, settings.write_workers, settings.max_failed_share) == (None, None, 0.5)
     assert (settings.audio_encoder, settings.text_encoder, settings.text_training) == ("", "", None)
     assert (settings.pitch_tracker, settings.audio_pooling, settings.speaker_norm) == ("yin", "ensemble", "speaker")
     assert (settings.head_lr, settings.max_epochs, settings.patience, settings.fusion_fit) == (1e-3, 40, 8, "train")
@@ -53,7 +54,8 @@ def test_defaults() -> None:
 
 def test_every_documented_variable_is_a_setting() -> None:
     names = {env_name(field) for field in Settings.model_fields}
-    expected = "HOME PROFILE AUDIO_ENCODER TEXT_ENCODER TEXT_TRAINING DEVICE BATCH_SECONDS PITCH_TRACKER AUDIO_POOLING "
+    expected = "HOME PROFILE AUDIO_ENCODER TEXT_ENCODER TEXT_TRAINING DEVICE BATCH_SECONDS DECODE_WORKERS "
+    expected += "WRITE_WORKERS MAX_FAILED_SHARE PITCH_TRACKER AUDIO_POOLING "
     expected += "SPEAKER_NORM HEAD_LR MAX_EPOCHS PATIENCE FUSION_FIT ASR TRAIN_SETS MAX_DURATION_S DEMO_DATA JUDGE "
     expected += "JUDGE_MODEL JUDGE_BASE_URL JUDGE_THRESHOLD JUDGE_TEMPERATURE JUDGE_SCOPE JUDGE_SPLITS LOG_LEVEL "
     expected += "JUDGE_GATE JUDGE_SHOW_PROBABILITY INBOX MAX_EPISODE_S SEGMENT_MIN_S SEGMENT_MAX_S TIMELINE_WINDOW_S "

@@ -8,9 +8,20 @@ layer-norm convolution stacks such as WavLM-Large; group-norm stacks such as wav
 padded signal in their first layer, so their frames move slightly with padding). WavLM's attention runs through
 SDPA here (transformers has no SDPA path for it); other models get ``attn_implementation="sdpa"`` where supported.
 
-Device and compute dtype are deliberately not part of the ``spec``: bf16 and fp32 frames of one model differ by
-about the fp16 storage rounding and serve the same downstream heads. ``dtype="auto"``: bf16 autocast on CUDA
-(fp16 where bf16 is missing), fp32 on CPU; always under ``torch.inference_mode``.
+The device kind and compute dtype are part of the ``spec`` (and so of the cache key): CPU fp32 and GPU bf16 frames
+of one model differ, and a cache entry must hold one or the other. ``dtype="auto"``: bf16 autocast on CUDA (fp16
+where bf16 is missing), fp32 on CPU; always under ``torch.inference_mode``.
+
+Per-clip waveform normalisation (``clip_norm``) follows the checkpoint's ``do_normalize`` unless set; the resolved
+choice is in the ``spec``. Train-set normalisation (``features/waveform_stats.py``) and per-clip normalisation
+exclude each other: a per-clip z-norm undoes any affine map applied before it, so the paper profile turns
+``clip_norm`` off (``profiles.py``).
+
+For the feature store, :meth:`HFAudioEncoder.encode_for_store` keeps the host thread to launching work: the padded
+batch is written into one pinned host buffer and copied asynchronously, the sample mask is built on the device
+(int32, from the lengths), frames are stitched, checked, pooled (mean ++ std) and converted to fp16 on the device,
+and copied back into pinned memory without blocking; the writer thread that calls ``result()`` waits for that copy.
+Everything runs on the current CUDA stream, in order, so a buffer is never reused before its copy is done.
 """
 
 from __future__ import annotations
@@ -36,7 +47,7 @@ from transformers import (
 )
 from transformers.utils import cached_file, extract_commit_hash
 
-from emojudge_models.encoders.base import SAMPLE_RATE_HZ
+from emojudge_models.encoders.base import SAMPLE_RATE_HZ, StoreFrames, frame_problem
 
 PREPROCESSING_VERSION = "1"
 """Bump when the waveform/text preparation in this module changes the features."""
@@ -119,6 +130,11 @@ def _resolve_device_and_dtype(device: str | torch.device, dtype: DtypePolicy) ->
     return resolved, getattr(torch, dtype)
 
 
+def _compute_identity(device: torch.device, compute_dtype: torch.dtype) -> dict[str, str]:
+    """The device kind and compute dtype, for the ``spec``: features computed differently never share a key."""
+    return {"device": device.type, "compute_dtype": str(compute_dtype).removeprefix("torch.")}
+
+
 def _load_model(model_name_or_path: str | Path, revision: str | None) -> PreTrainedModel:
     """``AutoModel`` with SDPA attention where the architecture supports it, its default otherwise."""
     try:
@@ -127,16 +143,25 @@ def _load_model(model_name_or_path: str | Path, revision: str | None) -> PreTrai
         return AutoModel.from_pretrained(str(model_name_or_path), revision=revision)
 
 
+WAVLM_ATTENTION_PARAMETERS = ("hidden_states", "attention_mask", "gated_position_bias")
+"""The leading parameters of ``WavLMAttention.torch_multi_head_self_attention`` in every transformers version that
+has it (>= 4.56: a fourth, ``output_attentions``, up to 5.15; three since)."""
+
+
 def _wavlm_sdpa_self_attention(
     self: torch.nn.Module,
     hidden_states: torch.Tensor,
     attention_mask: torch.Tensor | None,
     gated_position_bias: torch.Tensor,
+    *_: Any,
+    **__: Any,
 ) -> tuple[torch.Tensor, None]:
     """WavLM self-attention through ``F.scaled_dot_product_attention``, same maths as the eager path.
 
     transformers runs WavLM through ``F.multi_head_attention_forward(need_weights=True)``, which materialises
     and averages the attention weights; SDPA with the gated relative-position bias as an additive mask does not.
+    Arguments after the third (``output_attentions`` in transformers 4.56-5.15) are accepted and ignored: no
+    attention weights are returned, which callers that do not ask for them discard.
     """
     batch, length, _ = hidden_states.shape
 
@@ -151,10 +176,25 @@ def _wavlm_sdpa_self_attention(
     return self.out_proj(attended.transpose(1, 2).reshape(batch, length, self.embed_dim)), None
 
 
-def _use_sdpa_for_wavlm(model: torch.nn.Module) -> None:
+def _patchable(method: Any) -> bool:
+    """Whether ``method`` takes the arguments the SDPA replacement understands, in that order."""
+    try:
+        names = list(inspect.signature(method).parameters)
+    except (TypeError, ValueError):
+        return False
+    return tuple(names[: len(WAVLM_ATTENTION_PARAMETERS)]) == WAVLM_ATTENTION_PARAMETERS
+
+
+def _use_sdpa_for_wavlm(model: torch.nn.Module) -> int:
+    """Route WavLM attention through SDPA where the installed transformers calls it as expected; a version with
+    another signature keeps its own (eager) attention rather than failing every clip. Returns the modules patched."""
+    patched = 0
     for module in model.modules():
-        if type(module).__name__ == "WavLMAttention" and hasattr(module, "torch_multi_head_self_attention"):
+        method = getattr(module, "torch_multi_head_self_attention", None)
+        if type(module).__name__ == "WavLMAttention" and method is not None and _patchable(method):
             module.torch_multi_head_self_attention = types.MethodType(_wavlm_sdpa_self_attention, module)
+            patched += 1
+    return patched
 
 
 def _fold_parametrizations(model: torch.nn.Module) -> None:
@@ -205,16 +245,82 @@ def _chunk_bounds(n_samples: int, chunk_samples: int, step_samples: int) -> list
     return [(k * step_samples, min(k * step_samples + chunk_samples, n_samples)) for k in range(n_chunks)]
 
 
+def _stitch_spans(lengths: list[int], offsets: list[int], overlap_frames: int) -> list[tuple[int, int]]:
+    """The (start, stop) rows kept of each chunk: each overlap is cut at its midpoint."""
+    last = len(lengths) - 1
+    return [
+        (
+            0 if k == 0 else overlap_frames // 2,
+            lengths[k] if k == last else offsets[k + 1] - offsets[k] + overlap_frames // 2,
+        )
+        for k in range(len(lengths))
+    ]
+
+
 def stitch_chunks(chunks: list[np.ndarray], offsets: list[int], overlap_frames: int) -> np.ndarray:
     """Join per-chunk frames placed at global frame ``offsets``; each overlap is cut at its midpoint."""
     if len(chunks) == 1:
         return chunks[0]
-    pieces = []
-    for k, (frames, offset) in enumerate(zip(chunks, offsets, strict=True)):
-        start = 0 if k == 0 else overlap_frames // 2
-        stop = len(frames) if k == len(chunks) - 1 else offsets[k + 1] - offset + overlap_frames // 2
-        pieces.append(frames[start:stop])
-    return np.concatenate(pieces, axis=0)
+    spans = _stitch_spans([len(c) for c in chunks], offsets, overlap_frames)
+    return np.concatenate([frames[start:stop] for frames, (start, stop) in zip(chunks, spans, strict=True)], axis=0)
+
+
+class _PendingStoreFrames:
+    """Store-ready frames of one batch: fp16 frames of every clip back to back, and per clip its pooled vector,
+    a non-finite row count and its largest absolute value (one float32 row). On CUDA both are copied into pinned
+    memory without blocking; ``result`` waits for the copy (releasing the GIL) on whichever thread calls it."""
+
+    def __init__(self, half: torch.Tensor, summary: torch.Tensor, counts: list[int], dim: int) -> None:
+        self._counts, self._dim = counts, dim
+        self._event: torch.cuda.Event | None = None
+        if half.device.type == "cuda":
+            self._half = torch.empty(half.shape, dtype=half.dtype, pin_memory=True)
+            self._summary = torch.empty(summary.shape, dtype=summary.dtype, pin_memory=True)
+            self._half.copy_(half, non_blocking=True)
+            self._summary.copy_(summary, non_blocking=True)
+            self._event = torch.cuda.Event()
+            self._event.record()
+        else:
+            self._half, self._summary = half.cpu(), summary.cpu()
+
+    def result(self) -> list[StoreFrames | str]:
+        if self._event is not None:
+            self._event.synchronize()
+        half, summary = self._half.numpy(), self._summary.numpy()
+        dim, start = self._dim, 0
+        results: list[StoreFrames | str] = []
+        for index, count in enumerate(self._counts):
+            row = summary[index]
+            problem = frame_problem((count, dim), dim, finite=row[2 * dim] == 0, max_abs=float(row[2 * dim + 1]))
+            results.append(problem or StoreFrames(half[start : start + count], row[: 2 * dim]))
+            start += count
+        return results
+
+
+def _to_device(values: list[int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A small host list on ``device`` without waiting: through pinned memory on CUDA."""
+    pinned = device.type == "cuda"
+    return torch.tensor(values, dtype=dtype, pin_memory=pinned).to(device, non_blocking=pinned)
+
+
+def _store_summary(clips: list[torch.Tensor], dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """fp16 frames of ``clips`` back to back, and per clip [mean (dim), std (dim), non-finite rows, max |x|] in
+    float32 (the mean/std of the frames before fp16 rounding, as ``features.store.pooled_vector`` computes them)."""
+    device = clips[0].device
+    packed = torch.cat(clips).float()
+    counts = _to_device([len(c) for c in clips], torch.int64, device)
+    # output_size: without it, repeat_interleave reads the total back from the device and waits for the batch.
+    segment = torch.repeat_interleave(torch.arange(len(clips), device=device), counts, output_size=len(packed))
+    n = counts.clamp(min=1).to(torch.float32)[:, None]
+    mean = torch.zeros((len(clips), dim), device=device).index_add_(0, segment, packed) / n
+    centred = packed - mean[segment]
+    std = (torch.zeros_like(mean).index_add_(0, segment, centred * centred) / n).sqrt()
+    bad_rows = (~torch.isfinite(packed)).any(dim=1).to(torch.float32)
+    bad = torch.zeros(len(clips), device=device).index_add_(0, segment, bad_rows)
+    peak = torch.zeros(len(clips), device=device).scatter_reduce_(
+        0, segment, packed.abs().amax(dim=1), reduce="amax", include_self=True
+    )
+    return packed.to(torch.float16), torch.cat([mean, std, bad[:, None], peak[:, None]], dim=1)
 
 
 class HFAudioEncoder:
@@ -223,6 +329,7 @@ class HFAudioEncoder:
     ``layers``: hidden-state indices (0 = input embeddings, L or -1 = the final ``last_hidden_state``; several
     are averaged) or "weighted-avg".
     Clips longer than ``max_chunk_s`` are cut into windows overlapping by ``chunk_overlap_s`` and stitched.
+    ``clip_norm``: z-normalise each clip's waveform (None: as the checkpoint's ``do_normalize`` says).
     """
 
     def __init__(
@@ -234,6 +341,7 @@ class HFAudioEncoder:
         dtype: DtypePolicy = "auto",
         max_chunk_s: float = 20.0,
         chunk_overlap_s: float = 2.0,
+        clip_norm: bool | None = None,
     ) -> None:
         self.device, self.compute_dtype = _resolve_device_and_dtype(device, dtype)
         model = _load_model(model_name_or_path, revision)
@@ -244,6 +352,13 @@ class HFAudioEncoder:
                 f"{model_name_or_path}: {type(self.feature_extractor).__name__} is not a raw-waveform feature "
                 f"extractor; supported are wav2vec2-style models (WavLM, wav2vec2, HuBERT) and Whisper encoders"
             )
+        if self.is_whisper and clip_norm:
+            raise ValueError(f"{model_name_or_path}: clip_norm applies to raw-waveform models, not Whisper")
+        self.clip_norm = (
+            False
+            if self.is_whisper
+            else bool(getattr(self.feature_extractor, "do_normalize", False) if clip_norm is None else clip_norm)
+        )
         self.model = (model.get_encoder() if self.is_whisper else model).eval().to(self.device)
         _fold_parametrizations(self.model)
         if model.config.model_type == "wavlm":
@@ -273,6 +388,8 @@ class HFAudioEncoder:
             "layers": list(self._layer_indices) if isinstance(self._layer_indices, tuple) else "weighted-avg",
             "preprocessing": PREPROCESSING_VERSION,
             "chunk": {"max_s": max_chunk_s, "overlap_s": chunk_overlap_s},
+            "clip_norm": self.clip_norm,
+            **_compute_identity(self.device, self.compute_dtype),
         }
 
     @staticmethod
@@ -289,56 +406,86 @@ class HFAudioEncoder:
         return [max(0, min(n_frames_out, int(n))) for n in lengths]
 
     def _waveform_inputs(self, pieces: list[np.ndarray]) -> dict[str, torch.Tensor]:
-        """Padded ``input_values`` and sample mask, computed as ``Wav2Vec2FeatureExtractor`` does (per-clip zero
-        mean / unit variance over the clip's own samples, padding set to ``padding_value``) but written straight
-        into one buffer: the extractor's own padding path costs ~0.6 s of CPU per 1000 s of audio, this ~40 ms."""
+        """Padded ``input_values`` and int32 sample mask, as ``Wav2Vec2FeatureExtractor`` makes them (per-clip zero
+        mean / unit variance when ``clip_norm``, padding set to ``padding_value``), written straight into one
+        buffer (pinned on CUDA, copied without blocking): the extractor's own path costs ~0.6 s of CPU per 1000 s
+        of audio, this one copy. The mask is built on the device from the lengths (no host array, no copy)."""
         lengths = [len(p) for p in pieces]
+        pinned = self.device.type == "cuda"
         padding_value = float(getattr(self.feature_extractor, "padding_value", 0.0))
-        normalize = bool(getattr(self.feature_extractor, "do_normalize", False))
-        values = np.full((len(pieces), max(lengths)), padding_value, dtype=np.float32)
-        mask = np.zeros(values.shape, dtype=np.int64)
-        for row, piece in enumerate(pieces):
+        host = torch.empty((len(pieces), max(lengths)), dtype=torch.float32, pin_memory=pinned)
+        values = host.numpy()
+        for row, piece in zip(values, pieces, strict=True):
             piece = piece.astype(np.float32, copy=False)
-            values[row, : len(piece)] = (piece - piece.mean()) / np.sqrt(piece.var() + 1e-7) if normalize else piece
-            mask[row, : len(piece)] = 1
-        inputs = {"input_values": torch.from_numpy(values).to(self.device, non_blocking=True)}
+            target = row[: len(piece)]
+            if self.clip_norm:
+                np.subtract(piece, piece.mean(), out=target)
+                np.divide(target, np.sqrt(piece.var() + 1e-7), out=target)
+            else:
+                target[:] = piece
+            row[len(piece) :] = padding_value
+        inputs = {"input_values": host.to(self.device, non_blocking=pinned)}
         if self._passes_attention_mask:
-            inputs["attention_mask"] = torch.from_numpy(mask).to(self.device, non_blocking=True)
+            valid = _to_device(lengths, torch.int32, self.device)
+            positions = torch.arange(values.shape[1], dtype=torch.int32, device=self.device)
+            inputs["attention_mask"] = (positions[None, :] < valid[:, None]).to(torch.int32)
         return inputs
 
-    def _forward(self, pieces: list[np.ndarray]) -> list[np.ndarray]:
-        """One padded forward pass over ``pieces``; returns each piece's valid frames as float32."""
+    def _forward(self, pieces: list[np.ndarray]) -> tuple[torch.Tensor, list[int]]:
+        """One padded forward pass over ``pieces``: the (pieces, frames, dim) output on the device and each
+        piece's number of valid frames. Call under ``torch.inference_mode``."""
         if self.is_whisper:
             features = self.feature_extractor(pieces, sampling_rate=SAMPLE_RATE_HZ, return_tensors="pt")
-            model_inputs = {"input_features": features["input_features"].to(self.device, non_blocking=True)}
+            model_inputs = {"input_features": features["input_features"].to(self.device)}
         else:
             model_inputs = self._waveform_inputs(pieces)
         autocast = self.compute_dtype != torch.float32
-        with (
-            torch.inference_mode(),
-            torch.autocast(self.device.type, dtype=self.compute_dtype, enabled=autocast),
-        ):
+        with torch.autocast(self.device.type, dtype=self.compute_dtype, enabled=autocast):
             output = self.model(**model_inputs, output_hidden_states=not self._last_only)
             frames = _select_layers(output, self._layer_indices, self.n_layers)
-        frames = frames.float().cpu().numpy()
-        valid = self._valid_frames([len(p) for p in pieces], frames.shape[1])
-        return [frames[i, :n] for i, n in enumerate(valid)]
+        return frames, self._valid_frames([len(p) for p in pieces], frames.shape[1])
 
-    def encode_batch(self, waves: list[np.ndarray]) -> list[np.ndarray]:
-        """Frames (n_frames, dim) per clip; long clips go through as overlapping chunks in the same pass."""
+    def _pieces(self, waves: list[np.ndarray]) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
+        """Each clip cut into chunks, with (clip index, global frame offset) per chunk."""
         pieces: list[np.ndarray] = []
         owners: list[tuple[int, int]] = []
         for clip_index, wave in enumerate(waves):
             for start, stop in _chunk_bounds(len(wave), self._chunk_samples, self._step_samples):
                 pieces.append(wave[start:stop])
                 owners.append((clip_index, start // self._samples_per_frame))
-        outputs = self._forward(pieces)
-        per_clip: list[list[tuple[int, np.ndarray]]] = [[] for _ in waves]
+        return pieces, owners
+
+    def _per_clip(self, n_clips: int, owners: list[tuple[int, int]], outputs: list[Any]) -> list[list[Any]]:
+        per_clip: list[list[tuple[int, Any]]] = [[] for _ in range(n_clips)]
         for (clip_index, offset), frames in zip(owners, outputs, strict=True):
             per_clip[clip_index].append((offset, frames))
+        return per_clip
+
+    def encode_batch(self, waves: list[np.ndarray]) -> list[np.ndarray]:
+        """Frames (n_frames, dim) per clip; long clips go through as overlapping chunks in the same pass."""
+        pieces, owners = self._pieces(waves)
+        with torch.inference_mode():
+            frames, valid = self._forward(pieces)
+            host = frames.float().cpu().numpy()
+        per_clip = self._per_clip(len(waves), owners, [host[i, :n] for i, n in enumerate(valid)])
         return [
             stitch_chunks([f for _, f in chunks], [o for o, _ in chunks], self._overlap_frames) for chunks in per_clip
         ]
+
+    def encode_for_store(self, waves: list[np.ndarray]) -> _PendingStoreFrames:
+        """Launch one batch and return at once: stitching, checks, pooling and fp16 run on the device, and the
+        copy back does not block (see the module docstring); ``result()`` waits for it."""
+        pieces, owners = self._pieces(waves)
+        with torch.inference_mode():
+            frames, valid = self._forward(pieces)
+            per_clip = self._per_clip(len(waves), owners, [frames[i, :n] for i, n in enumerate(valid)])
+            clips = []
+            for chunks in per_clip:
+                spans = _stitch_spans([len(f) for _, f in chunks], [o for o, _ in chunks], self._overlap_frames)
+                parts = [f[start:stop] for (_, f), (start, stop) in zip(chunks, spans, strict=True)]
+                clips.append(parts[0] if len(parts) == 1 else torch.cat(parts))
+            half, summary = _store_summary(clips, self.dim)
+            return _PendingStoreFrames(half, summary, [len(c) for c in clips], self.dim)
 
 
 class HFTextEncoder:
@@ -373,6 +520,7 @@ class HFTextEncoder:
             "pooling": pooling,
             "max_length": max_length,
             "preprocessing": PREPROCESSING_VERSION,
+            **_compute_identity(self.device, self.compute_dtype),
         }
 
     def encode_batch(self, texts: list[str]) -> np.ndarray:

@@ -199,6 +199,7 @@ class WhisperCT2Encoder:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         source = resolve_model(model)
+        self.device = device
         self.compute_type = compute_type or default_compute_type(device)
         self.window = window
         self.batch_size = batch_size
@@ -207,6 +208,7 @@ class WhisperCT2Encoder:
             "kind": "whisper-ct2",
             "model": source.name,
             "weights_sha256": weights_sha256(source),
+            "device": device.split(":")[0],
             "compute_type": self.compute_type,
             "window": window,
             "preprocessing": PREPROCESSING_VERSION,

@@ -91,10 +91,28 @@ def normalize_waveform(wave: np.ndarray, stats: WaveformStats) -> np.ndarray:
     return ((wave - stats.mean) / stats.std).astype(np.float32)
 
 
+def normalize_in_place(wave: np.ndarray, stats: WaveformStats) -> np.ndarray:
+    """:func:`normalize_waveform` without a new array when ``wave`` is a writable float32 array (a fresh decode),
+    the same values; extraction runs it on the decoding threads, off the model's thread."""
+    if wave.dtype != np.float32 or not wave.flags.writeable:
+        return normalize_waveform(wave, stats)
+    np.subtract(wave, float(stats.mean), out=wave)
+    np.divide(wave, float(stats.std), out=wave)
+    return wave
+
+
 class NormalizedAudioEncoder:
-    """Any ``AudioEncoder`` fed normalised waveforms; the statistics' key is part of its spec (and cache key)."""
+    """Any ``AudioEncoder`` fed normalised waveforms; the statistics' key is part of its spec (and cache key).
+
+    Refuses an encoder that z-normalises each clip itself: that would undo the train-set normalisation exactly.
+    """
 
     def __init__(self, encoder: AudioEncoder, stats: WaveformStats) -> None:
+        if encoder.spec.get("clip_norm"):
+            raise ValueError(
+                f"{encoder.spec.get('model', encoder.spec.get('kind'))}: per-clip waveform normalisation (clip_norm) "
+                'would cancel the train-set normalisation; set "clip_norm": false in EMOJUDGE_AUDIO_ENCODER'
+            )
         self.encoder = encoder
         self.stats = stats
         self.spec: dict[str, Any] = {**encoder.spec, "waveform_stats_key": stats.stats_key}

@@ -2,7 +2,13 @@
 
 import dagster as dg
 
-from emojudge_models.features.extract import Clip, TextItem, extract_audio_features, extract_text_features
+from emojudge_models.features.extract import (
+    Clip,
+    TextItem,
+    extract_audio_features,
+    extract_text_features,
+    failed_share_error,
+)
 from emojudge_models.features.store import FeatureStore
 from emojudge_models.features.waveform_stats import (
     compute_waveform_stats,
@@ -88,11 +94,20 @@ def audio_features(
         ),
         run_id=context.run.run_id,
         batch_seconds=models.batch_seconds,
+        decode_workers=models.decode_workers,
+        write_workers=models.write_workers,
         normalize=stats,
         on_progress=lambda done, total: context.log.info(f"encoded {done}/{total} new clips"),
+        on_warning=context.log.warning,
     )
     with warehouse_db.connect() as con:
         record_rejections(con, eval_set, ("audio_features",), _failures(report, "audio_features"), context.run.run_id)
+    too_many = failed_share_error(report, models.max_failed_share)
+    if too_many is not None:
+        raise dg.Failure(
+            f"audio_features[{eval_set}]: {too_many} (EMOJUDGE_MAX_FAILED_SHARE={models.max_failed_share:g}; "
+            "every reason is in rejected_inputs)"
+        )
     return dg.MaterializeResult(
         metadata={
             **report.as_metadata(),

@@ -23,6 +23,13 @@ DAGSTER = str(Path(sys.executable).with_name("dagster"))
 WEBSERVER = str(Path(sys.executable).with_name("dagster-webserver"))
 
 
+def _interruptible() -> None:
+    """In the server's process: SIGINT back to its default, so Python raises KeyboardInterrupt and dagster dev (which
+    maps SIGTERM to SIGINT's handler) shuts down its webserver, daemon and code servers even when this test runs
+    with SIGINT ignored (a background job)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -112,6 +119,7 @@ def test_emojudge_ui_serves_from_a_fresh_home_with_no_demo_run(tmp_path: Path, d
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        preexec_fn=_interruptible,
     )
     query = json.dumps(
         {

@@ -271,6 +271,15 @@ DISMISS_COMMUNITY_DIALOG = """(() => {
   return true;
 })()"""
 SHOWS = "['{}'].every(t => document.body.innerText.includes(t))"
+GRAPH_ASSETS = ("utterances", "prosody", "audio_features", "logits", "fused_predictions", "llm_judgments", "evaluation")
+GRAPH_STATUS_SHOWN = (
+    json.dumps(GRAPH_ASSETS)
+    + """.every(name => {
+  const label = [...document.querySelectorAll('div')].filter(d => (d.innerText || '').trim() === name).pop();
+  // a node's box is grey (rgb(247, 248, 249)) until the asset's status has loaded
+  return label && label.parentElement && getComputedStyle(label.parentElement).backgroundColor !== 'rgb(247, 248, 249)';
+})"""
+)
 OPEN_CONFUSION_MATRIX = """(() => {
   const row = [...document.querySelectorAll('tr')].find(r => r.innerText.trim().startsWith('confusion_fused'));
   if (!row) return false;
@@ -307,7 +316,7 @@ def test_screenshots_of_the_asset_graph_an_assets_metadata_and_a_run(
     try:
         pages = [
             ("asset-graph.png", "/assets/utterances?view=lineage&lineageScope=downstream&lineageDepth=12",
-             _shows("llm_judgments", "episode_emotions", "fused_predictions", "evaluation"), None),
+             GRAPH_STATUS_SHOWN, None),
             ("asset-metadata.png", "/assets/evaluation?partition=demo", _shows("confusion_fused", "f1_macro"),
              OPEN_CONFUSION_MATRIX),
             ("run.png", f"/runs/{run_id}", _shows("RUN_SUCCESS", "materialize_eval_set", "Success"), None),

@@ -3,6 +3,7 @@ block the next one, signals that end a waiting run, and a judge server that dies
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -281,20 +282,21 @@ class HangingJudge:
         with self._lock:
             hang = self.hang_after is not None and len(self.answered) >= self.hang_after
             if not hang:
-                self.answered.append(clip_of(body))
+                self.answered.append(request_of(body))
         return Reply(content=keep_prediction(body, call).content, delay_s=600.0 if hang else 0.0)
 
 
-def clip_of(body: dict) -> str:
+def request_of(body: dict) -> str:
+    """A chat request's identity: the SHA-256 of its user message (one utterance's prompt; what a call is paid for)."""
     from batch_api_server import user_message
 
-    return user_message(body).split("clip ")[1].split()[0]
+    return hashlib.sha256(user_message(body).encode()).hexdigest()
 
 
 def comparable_tables(home: Path) -> dict[str, list[str]]:
     """Every compared table's rows (sorted, as JSON), without the columns in :data:`UNCOMPARED` or ending in _at."""
     tables = {}
-    with warehouse.connect(home, read_only=True) as con:
+    with duckdb.connect(str(warehouse.warehouse_path(home)), read_only=True) as con:
         for table in COMPARED_TABLES:
             columns = [name for (name,) in con.execute(
                 "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
@@ -406,8 +408,9 @@ def test_a_sigkilled_materialize_does_not_block_the_next_one(
         asked_before = list(judge.answered)
         assert "STEP_SUCCESS" not in step_events(home, dead_run)[step], f"{step} had finished before the kill"
         assert run_status(home, dead_run) == "STARTED"
-        with warehouse.connect(home, read_only=True) as con:
-            stored = {u for (u,) in con.execute("SELECT utterance_id FROM llm_judgments WHERE answered").fetchall()}
+        with duckdb.connect(str(warehouse.warehouse_path(home)), read_only=True) as con:  # the file, not the snapshot
+            answered = con.execute("SELECT request_json FROM llm_judgments WHERE answered").fetchall()
+        stored = {request_of(json.loads(body)) for (body,) in answered}
         assert len(stored) == (JUDGED_BEFORE_KILL if stage == "refinement" else 0)
 
         judge.hang_after = None

@@ -365,6 +365,7 @@ def kill_setup(tmp_path_factory: pytest.TempPathFactory) -> KillSetup:
     assert done.returncode == 0, done.stderr[-3000:]
     setup.clean_tables = comparable_tables(home)
     setup.clean_asked = judge.answered
+    assert all(setup.clean_tables.values()) and len(set(setup.clean_asked)) == len(setup.clean_asked) > 0
     return setup
 
 

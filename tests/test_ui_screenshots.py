@@ -118,6 +118,7 @@ def _unrounded(value: Any) -> list[str]:
     return []
 
 
+@pytest.mark.slow
 def test_the_uis_floats_are_rounded(materialised: tuple[dict[str, str], str]) -> None:
     """An F1 of 0.7256, not 0.7255952380952381: every metadata number the run wrote (materialisations and checks) is
     rounded to 4 significant digits below 1 and 4 decimals above (the estimated cost keeps 6)."""
@@ -306,6 +307,7 @@ def _assert_a_real_picture(path: Path) -> None:
         assert len(image.convert("RGB").getcolors(maxcolors=1 << 20) or []) > 500, f"{path.name} has too few colours"
 
 
+@pytest.mark.slow
 def test_screenshots_of_the_asset_graph_an_assets_metadata_and_a_run(
     chromium: str, ui_url: str, materialised: tuple[dict[str, str], str], tmp_path: Path
 ) -> None:

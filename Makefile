@@ -36,8 +36,11 @@ test: install
 reliability: install
 	$(BIN)/python -m pytest -q -m reliability
 
+# The Dagster UI and daemon on the CLI's instance: `emojudge ui` creates DAGSTER_HOME and its dagster.yaml first (a
+# fresh clone works before any demo), then runs `dg dev` on this project ([tool.dg]); make ui DEV=dagster: dagster dev.
+DEV ?= dg
 ui: install
-	$(BIN)/emojudge ui --host 127.0.0.1 --port 3000
+	$(BIN)/emojudge ui --host 127.0.0.1 --port 3000 --dev $(DEV)
 
 # The warehouse read-only in the DuckDB CLI (duckdb-cli, same version as the duckdb package); a query file on stdin
 # runs it and exits: make sql < emojudge_models/store/sql/examples/per_class_f1.sql

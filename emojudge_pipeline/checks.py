@@ -5,6 +5,7 @@ import warnings
 import dagster as dg
 
 from emojudge_models.store import warehouse
+from emojudge_pipeline.assets.common import rounded
 from emojudge_pipeline.assets.evaluation import evaluation
 from emojudge_pipeline.assets.fusion import fused_predictions
 from emojudge_pipeline.partitions import eval_sets_partitions
@@ -68,7 +69,7 @@ def fusion_not_worse_than_modalities(
     return dg.AssetCheckResult(
         passed=scores["fused"] >= best_single - FUSION_F1_TOLERANCE,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={**{f"dev_f1_{k}": float(v) for k, v in scores.items()}, "tolerance": FUSION_F1_TOLERANCE},
+        metadata={**{f"dev_f1_{k}": rounded(v) for k, v in scores.items()}, "tolerance": FUSION_F1_TOLERANCE},
     )
 
 
@@ -93,7 +94,7 @@ def judge_not_harmful(context: dg.AssetCheckExecutionContext, warehouse_db: Ware
     return dg.AssetCheckResult(
         passed=scores["refined"] >= scores["fused"] - FUSION_F1_TOLERANCE,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={f"dev_f1_{k}": float(v) for k, v in scores.items()},
+        metadata={f"dev_f1_{k}": rounded(v) for k, v in scores.items()},
     )
 
 

@@ -161,17 +161,37 @@ load_from:
 """
 
 
-def ui(host: str, port: int, settings: Settings | None = None) -> None:
-    """``dagster dev`` (webserver and daemon) on the instance the CLI uses, set up first if this is a fresh home."""
+DEV_COMMANDS = ("dagster", "dg")
+"""How ``emojudge ui`` serves: ``dagster dev`` with the workspace below, or ``dg dev`` on the checkout's project."""
+
+
+def project_root() -> Path | None:
+    """The checkout this package runs from, when its pyproject.toml declares the dg project (``[tool.dg]``);
+    None for an installed wheel, which has no pyproject."""
+    root = Path(__file__).resolve().parents[1]
+    pyproject = root / "pyproject.toml"
+    return root if pyproject.is_file() and "[tool.dg]" in pyproject.read_text() else None
+
+
+def ui(host: str, port: int, settings: Settings | None = None, dev: str = "dagster") -> None:
+    """``dagster dev`` or ``dg dev`` (webserver and daemon) on the instance the CLI uses, whose DAGSTER_HOME and
+    dagster.yaml are created first if this is a fresh home (both commands refuse a DAGSTER_HOME that is not a
+    folder)."""
     import os
 
     settings = settings or Settings.from_env()
     home = instance(settings).root_directory
-    workspace = Path(home) / "workspace.yaml"
-    workspace.write_text(WORKSPACE_YAML)
-    dagster = Path(sys.executable).with_name("dagster")
-    command = [str(dagster), "dev", "-w", str(workspace), "-h", host, "-p", str(port)]
-    print(f"Dagster UI on http://{host}:{port} (DAGSTER_HOME={home}); Ctrl-C stops it", flush=True)
+    if dev == "dg":
+        root = project_root()
+        if root is None:
+            raise UsageError("emojudge ui --dev dg needs a checkout with pyproject.toml ([tool.dg]); use --dev dagster")
+        command = [str(Path(sys.executable).with_name("dg")), "dev", "--target-path", str(root)]
+    else:
+        workspace = Path(home) / "workspace.yaml"
+        workspace.write_text(WORKSPACE_YAML)
+        command = [str(Path(sys.executable).with_name("dagster")), "dev", "-w", str(workspace)]
+    command += ["-h", host, "-p", str(port)]
+    print(f"Dagster UI ({dev} dev) on http://{host}:{port} (DAGSTER_HOME={home}); Ctrl-C stops it", flush=True)
     os.execve(command[0], command, {**os.environ, "DAGSTER_HOME": str(home)})
 
 
@@ -218,9 +238,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="also (re)train the models; default: when NAME is in EMOJUDGE_TRAIN_SETS",
     )
     commands.add_parser("demo", help="generate the demo corpus and materialise everything")
-    serve = commands.add_parser("ui", help="start the Dagster UI and daemon (dagster dev) on this instance")
+    serve = commands.add_parser("ui", help="start the Dagster UI and daemon (dagster dev or dg dev) on this instance")
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=3000, help="port to listen on (default 3000)")
+    serve.add_argument(
+        "--dev",
+        choices=DEV_COMMANDS,
+        default="dagster",
+        help="serve with `dagster dev` (default, any install) or `dg dev` (a checkout: the [tool.dg] project)",
+    )
     from emojudge_pipeline.inbox_cli import add_inbox_parser  # inbox_cli imports this module
 
     add_inbox_parser(commands)
@@ -256,7 +282,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
     elif args.command == "materialize":
         materialize(args.name, args.train, settings)
     elif args.command == "ui":
-        ui(args.host, args.port, settings)
+        ui(args.host, args.port, settings, args.dev)
     else:
         demo(settings)
 

@@ -12,12 +12,22 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+from dagster import __version__ as dg_version
+
 from emojudge_models.store import warehouse
-from emojudge_pipeline import cli
+from emojudge_pipeline import cli, cli_support, instance
 
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 WEBSERVER = str(Path(sys.executable).with_name("dagster-webserver"))
+
+
+def _interruptible() -> None:
+    """In the server's process: SIGINT back to its default, so Python raises KeyboardInterrupt and dagster dev (which
+    maps SIGTERM to SIGINT's handler) shuts down its webserver, daemon and code servers even when this test runs
+    with SIGINT ignored (a background job)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _free_port() -> int:
@@ -90,8 +100,10 @@ def test_webserver_serves_the_asset_graph(emojudge_home: Path) -> None:
         server.wait(timeout=30)
 
 
-def test_emojudge_ui_serves_from_a_fresh_home_with_no_demo_run(tmp_path: Path) -> None:
-    """`make ui` on a fresh clone: no DAGSTER_HOME yet, no warehouse; dagster dev answers and names the location."""
+@pytest.mark.parametrize("dev", ["dagster", "dg"])
+def test_emojudge_ui_serves_from_a_fresh_home_with_no_demo_run(tmp_path: Path, dev: str) -> None:
+    """`make ui` on a fresh clone: no DAGSTER_HOME yet, no warehouse; `dagster dev` (the workspace the CLI writes)
+    and `dg dev` (the checkout's [tool.dg] project) both answer /server_info and load the location emojudge."""
     home = tmp_path / "fresh"
     port = _free_port()
     env = {
@@ -101,14 +113,20 @@ def test_emojudge_ui_serves_from_a_fresh_home_with_no_demo_run(tmp_path: Path) -
         "PYTHONPATH": str(REPO),
     }
     server = subprocess.Popen(
-        [sys.executable, "-m", "emojudge_pipeline.cli", "ui", "--port", str(port)],
+        [sys.executable, "-m", "emojudge_pipeline.cli", "ui", "--port", str(port), "--dev", dev],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        preexec_fn=_interruptible,
     )
-    query = json.dumps({"query": "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }"}).encode()
+    query = json.dumps(
+        {
+            "query": "{ workspaceOrError { ... on Workspace { locationEntries { name "
+            "locationOrLoadError { __typename } } } } }"
+        }
+    ).encode()
     try:
         info, locations = None, None
         deadline = time.monotonic() + 180
@@ -121,12 +139,16 @@ def test_emojudge_ui_serves_from_a_fresh_home_with_no_demo_run(tmp_path: Path) -
                 )
                 with urllib.request.urlopen(request, timeout=5) as response:
                     entries = json.load(response)["data"]["workspaceOrError"]["locationEntries"]
-                    locations = [entry["name"] for entry in entries]
+                    if all(entry["locationOrLoadError"] for entry in entries):
+                        locations = [(e["name"], e["locationOrLoadError"]["__typename"]) for e in entries]
             except (OSError, KeyError, TypeError):
                 time.sleep(1)
-        assert info is not None and "dagster_webserver_version" in info, "dagster dev did not answer in 180 s"
-        assert locations == ["emojudge"]
-        assert (home / "dagster" / "dagster.yaml").is_file()
+            else:
+                time.sleep(0 if locations else 1)
+        assert info is not None and "dagster_webserver_version" in info, f"{dev} dev did not answer in 180 s"
+        assert info["dagster_version"] == dg_version
+        assert locations == [("emojudge", "RepositoryLocation")]
+        assert (home / "dagster" / "dagster.yaml").read_text().startswith(instance.HEADER)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -134,3 +156,11 @@ def test_emojudge_ui_serves_from_a_fresh_home_with_no_demo_run(tmp_path: Path) -
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait(timeout=30)
+
+
+def test_ui_dev_dg_outside_a_checkout_is_a_one_line_error(emojudge_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An installed wheel has no pyproject.toml: `emojudge ui --dev dg` says so and names the alternative."""
+    assert cli.project_root() == REPO
+    monkeypatch.setattr(cli, "project_root", lambda: None)
+    with pytest.raises(cli_support.UsageError, match=r"needs a checkout with pyproject.toml \(\[tool.dg\]\)"):
+        cli.ui("127.0.0.1", _free_port(), dev="dg")

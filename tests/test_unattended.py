@@ -3,6 +3,7 @@ block the next one, signals that end a waiting run, and a judge server that dies
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -13,9 +14,11 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -251,57 +254,185 @@ def test_the_daemon_sensor_fails_a_killed_foreign_run_and_leaves_a_live_one_alon
     assert f"is dead: the processes that ran it ({holder.pid}) are gone" in line
 
 
-@pytest.mark.slow_fault
-def test_a_sigkilled_materialize_does_not_block_the_next_one(tmp_path: Path, fault_ledger) -> None:
+KILL_STEPS = {"features": "audio_features", "training": "audio_model_categorical", "refinement": "refinement"}
+"""Where a materialize is killed: the Dagster step that is running at that moment."""
+JUDGED_BEFORE_KILL = 10
+"""In the refinement case the judge answers this many requests, then hangs until the process is killed."""
+UNCOMPARED = {"run_id", "path", "file", "row", "response_json"}
+"""Columns that differ between two correct runs: run ids, times (``*_at``), paths inside EMOJUDGE_HOME, shard file
+and row (a shard recomputed after a kill may be laid out anew), and the test server's completion ids."""
+COMPARED_TABLES = (
+    "utterances", "rejected_inputs", "waveform_stats", "feature_index", "utterance_vectors", "model_registry", "logits",
+    "prosody", "fused_predictions", "llm_judgments", "predictions", "metrics", "confusion_matrices",
+)  # fmt: skip
+
+
+class HangingJudge:
+    """The test server's judge: agrees with the fused label; after ``hang_after`` answers (when set) it leaves every
+    further request unanswered, so a kill lands after exactly that many answers."""
+
+    def __init__(self) -> None:
+        self.hang_after: int | None = None
+        self.answered: list[str] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, body: dict, call: int):
+        from batch_api_server import Reply, keep_prediction
+
+        with self._lock:
+            hang = self.hang_after is not None and len(self.answered) >= self.hang_after
+            if not hang:
+                self.answered.append(request_of(body))
+        return Reply(content=keep_prediction(body, call).content, delay_s=600.0 if hang else 0.0)
+
+
+def request_of(body: dict) -> str:
+    """A chat request's identity: the SHA-256 of its user message (one utterance's prompt; what a call is paid for)."""
+    from batch_api_server import user_message
+
+    return hashlib.sha256(user_message(body).encode()).hexdigest()
+
+
+def comparable_tables(home: Path) -> dict[str, list[str]]:
+    """Every compared table's rows (sorted, as JSON), without the columns in :data:`UNCOMPARED` or ending in _at."""
+    tables = {}
+    with duckdb.connect(str(warehouse.warehouse_path(home)), read_only=True) as con:
+        for table in COMPARED_TABLES:
+            columns = [name for (name,) in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
+                [table]).fetchall() if name not in UNCOMPARED and not name.endswith("_at")]  # fmt: skip
+            rows = con.execute(f"SELECT {', '.join(columns)} FROM {table}").fetchall()
+            tables[table] = sorted(json.dumps(row, default=str) for row in rows)
+    return tables
+
+
+def step_events(home: Path, run_id: str) -> dict[str, set[str]]:
+    """Per step key, the kinds of step event the run has recorded (STEP_START, STEP_SUCCESS, ...)."""
+    kinds = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE}
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    steps: dict[str, set[str]] = {}
+    with dg.DagsterInstance.get() as inst:
+        for record in inst.get_records_for_run(run_id, of_type=kinds).records:
+            event = record.event_log_entry.dagster_event
+            steps.setdefault(event.step_key, set()).add(event.event_type_value)
+    return steps
+
+
+@dataclass
+class KillSetup:
+    """The corpus, text model and environment every kill case shares (so keys match), and the clean run's tables."""
+
+    corpus: Path
+    env: dict[str, str]
+    clean_tables: dict[str, list[str]]
+    clean_asked: list[str]
+
+    def env_for(self, home: Path, base_url: str) -> dict[str, str]:
+        return {**subprocess_env(home), **self.env, "EMOJUDGE_JUDGE_BASE_URL": base_url}
+
+
+EMOJUDGE = [sys.executable, "-m", "emojudge_pipeline.cli"]
+
+
+@pytest.fixture(scope="module")
+def kill_setup(tmp_path_factory: pytest.TempPathFactory) -> KillSetup:
+    """The demo corpus materialised once, cleanly, by `emojudge materialize` in its own process."""
     from batch_api_server import FakeOpenAIServer
     from tiny_models import save_tiny_roberta
 
     from emojudge_models.ingest.demo_corpus import write_demo_corpus
 
-    home = tmp_path / "home"
-    manifest = write_demo_corpus(tmp_path / "corpus")
+    root = tmp_path_factory.mktemp("kill")
+    manifest = write_demo_corpus(root / "corpus")
     sentences = [line.split(",")[3] for line in manifest.read_text().splitlines()[1:]]
-    text_model = save_tiny_roberta(tmp_path / "tiny-roberta", sentences)
-    emojudge = [sys.executable, "-m", "emojudge_pipeline.cli"]
-    with FakeOpenAIServer(max_lifetime_s=900) as api:
-        env = subprocess_env(
-            home,
-            EMOJUDGE_PROFILE="acoustic",
-            EMOJUDGE_TEXT_ENCODER=json.dumps({"kind": "hf", "model": str(text_model)}),
-            EMOJUDGE_MAX_EPOCHS="2",
-            EMOJUDGE_PATIENCE="1",
-            EMOJUDGE_JUDGE="openai-chat",
-            EMOJUDGE_JUDGE_BASE_URL=api.base_url,
-            OPENAI_API_KEY="sk-test-unattended",
-        )
-        subprocess.run([*emojudge, "eval-set", "add", "demo", str(manifest)], env=env, check=True, capture_output=True)
+    env = {
+        "EMOJUDGE_PROFILE": "acoustic",
+        "EMOJUDGE_TEXT_ENCODER": json.dumps({"kind": "hf", "model": str(save_tiny_roberta(root / "rob", sentences))}),
+        "EMOJUDGE_MAX_EPOCHS": "2",
+        "EMOJUDGE_PATIENCE": "1",
+        "EMOJUDGE_JUDGE": "openai-chat",
+        "OPENAI_API_KEY": "sk-test-unattended",
+    }
+    home = root / "clean"
+    judge = HangingJudge()
+    with FakeOpenAIServer(judge, max_lifetime_s=900) as api:
+        setup = KillSetup(manifest, env, {}, [])
+        clean_env = setup.env_for(home, api.base_url)
+        subprocess.run([*EMOJUDGE, "eval-set", "add", "demo", str(manifest)], env=clean_env, check=True,
+                       capture_output=True)  # fmt: skip
+        done = subprocess.run([*EMOJUDGE, "materialize", "demo"], env=clean_env, capture_output=True, text=True,
+                              timeout=900)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    setup.clean_tables = comparable_tables(home)
+    setup.clean_asked = judge.answered
+    assert all(setup.clean_tables.values()) and len(set(setup.clean_asked)) == len(setup.clean_asked) > 0
+    return setup
+
+
+@pytest.mark.slow_fault
+@pytest.mark.parametrize("stage", list(KILL_STEPS))
+def test_a_sigkilled_materialize_does_not_block_the_next_one(
+    stage: str, kill_setup: KillSetup, tmp_path: Path, fault_ledger
+) -> None:
+    """SIGKILL a real `emojudge materialize` while it extracts features, trains or waits for the judge; the rerun
+    (time-limited) marks the dead run failed, completes, leaves every table equal to a clean run's, and asks the
+    judge only what was not answered before the kill."""
+    from batch_api_server import FakeOpenAIServer
+
+    home = tmp_path / "home"
+    step = KILL_STEPS[stage]
+    judge = HangingJudge()
+    judge.hang_after = JUDGED_BEFORE_KILL if stage == "refinement" else None
+    with FakeOpenAIServer(judge, max_lifetime_s=900) as api:
+        env = kill_setup.env_for(home, api.base_url)
+        subprocess.run([*EMOJUDGE, "eval-set", "add", "demo", str(kill_setup.corpus)], env=env, check=True,
+                       capture_output=True)  # fmt: skip
         first_log = tmp_path / "first.log"
         with first_log.open("w") as stderr:
-            first = subprocess.Popen([*emojudge, "materialize", "demo"], env=env, stderr=stderr)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and not started_runs(home):
-            time.sleep(0.1)
-        time.sleep(15.0)  # well into the run (ingest, features)
-        [dead_run] = started_runs(home)
-        first.kill()
+            first = subprocess.Popen([*EMOJUDGE, "materialize", "demo"], env=env, stderr=stderr)
+        try:
+            deadline = time.monotonic() + 600
+            dead_run = None
+            while time.monotonic() < deadline and first.poll() is None:
+                dead_run = next(iter(started_runs(home)), None)
+                in_step = dead_run is not None and "STEP_START" in step_events(home, dead_run).get(step, set())
+                if in_step and (stage != "refinement" or len(api.chat_bodies) > JUDGED_BEFORE_KILL):
+                    break
+                time.sleep(0.2)
+            assert first.poll() is None, f"the first run ended (exit {first.poll()}) before {step}"
+            assert dead_run is not None, f"no {step} step within 600 s"
+            if stage == "refinement":
+                time.sleep(3.0)  # the judge's answers are stored in groups at most 2 s apart
+        finally:
+            first.kill()
         assert first.wait(timeout=30) == -signal.SIGKILL
+        asked_before = list(judge.answered)
+        assert "STEP_SUCCESS" not in step_events(home, dead_run)[step], f"{step} had finished before the kill"
         assert run_status(home, dead_run) == "STARTED"
+        with duckdb.connect(str(warehouse.warehouse_path(home)), read_only=True) as con:  # the file, not the snapshot
+            answered = con.execute("SELECT request_json FROM llm_judgments WHERE answered").fetchall()
+        stored = {request_of(json.loads(body)) for (body,) in answered}
+        assert len(stored) == (JUDGED_BEFORE_KILL if stage == "refinement" else 0)
 
+        judge.hang_after = None
         started = time.monotonic()
-        second = subprocess.run([*emojudge, "materialize", "demo"], env=env, capture_output=True, text=True,
+        second = subprocess.run([*EMOJUDGE, "materialize", "demo"], env=env, capture_output=True, text=True,
                                 timeout=900)  # fmt: skip
         elapsed = time.monotonic() - started
+        asked_on_rerun = judge.answered[len(asked_before) :]
     assert second.returncode == 0, second.stderr[-3000:]
     assert f"run {dead_run} is dead: its process {first.pid} is gone" in second.stderr
     assert run_status(home, dead_run) == "FAILURE" and started_runs(home) == set()
-    with warehouse.connect(home, read_only=True) as con:
-        predicted, distinct = con.execute(
-            "SELECT count(*), count(DISTINCT utterance_id) FROM predictions WHERE eval_set = 'demo'"
-        ).fetchone()
-        utterances = con.execute("SELECT count(*) FROM utterances WHERE eval_set = 'demo'").fetchone()[0]
-    assert predicted > 0
-    fault_ledger.record(rows_lost=utterances - distinct, duplicate_rows=predicted - distinct)
-    print(f"rerun after the SIGKILL took {elapsed:.0f} s")
+    repeated = set(asked_on_rerun) & stored
+    fault_ledger.record(paid_calls_repeated=len(repeated))
+    assert repeated == set()
+    assert sorted(asked_before + asked_on_rerun) == sorted(kill_setup.clean_asked)
+    tables = comparable_tables(home)
+    for table, clean_rows in kill_setup.clean_tables.items():
+        rows = tables[table]
+        fault_ledger.record(rows_lost=len(set(clean_rows) - set(rows)), duplicate_rows=len(rows) - len(set(rows)))
+        assert rows == clean_rows, f"{table} differs from a clean run's after a kill during {stage}"
+    print(f"rerun after a SIGKILL during {stage} took {elapsed:.0f} s")
 
 
 # ---- the local judge server dies with its parent ------------------------------------------------------------------

@@ -8,7 +8,7 @@ from emojudge_models.evaluation.metrics import markdown_table
 from emojudge_models.evaluation.plots import confusion_png
 from emojudge_models.labels import EMOTIONS
 from emojudge_models.store import warehouse
-from emojudge_pipeline.assets.common import image_metadata
+from emojudge_pipeline.assets.common import image_metadata, rounded
 from emojudge_pipeline.partitions import eval_sets_partitions
 from emojudge_pipeline.resources import WarehouseResource
 
@@ -47,7 +47,7 @@ def evaluation(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
     }
     overall = metrics[(metrics["split"] == split) & metrics["label"].isna()]
     for record in overall.itertuples():
-        metadata[f"{record.stage}/{record.task}/{record.metric}"] = float(record.value)
+        metadata[f"{record.stage}/{record.task}/{record.metric}"] = rounded(record.value)
     for stage in ("fused", "refined"):
         if (split, stage) in result.confusions:
             png = confusion_png(result.confusions[(split, stage)], EMOTIONS, f"{eval_set} {split}: {stage}")

@@ -18,7 +18,7 @@ from emojudge_models.features.waveform_stats import (
 from emojudge_models.ingest.audio import audio_source
 from emojudge_models.ingest.corpus import Rejection
 from emojudge_models.store import warehouse
-from emojudge_pipeline.assets.common import record_rejections
+from emojudge_pipeline.assets.common import record_rejections, rounded
 from emojudge_pipeline.partitions import eval_sets_partitions
 from emojudge_pipeline.resources import ModelsResource, TrainingResource, WarehouseResource
 
@@ -43,8 +43,8 @@ def waveform_stats(
     return dg.MaterializeResult(
         metadata={
             "stats_key": stats.stats_key,
-            "mean": stats.mean,
-            "std": stats.std,
+            "mean": rounded(stats.mean),
+            "std": rounded(stats.std),
             "clips": stats.n_clips,
             "audio_hours": round(stats.n_samples / 16_000 / 3600, 3),
             "rejected": len(stats.rejected),

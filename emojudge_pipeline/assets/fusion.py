@@ -17,7 +17,7 @@ from emojudge_models.fusion.strategy import (
 from emojudge_models.labels import TASKS
 from emojudge_models.models import registry
 from emojudge_models.store import warehouse
-from emojudge_pipeline.assets.common import image_metadata, markdown_preview
+from emojudge_pipeline.assets.common import image_metadata, markdown_preview, rounded, rounded_json
 from emojudge_pipeline.partitions import eval_sets_partitions
 from emojudge_pipeline.resources import TrainingResource, WarehouseResource
 
@@ -83,9 +83,9 @@ def build_fusion_model_asset(task: str) -> dg.AssetsDefinition:
                 "fusion_model_key": key,
                 "modalities": ", ".join(model.modalities),
                 "rule": model.rule,
-                "reliability": dg.MetadataValue.json(model.reliability),
-                "C": dg.MetadataValue.float(model.C) if model.C is not None else dg.MetadataValue.null(),
-                f"dev_{model.dev_metric_name}": round(model.dev_score, 4),
+                "reliability": dg.MetadataValue.json(rounded_json(model.reliability)),
+                "C": dg.MetadataValue.float(rounded(model.C)) if model.C is not None else dg.MetadataValue.null(),
+                f"dev_{model.dev_metric_name}": rounded(model.dev_score),
                 "fit_strategy": strategy,
                 "train_rows": len(rows) - n_dev,
                 "development_rows": n_dev,
@@ -135,7 +135,7 @@ def fused_predictions(context: dg.AssetExecutionContext, warehouse_db: Warehouse
         warehouse.replace_partition(con, "fused_predictions", eval_set, fused)
     categorical = fused[fused["task"] == "categorical"]
     if len(categorical):
-        metadata["modalities_agree_share"] = float(categorical["modalities_agree"].mean())
+        metadata["modalities_agree_share"] = rounded(categorical["modalities_agree"].mean())
         metadata["label_counts"] = dg.MetadataValue.json(categorical["predicted_label"].value_counts().to_dict())
     metadata["dagster/row_count"] = len(fused)
     return dg.MaterializeResult(metadata=metadata)

@@ -30,7 +30,7 @@ from emojudge_models.judge.gate import (
     gate_decision,
 )
 from emojudge_models.store import warehouse
-from emojudge_pipeline.assets.common import markdown_preview
+from emojudge_pipeline.assets.common import markdown_preview, rounded
 from emojudge_pipeline.partitions import eval_sets_partitions
 from emojudge_pipeline.resources import JudgeResource, WarehouseResource
 
@@ -217,7 +217,7 @@ def refinement(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
             "errors": int(new_rows["error"].notna().sum()),
             "tokens_in": tokens_in,
             "tokens_out": tokens_out,
-            "estimated_cost_usd": dg.MetadataValue.float(cost) if cost is not None else "unknown price",
+            "estimated_cost_usd": dg.MetadataValue.float(rounded(cost, 6)) if cost is not None else "unknown price",
             "examples": markdown_preview(
                 new_rows[["utterance_id", "fused_label", "label", "confidence", "accepted", "error"]]
             ),

@@ -29,7 +29,7 @@ from emojudge_models.models.text_classifier import TextFinetuneConfig, finetune_
 from emojudge_models.models.training import train_text_head
 from emojudge_models.profiles import text_encoder_path
 from emojudge_models.store import warehouse
-from emojudge_pipeline.assets.common import markdown_preview
+from emojudge_pipeline.assets.common import markdown_preview, rounded, rounded_json
 from emojudge_pipeline.resources import ModelsResource, TrainingResource, WarehouseResource
 
 MODALITIES = ("audio", "text")
@@ -172,7 +172,11 @@ def build_training_asset(modality: str, task: str) -> dg.AssetsDefinition:
             if existing is not None and (Path(existing.path) / "config.json").is_file():
                 context.log.info(f"{kind} {task}: same data, encoder and settings as {mkey}; reusing it")
                 return dg.MaterializeResult(
-                    metadata={"model_key": mkey, "reused": True, f"dev_{existing.dev_metric_name}": existing.dev_metric}
+                    metadata={
+                        "model_key": mkey,
+                        "reused": True,
+                        f"dev_{existing.dev_metric_name}": rounded(existing.dev_metric),
+                    }
                 )
         inputs = _read_inputs(warehouse_db, sets, key, train, dev, modality, kind, training, context.log)
         # Training runs outside any warehouse session, so other writers (other sets' runs) are never held up.
@@ -216,13 +220,13 @@ def build_training_asset(modality: str, task: str) -> dg.AssetsDefinition:
                 "model_key": mkey,
                 "reused": False,
                 "kind": kind,
-                f"dev_{result.dev_metric_name}": result.dev_metric,
+                f"dev_{result.dev_metric_name}": rounded(result.dev_metric),
                 "best_epoch": result.best_epoch,
                 "epochs": len(history),
                 "train_rows": len(train),
                 "development_rows": len(dev),
                 "encoder_key": key,
-                "pooling_candidates": dg.MetadataValue.json(candidates),
+                "pooling_candidates": dg.MetadataValue.json(rounded_json(candidates)),
                 "history": markdown_preview(history.round(4), rows=len(history)),
                 "checkpoint": dg.MetadataValue.path(str(directory)),
             }

@@ -193,3 +193,32 @@ def test_per_change_kinds_fall_back_to_the_judged_label_below_the_minimum_suppor
     assert decision.may_change("sad") and not decision.may_change("neutral")
     harmful = gate_decision(_evidence(breaks), "per_change")
     assert harmful.state == "closed" and not harmful.may_change("neutral")
+
+
+def test_requests_are_spread_over_the_slots_one_in_flight_each() -> None:
+    """Two endpoints (the local judge's slots) and two workers: each endpoint answers with one request at a time."""
+    from emojudge_models.judge import ChatJudge, JudgeConfig, JudgeInput, build_requests
+
+    def slow(body: dict, call: int) -> Reply:
+        return Reply(content=judgment_reply("sad", 0.9).content, delay_s=0.2)
+
+    inputs = [
+        JudgeInput("s", f"u{i}", f"clip u{i:02d} says hello", None, None, "Quiet.", "neutral", None) for i in range(8)
+    ]
+    requests = build_requests(inputs, JudgeConfig())
+    with FakeOpenAIServer(slow) as first, FakeOpenAIServer(slow) as second:
+        results = ChatJudge([first.base_url, second.base_url], max_workers=2, max_retries=0).judge(requests)
+    assert [r.custom_id for r in results] == [r.custom_id for r in requests] and all(r.answered for r in results)
+    assert len(first.chat_bodies) + len(second.chat_bodies) == 8
+    assert len(first.chat_bodies) >= 1 and len(second.chat_bodies) >= 1
+    assert first.max_in_flight == second.max_in_flight == 1
+
+
+def test_a_pool_that_cannot_start_leaves_no_server(tmp_path: Path) -> None:
+    from emojudge_models.judge import LocalJudgePool
+
+    pool = LocalJudgePool(tmp_path / "nothing.gguf", slots=2, n_threads=2)
+    assert [server.n_threads for server in pool.servers] == [1, 1]
+    with pytest.raises(FileNotFoundError, match=r"nothing\.gguf"), pool:
+        pass
+    assert all(server.process is None and server.port is None for server in pool.servers)

@@ -177,7 +177,9 @@ class Settings(BaseModel):
     judge_max_calls: AtLeastOne | None = _setting(
         None, "judge requests one run may send; the rest keep their fused labels (judge_gate = capped)", "no cap"
     )
-    judge_slots: AtLeastOne = _setting(1, "local judge: llama.cpp servers answering concurrently (bench/RESULTS.md)")
+    judge_slots: AtLeastOne = _setting(
+        2, "local judge: llama.cpp servers answering concurrently, CPU threads split among them (bench/RESULTS.md)"
+    )
     judge_show_probability: bool = _setting(
         False, "1 shows the judge the fused probability (small judges echo it as confidence)", "0"
     )

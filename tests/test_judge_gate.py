@@ -9,8 +9,7 @@ import pandas as pd
 import pytest
 
 from emojudge_models.judge import TEMPLATE_SHA256
-from emojudge_models.judge.final_label import PREDICTION_COLUMNS, final_labels
-from emojudge_models.judge.gate import development_evidence, gate_decision
+from emojudge_models.judge.gate import PREDICTION_COLUMNS, development_evidence, final_labels, gate_decision
 from emojudge_models.store import warehouse
 from emojudge_pipeline.assets.refinement import _evidence_elsewhere
 

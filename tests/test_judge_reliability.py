@@ -27,7 +27,7 @@ from emojudge_models.judge import (
     JudgeResult,
     build_requests,
 )
-from emojudge_models.judge.duckdb_writer import JudgmentWriter
+from emojudge_models.judge.ledger import JudgmentWriter
 from emojudge_models.judge.result import result_from_completion
 from emojudge_models.store import warehouse
 

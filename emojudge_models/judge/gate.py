@@ -16,14 +16,30 @@ evidence belongs to a judge identity (model, prompt template, threshold): a new 
 
 Without evidence (``no-evidence``) nothing is applied: an unchecked judge never rewrites labels. A gate that applies
 nothing is known before the judge is asked, so the pipeline then asks nothing beyond the evidence.
+
+What a run asks, in order (:func:`split_evidence`, :class:`CallCap`): the gate's evidence first, then only what the
+gate may apply. Evidence is the judgments of labelled development utterances; a judge identity gathers at most
+``EMOJUDGE_JUDGE_EVIDENCE_MAX`` of them over all sets. A set asks for evidence only while the identity has room: its
+labelled development utterances are taken in a fixed pseudo-random order (the SHA-256 of the utterance id, so a
+corpus sorted by speaker or emotion still gives a mixed sample, and a rerun picks the same ones). The other requests
+wait for the gate: where it applies nothing, they are never sent. ``EMOJUDGE_JUDGE_MAX_CALLS`` caps the requests one
+run sends, evidence included; requests past it are held back and keep their fused labels.
+
+The final label (:func:`final_labels`) is a pure function over the fused rows, the judgments in hand, the gate
+decision and the utterances the run chose not to ask about, so the rule is testable on small frames and the
+refinement asset only reads, calls this and writes.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import pandas as pd
+
+from emojudge_models.judge.requests import JudgeRequest
 
 GATE_MODES: tuple[str, ...] = ("development", "per_change", "off")
 
@@ -196,3 +212,99 @@ def development_evidence(rows: pd.DataFrame, judged: pd.DataFrame) -> pd.DataFra
     here = judged.join(rows.set_index("utterance_id")[["split", "emotion"]], how="inner")
     here = here[(here["split"] == "development") & here["emotion"].notna() & here["answered"].fillna(False)]
     return here[EVIDENCE_COLUMNS].reset_index(drop=True)
+
+
+def evidence_order(utterance_id: str) -> str:
+    """The sort key of evidence candidates: stable across runs, unrelated to how the corpus names its clips."""
+    return hashlib.sha256(utterance_id.encode()).hexdigest()
+
+
+def split_evidence(
+    requests: Sequence[JudgeRequest], rows: pd.DataFrame, room: int
+) -> tuple[list[JudgeRequest], list[JudgeRequest]]:
+    """(evidence, rest): up to ``room`` requests of labelled development utterances, in :func:`evidence_order`.
+
+    ``rows`` has utterance_id, split and emotion. ``rest`` keeps the order of ``requests``.
+    """
+    labelled = rows[(rows["split"] == "development") & rows["emotion"].notna()]["utterance_id"]
+    candidates = sorted(
+        (r for r in requests if r.utterance_id in set(labelled)), key=lambda r: evidence_order(r.utterance_id)
+    )
+    chosen = {r.custom_id for r in candidates[: max(room, 0)]}
+    return [r for r in candidates if r.custom_id in chosen], [r for r in requests if r.custom_id not in chosen]
+
+
+class CallCap:
+    """The per-run bound on judge requests (None: no bound); :meth:`take` hands out what is left of it."""
+
+    def __init__(self, max_calls: int | None) -> None:
+        if max_calls is not None and max_calls < 1:
+            raise ValueError(f"max_calls must be at least 1 or None, got {max_calls}")
+        self.max_calls = max_calls
+        self.sent = 0
+
+    def take(self, requests: Sequence[JudgeRequest]) -> tuple[list[JudgeRequest], list[JudgeRequest]]:
+        """(to send, held back): the first requests that fit in the cap, counted as sent."""
+        room = len(requests) if self.max_calls is None else max(self.max_calls - self.sent, 0)
+        send, held = list(requests[:room]), list(requests[room:])
+        self.sent += len(send)
+        return send, held
+
+    def reason(self) -> str:
+        return f"not asked: EMOJUDGE_JUDGE_MAX_CALLS={self.max_calls} requests already sent in this run"
+
+
+PREDICTION_COLUMNS = [
+    "utterance_id",
+    "fused_label",
+    "refined_label",
+    "final_label",
+    "changed",
+    "judgment_custom_id",
+    "judge_gate",
+    "judge_gate_reason",
+]
+
+
+def final_labels(
+    fused: pd.DataFrame,
+    judged: pd.DataFrame,
+    gate: GateDecision,
+    not_asked: Mapping[str, tuple[str, str]] | None = None,
+) -> pd.DataFrame:
+    """One row per fused prediction (columns :data:`PREDICTION_COLUMNS`).
+
+    ``fused`` has utterance_id and fused_label; ``judged`` is indexed by utterance_id with custom_id, label and
+    accepted. A judged utterance records its judgment, the gate state and why; its refined label is the judge's when
+    the judgment was accepted and the gate applies that change, else the fused one. ``not_asked`` maps utterances
+    in the judge's scope that were not asked (gate closed, call cap) to their (judge_gate, reason): they keep the
+    fused label. Other utterances keep the fused label with no refined label, judgment or gate state.
+    """
+    not_asked = not_asked or {}
+    out = []
+    for r in fused.itertuples():
+        refined, custom, gate_state, reason = None, None, None, None
+        if r.utterance_id in judged.index:
+            judgment = judged.loc[r.utterance_id]
+            custom, gate_state = judgment["custom_id"], gate.state
+            accepted = bool(judgment["accepted"])
+            label = judgment["label"] if isinstance(judgment["label"], str) else None
+            applied = accepted and label is not None and gate.applies(r.fused_label, label)
+            refined = label if applied else r.fused_label
+            reason = gate.row_reason(r.fused_label, label, accepted)
+        elif r.utterance_id in not_asked:
+            gate_state, reason = not_asked[r.utterance_id]
+        final = refined or r.fused_label
+        out.append(
+            {
+                "utterance_id": r.utterance_id,
+                "fused_label": r.fused_label,
+                "refined_label": refined,
+                "final_label": final,
+                "changed": final != r.fused_label,
+                "judgment_custom_id": custom,
+                "judge_gate": gate_state,
+                "judge_gate_reason": reason,
+            }
+        )
+    return pd.DataFrame(out, columns=PREDICTION_COLUMNS)

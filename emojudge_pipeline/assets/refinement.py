@@ -5,7 +5,7 @@ answered judgment is reused, never asked (or paid for) twice; a new prompt templ
 Each result is written as it arrives (``JudgmentWriter``), so a killed run keeps the answers it already had; an
 invalid answer is asked again on later runs until it has had ``MAX_ANSWER_ATTEMPTS`` responses.
 
-The judge is asked in two steps (``emojudge_models/judge/plan.py``): first the gate's evidence (labelled development
+The judge is asked in two steps (``emojudge_models/judge/gate.py``): first the gate's evidence (labelled development
 utterances, bounded per judge identity), then, once the gate has decided, only what it may apply: a closed gate
 costs no further call. ``EMOJUDGE_JUDGE_MAX_CALLS`` bounds the requests of one run.
 """
@@ -25,16 +25,16 @@ from emojudge_models.judge import (
     estimate_cost,
     select_for_scope,
 )
-from emojudge_models.judge.duckdb_ledger import DuckDBBatchLedger
-from emojudge_models.judge.duckdb_writer import JudgmentWriter
-from emojudge_models.judge.final_label import final_labels
 from emojudge_models.judge.gate import (
     EVIDENCE_COLUMNS,
+    CallCap,
     check_gate_mode,
     development_evidence,
+    final_labels,
     gate_decision,
+    split_evidence,
 )
-from emojudge_models.judge.plan import CallCap, split_evidence
+from emojudge_models.judge.ledger import DuckDBBatchLedger, JudgmentWriter
 from emojudge_models.store import warehouse
 from emojudge_pipeline.assets.common import markdown_preview
 from emojudge_pipeline.partitions import eval_sets_partitions

@@ -7,6 +7,11 @@ wrong-to-right. The prompt gets the real transcript, speaker, gender and prosody
 
 Run by hand: ``.venv/bin/python bench/bench_judge_local.py [--per-class N] [--threads T] [--write]``;
 ``--write`` replaces the "## Local LLM judge" section of bench/RESULTS.md.
+
+``--slots 1,2,4`` measures throughput instead: for each count, that many llama.cpp servers (``LocalJudgePool``, the
+CPU threads divided among them) answer the ``neutral`` requests sent concurrently (one in flight per server), after
+one warm-up request per server (model load and the first evaluation of the shared system-prompt prefix, which each
+server then reuses from its KV cache); it prints judgments per second and the table rows for bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from emojudge_models.judge import (
     ChatJudge,
     JudgeConfig,
     JudgeInput,
+    LocalJudgePool,
     LocalJudgeServer,
     ResponseFormat,
     build_requests,
@@ -70,6 +76,28 @@ def judge_inputs(data: Path, rows: list[dict[str, str]], condition: str) -> list
     return inputs
 
 
+def slots_throughput(model: Path, inputs: list[JudgeInput], slots: int, threads: int, config: JudgeConfig) -> str:
+    """One table row: ``slots`` servers answering ``inputs`` concurrently, timed after a warm-up per server."""
+    started = time.monotonic()
+    with LocalJudgePool(model, slots=slots, n_threads=threads) as pool:
+        startup_s = time.monotonic() - started
+        requests = build_requests(inputs, config)
+        for url in pool.base_urls:
+            warm = ChatJudge(url, max_workers=1, max_retries=0, timeout_s=600, require_api_key=False)
+            warm.judge(requests[:1])
+        judge = ChatJudge(pool.base_urls, max_workers=slots, max_retries=0, timeout_s=600, require_api_key=False)
+        load_before = os.getloadavg()[0]
+        begun = time.monotonic()
+        results = judge.judge(requests)
+        wall_s = time.monotonic() - begun
+    seconds = [(r.completed_at - r.requested_at).total_seconds() for r in results]
+    errors = sum(r.error is not None for r in results)
+    return (
+        f"| {slots} | {max(1, threads // slots)} | {len(results)} | {errors} | {startup_s:.1f} | {wall_s:.1f} | "
+        f"{len(results) / wall_s:.3f} | {statistics.median(seconds):.1f} | {load_before:.2f} |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -78,7 +106,22 @@ def main() -> None:
     home = Settings.from_env().home
     parser.add_argument("--cache", type=Path, default=home / "models/judge")
     parser.add_argument("--write", action="store_true")
+    parser.add_argument("--slots", type=str, default="", help="comma-separated slot counts: measure throughput")
     args = parser.parse_args()
+    if args.slots:
+        config = JudgeConfig(
+            backend="local", model=LOCAL_JUDGE_MODEL, response_format=ResponseFormat.JSON_OBJECT_SCHEMA
+        )
+        inputs = judge_inputs(args.data, pick_rows(args.data, args.per_class), "neutral")
+        model = ensure_local_model(args.cache)
+        print(
+            "| slots | threads per server | judgments | errors | servers start s | wall s | judgments/s "
+            "| s per judgment median | load avg before |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
+        for slots in (int(count) for count in args.slots.split(",")):
+            print(slots_throughput(model, inputs, slots, args.threads, config), flush=True)
+        return
 
     rows = pick_rows(args.data, args.per_class)
     truth = {row["utterance_id"]: row["emotion"] for row in rows}

@@ -99,7 +99,7 @@ SpeakerNorm = Literal["speaker", "none"]
 FusionFit = Literal["train", "development"]
 JudgeBackend = Literal["local", "openai-chat", "openai-batch"]
 JudgeScope = Literal["all", "disagreements"]
-JudgeGate = Literal["development", "off"]
+JudgeGate = Literal["development", "per_change", "off"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 """Field types shared with the pipeline's resources, so a launchpad override is validated like the environment."""
 
@@ -179,7 +179,18 @@ class Settings(BaseModel):
     )
     log_level: LogLevel = _setting("INFO", "console log level of `emojudge materialize` runs")
     judge_gate: JudgeGate = _setting(
-        "development", "development: apply the judge only if it did no net harm on development; off"
+        "development",
+        "development: apply the judge only if it did no net harm on development; per_change: only the kinds of "
+        "change that did (judge/gate.py); off",
+    )
+    judge_evidence_max: AtLeastOne = _setting(
+        200, "labelled development judgments the gate gathers per judge model, template and threshold"
+    )
+    judge_max_calls: AtLeastOne | None = _setting(
+        None, "judge requests one run may send; the rest keep their fused labels (judge_gate = capped)", "no cap"
+    )
+    judge_slots: AtLeastOne = _setting(
+        2, "local judge: llama.cpp servers answering concurrently, CPU threads split among them (bench/RESULTS.md)"
     )
     judge_show_probability: bool = _setting(
         False, "1 shows the judge the fused probability (small judges echo it as confidence)", "0"

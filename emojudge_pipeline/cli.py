@@ -205,6 +205,7 @@ def _gate_header(gate) -> str:
         "no-evidence": "gate closed: no labelled development judgments to trust the judge on, changes not applied",
         "open": "gate open: accepted changes did no net harm on development and were applied",
         "off": "gate off: accepted changes applied by the confidence rule alone",
+        "per_change": "per-change gate: only the kinds of change that did net good on development were applied",
     }
     return "; ".join(meaning.get(state, state) for state in sorted(states))
 

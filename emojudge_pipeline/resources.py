@@ -176,8 +176,8 @@ def default_models(settings: Settings) -> ModelsResource:
 class JudgeResource(dg.ConfigurableResource):
     """The LLM judge: backend (local | openai-chat | openai-batch), model, sampling, threshold, scope and gate.
 
-    For ``local`` the resource starts the Gemma 3 270M llama.cpp server on 127.0.0.1 at a free port for the
-    duration of :meth:`session` and always stops it afterwards.
+    For ``local`` the resource starts ``slots`` Gemma 3 270M llama.cpp servers on 127.0.0.1 at free ports for the
+    duration of :meth:`session` (requests go to them concurrently) and always stops them afterwards.
     """
 
     backend: JudgeBackend = Field(description=describe("judge"))
@@ -190,6 +190,9 @@ class JudgeResource(dg.ConfigurableResource):
     splits: JudgeSplits = setting("judge_splits")
     show_probability: bool = setting("judge_show_probability")
     gate: JudgeGate = setting("judge_gate")
+    evidence_max: AtLeastOne = setting("judge_evidence_max")
+    max_calls: AtLeastOne | None = setting("judge_max_calls")
+    slots: AtLeastOne = setting("judge_slots")
     max_workers: int = 4
     poll_interval_s: float = 30.0
     max_wait_s: float = 26 * 3600.0
@@ -212,7 +215,7 @@ class JudgeResource(dg.ConfigurableResource):
     @contextmanager
     def session(self, ledger=None) -> Iterator:
         """A callable ``requests -> results`` for this backend (with the local server running, where local)."""
-        from emojudge_models.judge import BatchJudge, ChatJudge, LocalJudgeServer, ensure_local_model
+        from emojudge_models.judge import BatchJudge, ChatJudge, LocalJudgePool, ensure_local_model
 
         base_url = self.base_url or None
         if self.backend == "openai-batch":
@@ -222,8 +225,8 @@ class JudgeResource(dg.ConfigurableResource):
             yield ChatJudge(base_url, max_workers=self.max_workers).judge
         else:
             model_path = ensure_local_model(Path(self.model_cache))
-            with LocalJudgeServer(model_path) as server:
-                yield ChatJudge(server.base_url, max_workers=1, require_api_key=False).judge
+            with LocalJudgePool(model_path, slots=self.slots) as pool:
+                yield ChatJudge(pool.base_urls, max_workers=self.slots, require_api_key=False).judge
 
 
 def default_judge(settings: Settings) -> JudgeResource:
@@ -239,6 +242,9 @@ def default_judge(settings: Settings) -> JudgeResource:
         splits=list(settings.judge_splits),
         show_probability=settings.judge_show_probability,
         gate=settings.judge_gate,
+        evidence_max=settings.judge_evidence_max,
+        max_calls=settings.judge_max_calls,
+        slots=settings.judge_slots,
         model_cache=str(settings.home / "models" / "judge"),
     )
 

@@ -1,5 +1,5 @@
 """Seed a warehouse with fused predictions and run the real ``refinement`` asset on it, in this process or as a
-script (``python judge_run.py HOME BASE_URL EVAL_SET``, for tests that kill the judging process).
+script (``python judge_run.py HOME BASE_URL EVAL_SET``, gate off, for tests that kill the judging process).
 
 The seeded set has ``n`` utterances ``u00``.. with transcripts ``clip u00 says hello``, fused label neutral, and
 no prosody; the judge is ``openai-chat`` at ``base_url`` with two workers.
@@ -18,11 +18,18 @@ from emojudge_models.store import warehouse
 
 
 def seed_set(
-    home: Path, eval_set: str, n: int, split: str | None = None, emotion: str | None = None, fused: str = "neutral"
+    home: Path,
+    eval_set: str,
+    n: int,
+    split: str | list[str | None] | None = None,
+    emotion: str | list[str | None] | None = None,
+    fused: str | list[str] = "neutral",
 ) -> list[str]:
-    """Utterances and categorical fused predictions for ``n`` clips; returns their utterance ids."""
+    """Utterances and categorical fused predictions for ``n`` clips (split, emotion and fused label: one for all,
+    or one per clip); returns their utterance ids."""
     ids = [f"u{i:02d}" for i in range(n)]
-    probabilities = [0.3 if label == fused else 0.1 for label in EMOTIONS]
+    fused_labels = [fused] * n if isinstance(fused, str) else list(fused)
+    probabilities = [[0.3 if label == f else 0.1 for label in EMOTIONS] for f in fused_labels]
     with warehouse.connect(home) as con:
         con.execute(warehouse.sql_text("ingest/register_eval_set.sql"), [eval_set, "manifest", str(home)])
         warehouse.replace_partition(
@@ -53,10 +60,10 @@ def seed_set(
                     "utterance_id": ids,
                     "task": "categorical",
                     "fusion_model_key": "fusion-seed",
-                    "probabilities": [probabilities] * n,
-                    "predicted_label": fused,
+                    "probabilities": probabilities,
+                    "predicted_label": fused_labels,
                     "audio_label": "angry",
-                    "text_label": fused,
+                    "text_label": fused_labels,
                     "run_id": "seed",
                 }
             ),
@@ -64,8 +71,11 @@ def seed_set(
     return ids
 
 
-def run_refinement(home: Path, base_url: str, eval_set: str, gate: str = "development") -> dg.ExecuteInProcessResult:
-    """Materialise ``llm_judgments`` and ``predictions`` for ``eval_set`` with the openai-chat judge."""
+def run_refinement(
+    home: Path, base_url: str, eval_set: str, gate: str = "development", **judge_options
+) -> dg.ExecuteInProcessResult:
+    """Materialise ``llm_judgments`` and ``predictions`` for ``eval_set`` with the openai-chat judge
+    (``judge_options``: other JudgeResource fields, such as evidence_max or max_calls)."""
     from emojudge_pipeline.assets.refinement import refinement
     from emojudge_pipeline.resources import JudgeResource, WarehouseResource
 
@@ -77,10 +87,10 @@ def run_refinement(home: Path, base_url: str, eval_set: str, gate: str = "develo
         instance=instance,
         resources={
             "warehouse_db": WarehouseResource(home=str(home)),
-            "judge": JudgeResource(backend="openai-chat", base_url=base_url, gate=gate, max_workers=2),
+            "judge": JudgeResource(backend="openai-chat", base_url=base_url, gate=gate, max_workers=2, **judge_options),
         },
     )
 
 
 if __name__ == "__main__":
-    run_refinement(Path(sys.argv[1]), sys.argv[2], sys.argv[3])
+    run_refinement(Path(sys.argv[1]), sys.argv[2], sys.argv[3], gate="off")

@@ -9,10 +9,9 @@ import pandas as pd
 import pytest
 
 from emojudge_models.judge import TEMPLATE_SHA256
-from emojudge_models.judge.final_label import PREDICTION_COLUMNS, final_labels
-from emojudge_models.judge.gate import development_evidence, gate_decision
+from emojudge_models.judge.gate import PREDICTION_COLUMNS, development_evidence, final_labels, gate_decision
 from emojudge_models.store import warehouse
-from emojudge_pipeline.assets.refinement import _gate
+from emojudge_pipeline.assets.refinement import _evidence_elsewhere
 
 
 def _evidence(rows: list[tuple[str, str, bool, str]]) -> pd.DataFrame:
@@ -31,7 +30,7 @@ def test_harmful_judge_closes_the_gate_and_a_helpful_one_opens_it() -> None:
     assert "lack of evidence" in none.reason and "EMOJUDGE_JUDGE_GATE=off" in none.reason
     assert gate_decision(_evidence([]), "off").state == "off"
     assert gate_decision(harmful, "off").state == "off" and gate_decision(harmful, "off").applies_judgments
-    with pytest.raises(ValueError, match="development, off"):
+    with pytest.raises(ValueError, match="development, per_change, off"):
         gate_decision(harmful, "test")
 
 
@@ -54,12 +53,30 @@ def test_final_label_follows_the_accepted_judgment_unless_the_gate_is_closed(gat
     out = final_labels(FUSED, JUDGED, gate)
     assert list(out.columns) == PREDICTION_COLUMNS and out["utterance_id"].tolist() == ["u1", "u2", "u3"]
     out = out.set_index("utterance_id")
-    assert out.loc["u1"].tolist() == ["sad", u1_final, u1_final, u1_changed, "c1", gate.state]
+    assert out.loc["u1"].tolist() == ["sad", u1_final, u1_final, u1_changed, "c1", gate.state, gate.reason]
     # rejected judgment: recorded with the gate state, fused label kept
-    assert out.loc["u3"].tolist() == ["neutral", "neutral", "neutral", False, "c3", gate.state]
+    assert out.loc["u3"].tolist()[:6] == ["neutral", "neutral", "neutral", False, "c3", gate.state]
+    assert out.loc["u3", "judge_gate_reason"] == "judge kept the fused label or was not confident enough"
     # not judged: fused label, no refined label, judgment or gate state
     assert out.loc["u2", ["fused_label", "final_label", "changed"]].tolist() == ["happy", "happy", False]
-    assert out.loc["u2", ["refined_label", "judgment_custom_id", "judge_gate"]].isna().all()
+    assert out.loc["u2", ["refined_label", "judgment_custom_id", "judge_gate", "judge_gate_reason"]].isna().all()
+
+
+def test_utterances_not_asked_keep_the_fused_label_and_record_why() -> None:
+    not_asked = {"u2": ("closed", "not asked: gate closed"), "u3": ("capped", "not asked: cap")}
+    out = final_labels(FUSED, JUDGED.loc[["u1"]], CLOSED, not_asked).set_index("utterance_id")
+    assert out.loc["u2", ["refined_label", "judgment_custom_id"]].isna().all()
+    assert out.loc["u2", ["final_label", "changed", "judge_gate", "judge_gate_reason"]].tolist() == [
+        "happy",
+        False,
+        "closed",
+        "not asked: gate closed",
+    ]
+    assert out.loc["u3", ["final_label", "judge_gate", "judge_gate_reason"]].tolist() == [
+        "neutral",
+        "capped",
+        "not asked: cap",
+    ]
 
 
 def test_final_labels_of_nothing_is_an_empty_frame_with_the_columns() -> None:
@@ -114,6 +131,12 @@ def test_zero_evidence_keeps_fused_labels_unless_the_gate_is_off(tmp_path: Path)
     assert kept["judge_gate"].tolist() == ["no-evidence", "no-evidence"]
     applied = final_labels(rows, judged, off).set_index("utterance_id")
     assert applied["final_label"].tolist() == ["angry", "sad"] and applied["judge_gate"].tolist() == ["off", "off"]
+
+
+def _gate(con, mode: str, eval_set: str, config, rows: pd.DataFrame, judged: pd.DataFrame, limit: int = 200):
+    """The gate as the refinement asset decides it: this set's development judgments and other sets' ones."""
+    here = development_evidence(rows, judged)
+    return gate_decision(pd.concat([here, _evidence_elsewhere(con, eval_set, config, limit)], ignore_index=True), mode)
 
 
 def _store_judged_development(con, eval_set: str, fused: str, judge_label: str, truth: str, n: int) -> None:

@@ -27,7 +27,7 @@ from emojudge_models.judge import (
     JudgeResult,
     build_requests,
 )
-from emojudge_models.judge.duckdb_writer import JudgmentWriter
+from emojudge_models.judge.ledger import JudgmentWriter
 from emojudge_models.judge.result import result_from_completion
 from emojudge_models.store import warehouse
 
@@ -57,17 +57,20 @@ def asked(server: FakeOpenAIServer) -> list[str]:
 
 
 def test_a_confident_judge_without_development_evidence_changes_no_label(tmp_path: Path) -> None:
+    """Without evidence the gate applies nothing, so the judge is not even asked; with the gate off it is."""
     ids = seed_set(tmp_path, "inbox", 3)
     with FakeOpenAIServer(lambda body, call: judgment_reply("sad", 0.99)) as server:
         assert run_refinement(tmp_path, server.base_url, "inbox").success
+        assert server.chat_bodies == [], "a gate without evidence applies nothing, so nothing is asked"
         with warehouse.connect(tmp_path, read_only=True) as con:
             rows = con.execute(
-                "SELECT p.final_label, p.changed, p.judge_gate, j.label, j.accepted FROM predictions p "
-                "JOIN llm_judgments j ON j.custom_id = p.judgment_custom_id WHERE p.eval_set = 'inbox'"
+                "SELECT final_label, changed, judge_gate, judgment_custom_id, judge_gate_reason FROM predictions "
+                "WHERE eval_set = 'inbox'"
             ).fetchall()
-        assert rows == [("neutral", False, "no-evidence", "sad", True)] * len(ids)
+        assert [row[:4] for row in rows] == [("neutral", False, "no-evidence", None)] * len(ids)
+        assert all(row[4].startswith("not asked: gate closed for lack of evidence") for row in rows)
         assert run_refinement(tmp_path, server.base_url, "inbox", gate="off").success
-        assert len(server.chat_bodies) == len(ids), "the rerun with the gate off reuses the stored judgments"
+        assert len(server.chat_bodies) == len(ids), "with the gate off every utterance in scope is asked"
     with warehouse.connect(tmp_path, read_only=True) as con:
         finals = con.execute("SELECT DISTINCT final_label, judge_gate FROM predictions").fetchall()
     assert finals == [("sad", "off")]
@@ -122,7 +125,7 @@ def test_an_html_200_is_asked_again_on_rerun_then_given_up_after_the_bound(tmp_p
     with FakeOpenAIServer(responder) as server:
         for _ in range(MAX_ANSWER_ATTEMPTS + 1):
             before = len(server.chat_bodies)
-            assert run_refinement(tmp_path, server.base_url, "dev").success
+            assert run_refinement(tmp_path, server.base_url, "dev", gate="off").success
             per_run.append(sorted(asked(server)[before:]))
             if len(per_run) == 1:
                 first = judgments(tmp_path, "dev")
@@ -179,7 +182,7 @@ def test_a_chat_judge_killed_part_way_is_asked_only_the_rest_on_rerun(tmp_path: 
     assert len(stored) == answered_before_kill and all(row[0] for row in stored.values())
     assert set(stored) < first_asked
     with FakeOpenAIServer() as rerun_server:
-        assert run_refinement(tmp_path, rerun_server.base_url, "killed").success
+        assert run_refinement(tmp_path, rerun_server.base_url, "killed", gate="off").success
         rerun_asked = asked(rerun_server)
     fault_ledger.record(paid_calls_repeated=len(set(rerun_asked) & set(stored)))
     assert sorted(rerun_asked) == sorted(set(ids) - set(stored))

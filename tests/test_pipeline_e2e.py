@@ -92,8 +92,14 @@ def test_every_table_is_filled(demo_run) -> None:
     assert counts["predictions"] == 144
     assert counts["model_registry"] == 6
     with warehouse.connect(home, read_only=True) as con:
-        judged_splits = con.execute("SELECT count(*) FROM utterances WHERE split IN ('development', 'test')").fetchone()
-    assert counts["llm_judgments"] == judged_splits[0] == first_calls
+        development = con.execute("SELECT count(*) FROM utterances WHERE split = 'development'").fetchone()[0]
+        test_gates = con.execute(
+            "SELECT judge_gate, judgment_custom_id IS NULL, count(*) FROM predictions "
+            "JOIN utterances USING (eval_set, utterance_id) WHERE split = 'test' GROUP BY ALL"
+        ).fetchall()
+    # the development judgments closed the gate, so the test split was never sent to the judge
+    assert counts["llm_judgments"] == development == first_calls
+    assert [row[:2] for row in test_gates] == [("closed", True)]
 
 
 def test_rerun_is_idempotent_and_reuses_judgments(demo_run) -> None:
@@ -227,7 +233,8 @@ def test_bare_folder_set_gets_asr_transcripts_and_predictions(demo_run, ravdess_
 
     from emojudge_models.asr.whisper import word_error_rate
 
-    home = demo_run[0]
+    home, api = demo_run[0], demo_run[4]
+    calls_before = len(api.chat_bodies)
     with open(ravdess_dir / "manifest.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))[:3]
     inbox = tmp_path / "inbox"
@@ -247,6 +254,7 @@ def test_bare_folder_set_gets_asr_transcripts_and_predictions(demo_run, ravdess_
         metrics = con.execute("SELECT count(*) FROM metrics WHERE eval_set = 'inbox-test'").fetchone()[0]
         gates = con.execute("SELECT DISTINCT judge_gate FROM predictions WHERE eval_set = 'inbox-test'").fetchall()
     assert gates == [("closed",)], "an unlabelled set inherits the gate from the demo's development judgments"
+    assert len(api.chat_bodies) == calls_before, "a closed gate sends no judge request"
     assert models_after == models_before
     assert len(got) == 3 and metrics == 0
     expected = {Path(r["path"]).stem: r["transcript"] for r in rows}
@@ -257,8 +265,13 @@ def test_bare_folder_set_gets_asr_transcripts_and_predictions(demo_run, ravdess_
 
 
 def test_an_open_gate_applies_accepted_judgments(demo_run, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Runs last: rescoring with the gate off rewrites predictions (judgments are reused, not asked again)."""
+    """Runs last: rescoring with the gate off rewrites predictions; stored judgments are reused, and the test split,
+    which the closed gate never sent, is asked now."""
     home, calls_before = demo_run[0], len(demo_run[4].chat_bodies)
+    with warehouse.connect(home, read_only=True) as con:
+        test_split = con.execute(
+            "SELECT count(*) FROM utterances WHERE eval_set = 'demo' AND split = 'test'"
+        ).fetchone()
     monkeypatch.setenv("EMOJUDGE_JUDGE_GATE", "off")
     cli.materialize("demo", train=False)
     with warehouse.connect(home, read_only=True) as con:
@@ -274,4 +287,4 @@ def test_an_open_gate_applies_accepted_judgments(demo_run, monkeypatch: pytest.M
     for fused, accepted, final, was_changed, _ in rows:
         assert (final, was_changed) == (("fear", True) if accepted else (fused, False))
     assert changed[0] == sum(r[3] for r in rows) > 0
-    assert len(demo_run[4].chat_bodies) == calls_before
+    assert len(demo_run[4].chat_bodies) == calls_before + test_split[0]

@@ -43,7 +43,7 @@ def test_migration_from_version_1_keeps_rows(tmp_path: Path) -> None:
     old.execute((FIXTURES / "schema_v1.sql").read_text())
     old.close()
     with warehouse.connect(tmp_path) as con:
-        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 6
+        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 7
         row = con.execute("SELECT utterance_id, transcript, transcript_source FROM utterances").fetchall()
         assert row == [("u1", "hello there", "manifest")]
         assert con.execute("SELECT count(*) FROM feature_index").fetchone()[0] == 0
@@ -53,6 +53,7 @@ def test_migration_from_version_2_adds_the_judge_gate_and_keeps_predictions(tmp_
     with warehouse.connect(tmp_path) as con:
         con.execute("DROP VIEW v_predictions")
         con.execute("ALTER TABLE predictions DROP COLUMN judge_gate")
+        con.execute("ALTER TABLE predictions DROP COLUMN judge_gate_reason")
         con.execute("DELETE FROM schema_version")
         con.execute("INSERT INTO schema_version (version) VALUES (2)")
         con.execute("INSERT INTO predictions VALUES ('demo', 'u1', 'sad', 'fear', 'fear', true, 'c1', 'run1')")
@@ -78,7 +79,7 @@ def test_migration_from_version_3_counts_responses_and_reopens_invalid_answers(t
                 [custom_id, custom_id, label, answered],
             )
     with warehouse.connect(tmp_path) as con:
-        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 6
+        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 7
         rows = con.execute("SELECT custom_id, label, answered, attempts FROM llm_judgments ORDER BY 1").fetchall()
     assert rows == [("http-500", None, False, 0), ("invalid", None, False, 1), ("valid", "sad", True, 1)]
 
@@ -105,7 +106,7 @@ def test_migration_from_version_4_adds_episode_columns_speakers_and_the_timeline
             "channels, run_id) VALUES ('demo', 'u1', '/c/u1.wav', 'abc', 1.5, 16000, 1, 'r')"
         )
     with warehouse.connect(tmp_path) as con:
-        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 6
+        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 7
         clip = con.execute("SELECT utterance_id, episode_sha256, start_s, end_s FROM utterances").fetchall()
         hint = con.execute("SELECT speakers_hint FROM eval_sets").fetchall()
         con.execute(
@@ -125,6 +126,41 @@ def test_migration_from_version_4_adds_episode_columns_speakers_and_the_timeline
         assert "segment_id" not in con.execute("SELECT * FROM episode_emotions LIMIT 0").df().columns
     assert clip == [("u1", None, None, None)] and hint == [(None,)]
     assert timeline == [("/i/a.mp3", "ep-1:S1", 12.5, "sad", 0.75)]
+
+
+def test_migration_from_version_6_adds_gate_reasons_judgment_costs_and_the_gate_evidence(tmp_path: Path) -> None:
+    """A v6 file keeps its predictions and judgments (reason and cost NULL) and gains judge_gate_evidence."""
+    with warehouse.connect(tmp_path) as con:
+        for view in ("v_predictions", "v_judge_spend", "v_judge_gate_evidence"):
+            con.execute(f"DROP VIEW {view}")
+        con.execute("ALTER TABLE predictions DROP COLUMN judge_gate_reason")
+        con.execute("ALTER TABLE llm_judgments DROP COLUMN estimated_cost_usd")
+        con.execute("DROP TABLE judge_gate_evidence")
+        con.execute("DELETE FROM schema_version")
+        con.execute("INSERT INTO schema_version (version) VALUES (6)")
+        con.execute("INSERT INTO predictions VALUES ('demo', 'u1', 'sad', 'fear', 'fear', true, 'c1', 'open', 'r1')")
+        con.execute(
+            "INSERT INTO llm_judgments (eval_set, utterance_id, custom_id, backend, judge_model, temperature, "
+            "threshold, prompt_template_sha256, prompt_sha256, fusion_model_key, request_json, fused_label, label, "
+            "accepted, answered, prompt_tokens, completion_tokens, run_id) "
+            "VALUES ('demo', 'u1', 'c1', 'local', 'm', 0.3, 0.8, 't', 'p', 'f', '{}', 'sad', 'fear', true, true, "
+            "120, 30, 'r1')"
+        )
+    with warehouse.connect(tmp_path) as con:
+        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 7
+        prediction = con.execute("SELECT final_label, judge_gate, judge_gate_reason FROM predictions").fetchall()
+        spend = con.execute(
+            "SELECT eval_set, run_id, calls, prompt_tokens, completion_tokens, estimated_cost_usd FROM v_judge_spend"
+        ).fetchall()
+        con.execute(
+            "INSERT INTO judge_gate_evidence VALUES ('demo', 'sad->fear', 'sad', 'fear', 6, 5, 1, true, "
+            "'per_change', 'm', 't', 0.8, 'r1')"
+        )
+        evidence = con.execute("SELECT kind, net_fixed, applied FROM v_judge_gate_evidence").fetchall()
+        view_columns = con.execute("SELECT * FROM v_predictions LIMIT 0").df().columns
+    assert prediction == [("fear", "open", None)] and "judge_gate_reason" in view_columns
+    assert spend == [("demo", "r1", 1, 120, 30, None)], "a judgment from before v7 has no known cost"
+    assert evidence == [("sad->fear", 4, True)]
 
 
 def test_newer_file_is_refused(tmp_path: Path) -> None:

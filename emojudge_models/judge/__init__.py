@@ -2,17 +2,16 @@
 
 Typical use: ``build_requests(inputs, config)`` -> ``ChatJudge(...).judge(requests)`` or
 ``BatchJudge(ledger, ...).run(requests)`` -> ``result.decide(config.threshold)`` per result; both take
-``on_result`` to store each result as it arrives (``duckdb_writer.JudgmentWriter.add``).
+``on_result`` to store each result as it arrives (``ledger.JudgmentWriter.add``).
 """
 
 from emojudge_models.judge.batch import BatchApiError, BatchesStillRunning, BatchJudge, chunk_requests
 from emojudge_models.judge.chat import ChatJudge
+from emojudge_models.judge.client import API_KEY_ENV, MissingApiKeyError
 from emojudge_models.judge.cost import LOCAL_JUDGE_MODEL, estimate_cost
-from emojudge_models.judge.decision import DEFAULT_THRESHOLD, Decision, decide
 from emojudge_models.judge.ledger import BatchLedger, BatchRecord, InMemoryBatchLedger
-from emojudge_models.judge.local_server import LocalJudgeServer, ensure_local_model
+from emojudge_models.judge.local_server import LocalJudgePool, LocalJudgeServer, ensure_local_model
 from emojudge_models.judge.prompt import TEMPLATE_SHA256, JudgeInput, prompt_sha256, render_messages
-from emojudge_models.judge.redaction import API_KEY_ENV, MissingApiKeyError
 from emojudge_models.judge.requests import (
     BACKENDS,
     DEFAULT_BATCH_MODEL,
@@ -25,7 +24,16 @@ from emojudge_models.judge.requests import (
     select_for_scope,
 )
 from emojudge_models.judge.result import MAX_ANSWER_ATTEMPTS, JudgeResult
-from emojudge_models.judge.schema import JUDGMENT_SCHEMA, Judgment, ResponseFormat, parse_judgment, response_format
+from emojudge_models.judge.schema import (
+    DEFAULT_THRESHOLD,
+    JUDGMENT_SCHEMA,
+    Decision,
+    Judgment,
+    ResponseFormat,
+    decide,
+    parse_judgment,
+    response_format,
+)
 
 __all__ = [
     "API_KEY_ENV",
@@ -49,6 +57,7 @@ __all__ = [
     "JudgeRequest",
     "JudgeResult",
     "Judgment",
+    "LocalJudgePool",
     "LocalJudgeServer",
     "MissingApiKeyError",
     "ResponseFormat",

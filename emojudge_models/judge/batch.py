@@ -19,9 +19,8 @@ from typing import Any
 
 import openai
 
-from emojudge_models.judge.client import make_client
+from emojudge_models.judge.client import make_client, redact
 from emojudge_models.judge.ledger import BatchLedger, BatchRecord
-from emojudge_models.judge.redaction import redact
 from emojudge_models.judge.requests import BATCH_URL, JudgeRequest
 from emojudge_models.judge.result import JudgeResult, describe_error, result_from_completion, result_from_error
 

@@ -1,8 +1,14 @@
-"""The ``openai-chat`` backend: one chat-completion call per request against any OpenAI-compatible endpoint."""
+"""The ``openai-chat`` backend: one chat-completion call per request against any OpenAI-compatible endpoint.
+
+Given several base URLs (the local judge's llama.cpp servers, one per slot), each worker thread keeps to one of them
+in turn, so with ``max_workers`` equal to their number every server has one request in flight at a time.
+"""
 
 from __future__ import annotations
 
+import itertools
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
@@ -25,7 +31,7 @@ class ChatJudge:
 
     def __init__(
         self,
-        base_url: str | None = None,
+        base_url: str | Sequence[str] | None = None,
         *,
         max_workers: int = 4,
         max_retries: int = 4,
@@ -34,11 +40,17 @@ class ChatJudge:
     ) -> None:
         if max_workers < 1:
             raise ValueError(f"max_workers must be at least 1, got {max_workers}")
-        self.base_url = base_url
+        urls = [base_url] if base_url is None or isinstance(base_url, str) else list(base_url)
+        if not urls:
+            raise ValueError("ChatJudge needs at least one base URL (or None for api.openai.com)")
+        self.base_url = urls[0] if len(urls) == 1 else ", ".join(urls)
         self.max_workers = max_workers
-        self._client = make_client(
-            base_url, require_api_key=require_api_key, max_retries=max_retries, timeout_s=timeout_s
-        )
+        self._clients = [
+            make_client(url, require_api_key=require_api_key, max_retries=max_retries, timeout_s=timeout_s)
+            for url in urls
+        ]
+        self._turns = itertools.count()
+        self._thread = threading.local()
 
     def __repr__(self) -> str:
         return f"ChatJudge(base_url={self.base_url!r}, max_workers={self.max_workers})"
@@ -69,10 +81,17 @@ class ChatJudge:
         log.info("judged %d requests at %s: %d with errors", len(results), self.base_url or "api.openai.com", failed)
         return results
 
+    def _client(self):
+        """This worker thread's client: the endpoints are dealt out to threads in turn."""
+        client = getattr(self._thread, "client", None)
+        if client is None:
+            client = self._thread.client = self._clients[next(self._turns) % len(self._clients)]
+        return client
+
     def _judge_one(self, request: JudgeRequest) -> JudgeResult:
         requested_at = datetime.now(UTC)
         try:
-            response = self._client.chat.completions.with_raw_response.create(**request.body)
+            response = self._client().chat.completions.with_raw_response.create(**request.body)
         except openai.APIStatusError as error:
             log.warning("judge request %s failed with HTTP %d", request.custom_id, error.status_code)
             return result_from_error(

@@ -7,6 +7,13 @@ log lives in an unnamed temporary file, so nothing is left behind either way. Ta
 :class:`~emojudge_models.judge.chat.ChatJudge` at :attr:`LocalJudgeServer.base_url`, with
 ``ResponseFormat.JSON_OBJECT_SCHEMA`` (llama-cpp-python's server rejects ``type: json_schema`` but turns a
 schema attached to JSON mode into a decoding grammar).
+
+Parallel slots: llama-cpp-python's server (0.3.x) answers one request at a time and has no ``n_parallel``; it does
+reuse the KV cache of the longest prefix shared with the previous prompt, and every judge prompt starts with the
+same system message, so only the per-utterance part is evaluated after the first request. :class:`LocalJudgePool`
+runs ``slots`` such servers, the CPU threads divided among them, and the caller sends them requests concurrently
+(``ChatJudge(pool.base_urls, max_workers=slots)``). Which count is fastest depends on the machine
+(bench/bench_judge_local.py --slots, bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -191,4 +198,35 @@ class LocalJudgeServer:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
+        self.stop()
+
+
+class LocalJudgePool:
+    """``slots`` :class:`LocalJudgeServer` processes for one model, sharing the CPU threads; a context manager."""
+
+    def __init__(self, model_path: Path, *, slots: int = 1, n_threads: int | None = None, **server_options) -> None:
+        if slots < 1:
+            raise ValueError(f"slots must be at least 1, got {slots}")
+        threads = n_threads or os.cpu_count() or 1
+        per_server = max(1, threads // slots)
+        self.servers = [LocalJudgeServer(model_path, n_threads=per_server, **server_options) for _ in range(slots)]
+
+    @property
+    def base_urls(self) -> list[str]:
+        return [server.base_url for server in self.servers]
+
+    def __enter__(self) -> LocalJudgePool:
+        try:
+            for server in self.servers:
+                server.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()

@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from emojudge_models.judge.cost import LOCAL_JUDGE_MODEL
-from emojudge_models.judge.decision import DEFAULT_THRESHOLD
 from emojudge_models.judge.prompt import TEMPLATE_SHA256, JudgeInput, prompt_sha256, render_messages
-from emojudge_models.judge.schema import ResponseFormat, response_format
+from emojudge_models.judge.schema import DEFAULT_THRESHOLD, ResponseFormat, response_format
 
 CUSTOM_ID_MAX_CHARS = 64
 BATCH_URL = "/v1/chat/completions"

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from emojudge_models.judge.decision import Decision, decide
-from emojudge_models.judge.redaction import redact
+from emojudge_models.judge.client import redact
 from emojudge_models.judge.requests import JudgeRequest
-from emojudge_models.judge.schema import Judgment, parse_judgment
+from emojudge_models.judge.schema import Decision, Judgment, decide, parse_judgment
 
 MAX_ANSWER_ATTEMPTS = 3
 """Responses a judgment may get before an invalid one is final: the judgment stays an error row, not asked again."""

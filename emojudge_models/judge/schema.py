@@ -1,7 +1,9 @@
-"""The judge's answer: its JSON schema, the ``response_format`` sent to each backend, and strict validation.
+"""The judge's answer: its JSON schema, the ``response_format`` sent to each backend, strict validation, and the
+acceptance rule applied to it.
 
 Every answer is validated here whatever the backend promised, so a transcript that talks the model into an
-out-of-set label or an impossible confidence yields an error, never a label.
+out-of-set label or an impossible confidence yields an error, never a label. The acceptance rule (:func:`decide`)
+is applied in code rather than trusted to the model.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ import json
 import math
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from emojudge_models.labels import EMOTIONS
+from emojudge_models.settings import default
 
 JUDGMENT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -94,3 +97,35 @@ def parse_judgment(raw_text: str | None) -> Judgment | str:
     if not isinstance(rationale, str):
         return f"rationale {rationale!r:.80} is not a string"
     return Judgment(label=label.strip().lower(), confidence=float(confidence), rationale=rationale.strip())
+
+
+DEFAULT_THRESHOLD: float = default("judge_threshold")
+
+
+class Decision(NamedTuple):
+    """``accepted`` is True only when the judge's different label replaced the fused one."""
+
+    final_label: str
+    accepted: bool
+    error: str | None
+
+
+def decide(fused_label: str, judgment: Judgment | str | None, threshold: float = DEFAULT_THRESHOLD) -> Decision:
+    """Final label for one utterance.
+
+    The label changes only if the judge's label differs from the fused one and its confidence is at least
+    ``threshold``; an error string (or no judgment) keeps the fused label and is carried into ``error``.
+    """
+    if fused_label not in EMOTIONS:
+        raise ValueError(f"fused label {fused_label!r} is not one of {', '.join(EMOTIONS)}")
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold {threshold!r} is not in [0, 1]")
+    if judgment is None:
+        return Decision(fused_label, False, "no judgment")
+    if isinstance(judgment, str):
+        return Decision(fused_label, False, judgment)
+    if judgment.label not in EMOTIONS or not 0.0 <= judgment.confidence <= 1.0:
+        return Decision(fused_label, False, f"invalid judgment {judgment!r}")
+    if judgment.label != fused_label and judgment.confidence >= threshold:
+        return Decision(judgment.label, True, None)
+    return Decision(fused_label, False, None)

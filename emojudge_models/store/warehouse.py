@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 """Version created by ``store/sql/schema.sql``; ``store/sql/migrations/NNN_*.sql`` bring older files up to it."""
 
 PARTITIONED_TABLES = frozenset(
@@ -33,6 +33,7 @@ PARTITIONED_TABLES = frozenset(
         "prosody",
         "llm_judgments",
         "predictions",
+        "judge_gate_evidence",
         "metrics",
         "confusion_matrices",
         "episode_emotions",

@@ -4,7 +4,13 @@ Judgments are identified by custom_id (eval set + utterance + hash of prompt, ju
 answered judgment is reused, never asked (or paid for) twice; a new prompt template or model is a new judgment.
 Each result is written as it arrives (``JudgmentWriter``), so a killed run keeps the answers it already had; an
 invalid answer is asked again on later runs until it has had ``MAX_ANSWER_ATTEMPTS`` responses.
+
+The judge is asked in two steps (``emojudge_models/judge/gate.py``): first the gate's evidence (labelled development
+utterances, bounded per judge identity), then, once the gate has decided, only what it may apply: a closed gate
+costs no further call. ``EMOJUDGE_JUDGE_MAX_CALLS`` bounds the requests of one run.
 """
+
+from contextlib import ExitStack
 
 import dagster as dg
 import pandas as pd
@@ -19,16 +25,16 @@ from emojudge_models.judge import (
     estimate_cost,
     select_for_scope,
 )
-from emojudge_models.judge.duckdb_ledger import DuckDBBatchLedger
-from emojudge_models.judge.duckdb_writer import JudgmentWriter
-from emojudge_models.judge.final_label import final_labels
 from emojudge_models.judge.gate import (
     EVIDENCE_COLUMNS,
-    GateDecision,
+    CallCap,
     check_gate_mode,
     development_evidence,
+    final_labels,
     gate_decision,
+    split_evidence,
 )
+from emojudge_models.judge.ledger import DuckDBBatchLedger, JudgmentWriter
 from emojudge_models.store import warehouse
 from emojudge_pipeline.assets.common import markdown_preview, rounded
 from emojudge_pipeline.partitions import eval_sets_partitions
@@ -83,6 +89,7 @@ JUDGMENT_COLUMNS = [
     "requested_at",
     "completed_at",
     "run_id",
+    "estimated_cost_usd",
 ]
 """Columns of ``llm_judgments`` a run writes (eval_set is added by the partition write)."""
 
@@ -121,6 +128,12 @@ def _judgment_row(result: JudgeResult, config, context_row, run_id: str, earlier
         "requested_at": result.requested_at,
         "completed_at": result.completed_at,
         "run_id": run_id,
+        "estimated_cost_usd": estimate_cost(
+            config.model,
+            result.prompt_tokens or 0,
+            result.completion_tokens or 0,
+            batch=config.backend == "openai-batch",
+        ),
     }
 
 
@@ -130,14 +143,15 @@ def _judgment_row(result: JudgeResult, config, context_row, run_id: str, earlier
             "llm_judgments",
             deps=["fused_predictions", "prosody"],
             kinds={"openai", "duckdb"},
-            description="One row per LLM judgment with the request, raw answer, parsed label, confidence "
-            "and the keys of everything it saw.",
+            description="One row per LLM judgment with the request, raw answer, parsed label, confidence, tokens, "
+            "estimated cost and the keys of everything it saw.",
         ),
         dg.AssetSpec(
             "predictions",
             deps=["fused_predictions"],
             kinds={"duckdb"},
-            description="Fused, refined and final label per utterance, linked to its judgment.",
+            description="Fused, refined and final label per utterance, linked to its judgment, with the judge "
+            "gate's state and reason (and its evidence table in judge_gate_evidence).",
         ),
     ],
     partitions_def=eval_sets_partitions,
@@ -165,11 +179,15 @@ def refinement(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
             warehouse.sql_text("judge/answered_judgments.sql"), [requested_ids, MAX_ANSWER_ATTEMPTS]
         ).df()
         responses = dict(con.execute(warehouse.sql_text("judge/judgment_attempts.sql"), [requested_ids]).fetchall())
+        elsewhere = _evidence_elsewhere(con, eval_set, config, judge.evidence_max)
     reused_ids = set(stored["custom_id"])
-    todo = [r for r in requests if r.custom_id not in reused_ids]
+    if judge.gate == "off":
+        evidence_requests, rest = [], list(requests)
+    else:
+        evidence_requests, rest = split_evidence(requests, rows, judge.evidence_max - len(elsewhere))
     context.log.info(
-        f"{len(requests)} judgments in scope: {len(reused_ids)} stored, {len(todo)} to ask "
-        f"({config.backend}, {config.model})"
+        f"{len(requests)} judgments in scope ({config.backend}, {config.model}): {len(reused_ids)} stored, "
+        f"{len(evidence_requests)} for the gate's evidence ({len(elsewhere)} more from other sets)"
     )
     writer = JudgmentWriter(
         warehouse_db.connect,
@@ -178,22 +196,57 @@ def refinement(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
             r, config, by_utterance.loc[r.request.utterance_id], run_id, responses.get(r.custom_id, 0)
         ),
     )
-    if todo:
-        ledger = DuckDBBatchLedger(warehouse_db.connect, eval_set, config.judge_key, run_id)
-        try:
-            with judge.session(ledger) as ask, writer:
-                ask(todo, on_result=_with_progress(writer.add, len(todo), context.log.info))
-        except BatchesStillRunning as running:
-            raise dg.Failure(
-                f"OpenAI batches still running ({', '.join(running.batch_ids)}); their ids are in "
-                "judge_batches: materialise again later to resume them without paying twice"
-            ) from None
+    cap = CallCap(judge.max_calls)
+    not_asked: dict[str, tuple[str, str]] = {}
+    ledger = DuckDBBatchLedger(warehouse_db.connect, eval_set, config.judge_key, run_id)
+    with ExitStack() as stack, writer:
+        sessions: list = []
+
+        def ask(todo: list, step: str) -> None:
+            """Send what the cap allows (the judge session starts on the first request); hold back the rest."""
+            send, held = cap.take([r for r in todo if r.custom_id not in reused_ids])
+            not_asked.update({r.utterance_id: ("capped", cap.reason()) for r in held})
+            if not send:
+                return
+            context.log.info(f"asking the judge {len(send)} {step} ({len(held)} held back by the call cap)")
+            if not sessions:
+                sessions.append(stack.enter_context(judge.session(ledger)))
+            try:
+                sessions[0](send, on_result=_with_progress(writer.add, len(send), context.log.info))
+            except BatchesStillRunning as running:
+                raise dg.Failure(
+                    f"OpenAI batches still running ({', '.join(running.batch_ids)}); their ids are in "
+                    "judge_batches: materialise again later to resume them without paying twice"
+                ) from None
+
+        ask(evidence_requests, "for evidence")
+        writer.flush()
+        judged = _judged(stored, writer.rows)
+        here = development_evidence(rows, judged[judged["custom_id"].isin({r.custom_id for r in evidence_requests})])
+        gate = gate_decision(pd.concat([here, elsewhere], ignore_index=True), judge.gate)
+        wanted = [r for r in rest if gate.may_change(r.fused_label)]
+        skipped = [r for r in rest if not gate.may_change(r.fused_label) and r.custom_id not in reused_ids]
+        not_asked.update({r.utterance_id: (gate.state, gate.not_asked_reason(r.fused_label)) for r in skipped})
+        ask(wanted, "that the gate may apply")
     new_rows = pd.DataFrame(writer.rows, columns=JUDGMENT_COLUMNS)
+    judged = _judged(stored, writer.rows)
+    predictions = final_labels(rows, judged, gate, not_asked).assign(run_id=run_id)
+    evidence_table = gate.kinds_frame()
     with warehouse_db.connect() as con:
-        judged = pd.concat([stored[JUDGMENT_COLUMNS], new_rows]).set_index("utterance_id")
-        gate = _gate(con, judge.gate, eval_set, config, rows, judged)
-        predictions = final_labels(rows, judged, gate).assign(run_id=run_id)
         warehouse.replace_partition(con, "predictions", eval_set, predictions)
+        warehouse.replace_partition(
+            con,
+            "judge_gate_evidence",
+            eval_set,
+            evidence_table.assign(
+                gate_mode=judge.gate,
+                judge_model=config.model,
+                prompt_template_sha256=TEMPLATE_SHA256,
+                threshold=config.threshold,
+                run_id=run_id,
+            ),
+        )
+        set_spend = con.execute(warehouse.sql_text("judge/set_spend.sql"), [eval_set]).fetchone()
     if not gate.applies_judgments:
         context.log.warning(f"judge {gate.reason}")
     else:
@@ -212,12 +265,19 @@ def refinement(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
             "prompt_template_sha256": TEMPLATE_SHA256,
             "requests_in_scope": len(requests),
             "reused": len(reused_ids),
-            "sent": len(todo),
+            "evidence_requests": len(evidence_requests),
+            "sent": len(new_rows),
+            "not_asked_gate": sum(state != "capped" for state, _ in not_asked.values()),
+            "not_asked_call_cap": sum(state == "capped" for state, _ in not_asked.values()),
             "answered": int(new_rows["answered"].sum()),
             "errors": int(new_rows["error"].notna().sum()),
             "tokens_in": tokens_in,
             "tokens_out": tokens_out,
-            "estimated_cost_usd": dg.MetadataValue.float(rounded(cost, 6)) if cost is not None else "unknown price",
+            "estimated_cost_usd": _usd(cost),
+            "set_calls": int(set_spend[0]),
+            "set_tokens_in": int(set_spend[1]),
+            "set_tokens_out": int(set_spend[2]),
+            "set_estimated_cost_usd": _usd(set_spend[3]),
             "examples": markdown_preview(
                 new_rows[["utterance_id", "fused_label", "label", "confidence", "accepted", "error"]]
             ),
@@ -230,10 +290,24 @@ def refinement(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
             "judged": int(predictions["judgment_custom_id"].notna().sum()),
             "changed_by_judge": int(predictions["changed"].sum()),
             "judge_gate": gate.state,
+            "judge_gate_mode": judge.gate,
             "judge_gate_reason": gate.reason,
+            "judge_gate_evidence": markdown_preview(evidence_table, rows=len(evidence_table)),
             "dagster/row_count": len(predictions),
         },
     )
+
+
+def _usd(cost: float | None):
+    return dg.MetadataValue.float(rounded(float(cost), 6)) if cost is not None else "unknown price"
+
+
+def _judged(stored: pd.DataFrame, new_rows: list[dict]) -> pd.DataFrame:
+    """The judgments in hand (stored and asked in this run), indexed by utterance_id."""
+    new = pd.DataFrame(new_rows, columns=JUDGMENT_COLUMNS)
+    frames = [frame for frame in (stored[JUDGMENT_COLUMNS], new) if len(frame)]
+    judged = pd.concat(frames) if frames else pd.DataFrame(columns=JUDGMENT_COLUMNS)
+    return judged.set_index("utterance_id")
 
 
 def _with_progress(on_result, total: int, log, every: int = 10):
@@ -250,11 +324,11 @@ def _with_progress(on_result, total: int, log, every: int = 10):
     return report
 
 
-def _gate(con, mode: str, eval_set: str, config, rows: pd.DataFrame, judged: pd.DataFrame) -> GateDecision:
-    """The judge gate from this set's labelled development judgments in hand and other sets' current ones."""
-    elsewhere = con.execute(
+def _evidence_elsewhere(con, eval_set: str, config, limit: int) -> pd.DataFrame:
+    """Other sets' current labelled development judgments by this judge model, template and threshold (at most
+    ``limit``), columns :data:`EVIDENCE_COLUMNS`."""
+    found = con.execute(
         warehouse.sql_text("judge/gate_evidence.sql"),
-        [eval_set, config.model, TEMPLATE_SHA256, config.threshold],
+        [eval_set, config.model, TEMPLATE_SHA256, config.threshold, limit],
     ).df()
-    here = development_evidence(rows, judged)
-    return gate_decision(pd.concat([here, elsewhere[EVIDENCE_COLUMNS]], ignore_index=True), mode)
+    return found[EVIDENCE_COLUMNS]

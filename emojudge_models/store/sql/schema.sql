@@ -221,6 +221,7 @@ CREATE TABLE IF NOT EXISTS llm_judgments (
     requested_at TIMESTAMP,
     completed_at TIMESTAMP,
     run_id VARCHAR NOT NULL,
+    estimated_cost_usd DOUBLE,          -- this judgment's last call in USD at list price (0 local, NULL unknown price)
     PRIMARY KEY (custom_id)
 );
 
@@ -232,9 +233,30 @@ CREATE TABLE IF NOT EXISTS predictions (
     final_label VARCHAR NOT NULL,
     changed BOOLEAN NOT NULL,
     judgment_custom_id VARCHAR,
-    judge_gate VARCHAR,                 -- open | closed | no-evidence (both withhold changes) | off; NULL: not judged
+    judge_gate VARCHAR,                 -- open | closed | no-evidence (both withhold changes) | off | per_change
+                                        -- | capped (not asked: EMOJUDGE_JUDGE_MAX_CALLS); NULL: outside the scope
     run_id VARCHAR NOT NULL,
+    judge_gate_reason VARCHAR,          -- why the gate applied or withheld the judge here, or why it was not asked
     PRIMARY KEY (eval_set, utterance_id)
+);
+
+-- The kinds of change (fused->judged pair, or *->judged label) the judge gate weighed for a set's predictions, from
+-- labelled development judgments of the same judge model, template and threshold (emojudge_models/judge/gate.py).
+CREATE TABLE IF NOT EXISTS judge_gate_evidence (
+    eval_set VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,              -- sad->angry (a supported pair) or *->angry (the label's other changes)
+    fused_label VARCHAR NOT NULL,       -- * for a per-label kind
+    label VARCHAR NOT NULL,
+    changes INTEGER NOT NULL,           -- accepted changes of this kind on development
+    fixed INTEGER NOT NULL,             -- wrong fused label made right
+    broken INTEGER NOT NULL,            -- right fused label made wrong
+    applied BOOLEAN NOT NULL,           -- the gate lets this kind change final labels
+    gate_mode VARCHAR NOT NULL,         -- development | per_change | off
+    judge_model VARCHAR NOT NULL,
+    prompt_template_sha256 VARCHAR NOT NULL,
+    threshold DOUBLE NOT NULL,
+    run_id VARCHAR NOT NULL,
+    PRIMARY KEY (eval_set, kind)
 );
 
 CREATE TABLE IF NOT EXISTS metrics (

@@ -33,7 +33,8 @@ SELECT
     t.model_key AS text_model_key,
     f.fusion_model_key,
     p.judgment_custom_id,
-    p.judge_gate
+    p.judge_gate,
+    p.judge_gate_reason
 FROM utterances u
 LEFT JOIN logits a
     ON a.eval_set = u.eval_set AND a.utterance_id = u.utterance_id AND a.modality = 'audio' AND a.task = 'categorical'
@@ -87,3 +88,29 @@ SELECT
     e.run_id
 FROM episode_emotions e
 LEFT JOIN eval_sets s ON s.name = e.eval_set;
+
+-- What the judge cost, per evaluation set and run: the judgments each run asked (a judgment asked again on a later
+-- run counts there, with its last call's tokens), answered ones, tokens and the estimated cost in USD at list price
+-- (NULL when some judgment's model has no known price; 0 for the local judge).
+CREATE OR REPLACE VIEW v_judge_spend AS
+SELECT
+    eval_set,
+    run_id,
+    backend,
+    judge_model,
+    count(*) AS calls,
+    count(*) FILTER (answered) AS answered,
+    coalesce(sum(prompt_tokens), 0) AS prompt_tokens,
+    coalesce(sum(completion_tokens), 0) AS completion_tokens,
+    CASE WHEN bool_and(estimated_cost_usd IS NOT NULL) THEN sum(estimated_cost_usd) END AS estimated_cost_usd,
+    min(requested_at) AS first_request_at,
+    max(completed_at) AS last_answer_at
+FROM llm_judgments
+GROUP BY eval_set, run_id, backend, judge_model;
+
+-- The judge gate's evidence table per evaluation set: each kind of change with what it fixed and broke on
+-- development, whether it is applied, and the net labels it gained.
+CREATE OR REPLACE VIEW v_judge_gate_evidence AS
+SELECT eval_set, gate_mode, kind, changes, fixed, broken, fixed - broken AS net_fixed, applied, judge_model,
+       prompt_template_sha256, threshold, run_id
+FROM judge_gate_evidence;

@@ -543,3 +543,35 @@ def test_ingest_key_names_what_shapes_the_rows_and_reuse_needs_the_same_bytes(bu
     with episode.open("ab") as handle:
         handle.write(b"\0\0")
     assert not can_reuse(episode, key, key, sha, 12), "other bytes are another episode"
+
+
+def test_flac_and_ogg_opus_episodes_decode_like_the_wav(decoded, tmp_path: Path) -> None:
+    """The inbox's other formats: FLAC (22.05 kHz stereo) and Opus in Ogg (48 kHz stereo) of the same 15 s."""
+    piece = decoded.wave[: 15 * TARGET_SR]
+    stereo = np.stack([piece, 0.5 * piece], axis=1)
+    flac = tmp_path / "show.flac"
+    sf.write(flac, librosa.resample(stereo.T, orig_sr=TARGET_SR, target_sr=22_050).T, 22_050)
+    opus = tmp_path / "show.opus"
+    upsampled = librosa.resample(stereo.T, orig_sr=TARGET_SR, target_sr=48_000).astype(np.float32)
+    with av.open(str(opus), "w", format="ogg") as container:
+        stream = container.add_stream("libopus", rate=48_000)
+        stream.layout = "stereo"
+        for offset in range(0, upsampled.shape[1], 960):
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(upsampled[:, offset : offset + 960]), format="fltp", layout="stereo"
+            )
+            frame.sample_rate = 48_000
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    for path, codec in ((flac, "flac"), (opus, "opus")):
+        episode = decode_episode(path)
+        assert episode.header.codec == codec and episode.header.channels == 2
+        assert episode.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert abs(episode.duration_s - 15.0) <= 0.1, path
+        size = min(len(episode.wave), len(piece))
+        correlation = np.corrcoef(episode.wave[:size], 0.75 * piece[:size])[0, 1]
+        assert correlation > 0.9, f"{path.name}: correlation {correlation:.3f} with the source"
+        right = decode_episode(path, channel=2).wave[:size]
+        assert np.abs(right).max() == pytest.approx(0.5 * np.abs(piece).max(), rel=0.1)

@@ -32,7 +32,7 @@ from emojudge_models.ingest.demo_corpus import write_demo_corpus
 from emojudge_models.store import warehouse
 from emojudge_pipeline import cli
 from emojudge_pipeline.resources import InboxResource, WarehouseResource
-from emojudge_pipeline.sensors import RESCORE_JOB, inbox_sensor, rescore_sensor
+from emojudge_pipeline.sensors import RESCORE_JOB, RESCORE_KEEPS, inbox_sensor, rescore_schedule, rescore_sensor
 
 BUILD_SR = 44_100
 
@@ -429,6 +429,11 @@ def test_a_newer_model_makes_episodes_stale_and_rescoring_reuses_every_feature(s
     requests = rescore_sensor(context)
     assert sorted(r.partition_key for r in requests) == sorted([mp3, wav])
     assert len({r.run_key for r in requests}) == 2
+    again = [r.run_key for r in rescore_sensor(context)]
+    assert again == [r.run_key for r in requests], "the same latest models, the same run keys: each runs once"
+    resources = {"warehouse_db": WarehouseResource(home=str(home))}
+    daily = rescore_schedule("0 3 * * *")(dg.build_schedule_context(instance=cli.instance(), resources=resources))
+    assert sorted(r.partition_key for r in daily) == sorted([mp3, wav]) and {r.run_key for r in daily} == {None}
     from emojudge_pipeline.definitions import build_definitions
 
     job = build_definitions().resolve_job_def(RESCORE_JOB)
@@ -455,6 +460,26 @@ def test_a_newer_model_makes_episodes_stale_and_rescoring_reuses_every_feature(s
 
 
 # --- without models: registration and rejections ----------------------------------------------------------------
+
+
+def test_inbox_automation_runs_by_default_and_rescoring_keeps_the_audio_assets(tmp_path: Path) -> None:
+    """The inbox sensor, the rescore sensor and the daily schedule (EMOJUDGE_RESCORE_CRON) are on in the UI's
+    Automation tab without any setup; rescoring runs every partitioned asset except the audio-only ones."""
+    from emojudge_models.settings import Settings
+    from emojudge_pipeline.definitions import build_definitions
+
+    defs = build_definitions(Settings(home=tmp_path, rescore_cron="15 4 * * 1-5"))
+    schedule = defs.resolve_schedule_def("rescore_episodes")
+    assert (schedule.cron_schedule, schedule.job_name) == ("15 4 * * 1-5", RESCORE_JOB)
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    for name, job in (("inbox_sensor", "score_eval_set"), ("rescore_sensor", RESCORE_JOB)):
+        sensor = defs.resolve_sensor_def(name)
+        assert sensor.default_status == dg.DefaultSensorStatus.RUNNING and sensor.job_name == job
+    graph = defs.resolve_asset_graph()
+    partitioned = {key.to_user_string() for key in graph.get_all_asset_keys() if graph.get(key).is_partitioned}
+    rescored = {key.to_user_string() for key in defs.resolve_job_def(RESCORE_JOB).asset_layer.selected_asset_keys}
+    assert rescored == partitioned - set(RESCORE_KEEPS)
+    assert {"audio_features", "logits", "predictions", "episode_emotions"} <= rescored
 
 
 def test_segment_sources_read_the_cached_episode_and_refuse_changed_bytes(tmp_path: Path) -> None:

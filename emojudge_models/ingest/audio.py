@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import math
 import re
 import struct
 import threading
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import librosa
 import numpy as np
+import pandas as pd
 import soundfile as sf
 
 if TYPE_CHECKING:
@@ -242,8 +242,9 @@ EPISODE_SOURCE_MAX_S = 24 * 3600.0
 """Upper bound when an episode is decoded for its segments (ingest already enforced EMOJUDGE_MAX_EPISODE_S)."""
 
 
-def _missing(value: float | None) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+def _missing(value: object) -> bool:
+    """NULL as read through pandas: None, NaN (DOUBLE columns) or ``pd.NA`` (nullable INTEGER columns)."""
+    return value is None or bool(pd.isna(value))
 
 
 def audio_source(

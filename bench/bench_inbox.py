@@ -385,6 +385,14 @@ def main() -> None:
         f"load average at start {os.getloadavg()[0]:.2f}; episode {args.minutes:g} min, work folder {work}",
         "",
     ]
+    printed = 0
+
+    def emit() -> None:
+        """Print the lines not printed yet (a long run shows each stage's figures as they come)."""
+        nonlocal printed
+        print("\n".join(lines[printed:]), flush=True)
+        printed = len(lines)
+
     started = time.perf_counter()
     episode = work / "episode.mp3"
     reference = build_episode(episode, args.data, args.minutes * 60)
@@ -393,10 +401,24 @@ def main() -> None:
         f"in {time.perf_counter() - started:.1f} s"
     )
     seconds = args.minutes * 60 + 5
+    ingest = _child(["ingest", str(episode), str(len(ACTORS)), "2.75", "11"], env)
+    spans = [tuple(span) for span in ingest["segments"]]
+    lines += [
+        f"- utterances step alone: decode {ingest['decode_s']:.1f} s, "
+        f"VAD + segmentation {ingest['vad_segment_s']:.1f} s, "
+        f"voice vectors + clustering {ingest['diarize_s']:.1f} s ({len(spans)} segments), peak RSS "
+        f"{ingest['peak_rss_mb']:.0f} MB",
+        f"- same segments: recall {segment_recall(spans, reference):.3f}, frame ARI with the count "
+        f"{frame_ari(spans, ingest['hinted'], reference, seconds):.3f}, with the distance threshold "
+        f"{frame_ari(spans, ingest['thresholded'], reference, seconds):.3f} "
+        f"({len(set(ingest['thresholded']))} clusters)",
+    ]
+    emit()
     if not args.no_score:
         trained = _child(["train", str(args.data)], env)
         training = f"{trained['wall_s']:.1f} s" if trained["trained"] else "models reused"
         lines.append(f"- training (local profile, RAVDESS): {training}")
+        emit()
         score = _child(["score", str(episode), str(len(ACTORS))], env)
         spans, labels, predictions = _segments_from_warehouse(home, score["name"])
         lines += [
@@ -410,18 +432,6 @@ def main() -> None:
             f"- frame ARI of the run's speakers (`--speakers {len(ACTORS)}`): "
             f"**{frame_ari(spans, labels, reference, seconds):.3f}**",
         ]
-    ingest = _child(["ingest", str(episode), str(len(ACTORS)), "2.75", "11"], env)
-    spans = [tuple(span) for span in ingest["segments"]]
-    lines += [
-        f"- utterances step alone: decode {ingest['decode_s']:.1f} s, "
-        f"VAD + segmentation {ingest['vad_segment_s']:.1f} s, "
-        f"voice vectors + clustering {ingest['diarize_s']:.1f} s ({len(spans)} segments), peak RSS "
-        f"{ingest['peak_rss_mb']:.0f} MB",
-        f"- same segments: recall {segment_recall(spans, reference):.3f}, frame ARI with the count "
-        f"{frame_ari(spans, ingest['hinted'], reference, seconds):.3f}, with the distance threshold "
-        f"{frame_ari(spans, ingest['thresholded'], reference, seconds):.3f} "
-        f"({len(set(ingest['thresholded']))} clusters)",
-    ]
     if args.decode_hours > 0:
         long_episode = work / "long.mp3"
         started = time.perf_counter()
@@ -441,7 +451,7 @@ def main() -> None:
         means = table.groupby("range")[["segments", "recall", "covered", "ari_count", "ari_threshold"]].mean()
         lines += ["", "AMI excerpts (mean of 10):", "", means.round(3).to_markdown(), "", "Per excerpt:", ""]
         lines.append(table.round(3).to_markdown(index=False))
-    print("\n".join(lines))
+    emit()
 
 
 if __name__ == "__main__":

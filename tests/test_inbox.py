@@ -403,9 +403,9 @@ def test_running_a_scored_episode_again_reuses_its_segments_and_speakers(scored,
     _cli_lines(["materialize", mp3, "--no-train"])
     assert work.counts == {"decodes": 1, "vad": 0, "voice_vectors": 0}
     assert _utterance_rows(home, mp3) == before, "the rows stand, run_id included"
-    event = cli.instance().get_latest_materialization_event(dg.AssetKey("utterances"))
-    assert event.partition == mp3 and event.asset_materialization.metadata["reused"].value is True
-    assert event.asset_materialization.metadata["segments"].value == len(before)
+    latest = cli.instance().get_latest_materialization_event(dg.AssetKey("utterances")).asset_materialization
+    assert latest.partition == mp3 and latest.metadata["reused"].value is True
+    assert latest.metadata["segments"].value == len(before)
 
 
 def test_a_newer_model_makes_episodes_stale_and_rescoring_reuses_every_feature(scored, monkeypatch) -> None:

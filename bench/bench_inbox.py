@@ -1,6 +1,7 @@
 """The podcast inbox end to end: a long episode built from real speech, scored as a user's inbox would score it.
 
 Usage: python bench/bench_inbox.py [--minutes 60] [--home DIR] [--decode-hours 2] [--no-ami] [--no-score]
+                                   [--judge local|scripted]
 
 1. Builds an episode from RAVDESS clips (``../shared/data/ravdess-dev``): four actors (two male, two female) taking
    turns of 1-4 clips, 0.25-0.8 s between clips of a turn and 0.6-2.5 s between turns, each actor panned
@@ -10,6 +11,9 @@ Usage: python bench/bench_inbox.py [--minutes 60] [--home DIR] [--decode-hours 2
    ``--home`` already holds registered models, in its own process.
 3. Scores the episode in a fresh process with ``emojudge inbox add --speakers 4`` + ``emojudge inbox run``: Dagster
    step times of that run, wall time, peak RSS of the process (and of its children: the local judge's server).
+   ``--judge scripted`` swaps the local Gemma judge for ``openai-chat`` against the tests' scripted local server
+   (it keeps the fused label, answering at once): the rest of the local profile is unchanged, and the run's time
+   is then the pipeline's without the judge's (which on a loaded 2-core machine can dominate it).
 4. Reads the segments and speakers the run wrote: segment recall (a reference clip counts when one segment covers it,
    each boundary within 0.5 s), reference speech covered by segments, frame ARI of the speakers (10 ms frames with one
    reference speaker). In another process, the ``utterances`` step split into decode, VAD + segmentation and voice
@@ -356,6 +360,7 @@ def main() -> None:
     parser.add_argument("--no-ami", action="store_true", help="skip the AMI excerpts")
     parser.add_argument("--no-score", action="store_true", help="segmentation and speakers only (no models)")
     parser.add_argument("--data", type=Path, default=RAVDESS, help="RAVDESS folder with manifest.csv")
+    parser.add_argument("--judge", choices=("local", "scripted"), default="local", help="see the module doc")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -380,9 +385,22 @@ def main() -> None:
         "EMOJUDGE_INBOX": str(work / "inbox"),
         "EMOJUDGE_TRAIN_SETS": SET_NAME,
     }
+    with contextlib.ExitStack() as stack:
+        if args.judge == "scripted":
+            sys.path.insert(0, str(REPO / "tests"))
+            from batch_api_server import FakeOpenAIServer
+
+            api = stack.enter_context(FakeOpenAIServer(max_lifetime_s=7200))
+            env.update(EMOJUDGE_JUDGE="openai-chat", EMOJUDGE_JUDGE_BASE_URL=api.base_url, OPENAI_API_KEY="sk-bench")
+        _report(args, work, home, env)
+
+
+def _report(args: argparse.Namespace, work: Path, home: Path, env: dict[str, str]) -> None:
+    """Build, measure and print (see the module doc)."""
     lines = [
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.machine()}, {os.cpu_count()} CPUs, "
-        f"load average at start {os.getloadavg()[0]:.2f}; episode {args.minutes:g} min, work folder {work}",
+        f"load average at start {os.getloadavg()[0]:.2f}; episode {args.minutes:g} min, judge {args.judge}, "
+        f"work folder {work}",
         "",
     ]
     printed = 0

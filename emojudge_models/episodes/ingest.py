@@ -135,6 +135,7 @@ class _Track:
 
 
 def _channel_count(path: Path, max_episode_s: float) -> int:
+    """The channel count the container declares (nothing decoded)."""
     with EpisodeReader(path, max_duration_s=max_episode_s) as reader:
         return reader.header.channels
 
@@ -142,6 +143,7 @@ def _channel_count(path: Path, max_episode_s: float) -> int:
 def _mixed(
     episode: str, speakers_hint: int | None, decoded: DecodedEpisode, min_s: float, max_s: float
 ) -> list[_Track]:
+    """The mixed-down episode as one track, its speakers found by voice (no track when the VAD heard no speech)."""
     segments = segment_episode(decoded.wave, min_s=min_s, max_s=max_s)
     if not segments:
         return []

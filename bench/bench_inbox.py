@@ -219,7 +219,8 @@ def speech_covered(segments: list[tuple[float, float]], reference: list[Turn], s
 
 
 def frame_ari(segments: list[tuple[float, float]], labels: list[str], reference: list[Turn], seconds: float) -> float:
-    """ARI over 10 ms frames where exactly one reference speaker talks and a segment lies."""
+    """ARI over 10 ms frames where exactly one reference speaker talks and a segment lies (NaN with under two such
+    speakers)."""
     from sklearn.metrics import adjusted_rand_score
 
     frames = int(seconds * 100) + 1
@@ -232,6 +233,8 @@ def frame_ari(segments: list[tuple[float, float]], labels: list[str], reference:
     for (start, end), label in zip(segments, labels, strict=True):
         hypothesis[int(start * 100) : int(end * 100)] = label
     keep = (talkers == 1) & (hypothesis != "")
+    if len(set(truth[keep])) < 2:
+        return float("nan")  # no frames, or one speaker: any labelling scores 1.0, which says nothing
     return float(adjusted_rand_score(truth[keep], hypothesis[keep]))
 
 
@@ -405,6 +408,7 @@ def main() -> None:
     parser.add_argument("--home", type=Path, default=None, help="EMOJUDGE_HOME to train in (or reuse models from)")
     parser.add_argument("--decode-hours", type=float, default=2.0, help="length of the decode-only MP3 (0: skip)")
     parser.add_argument("--no-ami", action="store_true", help="skip the AMI excerpts")
+    parser.add_argument("--ami-only", action="store_true", help="only the AMI excerpts")
     parser.add_argument("--no-score", action="store_true", help="segmentation and speakers only (no models)")
     parser.add_argument("--data", type=Path, default=RAVDESS, help="RAVDESS folder with manifest.csv")
     parser.add_argument("--judge", choices=("local", "scripted"), default="local", help="see the module doc")
@@ -458,6 +462,10 @@ def _report(args: argparse.Namespace, work: Path, home: Path, env: dict[str, str
         print("\n".join(lines[printed:]), flush=True)
         printed = len(lines)
 
+    if args.ami_only:
+        lines += _ami_lines(env)
+        emit()
+        return
     started = time.perf_counter()
     episode = work / "episode.mp3"
     reference = build_episode(episode, args.data, args.minutes * 60)
@@ -515,13 +523,25 @@ def _report(args: argparse.Namespace, work: Path, home: Path, env: dict[str, str
             f"**{frame_ari(spans, labels, reference, seconds):.3f}**",
         ]
     if not args.no_ami:
-        import pandas as pd
-
-        table = pd.DataFrame(_child(["ami"], env)["rows"])
-        means = table.groupby("range")[["segments", "recall", "covered", "ari_count", "ari_threshold"]].mean()
-        lines += ["", "AMI excerpts (mean of 10):", "", means.round(3).to_markdown(), "", "Per excerpt:", ""]
-        lines.append(table.round(3).to_markdown(index=False))
+        lines += _ami_lines(env)
     emit()
+
+
+def _ami_lines(env: dict[str, str]) -> list[str]:
+    import pandas as pd
+
+    table = pd.DataFrame(_child(["ami"], env)["rows"])
+    means = table.groupby("range")[["segments", "recall", "covered", "ari_count", "ari_threshold"]].mean()
+    return [
+        "",
+        "AMI excerpts (mean of 10; ARI over the excerpts with two or more reference speakers in segment frames):",
+        "",
+        means.round(3).to_markdown(),
+        "",
+        "Per excerpt:",
+        "",
+        table.round(3).to_markdown(index=False),
+    ]
 
 
 if __name__ == "__main__":

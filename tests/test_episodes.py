@@ -575,3 +575,14 @@ def test_flac_and_ogg_opus_episodes_decode_like_the_wav(decoded, tmp_path: Path)
         assert correlation > 0.9, f"{path.name}: correlation {correlation:.3f} with the source"
         right = decode_episode(path, channel=2).wave[:size]
         assert np.abs(right).max() == pytest.approx(0.5 * np.abs(piece).max(), rel=0.1)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_an_episode_with_a_non_finite_sample_is_rejected(bad: float, tmp_path: Path) -> None:
+    wave = (0.1 * np.sin(np.arange(12 * TARGET_SR) / 7)).astype(np.float32)
+    wave[5_000] = bad
+    path = tmp_path / "float.wav"
+    sf.write(path, wave, TARGET_SR, subtype="FLOAT")
+    with pytest.raises(EpisodeRejected) as caught:
+        decode_episode(path)
+    assert caught.value.reason == "decoded samples contain NaN or inf"

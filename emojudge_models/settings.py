@@ -100,6 +100,7 @@ FusionFit = Literal["train", "development"]
 JudgeBackend = Literal["local", "openai-chat", "openai-batch"]
 JudgeScope = Literal["all", "disagreements"]
 JudgeGate = Literal["development", "per_change", "off"]
+EpisodeChannels = Literal["mix", "split"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 """Field types shared with the pipeline's resources, so a launchpad override is validated like the environment."""
 
@@ -205,6 +206,9 @@ class Settings(BaseModel):
     rescore_cron: str = _setting("0 3 * * *", "cron schedule that rescores episodes scored by an older model")
     inbox_judge_scope: JudgeScope = _setting(
         "disagreements", "judge scope for inbox episodes (a cost guard): all or disagreements"
+    )
+    episode_channels: EpisodeChannels = _setting(
+        "mix", "mix (channels averaged, speakers by voice) or split (each channel of a stereo episode its own speaker)"
     )
 
     @field_validator("home", "dagster_home", "demo_data", "inbox")

@@ -19,6 +19,8 @@ from emojudge_pipeline.catalog import describe
 from emojudge_pipeline.checks import asset_checks
 from emojudge_pipeline.resources import default_resources
 from emojudge_pipeline.sensors import (
+    RESCORE_JOB,
+    RESCORE_KEEPS,
     SCORE_JOB,
     dead_run_sensor,
     eval_set_registry_sensor,
@@ -63,12 +65,19 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         SCORE_JOB,
         selection=dg.AssetSelection.assets(*partitioned),
         description="Score one evaluation set with the registered models (every partitioned asset, no training): "
-        "what the inbox sensor and the rescoring schedule run.",
+        "what the inbox sensor runs.",
+    )
+    rescore = dg.define_asset_job(
+        RESCORE_JOB,
+        selection=dg.AssetSelection.assets(*partitioned) - dg.AssetSelection.assets(*RESCORE_KEEPS),
+        description="Rescore one ingested inbox episode with the latest registered models: the score job without "
+        f"{', '.join(RESCORE_KEEPS)}, which depend on the audio alone (nothing is decoded); features are cache "
+        "lookups unless a new encoder needs them. What the rescore sensor and schedule run.",
     )
     return dg.Definitions(
         assets=assets,
         asset_checks=asset_checks,
-        jobs=[materialize_eval_set, train_models, score],
+        jobs=[materialize_eval_set, train_models, score, rescore],
         sensors=[eval_set_registry_sensor, dead_run_sensor, inbox_sensor, rescore_sensor],
         schedules=[rescore_schedule(settings.rescore_cron)],
         resources=default_resources(settings),

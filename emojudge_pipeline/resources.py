@@ -24,6 +24,7 @@ from emojudge_models.settings import (
     AtLeastOne,
     AudioPooling,
     Device,
+    EpisodeChannels,
     FusionFit,
     JudgeBackend,
     JudgeGate,
@@ -297,6 +298,7 @@ class IngestResource(dg.ConfigurableResource):
     max_episode_s: PositiveFloat = setting("max_episode_s")
     segment_min_s: PositiveFloat = setting("segment_min_s")
     segment_max_s: PositiveFloat = setting("segment_max_s")
+    episode_channels: EpisodeChannels = setting("episode_channels")
     asr: dict[str, Any] = setting("asr")
     pitch_tracker: PitchTracker = setting("pitch_tracker")
 
@@ -308,6 +310,7 @@ def default_ingest(settings: Settings) -> IngestResource:
         max_episode_s=settings.max_episode_s,
         segment_min_s=settings.segment_min_s,
         segment_max_s=settings.segment_max_s,
+        episode_channels=settings.episode_channels,
         asr=dict(settings.asr),
         pitch_tracker=settings.pitch_tracker,
     )

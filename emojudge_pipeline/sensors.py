@@ -13,6 +13,11 @@ from emojudge_pipeline.resources import InboxResource, WarehouseResource
 
 SCORE_JOB = "score_eval_set"
 """The job of every partitioned asset (scoring with the registered models, no training); see definitions.py."""
+RESCORE_JOB = "rescore_eval_set"
+"""The score job without :data:`RESCORE_KEEPS`: what rescoring an already scored episode runs."""
+RESCORE_KEEPS = ("utterances", "transcripts", "prosody")
+"""Assets a rescoring leaves standing: an episode's segments, speakers, transcripts and prosody come from its audio,
+not from the models, so a new model version needs none of them again (and nothing is decoded)."""
 INBOX_LOCK_WAIT_S = 20.0
 """How long the inbox sensor waits for a running write session; a busy warehouse retries on the next tick."""
 
@@ -95,7 +100,7 @@ def _stale_requests(warehouse_db: WarehouseResource, keyed: bool) -> list[dg.Run
 
 
 @dg.sensor(
-    job_name=SCORE_JOB,
+    job_name=RESCORE_JOB,
     minimum_interval_seconds=300,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Rescores every inbox episode whose predictions came from an older audio, text or fusion model than "
@@ -111,7 +116,7 @@ def rescore_schedule(cron: str) -> dg.ScheduleDefinition:
     @dg.schedule(
         name="rescore_episodes",
         cron_schedule=cron,
-        job_name=SCORE_JOB,
+        job_name=RESCORE_JOB,
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description="Rescores inbox episodes whose predictions came from an older model than the latest registered.",
     )

@@ -26,6 +26,7 @@ from matplotlib.image import imread
 from sklearn.metrics import adjusted_rand_score
 
 from emojudge_models.episodes.decode import TARGET_SR, EpisodeReader, EpisodeRejected, decode_episode
+from emojudge_models.episodes.ingest import can_reuse, ingest_episode, ingest_key
 from emojudge_models.episodes.segment import (
     DEFAULT_MAX_GAP_S,
     DEFAULT_MAX_S,
@@ -46,6 +47,7 @@ from emojudge_models.episodes.timeline import (
     speaker_totals,
     timeline_png,
 )
+from emojudge_models.ingest.audio import audio_source, load_wave
 from emojudge_models.labels import EMOTIONS
 
 AMI_DIR = Path(
@@ -445,3 +447,142 @@ def test_timeline_shares_sum_to_one_and_seconds_add_up(built: BuiltEpisode, deco
     image = imread(io.BytesIO(png), format="png")
     assert image.shape[0] > 150 and image.shape[1] > 700
     assert set(EMOTIONS) >= set(emotions)
+
+
+# --- channels: mixed down by default, or a speaker per channel ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_mics(ravdess_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[Clip]]:
+    """The built episode as a double-ender: actor01's clips on the left channel only, the others' on the right; and
+    the same with a dead right microphone (only the left channel's speech)."""
+    wave, clips = _build_wave(ravdess_dir)
+    stereo = np.zeros((len(wave), 2), dtype=np.float32)
+    margin = int(0.1 * BUILD_SR)
+    for clip in clips:
+        span = slice(max(0, round(clip.start_s * BUILD_SR) - margin), round(clip.end_s * BUILD_SR) + margin)
+        stereo[span, 0 if clip.speaker == ACTORS[0] else 1] = wave[span]
+    root = tmp_path_factory.mktemp("two-mics")
+    sf.write(root / "double.wav", stereo, BUILD_SR)
+    stereo[:, 1] = 0.0
+    sf.write(root / "left-only.wav", stereo, BUILD_SR)
+    return root / "double.wav", root / "left-only.wav", clips
+
+
+def test_split_channels_make_a_speaker_per_channel_and_read_segments_from_their_channel(two_mics) -> None:
+    double, _, clips = two_mics
+    result = ingest_episode(double, "show", channels="split")
+    rows = result.utterances
+    assert result.rejected_reason is None and set(rows["channel"]) == {1, 2}
+    assert (rows["speaker_id"] == "show:C" + rows["channel"].astype(str)).all()
+    assert sorted(result.speakers["speaker_id"]) == ["show:C1", "show:C2"]
+    assert (
+        result.speakers.set_index("speaker_id")["n_segments"].to_dict() == rows["speaker_id"].value_counts().to_dict()
+    )
+    sha = hashlib.sha256(double.read_bytes()).hexdigest()
+    for row in rows.itertuples():
+        assert row.utterance_id == segment_id(sha, row.start_s, row.end_s, row.channel)
+        assert f"-c{row.channel}-" in row.utterance_id
+        assert row.audio_sha256 == segment_audio_sha256(sha, row.start_s, row.end_s, row.channel)
+        assert row.audio_sha256 != segment_audio_sha256(sha, row.start_s, row.end_s)
+        talkers = {clip.speaker for clip in clips if min(clip.end_s, row.end_s) - max(clip.start_s, row.start_s) > 0.05}
+        assert talkers <= ({ACTORS[0]} if row.channel == 1 else set(ACTORS[1:])), row.utterance_id
+    assert rows["start_s"].is_monotonic_increasing
+    # The clips lie in segments of their own speaker's channel (recall as in the mixed-down test above).
+    covered = [
+        bool(((mine["start_s"] <= clip.start_s + 0.5) & (mine["end_s"] >= clip.end_s - 0.5)).any())
+        for clip in clips
+        for mine in [rows[rows["channel"] == (1 if clip.speaker == ACTORS[0] else 2)]]
+    ]
+    assert sum(covered) / len(covered) >= 0.9, f"{sum(covered)} of {len(covered)} clips"
+
+    # Reading a segment back (features, ASR, prosody) takes its channel, not the mix.
+    right = rows[rows["channel"] == 2].iloc[0]
+    source = audio_source(right.audio_path, right.start_s, right.end_s, right.episode_sha256, float(right.channel))
+    assert source.channel == 2
+    channel_two = decode_episode(double, channel=2).wave
+    start, end = round(right.start_s * TARGET_SR), round(right.end_s * TARGET_SR)
+    np.testing.assert_array_equal(load_wave(source), channel_two[start:end])
+    mixed = load_wave(audio_source(right.audio_path, right.start_s, right.end_s, right.episode_sha256, np.nan))
+    np.testing.assert_allclose(mixed, 0.5 * channel_two[start:end], atol=1e-6)
+
+
+def test_mix_is_the_default_and_split_skips_a_silent_channel(two_mics) -> None:
+    double, left_only, clips = two_mics
+    mixed = ingest_episode(double, "show", speakers_hint=3)
+    assert mixed.utterances["channel"].isna().all()
+    assert mixed.utterances["speaker_id"].str.fullmatch(r"show:S\d").all()
+    with pytest.raises(EpisodeRejected, match="has 2 channel\\(s\\), no channel 3"):
+        decode_episode(double, channel=3)
+
+    one = ingest_episode(left_only, "solo", channels="split")
+    assert set(one.utterances["channel"]) == {1} and list(one.speakers["speaker_id"]) == ["solo:C1"]
+    first = [clip for clip in clips if clip.speaker == ACTORS[0]]
+    assert len(one.utterances) >= len(first) / 3
+
+
+def test_ingest_key_names_what_shapes_the_rows_and_reuse_needs_the_same_bytes(built: BuiltEpisode, tmp_path) -> None:
+    episode = tmp_path / "show.wav"
+    episode.write_bytes(built.wav.read_bytes())
+    key = ingest_key(episode, 2, 2.75, 11.0, "mix")
+    assert ingest_key(episode, 2, 2.75, 11.0, "mix") == key
+    changed = {
+        ingest_key(episode, None, 2.75, 11.0, "mix"),
+        ingest_key(episode, 2, 1.5, 11.0, "mix"),
+        ingest_key(episode, 2, 2.75, 8.0, "mix"),
+        ingest_key(episode, 2, 2.75, 11.0, "split"),
+    }
+    assert key not in changed and len(changed) == 4
+    sha = hashlib.sha256(episode.read_bytes()).hexdigest()
+    assert can_reuse(episode, key, key, sha, 12)
+    assert not can_reuse(episode, key, None, sha, 12), "ingested before keys were recorded"
+    assert not can_reuse(episode, key, key, sha, 0), "a rejected episode is tried again"
+    assert not can_reuse(tmp_path / "gone.wav", key, key, sha, 12)
+    (tmp_path / "show.vtt").write_text("WEBVTT\n\n00:00:01.000 --> 00:00:03.000\nhello\n")
+    assert ingest_key(episode, 2, 2.75, 11.0, "mix") != key, "a sidecar added later maps new text"
+    with episode.open("ab") as handle:
+        handle.write(b"\0\0")
+    assert not can_reuse(episode, key, key, sha, 12), "other bytes are another episode"
+
+
+def test_flac_and_ogg_opus_episodes_decode_like_the_wav(decoded, tmp_path: Path) -> None:
+    """The inbox's other formats: FLAC (22.05 kHz stereo) and Opus in Ogg (48 kHz stereo) of the same 15 s."""
+    piece = decoded.wave[: 15 * TARGET_SR]
+    stereo = np.stack([piece, 0.5 * piece], axis=1)
+    flac = tmp_path / "show.flac"
+    sf.write(flac, librosa.resample(stereo.T, orig_sr=TARGET_SR, target_sr=22_050).T, 22_050)
+    opus = tmp_path / "show.opus"
+    upsampled = librosa.resample(stereo.T, orig_sr=TARGET_SR, target_sr=48_000).astype(np.float32)
+    with av.open(str(opus), "w", format="ogg") as container:
+        stream = container.add_stream("libopus", rate=48_000)
+        stream.layout = "stereo"
+        for offset in range(0, upsampled.shape[1], 960):
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(upsampled[:, offset : offset + 960]), format="fltp", layout="stereo"
+            )
+            frame.sample_rate = 48_000
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    for path, codec in ((flac, "flac"), (opus, "opus")):
+        episode = decode_episode(path)
+        assert episode.header.codec == codec and episode.header.channels == 2
+        assert episode.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert abs(episode.duration_s - 15.0) <= 0.1, path
+        size = min(len(episode.wave), len(piece))
+        correlation = np.corrcoef(episode.wave[:size], 0.75 * piece[:size])[0, 1]
+        assert correlation > 0.9, f"{path.name}: correlation {correlation:.3f} with the source"
+        right = decode_episode(path, channel=2).wave[:size]
+        assert np.abs(right).max() == pytest.approx(0.5 * np.abs(piece).max(), rel=0.1)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_an_episode_with_a_non_finite_sample_is_rejected(bad: float, tmp_path: Path) -> None:
+    wave = (0.1 * np.sin(np.arange(12 * TARGET_SR) / 7)).astype(np.float32)
+    wave[5_000] = bad
+    path = tmp_path / "float.wav"
+    sf.write(path, wave, TARGET_SR, subtype="FLOAT")
+    with pytest.raises(EpisodeRejected) as caught:
+        decode_episode(path)
+    assert caught.value.reason == "decoded samples contain NaN or inf"

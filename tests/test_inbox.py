@@ -32,7 +32,7 @@ from emojudge_models.ingest.demo_corpus import write_demo_corpus
 from emojudge_models.store import warehouse
 from emojudge_pipeline import cli
 from emojudge_pipeline.resources import InboxResource, WarehouseResource
-from emojudge_pipeline.sensors import SCORE_JOB, inbox_sensor, rescore_sensor
+from emojudge_pipeline.sensors import RESCORE_JOB, RESCORE_KEEPS, inbox_sensor, rescore_schedule, rescore_sensor
 
 BUILD_SR = 44_100
 
@@ -353,9 +353,65 @@ def test_episode_emotions_timeline_rows_view_and_png(scored) -> None:
     assert metadata["windows"].value == len(rows)
 
 
-def test_a_newer_model_makes_episodes_stale_and_rescoring_reuses_every_feature(scored) -> None:
+class AudioWork:
+    """Counts, while active, every episode opened for decoding, every Silero VAD pass and every voice vector."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from emojudge_models.episodes import decode, segment, speakers
+
+        self.counts = {"decodes": 0, "vad": 0, "voice_vectors": 0}
+        opened = decode.EpisodeReader.__init__
+        vad, embed = segment.get_speech_timestamps, speakers._embed
+
+        def counting_open(reader, *args, **kwargs) -> None:
+            self.counts["decodes"] += 1
+            opened(reader, *args, **kwargs)
+
+        def counting_vad(*args, **kwargs):
+            self.counts["vad"] += 1
+            return vad(*args, **kwargs)
+
+        def counting_embed(wave, segments, encoder):
+            self.counts["voice_vectors"] += len(segments)
+            return embed(wave, segments, encoder)
+
+        monkeypatch.setattr(decode.EpisodeReader, "__init__", counting_open)
+        monkeypatch.setattr(segment, "get_speech_timestamps", counting_vad)
+        monkeypatch.setattr(speakers, "_embed", counting_embed)
+
+
+def _utterance_rows(home: Path, eval_set: str) -> list[tuple]:
+    with warehouse.connect(home, read_only=True) as con:
+        return con.execute(
+            "SELECT utterance_id, speaker_id, start_s, end_s, transcript, run_id FROM utterances WHERE eval_set = ? "
+            "ORDER BY utterance_id",
+            [eval_set],
+        ).fetchall()
+
+
+def test_running_a_scored_episode_again_reuses_its_segments_and_speakers(scored, monkeypatch) -> None:
+    """`emojudge materialize` of a scored episode: the ingest finds the same bytes and settings (ingest_key) and keeps
+    its rows: no VAD, no voice vectors; the one decode left is prosody's, which cuts segments from it."""
+    mp3 = _names(scored)["rerun.mp3"]
+    home = scored["home"]
+    before = _utterance_rows(home, mp3)
+    with warehouse.connect(home, read_only=True) as con:
+        [(key,)] = con.execute("SELECT ingest_key FROM eval_sets WHERE name = ?", [mp3]).fetchall()
+    assert json.loads(key)["channels"] == "mix" and json.loads(key)["segment_max_s"] == 4.5
+    episode_cache.clear()
+    work = AudioWork(monkeypatch)
+    _cli_lines(["materialize", mp3, "--no-train"])
+    assert work.counts == {"decodes": 1, "vad": 0, "voice_vectors": 0}
+    assert _utterance_rows(home, mp3) == before, "the rows stand, run_id included"
+    latest = cli.instance().get_latest_materialization_event(dg.AssetKey("utterances")).asset_materialization
+    assert latest.partition == mp3 and latest.metadata["reused"].value is True
+    assert latest.metadata["segments"].value == len(before)
+
+
+def test_a_newer_model_makes_episodes_stale_and_rescoring_reuses_every_feature(scored, monkeypatch) -> None:
     """Register a newer audio head (same checkpoint, new key): both episodes are stale; the rescore sensor asks for
-    them; rescoring one computes no feature and scores it with the new key; it is no longer stale."""
+    them; rescoring one decodes nothing (no VAD, no voice vectors), computes no feature and scores it with the new
+    key; it is no longer stale, and its segments and speakers are the ones it had."""
     names = _names(scored)
     mp3, wav = names["rerun.mp3"], names["interview.wav"]
     home = scored["home"]
@@ -373,13 +429,27 @@ def test_a_newer_model_makes_episodes_stale_and_rescoring_reuses_every_feature(s
     requests = rescore_sensor(context)
     assert sorted(r.partition_key for r in requests) == sorted([mp3, wav])
     assert len({r.run_key for r in requests}) == 2
+    again = [r.run_key for r in rescore_sensor(context)]
+    assert again == [r.run_key for r in requests], "the same latest models, the same run keys: each runs once"
+    resources = {"warehouse_db": WarehouseResource(home=str(home))}
+    daily = rescore_schedule("0 3 * * *")(dg.build_schedule_context(instance=cli.instance(), resources=resources))
+    assert sorted(r.partition_key for r in daily) == sorted([mp3, wav]) and {r.run_key for r in daily} == {None}
     from emojudge_pipeline.definitions import build_definitions
 
-    job = build_definitions().resolve_job_def(SCORE_JOB)
+    job = build_definitions().resolve_job_def(RESCORE_JOB)
+    assert {request.job_name for request in requests} <= {None, RESCORE_JOB}
+    before = _utterance_rows(home, mp3)
+    episode_cache.clear()
+    work = AudioWork(monkeypatch)
     result = job.execute_in_process(instance=cli.instance(), partition_key=mp3)
     assert result.success
+    assert work.counts == {"decodes": 0, "vad": 0, "voice_vectors": 0}
+    assert _utterance_rows(home, mp3) == before
     features = next(m for m in result.asset_materializations_for_node("audio_features") if m.partition == mp3).metadata
     assert features["computed"].value == 0 and features["reused"].value > 0
+    text = next(m for m in result.asset_materializations_for_node("text_features") if m.partition == mp3).metadata
+    assert text["computed"].value == 0
+    assert {m.partition for m in result.asset_materializations_for_node("episode_emotions")} == {mp3}
     with warehouse.connect(home) as con:
         keys = con.execute(
             "SELECT DISTINCT model_key FROM logits WHERE eval_set = ? AND modality = 'audio' AND task = 'categorical'",
@@ -390,6 +460,26 @@ def test_a_newer_model_makes_episodes_stale_and_rescoring_reuses_every_feature(s
 
 
 # --- without models: registration and rejections ----------------------------------------------------------------
+
+
+def test_inbox_automation_runs_by_default_and_rescoring_keeps_the_audio_assets(tmp_path: Path) -> None:
+    """The inbox sensor, the rescore sensor and the daily schedule (EMOJUDGE_RESCORE_CRON) are on in the UI's
+    Automation tab without any setup; rescoring runs every partitioned asset except the audio-only ones."""
+    from emojudge_models.settings import Settings
+    from emojudge_pipeline.definitions import build_definitions
+
+    defs = build_definitions(Settings(home=tmp_path, rescore_cron="15 4 * * 1-5"))
+    schedule = defs.resolve_schedule_def("rescore_episodes")
+    assert (schedule.cron_schedule, schedule.job_name) == ("15 4 * * 1-5", RESCORE_JOB)
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    for name, job in (("inbox_sensor", "score_eval_set"), ("rescore_sensor", RESCORE_JOB)):
+        sensor = defs.resolve_sensor_def(name)
+        assert sensor.default_status == dg.DefaultSensorStatus.RUNNING and sensor.job_name == job
+    graph = defs.resolve_asset_graph()
+    partitioned = {key.to_user_string() for key in graph.get_all_asset_keys() if graph.get(key).is_partitioned}
+    rescored = {key.to_user_string() for key in defs.resolve_job_def(RESCORE_JOB).asset_layer.selected_asset_keys}
+    assert rescored == partitioned - set(RESCORE_KEEPS)
+    assert {"audio_features", "logits", "predictions", "episode_emotions"} <= rescored
 
 
 def test_segment_sources_read_the_cached_episode_and_refuse_changed_bytes(tmp_path: Path) -> None:

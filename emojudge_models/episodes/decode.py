@@ -3,7 +3,8 @@
 The compressed file is never held in memory: FFmpeg (through PyAV) pulls it through a small buffer, and the same
 bytes feed the SHA-256 that identifies the episode. Only 16 kHz mono float32 is kept (about 230 MB per hour).
 Channels are averaged (as :mod:`emojudge_models.ingest.audio` does for clips) rather than mixed by FFmpeg's mono
-downmix, which adds +3 dB to stereo and can push samples past full scale.
+downmix, which adds +3 dB to stereo and can push samples past full scale. One channel can be decoded alone instead
+(``channel``, 1-based), for episodes recorded with a microphone per voice (``EMOJUDGE_EPISODE_CHANNELS=split``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ DEFAULT_MAX_EPISODE_S = 4 * 3600.0
 MIN_EPISODE_S = 10.0
 SILENCE_PEAK = 1e-4
 """An episode whose absolute peak stays below this (-80 dBFS) is all silence."""
+SILENT_REASON = "all silence (peak below -80 dBFS)"
 READ_BUFFER_BYTES = 1 << 16
 """How many bytes of the compressed file FFmpeg reads at a time."""
 
@@ -125,10 +127,13 @@ class EpisodeReader:
         path: Path | str,
         max_duration_s: float = DEFAULT_MAX_EPISODE_S,
         min_duration_s: float = MIN_EPISODE_S,
+        channel: int | None = None,
     ) -> None:
         self.path = Path(path)
         self.max_duration_s = max_duration_s
         self.min_duration_s = min_duration_s
+        self.channel = channel
+        """1-based channel to decode alone; ``None`` averages every channel."""
         self._sha256: str | None = None
         if not self.path.is_file():
             raise EpisodeRejected(self.path, "file not found")
@@ -165,10 +170,18 @@ class EpisodeReader:
         )
         if duration_s is not None:
             self._check(duration_s, "header says")
+        if self.channel is not None and not 1 <= self.channel <= header.channels:
+            raise EpisodeRejected(self.path, f"has {header.channels} channel(s), no channel {self.channel}")
         return header
 
     def _check(self, duration_s: float, source: str) -> None:
         _check_duration(self.path, duration_s, source, self.max_duration_s, self.min_duration_s)
+
+    def _mono(self, planes: np.ndarray) -> np.ndarray:
+        """The block of the chosen channel, or the mean of all channels, as float32."""
+        if self.channel is None:
+            return planes.mean(axis=0, dtype=np.float32)
+        return np.ascontiguousarray(planes[self.channel - 1], dtype=np.float32)
 
     def blocks(self) -> Iterator[np.ndarray]:
         """Yield the episode as consecutive 16 kHz mono float32 blocks (one per decoded frame, a few ms to ~100 ms).
@@ -183,14 +196,14 @@ class EpisodeReader:
                 if resampler is None:
                     resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=TARGET_SR)
                 for out in resampler.resample(frame):
-                    block = out.to_ndarray().mean(axis=0, dtype=np.float32)
+                    block = self._mono(out.to_ndarray())
                     decoded += len(block)
                     if decoded > limit:
                         self._check(decoded / TARGET_SR, "decoded audio runs past")
                     yield block
             if resampler is not None:
                 for out in resampler.resample(None):
-                    block = out.to_ndarray().mean(axis=0, dtype=np.float32)
+                    block = self._mono(out.to_ndarray())
                     decoded += len(block)
                     yield block
         except av.FFmpegError as error:
@@ -224,14 +237,16 @@ def decode_episode(
     path: Path | str,
     max_duration_s: float = DEFAULT_MAX_EPISODE_S,
     min_duration_s: float = MIN_EPISODE_S,
+    channel: int | None = None,
 ) -> DecodedEpisode:
-    """Decode ``path`` (WAV, FLAC, MP3, M4A/AAC, OGG/Opus; any rate and channel count) to 16 kHz mono float32.
+    """Decode ``path`` (WAV, FLAC, MP3, M4A/AAC, OGG/Opus; any rate and channel count) to 16 kHz mono float32: the
+    mean of its channels, or only ``channel`` (1-based) when given.
 
     Checks the header's duration before decoding, then the decoded duration, finiteness and silence. Every failure
     is one :class:`EpisodeRejected`. The output buffer is sized from the header, so a long episode is not copied
     while it grows (peak memory is about the 16 kHz array itself).
     """
-    with EpisodeReader(path, max_duration_s, min_duration_s) as reader:
+    with EpisodeReader(path, max_duration_s, min_duration_s, channel) as reader:
         estimate = reader.header.duration_s or 600.0
         wave = np.empty(math.ceil(min(estimate + 1.0, max_duration_s + 1.0) * TARGET_SR), dtype=np.float32)
         filled = 0
@@ -247,8 +262,11 @@ def decode_episode(
         raise EpisodeRejected(path, "no audio could be decoded")
     wave = wave[:filled]
     _check_duration(path, filled / TARGET_SR, "decoded audio is", max_duration_s, min_duration_s)
-    if not np.isfinite(wave).all():
+    # max/min propagate NaN and show inf without the full-size temporaries of isfinite/abs (the wave itself is
+    # ~460 MB for 2 hours; a float copy of it would double the decode's peak memory).
+    peak = max(float(wave.max()), -float(wave.min()))
+    if not math.isfinite(peak):
         raise EpisodeRejected(path, "decoded samples contain NaN or inf")
-    if float(np.abs(wave).max()) < SILENCE_PEAK:
-        raise EpisodeRejected(path, "all silence (peak below -80 dBFS)")
+    if peak < SILENCE_PEAK:
+        raise EpisodeRejected(path, SILENT_REASON)
     return DecodedEpisode(path=str(path), sha256=sha256, header=header, wave=wave)

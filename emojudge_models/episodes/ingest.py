@@ -4,32 +4,58 @@ Segments become ``utterances`` rows whose audio is ``[start_s, end_s)`` of the e
 :class:`~emojudge_models.ingest.audio.SegmentSource`) and whose audio identity is
 :func:`~emojudge_models.episodes.segment.segment_audio_sha256`, so every feature, transcript and judgment cached for
 a segment survives a rescoring. An episode that cannot be scored is one rejection, never an exception.
+
+Channels: ``mix`` (the default) averages them and finds speakers by voice; ``split`` treats each channel of a
+multi-channel file as one speaker's microphone (a double-ender, a studio with a track per voice): every channel is
+decoded, segmented and embedded on its own, its segments carry ``channel`` and belong to speaker ``<episode>:C<k>``.
+Bleed of one voice into another's microphone is segmented as that channel's speech, so ``split`` suits close
+microphones; a mono file is mixed as usual. Each channel's segments are tiled alone, so segments of different
+channels may overlap in time (crosstalk), and a sidecar's cues are mapped onto every channel's segments by time.
+
+:func:`ingest_key` names everything that shapes the segments and speakers; an episode already ingested with the same
+key is reused by a rescoring (see ``emojudge_pipeline/assets/ingest.py``) instead of being decoded again.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from emojudge_models.episodes.decode import DEFAULT_MAX_EPISODE_S, EpisodeRejected, decode_episode
+from emojudge_models.episodes.decode import (
+    DEFAULT_MAX_EPISODE_S,
+    SILENT_REASON,
+    DecodedEpisode,
+    EpisodeHeader,
+    EpisodeReader,
+    EpisodeRejected,
+    decode_episode,
+)
 from emojudge_models.episodes.segment import (
     DEFAULT_MAX_S,
     DEFAULT_MIN_S,
+    Segment,
     segment_audio_sha256,
     segment_episode,
     segment_id,
 )
 from emojudge_models.episodes.sidecar import SidecarError, find_sidecar, map_cues, parse_sidecar
-from emojudge_models.episodes.speakers import diarize
+from emojudge_models.episodes.speakers import diarize, voice_vectors
+from emojudge_models.ingest.audio import file_sha256
 from emojudge_models.ingest.corpus import Rejection
 from emojudge_models.ingest.utterances import UTTERANCE_COLUMNS
 
-EPISODE_COLUMNS = [*UTTERANCE_COLUMNS, "episode_sha256", "start_s", "end_s"]
+EPISODE_COLUMNS = [*UTTERANCE_COLUMNS, "episode_sha256", "start_s", "end_s", "channel"]
 SPEAKER_COLUMNS = ["speaker_id", "episode_sha256", "n_segments", "speech_s", "centroid"]
 SET_PREFIX = "ep-"
+SEGMENTATION_VERSION = 1
+"""Bump when decoding, VAD, the split/merge rule or diarization change what an episode's rows would be: every episode
+is then ingested again on its next run instead of reusing its segments."""
+ChannelMode = Literal["mix", "split"]
 
 
 def episode_set_name(sha256: str) -> str:
@@ -45,6 +71,8 @@ class EpisodeIngest:
     speakers: pd.DataFrame
     rejections: list[Rejection] = field(default_factory=list)
     sidecar: str | None = None
+    ingest_key: str | None = None
+    """:func:`ingest_key` of an accepted episode (``None`` when rejected, so a rejected one is tried again)."""
 
     @property
     def rejected_reason(self) -> str | None:
@@ -61,6 +89,127 @@ def _rejected(path: Path, reason: str) -> EpisodeIngest:
     )
 
 
+def ingest_key(
+    path: Path,
+    speakers_hint: int | None,
+    min_s: float,
+    max_s: float,
+    channels: ChannelMode,
+) -> str:
+    """JSON of what shapes an episode's rows besides its bytes: segment range, channel mode, speaker hint, the
+    sidecar's bytes (a sidecar added or edited later maps new text) and :data:`SEGMENTATION_VERSION`."""
+    sidecar = find_sidecar(path)
+    return json.dumps(
+        {
+            "version": SEGMENTATION_VERSION,
+            "segment_min_s": min_s,
+            "segment_max_s": max_s,
+            "channels": channels,
+            "speakers_hint": speakers_hint,
+            "sidecar_sha256": file_sha256(sidecar) if sidecar is not None else None,
+        },
+        sort_keys=True,
+    )
+
+
+def can_reuse(path: Path, key: str, stored_key: str | None, stored_sha256: str | None, segments: int) -> bool:
+    """Whether an episode's stored segments and speakers stand: made with ``key``, and ``path`` still holds the bytes
+    they were cut from (hashing the file is far cheaper than decoding, VAD and voice vectors)."""
+    return (
+        segments > 0
+        and stored_key == key
+        and isinstance(stored_sha256, str)
+        and path.is_file()
+        and file_sha256(path) == stored_sha256
+    )
+
+
+@dataclass
+class _Track:
+    """The segments of one decoded track (the mix, or one channel) with their speaker ids and voice vectors."""
+
+    channel: int | None
+    segments: list[Segment]
+    speaker_ids: list[str]
+    vectors: np.ndarray
+
+
+def _channel_count(path: Path, max_episode_s: float) -> int:
+    """The channel count the container declares (nothing decoded)."""
+    with EpisodeReader(path, max_duration_s=max_episode_s) as reader:
+        return reader.header.channels
+
+
+def _mixed(
+    episode: str, speakers_hint: int | None, decoded: DecodedEpisode, min_s: float, max_s: float
+) -> list[_Track]:
+    """The mixed-down episode as one track, its speakers found by voice (no track when the VAD heard no speech)."""
+    segments = segment_episode(decoded.wave, min_s=min_s, max_s=max_s)
+    if not segments:
+        return []
+    who = diarize(episode, decoded.wave, segments, n_speakers=speakers_hint)
+    return [_Track(None, segments, who.speaker_ids, who.vectors)]
+
+
+def _decode_tracks(
+    path: Path,
+    episode: str,
+    speakers_hint: int | None,
+    max_episode_s: float,
+    min_s: float,
+    max_s: float,
+    channels: ChannelMode,
+) -> tuple[str, EpisodeHeader, list[_Track]]:
+    """Decode, segment and embed the episode as one mixed track or one track per channel (see the module doc).
+
+    Raises :class:`EpisodeRejected`; a silent channel of a split episode has no segments, all silent is a rejection.
+    """
+    count = _channel_count(path, max_episode_s) if channels == "split" else 1
+    if count < 2:
+        decoded = decode_episode(path, max_duration_s=max_episode_s)
+        _check_identity(path, episode, decoded.sha256)
+        return decoded.sha256, decoded.header, _mixed(episode, speakers_hint, decoded, min_s, max_s)
+    tracks: list[_Track] = []
+    first: tuple[str, EpisodeHeader] | None = None
+    for channel in range(1, count + 1):
+        try:
+            decoded = decode_episode(path, max_duration_s=max_episode_s, channel=channel)
+        except EpisodeRejected as rejected:
+            if rejected.reason != SILENT_REASON:
+                raise
+            continue
+        if first is None:
+            _check_identity(path, episode, decoded.sha256)
+            first = (decoded.sha256, decoded.header)
+        segments = segment_episode(decoded.wave, min_s=min_s, max_s=max_s)
+        if segments:
+            vectors = voice_vectors(decoded.wave, segments)
+            tracks.append(_Track(channel, segments, [f"{episode}:C{channel}"] * len(segments), vectors))
+        del decoded
+    if first is None:
+        raise EpisodeRejected(path, f"every channel is {SILENT_REASON}")
+    return *first, tracks
+
+
+def _check_identity(path: Path, episode: str, sha256: str) -> None:
+    if episode.startswith(SET_PREFIX) and episode != episode_set_name(sha256):
+        raise EpisodeRejected(path, f"file content changed since it was registered as {episode} (SHA-256 differs)")
+
+
+def _texts(path: Path, tracks: list[_Track], rejections: list[Rejection]) -> tuple[list[list[str | None]], Path | None]:
+    """Each track's segment transcripts from a ``.vtt``/``.srt`` beside the episode (``None`` where none)."""
+    empty = [[None] * len(track.segments) for track in tracks]
+    sidecar = find_sidecar(path)
+    if sidecar is None:
+        return empty, None
+    try:
+        cues = parse_sidecar(sidecar)
+    except SidecarError as error:
+        rejections.append(Rejection(None, str(sidecar), "transcript", f"{error}; ASR transcribes the episode"))
+        return empty, None
+    return [map_cues(cues, track.segments) for track in tracks], sidecar
+
+
 def ingest_episode(
     path: Path,
     episode: str,
@@ -68,51 +217,47 @@ def ingest_episode(
     max_episode_s: float = DEFAULT_MAX_EPISODE_S,
     min_s: float = DEFAULT_MIN_S,
     max_s: float = DEFAULT_MAX_S,
+    channels: ChannelMode = "mix",
 ) -> EpisodeIngest:
     """Decode ``path`` (streaming), cut it into ``[min_s, max_s]`` segments, find its speakers (``speakers_hint``:
-    the count, if known) and map a ``.vtt``/``.srt`` beside it onto the segments.
+    the count, if known; with ``channels='split'`` a speaker per channel) and map a ``.vtt``/``.srt`` beside it onto
+    the segments.
 
     ``episode`` names the evaluation set; a set named ``ep-<sha prefix>`` whose file no longer hashes to that
     prefix is rejected (the inbox file was replaced by other bytes, which are a new episode of their own).
     """
+    key = ingest_key(path, speakers_hint, min_s, max_s, channels) if Path(path).is_file() else None
     try:
-        decoded = decode_episode(path, max_duration_s=max_episode_s)
+        sha, header, tracks = _decode_tracks(path, episode, speakers_hint, max_episode_s, min_s, max_s, channels)
     except EpisodeRejected as rejected:
         return _rejected(path, rejected.reason)
-    if episode.startswith(SET_PREFIX) and episode != episode_set_name(decoded.sha256):
-        return _rejected(path, f"file content changed since it was registered as {episode} (SHA-256 differs)")
-    segments = segment_episode(decoded.wave, min_s=min_s, max_s=max_s)
-    if not segments:
+    if not tracks:
         return _rejected(path, "no speech found (the voice activity detector marked none)")
-    who = diarize(episode, decoded.wave, segments, n_speakers=speakers_hint)
     rejections: list[Rejection] = []
-    texts: list[str | None] = [None] * len(segments)
-    sidecar = find_sidecar(path)
-    if sidecar is not None:
-        try:
-            texts = map_cues(parse_sidecar(sidecar), segments)
-        except SidecarError as error:
-            rejections.append(Rejection(None, str(sidecar), "transcript", f"{error}; ASR transcribes the episode"))
-            sidecar = None
-    sha = decoded.sha256
+    texts, sidecar = _texts(path, tracks, rejections)
     rows = [
         {
-            "utterance_id": segment_id(sha, segment.start_s, segment.end_s),
+            "utterance_id": segment_id(sha, segment.start_s, segment.end_s, track.channel),
             "speaker_id": speaker,
             "transcript": text,
             "transcript_source": "sidecar" if text else None,
             "audio_path": str(path),
-            "audio_sha256": segment_audio_sha256(sha, segment.start_s, segment.end_s),
+            "audio_sha256": segment_audio_sha256(sha, segment.start_s, segment.end_s, track.channel),
             "duration_s": round(segment.duration_s, 4),
-            "sample_rate_hz": decoded.header.sample_rate_hz,
-            "channels": decoded.header.channels,
+            "sample_rate_hz": header.sample_rate_hz,
+            "channels": header.channels,
             "episode_sha256": sha,
             "start_s": segment.start_s,
             "end_s": segment.end_s,
+            "channel": track.channel,
         }
-        for segment, speaker, text in zip(segments, who.speaker_ids, texts, strict=True)
+        for track, track_texts in zip(tracks, texts, strict=True)
+        for segment, speaker, text in zip(track.segments, track.speaker_ids, track_texts, strict=True)
     ]
-    utterances = pd.DataFrame(rows, columns=EPISODE_COLUMNS)
+    utterances = pd.DataFrame(rows, columns=EPISODE_COLUMNS).sort_values(["start_s", "utterance_id"])
+    utterances = utterances.reset_index(drop=True).astype({"channel": "Int64"})
+    vectors = np.concatenate([track.vectors for track in tracks])
+    speaker_of = np.array([speaker for track in tracks for speaker in track.speaker_ids])
     spoken = utterances.groupby("speaker_id")["duration_s"].agg(["count", "sum"])
     speakers = pd.DataFrame(
         [
@@ -121,10 +266,10 @@ def ingest_episode(
                 "episode_sha256": sha,
                 "n_segments": int(spoken.loc[speaker, "count"]),
                 "speech_s": round(float(spoken.loc[speaker, "sum"]), 4),
-                "centroid": np.asarray(centroid, dtype=np.float32).tolist(),
+                "centroid": vectors[speaker_of == speaker].mean(axis=0).astype(np.float32).tolist(),
             }
-            for speaker, centroid in who.centroids.items()
+            for speaker in dict.fromkeys(utterances["speaker_id"])
         ],
         columns=SPEAKER_COLUMNS,
     )
-    return EpisodeIngest(utterances, speakers, rejections, str(sidecar) if sidecar else None)
+    return EpisodeIngest(utterances, speakers, rejections, str(sidecar) if sidecar else None, key)

@@ -71,14 +71,18 @@ class Segment:
         return round(self.end_s * 1000)
 
 
-def segment_id(episode_sha256: str, start_s: float, end_s: float) -> str:
-    """Readable, stable id of a segment: ``<sha[:12]>-<start_ms>-<end_ms>``."""
-    return f"{episode_sha256[:12]}-{round(start_s * 1000)}-{round(end_s * 1000)}"
+def segment_id(episode_sha256: str, start_s: float, end_s: float, channel: int | None = None) -> str:
+    """Readable, stable id of a segment: ``<sha[:12]>-<start_ms>-<end_ms>``; ``<sha[:12]>-c<channel>-<start_ms>-...``
+    for a segment of one channel (1-based) of a split episode."""
+    track = "" if channel is None else f"c{channel}-"
+    return f"{episode_sha256[:12]}-{track}{round(start_s * 1000)}-{round(end_s * 1000)}"
 
 
-def segment_audio_sha256(episode_sha256: str, start_s: float, end_s: float) -> str:
-    """The segment's audio identity for the feature, ASR and judgment caches: SHA-256 of ``sha:start_ms:end_ms``."""
-    key = f"{episode_sha256}:{round(start_s * 1000)}:{round(end_s * 1000)}"
+def segment_audio_sha256(episode_sha256: str, start_s: float, end_s: float, channel: int | None = None) -> str:
+    """The segment's audio identity for the feature, ASR and judgment caches: SHA-256 of ``sha:start_ms:end_ms``
+    (``sha:c<channel>:start_ms:end_ms`` for one channel of a split episode: other samples, another identity)."""
+    track = "" if channel is None else f"c{channel}:"
+    key = f"{episode_sha256}:{track}{round(start_s * 1000)}:{round(end_s * 1000)}"
     return hashlib.sha256(key.encode("ascii")).hexdigest()
 
 

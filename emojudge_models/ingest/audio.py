@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import math
 import re
 import struct
 import threading
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import librosa
 import numpy as np
+import pandas as pd
 import soundfile as sf
 
 if TYPE_CHECKING:
@@ -227,9 +227,12 @@ class SegmentSource:
     end_s: float
     episode_sha256: str | None = None
     """The episode's SHA-256 recorded at ingest; when given, the file must still hash to it."""
+    channel: int | None = None
+    """The 1-based channel the segment was cut from (a split episode); ``None``: the channels' mean."""
 
     def __str__(self) -> str:
-        return f"{self.path}[{self.start_s:.2f}-{self.end_s:.2f}s]"
+        track = "" if self.channel is None else f" c{self.channel}"
+        return f"{self.path}[{self.start_s:.2f}-{self.end_s:.2f}s{track}]"
 
 
 AudioSource = str | Path | SegmentSource
@@ -239,8 +242,9 @@ EPISODE_SOURCE_MAX_S = 24 * 3600.0
 """Upper bound when an episode is decoded for its segments (ingest already enforced EMOJUDGE_MAX_EPISODE_S)."""
 
 
-def _missing(value: float | None) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+def _missing(value: object) -> bool:
+    """NULL as read through pandas: None, NaN (DOUBLE columns) or ``pd.NA`` (nullable INTEGER columns)."""
+    return value is None or bool(pd.isna(value))
 
 
 def audio_source(
@@ -248,15 +252,18 @@ def audio_source(
     start_s: float | None = None,
     end_s: float | None = None,
     episode_sha256: str | None = None,
+    channel: float | None = None,
 ) -> AudioSource:
-    """The audio of an utterance row: its clip file, or its episode segment when ``start_s``/``end_s`` are set.
+    """The audio of an utterance row: its clip file, or its episode segment when ``start_s``/``end_s`` are set
+    (of one ``channel`` when set, else of the channels' mean).
 
-    NULLs read through pandas arrive as NaN or None; both mean "a clip".
+    NULLs read through pandas arrive as NaN or None; both mean "a clip" (or, for ``channel``, "mixed down").
     """
     if _missing(start_s) or _missing(end_s):
         return str(path)
     sha = None if not isinstance(episode_sha256, str) else episode_sha256
-    return SegmentSource(str(path), float(start_s), float(end_s), sha)
+    track = None if _missing(channel) else int(channel)
+    return SegmentSource(str(path), float(start_s), float(end_s), sha, track)
 
 
 class _EpisodeCache:
@@ -268,24 +275,26 @@ class _EpisodeCache:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._key: tuple[str, int, int] | None = None
+        self._key: tuple[str, int, int, int | None] | None = None
         self._episode: DecodedEpisode | None = None
         self.decodes = 0
         """How many episodes this process decoded (a test counts them)."""
 
-    def get(self, path: Path) -> DecodedEpisode:
+    def get(self, path: Path, channel: int | None = None) -> DecodedEpisode:
         from emojudge_models.episodes.decode import EpisodeRejected, decode_episode
 
         try:
             stat = path.stat()
         except OSError:
             raise AudioRejected(path, "episode file not found") from None
-        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, channel)
         with self._lock:
             if self._key != key or self._episode is None:
                 self._key, self._episode = None, None
                 try:
-                    self._episode = decode_episode(path, max_duration_s=EPISODE_SOURCE_MAX_S, min_duration_s=0.0)
+                    self._episode = decode_episode(
+                        path, max_duration_s=EPISODE_SOURCE_MAX_S, min_duration_s=0.0, channel=channel
+                    )
                 except EpisodeRejected as rejected:
                     raise AudioRejected(path, rejected.reason) from None
                 self._key = key
@@ -304,7 +313,7 @@ episode_cache = _EpisodeCache()
 def load_segment(source: SegmentSource) -> np.ndarray:
     """The 16 kHz mono float32 samples of ``[start_s, end_s)`` of the episode, cut from its cached decode (a copy)."""
     path = Path(source.path)
-    episode = episode_cache.get(path)
+    episode = episode_cache.get(path, source.channel)
     if source.episode_sha256 is not None and episode.sha256 != source.episode_sha256:
         raise AudioRejected(path, "episode content changed since ingest (SHA-256 differs); re-run ingest")
     start, end = round(source.start_s * TARGET_SR), min(round(source.end_s * TARGET_SR), len(episode.wave))

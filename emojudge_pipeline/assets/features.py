@@ -86,7 +86,7 @@ def audio_features(
             Clip(
                 eval_set,
                 r.utterance_id,
-                audio_source(r.audio_path, r.start_s, r.end_s, r.episode_sha256),
+                audio_source(r.audio_path, r.start_s, r.end_s, r.episode_sha256, r.channel),
                 r.audio_sha256,
                 r.duration_s,
             )

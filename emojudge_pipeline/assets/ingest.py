@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from emojudge_models.episodes.ingest import ingest_episode
+from emojudge_models.episodes.ingest import can_reuse, ingest_episode, ingest_key
 from emojudge_models.ingest.tables import CorpusInvalid
 from emojudge_models.ingest.utterances import ingest_corpus
 from emojudge_models.store import warehouse
@@ -76,18 +76,34 @@ def _speakers_hint(registered: dict) -> int | None:
 def _episode(
     context: dg.AssetExecutionContext, warehouse_db: WarehouseResource, ingest: IngestResource, registered: dict
 ) -> Iterator[dg.MaterializeResult | dg.AssetObservation]:
-    """Decode, segment and diarize one episode; a rejected one leaves the partition empty and an observation."""
+    """Decode, segment and diarize one episode; a rejected one leaves the partition empty and an observation.
+
+    An episode already ingested with the same settings and bytes (a rescoring) keeps its rows: no decode, VAD or
+    diarization, and the same segment ids, so every cached feature, transcript and judgment is found again."""
     eval_set = context.partition_key
     path = Path(registered["path"])
     run_id = context.run.run_id
-    context.log.info(f"ingesting episode {eval_set} from {path}")
+    hint = _speakers_hint(registered)
+    key = ingest_key(path, hint, ingest.segment_min_s, ingest.segment_max_s, ingest.episode_channels)
+    with warehouse_db.connect() as con:
+        stored_key, stored_sha, segments, speakers = con.execute(
+            warehouse.sql_text("episodes/ingested_episode.sql"), [eval_set]
+        ).fetchone()
+    if can_reuse(path, key, stored_key, stored_sha, segments):
+        context.log.info(f"episode {eval_set}: {segments} segments and {speakers} speakers reused (same settings)")
+        yield dg.MaterializeResult(
+            metadata={"reused": True, "segments": segments, "speakers": speakers, "dagster/row_count": segments}
+        )
+        return
+    context.log.info(f"ingesting episode {eval_set} from {path} (channels: {ingest.episode_channels})")
     result = ingest_episode(
         path,
         eval_set,
-        speakers_hint=_speakers_hint(registered),
+        speakers_hint=hint,
         max_episode_s=ingest.max_episode_s,
         min_s=ingest.segment_min_s,
         max_s=ingest.segment_max_s,
+        channels=ingest.episode_channels,
     )
     frame = result.utterances.assign(run_id=run_id)
     with warehouse_db.connect() as con:
@@ -95,6 +111,7 @@ def _episode(
         warehouse.replace_partition(con, "speakers", eval_set, result.speakers.assign(run_id=run_id))
         record_rejections(con, eval_set, ("ingest", "transcript"), result.rejections, run_id)
         con.execute(warehouse.sql_text("ingest/record_split.sql"), ["none", None, eval_set])
+        con.execute(warehouse.sql_text("episodes/record_ingest_key.sql"), [result.ingest_key, eval_set])
     if result.rejected_reason is not None:
         context.log.warning(f"episode {eval_set} rejected: {result.rejected_reason}")
         yield dg.AssetObservation(
@@ -105,6 +122,7 @@ def _episode(
         return
     yield dg.MaterializeResult(
         metadata={
+            "reused": False,
             "segments": len(frame),
             "speakers": len(result.speakers),
             "speech_minutes": round(float(frame["duration_s"].sum()) / 60, 2),

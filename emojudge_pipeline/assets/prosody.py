@@ -65,7 +65,7 @@ def prosody(
     values: dict[str, ProsodyValues] = {}
     failures: list[Rejection] = []
     transcripts = [text if isinstance(text, str) else None for text in clips["transcript"]]
-    sources = [audio_source(r.audio_path, r.start_s, r.end_s, r.episode_sha256) for r in clips.itertuples()]
+    sources = [audio_source(r.audio_path, r.start_s, r.end_s, r.episode_sha256, r.channel) for r in clips.itertuples()]
     items = zip(clips["utterance_id"], sources, transcripts, strict=True)
     for utterance_id, outcome in compute_many(items, tracker=tracker, processes=processes):
         if isinstance(outcome, ProsodyFailed):

@@ -25,7 +25,7 @@ def build_recognizer(options: Mapping[str, Any]):
 
 def _transcribe_chunk(recognizer, chunk, failures: list[Rejection]) -> dict[str, str]:
     """Transcripts by audio hash for one chunk; if a clip cannot be decoded, the others still get theirs."""
-    sources = [audio_source(r.audio_path, r.start_s, r.end_s, r.episode_sha256) for r in chunk.itertuples()]
+    sources = [audio_source(r.audio_path, r.start_s, r.end_s, r.episode_sha256, r.channel) for r in chunk.itertuples()]
     try:
         return dict(zip(chunk["audio_sha256"], recognizer.transcribe_clips(sources), strict=True))
     except AudioRejected:

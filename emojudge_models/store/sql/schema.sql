@@ -14,7 +14,8 @@ CREATE TABLE IF NOT EXISTS eval_sets (
     speakers_hint INTEGER,              -- episode: the speaker count given with `emojudge inbox add --speakers`
     split_source VARCHAR,               -- corpus | speaker-seeded | none
     split_seed INTEGER,
-    added_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+    added_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    ingest_key VARCHAR                  -- episode: JSON of what shaped its segments and speakers (reused while equal)
 );
 
 CREATE TABLE IF NOT EXISTS utterances (
@@ -39,6 +40,7 @@ CREATE TABLE IF NOT EXISTS utterances (
     end_s DOUBLE,
     run_id VARCHAR NOT NULL,
     ingested_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    channel INTEGER,                    -- split episodes: 1-based channel the segment was cut from; NULL: mixed down
     PRIMARY KEY (eval_set, utterance_id)
 );
 

@@ -161,6 +161,8 @@ def test_migration_from_version_6_adds_gate_reasons_judgment_costs_and_the_gate_
     assert prediction == [("fear", "open", None)] and "judge_gate_reason" in view_columns
     assert spend == [("demo", "r1", 1, 120, 30, None)], "a judgment from before v7 has no known cost"
     assert evidence == [("sad->fear", 4, True)]
+
+
 def test_migration_from_version_6_adds_segment_channels_and_episode_ingest_keys(tmp_path: Path) -> None:
     """A v6 file keeps its segments (mixed down: channel NULL) and episodes (no ingest key: ingested again once)."""
     with warehouse.connect(tmp_path) as con:

@@ -99,7 +99,8 @@ AUDIO_MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
     "meanstd-small": ("mean", ("meanstd-small",)),
     "ensemble-meanstd+probe": ("mean", ("meanstd", "probe")),
     "ensemble-small": ("mean", ("meanstd-small", "probe")),
-    "ensemble-wd": ("mean", ("attentive", "meanstd-wd", "probe")),
+    "ensemble-meanstd-wd+probe": ("mean", ("meanstd-wd", "probe")),
+    "ensemble-meanstd+probe+small": ("mean", ("meanstd", "probe", "meanstd-small")),
     "sklearn-probe": ("sklearn", ()),
 }
 """Audio models: how member heads' outputs combine (mean of probabilities, the best on development, or the
@@ -417,8 +418,9 @@ def main() -> None:
         f"normalisation; {N_GROUPS} outer folds of 2 actors, 5 inner folds of 2 actors (inner: 6 train, "
         f"2 development, 2 test); heads TrainConfig lr {HEAD_TRAINING.lr:g}, max_epochs {HEAD_TRAINING.max_epochs}, "
         f"patience {HEAD_TRAINING.patience}, seed {SEED}; selection on inner fused F1-macro. {trainer.trained} "
-        f"models trained in this run (the rest from the cache), {(time.perf_counter() - started) / 60:.1f} min wall, "
-        f"{(time.process_time() - cpu_before) / 60:.1f} min CPU, peak RSS "
+        "models trained by the main process (the rest by the prefill workers or from the cache), "
+        f"{(time.perf_counter() - started) / 60:.1f} min wall, {(time.process_time() - cpu_before) / 60:.1f} min "
+        "CPU of the main process, peak RSS "
         f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB, load average {load_before:.1f} at "
         f"start, {os.getloadavg()[0]:.1f} at end. F1-macro over the 7 RAVDESS classes; bootstrap: 2000 resamples "
         "of the 12 actors."

@@ -286,6 +286,7 @@ class IngestResource(dg.ConfigurableResource):
     segment_min_s: PositiveFloat = setting("segment_min_s")
     segment_max_s: PositiveFloat = setting("segment_max_s")
     asr: dict[str, Any] = setting("asr")
+    set_languages: dict[str, str] = setting("set_languages")
     pitch_tracker: PitchTracker = setting("pitch_tracker")
 
 
@@ -297,6 +298,7 @@ def default_ingest(settings: Settings) -> IngestResource:
         segment_min_s=settings.segment_min_s,
         segment_max_s=settings.segment_max_s,
         asr=dict(settings.asr),
+        set_languages=dict(settings.set_languages),
         pitch_tracker=settings.pitch_tracker,
     )
 

@@ -6,7 +6,7 @@ trains :data:`ENSEMBLE_HEADS` (meanstd and probe) and averages them; ``auto`` tr
 one with the best development score; a candidate's name trains that one alone. The ensemble leaves the attentive
 head out because, under nested speaker-grouped CV on RAVDESS (bench/RESULTS.md, "Nested speaker-grouped CV"), the
 meanstd + probe average generalised better to unseen speakers than the three-head one (fused F1-macro 0.642 vs 0.604
-on the outer folds) at about 40% less training time. Text models are a head with one hidden layer on cached
+on the outer folds) in about half the training time. Text models are a head with one hidden layer on cached
 vectors, or a fine-tuned encoder.
 """
 

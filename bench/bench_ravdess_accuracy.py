@@ -51,9 +51,12 @@ from emojudge_models.judge import (
     ensure_local_model,
 )
 from emojudge_models.labels import EMOTIONS, emotion_index
+from emojudge_models.models.heads import EnsembleEmotionModel
+from emojudge_models.models.loop import dev_metric
 from emojudge_models.models.policy import (
     AUDIO_HEADS,
     AUDIO_POLICIES,
+    ENSEMBLE_HEADS,
     HEAD_TRAINING,
     text_head_config,
     train_audio_policy,
@@ -193,12 +196,13 @@ def split_logits(model: torch.nn.Module, frames: list[np.ndarray], fold: Fold) -
 def audio_heads(
     frames: list[np.ndarray], labels: np.ndarray, fold: Fold
 ) -> dict[str, tuple[dict[str, np.ndarray], float]]:
-    """Train/dev/test logits and development F1-macro of each head, and of ``auto`` and ``ensemble`` over them."""
+    """Train/dev/test logits and development F1-macro of each head, of ``auto`` over them and of ``ensemble`` (the
+    mean of the ENSEMBLE_HEADS among them, as the pipeline's ensemble policy)."""
     items = [(f, int(y)) for f, y in zip(frames, labels, strict=True)]
     trained = train_audio_policy(
         [items[i] for i in fold.train],
         [items[i] for i in fold.dev],
-        policy="ensemble",
+        policy="auto",
         task="categorical",
         train=HEAD_TRAINING,
         device="cpu",
@@ -209,7 +213,9 @@ def audio_heads(
         for head, result in trained.candidates.items()
     }
     out["auto"] = max((out[HEAD_LABELS.get(head, head)] for head in trained.candidates), key=lambda pair: pair[1])
-    out["ensemble"] = (split_logits(trained.result.model, frames, fold), trained.result.dev_metric)
+    ensemble = EnsembleEmotionModel.of([trained.candidates[head].model for head in ENSEMBLE_HEADS])
+    logits = split_logits(ensemble, frames, fold)
+    out["ensemble"] = (logits, dev_metric("categorical", logits["dev"], labels[fold.dev]))
     return out
 
 
@@ -447,7 +453,7 @@ def main() -> None:
             "",
             "`probe` = the baseline: mean+std of the frames, standardised, scikit-learn LogisticRegression (C on "
             "development); `auto` = the attentive, meanstd or linear head, whichever scores the best development "
-            "F1-macro; `ensemble` = the mean of the three heads' probabilities (the pipeline's default); "
+            "F1-macro; `ensemble` = the mean of the ENSEMBLE_HEADS' probabilities (the pipeline's default); "
             "fusion = the pipeline's logistic regression on the audio model's and the text head's outputs. "
             "`auto` choices per fold: "
             f"{auto_lines}.",

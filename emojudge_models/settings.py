@@ -146,7 +146,8 @@ class Settings(BaseModel):
     )
     pitch_tracker: PitchTracker = _setting("yin", "prosody pitch tracker: yin (fast) or pyin (the paper's, slow)")
     audio_pooling: AudioPooling = _setting(
-        "ensemble", "ensemble (mean of attentive, meanstd, probe heads), auto (best on dev), or one of them"
+        "ensemble",
+        "ensemble (mean of the meanstd and probe heads), auto (best on dev of all three), attentive, meanstd or probe",
     )
     speaker_norm: SpeakerNorm = _setting(
         "speaker", "speaker (z-normalise frames per speaker, see speaker_norm.py) or none"
@@ -159,6 +160,9 @@ class Settings(BaseModel):
     )
     asr: dict[str, Any] = _setting(
         {}, 'ASR options as JSON ({"model": path or HF id, "beam_size": 5, ...}); default Whisper tiny.en'
+    )
+    set_languages: dict[str, str] = _setting(
+        {}, 'language of sets whose manifest has no language column, JSON ({"emodb": "de"}); not the ASR\'s: no text'
     )
     train_sets: SetNames = _setting(
         ["demo"], "comma-separated evaluation sets whose train/development splits train the models"

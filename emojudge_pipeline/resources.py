@@ -300,6 +300,7 @@ class IngestResource(dg.ConfigurableResource):
     segment_max_s: PositiveFloat = setting("segment_max_s")
     episode_channels: EpisodeChannels = setting("episode_channels")
     asr: dict[str, Any] = setting("asr")
+    set_languages: dict[str, str] = setting("set_languages")
     pitch_tracker: PitchTracker = setting("pitch_tracker")
 
 
@@ -312,6 +313,7 @@ def default_ingest(settings: Settings) -> IngestResource:
         segment_max_s=settings.segment_max_s,
         episode_channels=settings.episode_channels,
         asr=dict(settings.asr),
+        set_languages=dict(settings.set_languages),
         pitch_tracker=settings.pitch_tracker,
     )
 

@@ -12,6 +12,7 @@ from emojudge_models.models.heads import AudioEmotionModel, EnsembleEmotionModel
 from emojudge_models.models.loop import TrainConfig
 from emojudge_models.models.policy import (
     AUDIO_HEADS,
+    ENSEMBLE_HEADS,
     HEAD_TRAINING,
     audio_candidates,
     check_audio_policy,
@@ -51,7 +52,8 @@ def data():
 
 
 def test_candidates_per_policy() -> None:
-    assert audio_candidates("ensemble") == audio_candidates("auto") == ("attentive", "meanstd", "probe")
+    assert audio_candidates("ensemble") == ENSEMBLE_HEADS == ("meanstd", "probe")
+    assert audio_candidates("auto") == ("attentive", "meanstd", "probe")
     assert audio_candidates("probe") == ("probe",)
     with pytest.raises(ValueError, match="ensemble, auto, attentive, meanstd, probe, not 'max'"):
         audio_candidates("max")
@@ -81,14 +83,15 @@ def test_policies_train_every_candidate(data, policy: str) -> None:
     log = SimpleNamespace(debug=debug.append, info=info.append)
     trained = _train_audio(inputs, dev, "categorical", models, training, log)
     result, config, scores = trained.result, trained.config, trained.scores
-    assert set(trained.candidates) == set(AUDIO_HEADS) and set(AUDIO_HEADS) <= set(scores)
+    heads = set(ENSEMBLE_HEADS if policy == "ensemble" else AUDIO_HEADS)
+    assert set(trained.candidates) == heads and heads <= set(scores)
     assert sum(line.startswith("probe epoch ") for line in debug) == len(trained.candidates["probe"].history)
     assert not any(" epoch " in line for line in info)
     if policy == "ensemble":
-        assert isinstance(result.model, EnsembleEmotionModel) and len(result.model.members) == len(AUDIO_HEADS)
+        assert isinstance(result.model, EnsembleEmotionModel) and len(result.model.members) == len(ENSEMBLE_HEADS)
         assert config == result.model.config
         assert scores["ensemble"]["dev"] == result.dev_metric
-        assert {row["head"] for row in result.history} == set(AUDIO_HEADS)
+        assert {row["head"] for row in result.history} == heads
     else:
         assert isinstance(result.model, AudioEmotionModel) and config.head == result.model.config
         assert result.dev_metric == max(s["dev"] for s in scores.values()) and "ensemble" not in scores
@@ -142,3 +145,13 @@ def test_request_key_tracks_only_the_settings_a_kind_uses(data) -> None:
     finetune = _request("text_finetune", data)
     assert _request("text_finetune", data, head_training=TrainConfig(lr=5e-4)) == finetune
     assert _request("text_finetune", data, text_encoder={"kind": "hf", "model": "x"}) != finetune
+
+
+def test_request_key_covers_the_ensembles_heads(data, monkeypatch) -> None:
+    """Changing which heads the ensemble averages must not reuse a model trained with the old ones."""
+    from emojudge_models.models import policy
+
+    before = _request("audio_head", data)
+    monkeypatch.setattr(policy, "ENSEMBLE_HEADS", ("attentive", "meanstd", "probe"))
+    assert _request("audio_head", data) != before
+    assert _request("text_head", data) == _request("text_head", data, audio_policy="auto")

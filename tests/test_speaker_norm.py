@@ -74,3 +74,29 @@ def test_pooled_utterance_vectors_give_the_statistics_of_the_frames() -> None:
     for key in keys:
         for got, expected in zip(from_vectors.stats(key), from_frames.stats(key), strict=True):
             np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_corpus_with_few_clips_per_speaker_is_normalised_by_its_set_at_the_default_minimum() -> None:
+    """Cross-corpus sets often hold 1-4 clips per speaker: below MIN_SPEAKER_UTTERANCES every clip uses the set's
+    statistics (a speaker's 2 clips would give a degenerate std), while a speaker with enough clips keeps their own."""
+    from emojudge_models.features.speaker_norm import MIN_SPEAKER_UTTERANCES
+
+    rng = np.random.default_rng(1)
+    few = [f"spk{i}" for i in range(6) for _ in range(MIN_SPEAKER_UTTERANCES - 1)]
+    rows = _rows([*few, *["many"] * MIN_SPEAKER_UTTERANCES])
+    keys = list(zip(rows["eval_set"], rows["utterance_id"], strict=True))
+    frames = [(rng.normal(size=(15, 3)) * 2.0 + 7.0).astype(np.float32) for _ in keys]
+    normaliser = SpeakerNormaliser.for_rows(rows).add_all(zip(keys, frames, strict=True))
+    assert normaliser.summary() == {
+        "speakers": 1,
+        "speaker_utterances": MIN_SPEAKER_UTTERANCES,
+        "set_fallback": len(few),
+    }
+    set_mean, set_std = normaliser.stats(keys[0])
+    every = np.concatenate(frames)
+    np.testing.assert_allclose(set_mean, every.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(set_std, every.std(axis=0), rtol=1e-4)
+    own = np.concatenate(frames[len(few) :])
+    np.testing.assert_allclose(normaliser.stats(keys[-1])[0], own.mean(axis=0), rtol=1e-5)
+    normalised = np.concatenate(normaliser.apply(keys[: len(few)], frames[: len(few)]))
+    assert np.isfinite(normalised).all() and abs(float(normalised.mean())) < 0.5

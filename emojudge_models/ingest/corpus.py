@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from emojudge_models.ingest.language import language_tag
 from emojudge_models.ingest.tables import CorpusInvalid, read_table
 from emojudge_models.labels import EMOTIONS, MSP_CODES
 
@@ -48,6 +49,8 @@ class CorpusEntry:
     transcript_source: str | None = None
     split: str | None = None
     transcript_problem: str | None = None
+    language: str | None = None
+    """The utterance's stated language (a manifest's ``language`` column); None where not stated."""
 
 
 @dataclass(frozen=True)
@@ -171,7 +174,7 @@ def read_msp(root: Path) -> Iterator[CorpusEntry | Rejection]:
 
 def read_manifest(manifest: Path) -> Iterator[CorpusEntry | Rejection]:
     """Generic manifest.csv: path (relative to the manifest) and optional utterance_id (default: from the path),
-    emotion, transcript, speaker_id, gender, arousal/valence/dominance and split columns."""
+    emotion, transcript, speaker_id, gender, arousal/valence/dominance, split and language columns."""
     root = manifest.parent
     table = read_table(manifest, MANIFEST_COLUMNS)
     dedup = _Deduplicator()
@@ -222,6 +225,7 @@ def read_manifest(manifest: Path) -> Iterator[CorpusEntry | Rejection]:
             transcript=transcript,
             transcript_source=source,
             split=MSP_SPLITS.get((record.get("split") or "").strip().lower()),
+            language=language_tag(record.get("language")),
         )
 
 

@@ -31,6 +31,7 @@ UTTERANCE_COLUMNS = [
     "gender",
     "transcript",
     "transcript_source",
+    "language",
     "audio_path",
     "audio_sha256",
     "duration_s",

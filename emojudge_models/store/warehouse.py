@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 """Version created by ``store/sql/schema.sql``; ``store/sql/migrations/NNN_*.sql`` bring older files up to it."""
 
 PARTITIONED_TABLES = frozenset(

@@ -17,10 +17,11 @@ from emojudge_models.features.waveform_stats import (
 )
 from emojudge_models.ingest.audio import audio_source
 from emojudge_models.ingest.corpus import Rejection
+from emojudge_models.ingest.language import asr_language, foreign, no_text_reason
 from emojudge_models.store import warehouse
 from emojudge_pipeline.assets.common import record_rejections, rounded
 from emojudge_pipeline.partitions import eval_sets_partitions
-from emojudge_pipeline.resources import ModelsResource, TrainingResource, WarehouseResource
+from emojudge_pipeline.resources import IngestResource, ModelsResource, TrainingResource, WarehouseResource
 
 
 @dg.asset(
@@ -123,26 +124,47 @@ def audio_features(
     deps=["transcripts"],
     group_name="features",
     kinds={"duckdb", "pytorch"},
-    description="One text vector per transcript (CLS or mean-pooled), cached by text SHA-256 and encoder key.",
+    description="One text vector per transcript (CLS or mean-pooled), cached by text SHA-256 and encoder key; "
+    "none for utterances in a language other than the ASR's (they are fused from audio alone).",
 )
 def text_features(
-    context: dg.AssetExecutionContext, warehouse_db: WarehouseResource, models: ModelsResource
+    context: dg.AssetExecutionContext,
+    warehouse_db: WarehouseResource,
+    models: ModelsResource,
+    ingest: IngestResource,
 ) -> dg.MaterializeResult:
     eval_set = context.partition_key
     encoder = models.build_text_encoder()
     with warehouse_db.connect() as con:
         rows = warehouse.query_df(con, "ingest/partition_utterances.sql", [eval_set])
+    language = asr_language(ingest.asr)
+    other_language = dict(zip(rows["utterance_id"], foreign(rows["language"], language), strict=True))
     report = extract_text_features(
         FeatureStore(warehouse_db.connect, warehouse_db.features_root),
         encoder,
         (
-            TextItem(eval_set, r.utterance_id, r.transcript if isinstance(r.transcript, str) else None)
+            TextItem(
+                eval_set,
+                r.utterance_id,
+                r.transcript if isinstance(r.transcript, str) and not other_language[r.utterance_id] else None,
+            )
             for r in rows.itertuples()
         ),
         run_id=context.run.run_id,
     )
+    no_text = [
+        Rejection(r.utterance_id, r.audio_path, "text_features", no_text_reason(r.language, language))
+        for r in rows.itertuples()
+        if other_language[r.utterance_id]
+    ]
+    failures = [f for f in _failures(report, "text_features") if not other_language.get(f.utterance_id, False)]
     with warehouse_db.connect() as con:
-        record_rejections(con, eval_set, ("text_features",), _failures(report, "text_features"), context.run.run_id)
+        record_rejections(con, eval_set, ("text_features",), [*failures, *no_text], context.run.run_id)
     return dg.MaterializeResult(
-        metadata={**report.as_metadata(), "dim": encoder.dim, "encoder_spec": dg.MetadataValue.json(encoder.spec)}
+        metadata={
+            **report.as_metadata(),
+            "other_language": len(no_text),
+            "dim": encoder.dim,
+            "encoder_spec": dg.MetadataValue.json(encoder.spec),
+        }
     )

@@ -8,6 +8,7 @@ import dagster as dg
 import pandas as pd
 
 from emojudge_models.episodes.ingest import can_reuse, ingest_episode, ingest_key
+from emojudge_models.ingest.language import with_set_language
 from emojudge_models.ingest.tables import CorpusInvalid
 from emojudge_models.ingest.utterances import ingest_corpus
 from emojudge_models.store import warehouse
@@ -45,6 +46,7 @@ def utterances(
     except CorpusInvalid as error:
         raise dg.Failure(str(error), allow_retries=False) from None
     frame = result.utterances.assign(run_id=context.run.run_id)
+    frame["language"] = with_set_language(frame["language"], ingest.set_languages.get(eval_set))
     with warehouse_db.connect() as con:
         warehouse.replace_partition(con, "utterances", eval_set, frame)
         n_rejected = record_rejections(con, eval_set, ("ingest", "transcript"), result.rejections, context.run.run_id)
@@ -61,6 +63,7 @@ def utterances(
             "speakers": int(frame["speaker_id"].nunique()),
             "splits": dg.MetadataValue.json(splits),
             "split_source": result.split_source,
+            "languages": dg.MetadataValue.json(frame["language"].fillna("unstated").value_counts().to_dict()),
             "rejections": markdown_preview(reasons, rows=20),
             "preview": markdown_preview(frame[["utterance_id", "split", "emotion", "speaker_id", "duration_s"]]),
             "dagster/row_count": len(frame),
@@ -106,6 +109,7 @@ def _episode(
         channels=ingest.episode_channels,
     )
     frame = result.utterances.assign(run_id=run_id)
+    frame["language"] = with_set_language(frame["language"], ingest.set_languages.get(eval_set))
     with warehouse_db.connect() as con:
         warehouse.replace_partition(con, "utterances", eval_set, frame)
         warehouse.replace_partition(con, "speakers", eval_set, result.speakers.assign(run_id=run_id))

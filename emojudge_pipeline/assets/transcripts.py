@@ -7,6 +7,7 @@ import dagster as dg
 
 from emojudge_models.ingest.audio import AudioRejected, audio_source
 from emojudge_models.ingest.corpus import Rejection
+from emojudge_models.ingest.language import asr_language, foreign
 from emojudge_models.store import warehouse
 from emojudge_pipeline.assets.common import markdown_preview, record_rejections
 from emojudge_pipeline.partitions import eval_sets_partitions
@@ -52,9 +53,15 @@ def transcripts(
     eval_set = context.partition_key
     with warehouse_db.connect() as con:
         todo = warehouse.query_df(con, "asr/missing_transcripts.sql", [eval_set])
+    language = asr_language(ingest.asr)
+    other_language = foreign(todo["language"], language)
+    todo = todo[~other_language]
     if todo.empty:
+        note = "every utterance has a transcript"
+        if other_language.any():
+            note = f"{int(other_language.sum())} utterances are not in the ASR's language ({language}): no ASR"
         return dg.MaterializeResult(
-            metadata={"transcribed": 0, "reused": 0, "note": "every utterance has a transcript"}
+            metadata={"transcribed": 0, "reused": 0, "other_language": int(other_language.sum()), "note": note}
         )
     recognizer = build_recognizer(ingest.asr)
     key = recognizer.asr_model_key
@@ -70,7 +77,7 @@ def transcripts(
         texts = _transcribe_chunk(recognizer, chunk, failures)
         with warehouse_db.connect() as con:
             con.executemany(
-                warehouse.sql_text("asr/insert_asr.sql"), [[key, sha, text, "en"] for sha, text in texts.items()]
+                warehouse.sql_text("asr/insert_asr.sql"), [[key, sha, text, language] for sha, text in texts.items()]
             )
         cached.update(texts)
         context.log.info(f"transcribed {min(start + ASR_CHUNK, len(pending))}/{len(pending)} clips")
@@ -91,6 +98,7 @@ def transcripts(
             "transcribed": len(pending) - len(failures),
             "reused": len(todo) - len(pending),
             "failed": len(failures),
+            "other_language": int(other_language.sum()),
             "preview": markdown_preview(shown),
         }
     )

@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS utterances (
     episode_sha256 VARCHAR,             -- episode segments: the episode file's SHA-256; NULL for clips
     start_s DOUBLE,                     -- episode segments: [start_s, end_s) of the episode; NULL for clips
     end_s DOUBLE,
+    language VARCHAR,                   -- stated language (manifest column or set_languages); NULL: the ASR's
     run_id VARCHAR NOT NULL,
     ingested_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
     channel INTEGER,                    -- split episodes: 1-based channel the segment was cut from; NULL: mixed down

@@ -1,0 +1,56 @@
+"""Which utterances the text modality may read: those whose language is the ASR's.
+
+The transcripts the text model reads are the ASR's (English by default: Whisper ``language="en"``) or the corpus's
+own. An utterance stated to be in another language (a manifest's ``language`` column, else the set's entry in the
+``set_languages`` setting) would only feed the text model an English misreading of foreign speech (German speech
+through English ASR), so it gets no ASR and no text features: its text logits are missing and fusion scores it from
+audio alone (``fused_predictions.modalities = 'audio'``). An utterance with no stated language is assumed to be in
+the ASR's language. Languages compare by their primary subtag, case-insensitively (``en-GB`` is ``en``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+DEFAULT_ASR_LANGUAGE = "en"
+
+
+def language_tag(value: Any) -> str | None:
+    """A stated language as a lower-case tag (``"DE"`` -> ``"de"``), or None when none is stated."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    tag = str(value).strip().lower().replace("_", "-")
+    return tag or None
+
+
+def asr_language(asr_options: Mapping[str, Any]) -> str:
+    """The language the configured ASR transcribes (its ``language`` option; Whisper's default here is English)."""
+    return language_tag(asr_options.get("language")) or DEFAULT_ASR_LANGUAGE
+
+
+def with_set_language(languages: pd.Series, set_language: str | None) -> pd.Series:
+    """Each utterance's language: its own where stated, else its set's (``set_languages``), else None."""
+    fallback = language_tag(set_language)
+    return pd.Series(
+        [language_tag(value) or fallback for value in languages], index=languages.index, dtype=object, name="language"
+    )
+
+
+def foreign(languages: Sequence[Any], text_language: str) -> np.ndarray:
+    """True where an utterance's stated language is not ``text_language`` (those get no text modality)."""
+    primary = text_language.split("-")[0]
+    return np.array(
+        [(tag := language_tag(v)) is not None and tag.split("-")[0] != primary for v in languages], dtype=bool
+    )
+
+
+def no_text_reason(language: str, text_language: str) -> str:
+    """The ``rejected_inputs.reason`` of an utterance left without text modality because of its language."""
+    return (
+        f"language {language!r} is not the ASR's ({text_language!r}): no text modality, fused from audio alone "
+        "(set the ASR's language, or the utterance's, to use text)"
+    )

@@ -132,3 +132,23 @@ def test_training_peak_memory_is_bounded_by_the_buffer_not_the_data(tmp_path: Pa
     measured = json.loads(done.stdout.strip().splitlines()[-1])
     assert measured["frames_mb"] > 40
     assert measured["peak_mb"] - measured["baseline_mb"] < measured["frames_mb"] / 2, measured
+
+
+def test_the_training_asset_streams_the_frames_of_its_training_sets(tmp_path: Path) -> None:
+    """The audio training asset on a synthetic store: two loader workers, the frames never read into a list."""
+    import dagster as dg
+
+    from emojudge_models.settings import Settings
+    from emojudge_pipeline.assets.training import training_assets
+    from emojudge_pipeline.definitions import build_definitions
+
+    built = build_synthetic_store(tmp_path, 400, dim=DIM, max_frames=12, speakers=8, shard_utterances=50)
+    settings = Settings(home=tmp_path, train_sets=[EVAL_SET], audio_pooling="probe", max_epochs=2, loader_workers=2)
+    asset = next(a for a in training_assets if a.key.path == ["audio_model_categorical"])
+    result = dg.materialize([asset], resources=build_definitions(settings).resources)
+    metadata = result.asset_materializations_for_node("audio_model_categorical")[0].metadata
+    with built.store.connect() as con:
+        train = labelled_rows(con, [EVAL_SET], "train", ENCODER_KEY, "categorical")
+        kind, hyper = con.execute("SELECT kind, hyperparameters FROM model_registry").fetchone()
+    assert metadata["train_rows"].value == len(train) and metadata["epochs"].value == 2
+    assert kind == "audio_head" and json.loads(hyper)["speaker_norm"] == "speaker"

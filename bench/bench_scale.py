@@ -1,6 +1,6 @@
 """Cost by training-set size: head training streamed from the feature store, fusion, evaluation and the SQL views.
 
-Usage: python bench/bench_scale.py [--sizes 10000 50000 200000] [--dim 8] [--max-frames 60] [--head probe]
+Usage: python bench/bench_scale.py [--sizes 10000 50000 200000] [--dim 16] [--max-frames 100] [--head probe]
                                    [--epochs 1] [--workers 2] [--in-memory]
 
 For each size, a synthetic store (``emojudge_models.features.synthetic``: small float16 frames, 70/15/15 splits,
@@ -77,9 +77,24 @@ def build(home: Path, n: int, args: argparse.Namespace) -> dict:
     return {"build_s": time.perf_counter() - started}
 
 
+def inputs_for(store, splits: list, args: argparse.Namespace, in_memory: bool) -> list:
+    """What the training asset hands the trainer (its normaliser dropped once the inputs exist, as there)."""
+    from emojudge_models.features.datasets import frame_stream, frames_for, speaker_normaliser
+
+    normaliser = speaker_normaliser(store, [EVAL_SET], ENCODER_KEY)
+    if not in_memory:
+        return [frame_stream(store, split, ENCODER_KEY, normaliser, args.buffer, args.workers) for split in splits]
+    inputs = []
+    for split in splits:
+        keys = list(zip(split.rows["eval_set"], split.rows["utterance_id"], strict=True))
+        frames = normaliser.apply(keys, frames_for(store, split.rows, ENCODER_KEY))
+        inputs.append(list(zip(frames, split.targets, strict=True)))
+    return inputs
+
+
 def train(home: Path, args: argparse.Namespace, in_memory: bool) -> dict:
     """Head training as the training asset runs it (streamed), or the pre-streaming in-memory path."""
-    from emojudge_models.features.datasets import frame_stream, frames_for, labelled_rows, speaker_normaliser
+    from emojudge_models.features.datasets import labelled_rows
     from emojudge_models.models.loop import TrainConfig
     from emojudge_models.models.policy import audio_head_config
     from emojudge_models.models.training import train_audio_head
@@ -88,15 +103,7 @@ def train(home: Path, args: argparse.Namespace, in_memory: bool) -> dict:
     started = time.perf_counter()
     with store.connect() as con:
         splits = [labelled_rows(con, [EVAL_SET], s, ENCODER_KEY, "categorical") for s in ("train", "development")]
-    normaliser = speaker_normaliser(store, [EVAL_SET], ENCODER_KEY)
-    if in_memory:
-        inputs = []
-        for split in splits:
-            keys = list(zip(split.rows["eval_set"], split.rows["utterance_id"], strict=True))
-            frames = normaliser.apply(keys, frames_for(store, split.rows, ENCODER_KEY))
-            inputs.append(list(zip(frames, split.targets, strict=True)))
-    else:
-        inputs = [frame_stream(store, split, ENCODER_KEY, normaliser, args.buffer, args.workers) for split in splits]
+    inputs = inputs_for(store, splits, args, in_memory)
     prepare_s = time.perf_counter() - started
     config = audio_head_config(args.head, "categorical", args.dim, TrainConfig(max_epochs=args.epochs, batch_size=256))
     result = train_audio_head(inputs[0], inputs[1], config, "cpu", seed=0)
@@ -174,8 +181,8 @@ def run_child(kind: str, home: Path, n: int, args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000, 200_000])
-    parser.add_argument("--dim", type=int, default=8)
-    parser.add_argument("--max-frames", type=int, default=60)
+    parser.add_argument("--dim", type=int, default=16)
+    parser.add_argument("--max-frames", type=int, default=100)
     parser.add_argument("--head", default="probe", choices=["attentive", "meanstd", "probe"])
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2)

@@ -1,6 +1,6 @@
 """Cost by training-set size: head training streamed from the feature store, fusion, evaluation and the SQL views.
 
-Usage: python bench/bench_scale.py [--sizes 10000 50000 200000] [--dim 16] [--max-frames 100] [--head probe]
+Usage: python bench/bench_scale.py [--sizes 10000 50000 200000] [--dim 64] [--max-frames 100] [--head probe]
                                    [--epochs 1] [--workers 2] [--in-memory]
 
 For each size, a synthetic store (``emojudge_models.features.synthetic``: small float16 frames, 70/15/15 splits,
@@ -181,7 +181,7 @@ def run_child(kind: str, home: Path, n: int, args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000, 200_000])
-    parser.add_argument("--dim", type=int, default=16)
+    parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--max-frames", type=int, default=100)
     parser.add_argument("--head", default="probe", choices=["attentive", "meanstd", "probe"])
     parser.add_argument("--epochs", type=int, default=1)

@@ -55,6 +55,12 @@ def _at_least_one(value: int) -> int:
     return value
 
 
+def _non_negative(value: int) -> int:
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
 CRON_PATTERN = re.compile(r"[\w*/,\-?]+(\s+[\w*/,\-?]+){4}")
 """Five cron fields (minute hour day month weekday); Dagster validates the expression itself when it loads."""
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
@@ -88,6 +94,7 @@ PositiveFloat = Annotated[float, AfterValidator(_positive)]
 UnitInterval = Annotated[float, AfterValidator(_unit_interval)]
 Temperature = Annotated[float, AfterValidator(_temperature)]
 AtLeastOne = Annotated[int, AfterValidator(_at_least_one)]
+NonNegative = Annotated[int, AfterValidator(_non_negative)]
 Device = Annotated[str, AfterValidator(_device)]
 SetNames = Annotated[list[str], AfterValidator(_names)]
 JudgeSplits = Annotated[list[str], AfterValidator(_judge_splits)]
@@ -155,6 +162,12 @@ class Settings(BaseModel):
     head_lr: PositiveFloat = _setting(1e-3, "learning rate of the heads trained on cached features", "1e-3")
     max_epochs: AtLeastOne = _setting(40, "head training length in epochs")
     patience: AtLeastOne = _setting(8, "early-stopping patience of head training, in epochs")
+    shuffle_buffer: AtLeastOne = _setting(
+        1024, "utterances in head training's shuffle buffer (frames stream from the store; bounds training memory)"
+    )
+    loader_workers: NonNegative = _setting(
+        2, "processes reading feature shards for head training (0: read in the training process)"
+    )
     fusion_fit: FusionFit = _setting(
         "train", "fusion fitted on train logits with C chosen on development, or development (halves)"
     )

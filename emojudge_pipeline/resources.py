@@ -30,6 +30,7 @@ from emojudge_models.settings import (
     JudgeGate,
     JudgeScope,
     JudgeSplits,
+    NonNegative,
     PitchTracker,
     PositiveFloat,
     ProfileName,
@@ -266,7 +267,8 @@ def default_inbox(settings: Settings) -> InboxResource:
 
 
 class TrainingResource(dg.ConfigurableResource):
-    """What trains the models: the training sets, the audio head policy, head optimisation and the fusion fit."""
+    """What trains the models: the training sets, the audio head policy, head optimisation, how head training streams
+    its frames (shuffle buffer, loader workers) and the fusion fit."""
 
     train_sets: SetNames = setting("train_sets")
     audio_pooling: AudioPooling = setting("audio_pooling")
@@ -274,6 +276,8 @@ class TrainingResource(dg.ConfigurableResource):
     head_lr: PositiveFloat = setting("head_lr")
     max_epochs: AtLeastOne = setting("max_epochs")
     patience: AtLeastOne = setting("patience")
+    shuffle_buffer: AtLeastOne = setting("shuffle_buffer")
+    loader_workers: NonNegative = setting("loader_workers")
     fusion_fit: FusionFit = setting("fusion_fit")
 
 
@@ -286,6 +290,8 @@ def default_training(settings: Settings) -> TrainingResource:
         head_lr=settings.head_lr,
         max_epochs=settings.max_epochs,
         patience=settings.patience,
+        shuffle_buffer=settings.shuffle_buffer,
+        loader_workers=settings.loader_workers,
         fusion_fit=settings.fusion_fit,
     )
 

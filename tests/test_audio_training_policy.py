@@ -20,18 +20,15 @@ from emojudge_models.models.policy import (
     train_audio_policy,
     training_request_key,
 )
-from emojudge_pipeline.assets.training import _normalised_frames, _train_audio, _train_config
+from emojudge_pipeline.assets.training import _train_audio, _train_config
 from emojudge_pipeline.resources import TrainingResource
 
 
 class FramesStore:
-    """Just enough of FeatureStore for ``frames_for``: frames by utterance id."""
+    """Frames by utterance id."""
 
     def __init__(self, frames: dict[str, np.ndarray]) -> None:
         self.frames = frames
-
-    def read_frames(self, eval_set: str, utterance_ids: list[str], key: str):
-        return ((u, self.frames[u]) for u in utterance_ids)
 
 
 def _split(ids: list[str], labels: list[int], speakers: list[str]) -> SplitData:
@@ -76,12 +73,13 @@ def test_policies_train_every_candidate(data, policy: str) -> None:
     models = SimpleNamespace(torch_device=lambda: "cpu", seed=0)
     debug: list[str] = []
     info: list[str] = []
-    inputs = tuple(
-        list(zip(_normalised_frames(store, split.rows, "key", normaliser), split.targets, strict=True))
-        for split in (train, dev)
-    )
+    inputs = []
+    for split in (train, dev):
+        keys = [("s", u) for u in split.utterance_ids]
+        frames = normaliser.apply(keys, [store.frames[u] for u in split.utterance_ids])
+        inputs.append(list(zip(frames, split.targets, strict=True)))
     log = SimpleNamespace(debug=debug.append, info=info.append)
-    trained = _train_audio(inputs, dev, "categorical", models, training, log)
+    trained = _train_audio(inputs, "categorical", models, training, log)
     result, config, scores = trained.result, trained.config, trained.scores
     heads = set(ENSEMBLE_HEADS if policy == "ensemble" else AUDIO_HEADS)
     assert set(trained.candidates) == heads and heads <= set(scores)

@@ -24,14 +24,16 @@ class FrameStats:
         self.total += values.sum(axis=0)
         self.total_sq += np.square(values).sum(axis=0)
 
-    def add_pooled(self, n_frames: int, mean: np.ndarray, std: np.ndarray) -> None:
-        """Accumulate an utterance known only by its frame count and per-dimension mean and (population) std."""
-        mean, std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+    def add_pooled(self, n_frames: int | np.ndarray, mean: np.ndarray, std: np.ndarray) -> None:
+        """Accumulate an utterance known only by its frame count and per-dimension mean and (population) std, or
+        several at once (``n_frames`` (K,), ``mean`` and ``std`` (K, D))."""
+        mean, std = np.atleast_2d(np.asarray(mean, dtype=np.float64)), np.atleast_2d(np.asarray(std, dtype=np.float64))
+        counts = np.asarray(n_frames, dtype=np.float64).reshape(-1, 1)
         if self.total is None:
-            self.total, self.total_sq = np.zeros(mean.shape[0]), np.zeros(mean.shape[0])
-        self.count += n_frames
-        self.total += n_frames * mean
-        self.total_sq += n_frames * (np.square(std) + np.square(mean))
+            self.total, self.total_sq = np.zeros(mean.shape[1]), np.zeros(mean.shape[1])
+        self.count += int(counts.sum())
+        self.total += (counts * mean).sum(axis=0)
+        self.total_sq += (counts * (np.square(std) + np.square(mean))).sum(axis=0)
 
     def mean_std(self) -> tuple[np.ndarray, np.ndarray]:
         mean = self.total / max(self.count, 1)

@@ -85,6 +85,21 @@ class SpeakerNormaliser:
         for stats in self._accumulators(key):
             stats.add_pooled(n_frames, mean, std)
 
+    def add_pooled_many(
+        self, keys: Sequence[tuple[str, str]], n_frames: np.ndarray, means: np.ndarray, stds: np.ndarray
+    ) -> None:
+        """``add_pooled`` for many utterances (``n_frames`` (K,), ``means``/``stds`` (K, D)), one vectorised sum per
+        group."""
+        self._stats.clear()
+        rows: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for index, key in enumerate(keys):
+            group = self.groups[key]
+            rows[group].append(index)
+            if group[1] != SET_GROUP:
+                rows[(group[0], SET_GROUP)].append(index)
+        for group, indices in rows.items():
+            self._moments[group].add_pooled(n_frames[indices], means[indices], stds[indices])
+
     def add_all(self, items: Iterable[tuple[tuple[str, str], np.ndarray]]) -> SpeakerNormaliser:
         for key, frames in items:
             self.add(key, frames)

@@ -54,6 +54,8 @@ FRAME_DTYPE = "float16"
 TEXT_VECTOR_DTYPE = "float32"
 ROW_GROUP_BYTES = 16 << 20
 """Target row-group size: a read of a few clips decodes at most this much of a shard."""
+VECTOR_BATCH_ROWS = 8192
+"""Utterance vectors per record batch of :meth:`FeatureStore.iter_vectors`."""
 
 SHARD_SCHEMA = pa.schema(
     [
@@ -409,11 +411,20 @@ class FeatureStore:
         self, eval_set: str, by_file: dict[str, list[tuple[Any, ...]]]
     ) -> Iterator[tuple[str, np.ndarray]]:
         for relative, rows in by_file.items():
-            yield from self._read_shard_rows(eval_set, relative, rows)
+            yield from self.read_shard_rows(eval_set, relative, rows)
 
-    def _read_shard_rows(
-        self, eval_set: str, relative: str, rows: list[tuple[Any, ...]]
+    def frame_locations(self, eval_set: str, key: str) -> pd.DataFrame:
+        """Where every frame matrix of ``eval_set`` under ``key`` is stored, one row per utterance: utterance_id,
+        content_sha256, file, row, n_frames, dim (one short session; what streaming readers plan with)."""
+        with self.connect() as con:
+            return con.execute(sql_text("features/index_rows.sql"), [eval_set, key, "audio", None, None]).df()
+
+    def read_shard_rows(
+        self, eval_set: str, relative: str, rows: Sequence[tuple[Any, ...]]
     ) -> Iterator[tuple[str, np.ndarray]]:
+        """Lazily yield (utterance_id, float16 frames) for index rows (utterance_id, content_sha256, file, row,
+        n_frames, dim) of the one shard ``relative``, by row group, in the given order within a row group; every row
+        checked against its digest. No warehouse session: safe in a DataLoader worker process."""
         advice = f"re-materialise the audio features of eval set {eval_set!r} to recompute its clips"
         path = self.root / relative
         if not path.is_file():
@@ -467,6 +478,19 @@ class FeatureStore:
                 f"(first: {missing[:5]}); materialise the features first"
             )
         return wanted, matrix[[position[u] for u in wanted]]
+
+    def iter_vectors(
+        self, eval_set: str, key: str, batch_rows: int = VECTOR_BATCH_ROWS
+    ) -> Iterator[tuple[list[str], np.ndarray]]:
+        """(utterance ids, float32 (k, dim)) for every vector of ``eval_set`` under ``key``, at most ``batch_rows`` at a
+        time and in no particular order: memory bounded by one batch whatever the set's size. The read session stays
+        open until the iterator is exhausted or closed, so consume it without slow work in between."""
+        with self.connect() as con:
+            reader = con.execute(sql_text("features/stream_vectors.sql"), [eval_set, key]).to_arrow_reader(batch_rows)
+            for batch in reader:
+                ids = batch.column("utterance_id").to_pylist()
+                flat = batch.column("vector").flatten().to_numpy(zero_copy_only=False)
+                yield ids, flat.astype(np.float32).reshape(len(ids), -1)
 
 
 @contextmanager

@@ -1,5 +1,6 @@
 """Length-bucketed batches for the trainers: items are read and padded one batch at a time, so a lazy feature
-store can back the data; collate functions validate every item and name the bad one."""
+store can back the data; collate functions validate every item and name the bad one. :class:`BatchPlan` indexes a
+sequence of items; :class:`StreamPlan` streams a feature-store split shard by shard (features/streaming.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from emojudge_models.features.streaming import FrameStream
 from emojudge_models.models.heads import output_dim
 
 BUCKET_BATCHES = 50
@@ -68,6 +70,38 @@ class BatchPlan:
         """Batches sorted by length, for evaluation and prediction."""
         order = np.argsort(self.lengths, kind="stable")
         return self._loader([order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)])
+
+
+@dataclass
+class StreamPlan:
+    """Length-aware batches streamed from a :class:`FrameStream` by its DataLoader workers, pinned for CUDA.
+
+    ``len`` is ceil(N / batch_size); an epoch may yield a few more, smaller batches (one per emptied buffer per
+    worker at most)."""
+
+    stream: FrameStream
+    batch_size: int
+    collate: Callable[[list[tuple[int, Any]]], Batch]
+    pin_memory: bool = False
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.stream) / self.batch_size)
+
+    def _loader(self, seed: list[int] | None) -> DataLoader:
+        return DataLoader(
+            self.stream.batches(self.batch_size, self.collate, seed),
+            batch_size=None,
+            num_workers=self.stream.num_workers,
+            pin_memory=self.pin_memory,
+        )
+
+    def shuffled(self, seed: int, epoch: int) -> DataLoader:
+        """Shuffled shard order and buffers, a fixed function of (seed, epoch) (and the buffer size and workers)."""
+        return self._loader([seed, epoch])
+
+    def ordered(self) -> DataLoader:
+        """Every item once, in storage order, batched by length within each buffer: for evaluation."""
+        return self._loader(None)
 
 
 def _target_array(targets: list[Any], task: str) -> torch.Tensor:

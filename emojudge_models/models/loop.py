@@ -19,7 +19,7 @@ import torch
 from sklearn.metrics import f1_score
 from torch import nn
 
-from emojudge_models.models.batches import Batch, BatchPlan
+from emojudge_models.models.batches import Batch, BatchPlan, StreamPlan
 from emojudge_models.models.heads import output_dim
 from emojudge_models.models.losses import CCCLoss, WeightedFocalLoss, ccc, class_alpha
 from emojudge_models.settings import default
@@ -137,8 +137,8 @@ def fit(
     model: nn.Module,
     *,
     task: str,
-    train: BatchPlan,
-    dev: BatchPlan,
+    train: BatchPlan | StreamPlan,
+    dev: BatchPlan | StreamPlan,
     loss_fn: nn.Module,
     config: TrainConfig,
     device: torch.device,
@@ -159,13 +159,22 @@ def fit(
     metric_name = dev_metric_name(task)
     history: list[dict[str, float]] = []
     best_metric, best_epoch, best_state = -math.inf, 0, None
+
+    def update() -> None:
+        if config.max_grad_norm is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if scheduler is not None:
+            scheduler.step()
+
     for epoch in range(1, config.max_epochs + 1):
         started = time.perf_counter()
         model.train()
         optimizer.zero_grad(set_to_none=True)
         losses: list[float] = []
-        batches = train.shuffled(seed, epoch)
-        for step, (_, inputs, targets) in enumerate(batches, start=1):
+        step = 0
+        for step, (_, inputs, targets) in enumerate(train.shuffled(seed, epoch), start=1):
             with autocast(device):
                 loss = loss_fn(model(**_to_device(inputs, device)), targets.to(device))
                 if penalty is not None:
@@ -174,13 +183,10 @@ def fit(
             if not math.isfinite(losses[-1]):
                 raise FloatingPointError(f"training loss became {losses[-1]} at epoch {epoch}, batch {step}")
             (loss / config.grad_accum_steps).backward()
-            if step % config.grad_accum_steps == 0 or step == len(train):
-                if config.max_grad_norm is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                if scheduler is not None:
-                    scheduler.step()
+            if step % config.grad_accum_steps == 0:
+                update()
+        if step % config.grad_accum_steps:
+            update()
         outputs, dev_targets = run_inference(model, dev.ordered(), device, output_dim(task))
         metric = dev_metric(task, outputs, dev_targets)
         if not math.isfinite(metric):

@@ -12,22 +12,33 @@ vectors, or a fine-tuned encoder.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from emojudge_models.features.datasets import SplitData
 from emojudge_models.features.speaker_norm import MIN_SPEAKER_UTTERANCES
 from emojudge_models.models.heads import CODE_VERSION as HEADS_CODE_VERSION
-from emojudge_models.models.heads import EnsembleConfig, EnsembleEmotionModel, HeadConfig
+from emojudge_models.models.heads import EnsembleConfig, EnsembleEmotionModel, HeadConfig, output_dim
 from emojudge_models.models.keys import data_key, model_key
-from emojudge_models.models.loop import EpochCallback, TrainConfig, TrainResult, dev_metric, dev_metric_name
-from emojudge_models.models.predict import predict_audio
+from emojudge_models.models.loop import (
+    EpochCallback,
+    TrainConfig,
+    TrainResult,
+    dev_metric,
+    dev_metric_name,
+    run_inference,
+)
 from emojudge_models.models.text_classifier import CODE_VERSION as TEXT_CODE_VERSION
-from emojudge_models.models.training import HeadTrainingConfig, train_audio_head
+from emojudge_models.models.training import (
+    FrameItems,
+    HeadTrainingConfig,
+    frame_input_dim,
+    frame_plan,
+    train_audio_head,
+)
 
 AUDIO_HEADS: dict[str, dict[str, Any]] = {
     "attentive": {"pooling": "attentive"},
@@ -96,25 +107,25 @@ class AudioTraining:
 
 
 def train_audio_policy(
-    train_items: Sequence[tuple[np.ndarray, Any]],
-    dev_items: Sequence[tuple[np.ndarray, Any]],
+    train_items: FrameItems,
+    dev_items: FrameItems,
     *,
     policy: str,
     task: str,
     train: TrainConfig,
     device: torch.device | str,
     seed: int,
-    dev_lengths: Sequence[int] | None = None,
     on_epoch: Callable[[str], EpochCallback | None] = lambda _: None,
     log: Callable[[str], None] = lambda _: None,
 ) -> AudioTraining:
-    """Train the heads of ``policy`` on (frames, target) items and assemble them.
+    """Train the heads of ``policy`` on (frames, target) items or streamed splits and assemble them.
 
     ``ensemble`` averages every candidate and scores the average on development; ``auto`` keeps the candidate
     with the best development score; a candidate's name trains that one. ``on_epoch(candidate)`` gives each
-    candidate's epoch callback; ``dev_lengths`` (frame counts) only groups similar lengths when predicting.
+    candidate's epoch callback.
     """
-    input_dim = train_items[0][0].shape[1]
+    device = torch.device(device)
+    input_dim = frame_input_dim(train_items)
     trained: dict[str, tuple[TrainResult, HeadTrainingConfig]] = {}
     for candidate in audio_candidates(policy):
         config = audio_head_config(candidate, task, input_dim, train)
@@ -124,9 +135,10 @@ def train_audio_policy(
     if policy != "ensemble":
         best, config = max(trained.values(), key=lambda pair: pair[0].dev_metric)
         return AudioTraining(best, config, candidates)
-    ensemble = EnsembleEmotionModel.of([result.model for result in candidates.values()])
-    outputs = predict_audio(ensemble, dev_items, device, lengths=dev_lengths)
-    metric = dev_metric(task, outputs, np.asarray([target for _, target in dev_items]))
+    ensemble = EnsembleEmotionModel.of([result.model for result in candidates.values()]).to(device)
+    dev_plan, _, _ = frame_plan(dev_items, input_dim, task, train.batch_size, "development", device)
+    outputs, targets = run_inference(ensemble, dev_plan.ordered(), device, output_dim(task))
+    metric = dev_metric(task, outputs, targets)
     log(f"ensemble of {', '.join(candidates)}: development {dev_metric_name(task)} {metric:.4f}")
     history = [{"head": name, **row} for name, result in candidates.items() for row in result.history]
     result = TrainResult(

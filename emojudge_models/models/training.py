@@ -1,4 +1,5 @@
-"""Trainers for the emotion heads: an audio head on frames, a head on cached utterance vectors.
+"""Trainers for the emotion heads: an audio head on frames (in memory or streamed from the feature store), a head
+on cached utterance vectors.
 
 Each validates its items, builds length-aware batches (emojudge_models.models.batches) and the model, then hands
 them to the generic loop (emojudge_models.models.loop.fit).
@@ -14,9 +15,21 @@ import numpy as np
 import torch
 
 from emojudge_models.features.frame_stats import FrameStats
-from emojudge_models.models.batches import BatchPlan, Pairs, check_frames, check_target, collate_frames, collate_vectors
+from emojudge_models.features.streaming import FrameStream
+from emojudge_models.models.batches import (
+    BatchPlan,
+    Pairs,
+    StreamPlan,
+    check_frames,
+    check_target,
+    collate_frames,
+    collate_vectors,
+)
 from emojudge_models.models.heads import AudioEmotionModel, HeadConfig, VectorEmotionModel
 from emojudge_models.models.loop import EpochCallback, TrainConfig, TrainResult, fit, seeded, task_loss
+
+FrameItems = Sequence[tuple[np.ndarray, Any]] | FrameStream
+"""(frames (T, D), target) items in memory, or a split streamed from the feature store."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,7 +44,7 @@ class HeadTrainingConfig:
 
 
 def _scan(
-    items: Sequence[Any], input_dim: int, task: str, name: str, stats: FrameStats | None = None
+    items: Sequence[Any], input_dim: int, task: str, name: str, stats: FrameStats
 ) -> tuple[np.ndarray, list[Any]]:
     """One validating pass over (frames, target) items: frame counts and targets (and ``stats``), frames not kept."""
     if len(items) == 0:
@@ -44,28 +57,60 @@ def _scan(
         check_target(target, task, f"{name} item {index}")
         lengths[index] = len(frames)
         targets.append(target)
-        if stats is not None:
-            stats.add(frames)
+        stats.add(frames)
     return lengths, targets
 
 
+def frame_input_dim(items: FrameItems) -> int:
+    """The frame dimension of the first item."""
+    return items.dim if isinstance(items, FrameStream) else int(items[0][0].shape[1])
+
+
+def frame_plan(
+    items: FrameItems, input_dim: int, task: str, batch_size: int, name: str, device: torch.device, num_workers: int = 0
+) -> tuple[BatchPlan | StreamPlan, Sequence[Any], FrameStats]:
+    """Batches over ``items``, their targets and the statistics of their frames.
+
+    Items in memory get one validating pass (frames read once); a stream is checked from the index (frame counts,
+    dims, targets) and brings statistics computed from the stored vectors, so no frame is read before training.
+    """
+    collate = collate_frames(input_dim, task)
+    if isinstance(items, FrameStream):
+        if len(items) == 0:
+            raise ValueError(f"the {name} set is empty")
+        items.check_dim(input_dim, name)
+        for index, target in enumerate(items.targets):
+            check_target(target, task, f"{name} item {index}")
+        return (
+            StreamPlan(items, batch_size, collate, pin_memory=device.type == "cuda"),
+            items.targets,
+            items.frame_stats,
+        )
+    stats = FrameStats()
+    lengths, targets = _scan(items, input_dim, task, name, stats)
+    return BatchPlan(items, lengths, batch_size, collate, num_workers), targets, stats
+
+
 def train_audio_head(
-    train: Sequence[tuple[np.ndarray, Any]],
-    dev: Sequence[tuple[np.ndarray, Any]],
+    train: FrameItems,
+    dev: FrameItems,
     config: HeadTrainingConfig,
     device: torch.device | str,
     seed: int,
     on_epoch: EpochCallback | None = None,
 ) -> TrainResult:
-    """Train an AudioEmotionModel on (frames (T, D), target) items; target: class index or 3 attributes."""
+    """Train an AudioEmotionModel on (frames (T, D), target) items or a streamed split; target: class index or
+    3 attributes."""
     device = torch.device(device)
     head, hyper = config.head, config.train
     if head.pooling == "none":
         raise ValueError("train_audio_head pools frames; pooling 'none' is for train_text_head")
-    stats = FrameStats()
-    train_lengths, train_targets = _scan(train, head.input_dim, head.task, "train", stats)
-    dev_lengths, _ = _scan(dev, head.input_dim, head.task, "development")
-    collate = collate_frames(head.input_dim, head.task)
+    train_plan, train_targets, stats = frame_plan(
+        train, head.input_dim, head.task, hyper.batch_size, "train", device, hyper.num_workers
+    )
+    dev_plan, _, _ = frame_plan(
+        dev, head.input_dim, head.task, hyper.batch_size, "development", device, hyper.num_workers
+    )
     with seeded(seed, device):
         model = AudioEmotionModel(head)
         model.standardizer.fit(*stats.mean_std())
@@ -76,8 +121,8 @@ def train_audio_head(
         return fit(
             model,
             task=head.task,
-            train=BatchPlan(train, train_lengths, hyper.batch_size, collate, hyper.num_workers),
-            dev=BatchPlan(dev, dev_lengths, hyper.batch_size, collate, hyper.num_workers),
+            train=train_plan,
+            dev=dev_plan,
             loss_fn=task_loss(head.task, train_targets, hyper),
             config=hyper,
             device=device,

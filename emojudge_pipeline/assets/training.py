@@ -10,8 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from emojudge_models.features.datasets import frames_for, labelled_rows, speaker_normaliser, vectors_for
-from emojudge_models.features.speaker_norm import SpeakerNormaliser
+from emojudge_models.features.datasets import frame_stream, labelled_rows, speaker_normaliser, vectors_for
 from emojudge_models.features.store import FeatureStore
 from emojudge_models.labels import TASKS
 from emojudge_models.models import registry
@@ -49,15 +48,8 @@ def _epoch_logger(log, prefix: str = ""):
     return on_epoch
 
 
-def _normalised_frames(store, rows, key, normaliser: SpeakerNormaliser | None) -> list:
-    frames = frames_for(store, rows, key)
-    if normaliser is None:
-        return frames
-    return normaliser.apply(list(zip(rows["eval_set"], rows["utterance_id"], strict=True)), frames)
-
-
-def _train_audio(inputs, dev, task, models, training: TrainingResource, log) -> AudioTraining:
-    """Train the configured audio policy on the (speaker-normalised) frames read beforehand."""
+def _train_audio(inputs, task, models, training: TrainingResource, log) -> AudioTraining:
+    """Train the configured audio policy on the train and development frames (streamed from the store)."""
     train_items, dev_items = inputs
     return train_audio_policy(
         train_items,
@@ -67,7 +59,6 @@ def _train_audio(inputs, dev, task, models, training: TrainingResource, log) -> 
         train=_train_config(training),
         device=models.torch_device(),
         seed=models.seed,
-        dev_lengths=dev.rows["n_frames"].tolist(),
         on_epoch=lambda candidate: _epoch_logger(log.debug, f"{candidate} "),
         log=log.info,
     )
@@ -105,18 +96,17 @@ def _finetune_text(train, dev, task, models, log) -> tuple[TrainResult, TextFine
 
 
 def _read_inputs(warehouse_db, sets, key, train, dev, modality, kind, training, log):
-    """What training needs from the feature store: frames or vectors, each read in the store's short sessions."""
+    """What training needs from the feature store, each read in the store's short sessions: audio frames as streams
+    (read shard by shard while training, speaker-normalised on the fly), text vectors in memory."""
     store = FeatureStore(warehouse_db.connect, warehouse_db.features_root)
     if modality == "audio":
         normaliser = None
         if training.speaker_norm == "speaker":
             normaliser = speaker_normaliser(store, sets, key)
             log.info(f"speaker normalisation: {normaliser.summary()}")
-        train_frames = _normalised_frames(store, train.rows, key, normaliser)
-        dev_frames = _normalised_frames(store, dev.rows, key, normaliser)
-        return (
-            list(zip(train_frames, train.targets, strict=True)),
-            list(zip(dev_frames, dev.targets, strict=True)),
+        return tuple(
+            frame_stream(store, split, key, normaliser, training.shuffle_buffer, training.loader_workers)
+            for split in (train, dev)
         )
     if kind == "text_head":
         return vectors_for(store, train.rows, key), vectors_for(store, dev.rows, key)
@@ -182,7 +172,7 @@ def build_training_asset(modality: str, task: str) -> dg.AssetsDefinition:
         # Training runs outside any warehouse session, so other writers (other sets' runs) are never held up.
         context.log.info(f"training {kind} ({task}) on {len(train)} train / {len(dev)} development rows")
         if modality == "audio":
-            audio = _train_audio(inputs, dev, task, models, training, context.log)
+            audio = _train_audio(inputs, task, models, training, context.log)
             result, config, candidates = audio.result, audio.config, audio.scores
         elif kind == "text_head":
             result, config, candidates = _train_text_head(inputs, train, dev, task, models, training, context.log)

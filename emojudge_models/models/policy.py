@@ -24,6 +24,8 @@ from emojudge_models.features.speaker_norm import MIN_SPEAKER_UTTERANCES
 from emojudge_models.models.heads import CODE_VERSION as HEADS_CODE_VERSION
 from emojudge_models.models.heads import EnsembleConfig, EnsembleEmotionModel, HeadConfig
 from emojudge_models.models.keys import data_key, model_key
+from emojudge_models.models.linear_probe import C_GRID, MAX_ITER, LinearProbeConfig, fit_linear_probe
+from emojudge_models.models.linear_probe import CODE_VERSION as LINEAR_PROBE_CODE_VERSION
 from emojudge_models.models.loop import EpochCallback, TrainConfig, TrainResult, dev_metric, dev_metric_name
 from emojudge_models.models.predict import predict_audio
 from emojudge_models.models.text_classifier import CODE_VERSION as TEXT_CODE_VERSION
@@ -36,7 +38,10 @@ AUDIO_HEADS: dict[str, dict[str, Any]] = {
 }
 """Audio head candidates: HeadConfig arguments beyond task and input size."""
 
-AUDIO_POLICIES: tuple[str, ...] = ("ensemble", "auto")
+LINEAR_PROBE = "logreg"
+"""The scikit-learn logistic-regression probe (models/linear_probe.py), trained alone under its name."""
+
+AUDIO_POLICIES: tuple[str, ...] = ("ensemble", "auto", LINEAR_PROBE)
 ENSEMBLE_HEADS: tuple[str, ...] = ("meanstd", "probe")
 """The heads the ``ensemble`` policy averages (chosen by nested speaker-grouped CV, see the module docstring)."""
 
@@ -53,7 +58,8 @@ def model_kind(modality: str, text_training: str) -> str:
 
 
 def check_audio_policy(policy: str) -> str:
-    """``policy`` if it is ``ensemble``, ``auto`` or a candidate's name; else ValueError listing the choices."""
+    """``policy`` if it is ``ensemble``, ``auto``, ``logreg`` or a head's name; else ValueError listing the
+    choices."""
     if policy not in AUDIO_POLICIES and policy not in AUDIO_HEADS:
         raise ValueError(f"must be one of {', '.join((*AUDIO_POLICIES, *AUDIO_HEADS))}, not {policy!r}")
     return policy
@@ -83,7 +89,7 @@ class AudioTraining:
     """What an audio policy produced: the chosen model and its config, and every candidate trained on the way."""
 
     result: TrainResult
-    config: HeadTrainingConfig | EnsembleConfig
+    config: HeadTrainingConfig | EnsembleConfig | LinearProbeConfig
     candidates: dict[str, TrainResult]
 
     @property
@@ -114,6 +120,9 @@ def train_audio_policy(
     with the best development score; a candidate's name trains that one. ``on_epoch(candidate)`` gives each
     candidate's epoch callback; ``dev_lengths`` (frame counts) only groups similar lengths when predicting.
     """
+    if check_audio_policy(policy) == LINEAR_PROBE:
+        result = fit_linear_probe(train_items, dev_items, task=task, seed=seed, log=log)
+        return AudioTraining(result, result.model.config, {LINEAR_PROBE: result})
     input_dim = train_items[0][0].shape[1]
     trained: dict[str, tuple[TrainResult, HeadTrainingConfig]] = {}
     for candidate in audio_candidates(policy):
@@ -160,21 +169,30 @@ def training_request_key(
     """Identifies a training request before it runs (data, encoder, settings, code), so a repeat is a cache hit.
 
     Only the settings that ``kind`` uses enter the key: the audio policy and speaker normalisation for audio
-    heads, the head training settings for heads, the text encoder for a fine-tuned text model.
+    heads, the head training settings for heads (the C grid and iteration cap for the ``logreg`` probe instead),
+    the text encoder for a fine-tuned text model.
     """
+    probe = kind == "audio_head" and audio_policy == LINEAR_PROBE
     settings_used = {
         "seed": seed,
         "pooling": audio_policy if kind == "audio_head" else None,
         "audio_heads": list(audio_candidates(audio_policy)) if kind == "audio_head" else None,
         "speaker_norm": speaker_norm if kind == "audio_head" else None,
-        "head_training": asdict(head_training) if kind != "text_finetune" else None,
+        "head_training": asdict(head_training) if kind != "text_finetune" and not probe else None,
         "text_encoder": text_encoder if kind == "text_finetune" else None,
     }
+    if probe:
+        settings_used |= {"c_grid": list(C_GRID), "max_iter": MAX_ITER}
+    code_version = HEADS_CODE_VERSION
+    if kind == "text_finetune":
+        code_version = TEXT_CODE_VERSION
+    elif probe:
+        code_version = LINEAR_PROBE_CODE_VERSION
     return model_key(
         kind,
         data_keys=[split_data_key("train", encoder_key, train), split_data_key("development", encoder_key, dev)],
         hyperparameters=settings_used,
-        code_version=TEXT_CODE_VERSION if kind == "text_finetune" else HEADS_CODE_VERSION,
+        code_version=code_version,
     )
 
 

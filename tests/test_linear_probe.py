@@ -1,5 +1,7 @@
 """The ``logreg`` audio model: C chosen on development only, checkpoint round trip, scoring, request key."""
 
+from typing import ClassVar
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -38,7 +40,7 @@ def splits():
 class RecordingLogisticRegression(LogisticRegression):
     """LogisticRegression that records the matrices it was fitted on."""
 
-    fitted: list[np.ndarray] = []
+    fitted: ClassVar[list[np.ndarray]] = []
 
     def fit(self, X, y, sample_weight=None):
         RecordingLogisticRegression.fitted.append(np.asarray(X).copy())
@@ -69,7 +71,7 @@ def test_c_is_chosen_on_development_and_fits_see_train_rows_only(splits, monkeyp
     best = int(np.argmax(expected))
     assert [row["C"] for row in result.history] == list(linear_probe.C_GRID)
     assert [row["dev_f1_macro"] for row in result.history] == pytest.approx(expected)
-    assert model.config.C == linear_probe.C_GRID[best] and result.best_epoch == best + 1
+    assert (model.config.C, result.best_epoch) == (linear_probe.C_GRID[best], best + 1)
     assert result.dev_metric == pytest.approx(max(expected))
 
 

@@ -1,9 +1,12 @@
 """Which models the training step builds, how an audio policy assembles them, and the key of a training request.
 
+The default audio policy, ``logreg`` (settings ``audio_pooling``), fits the scikit-learn logistic regression on
+per-clip mean+std of models/linear_probe.py, C chosen on development: under nested speaker-grouped CV on RAVDESS it
+generalised to unseen speakers better than every torch head and ensemble (bench/RESULTS.md, issue 20).
 Audio head candidates (:data:`AUDIO_HEADS`): the paper's attentive head, mean+std pooling with the same MLP, and
-a linear probe on standardised mean+std (what small data often prefers). The ``ensemble`` policy (the default)
-trains :data:`ENSEMBLE_HEADS` (meanstd and probe) and averages them; ``auto`` trains every candidate and keeps the
-one with the best development score; a candidate's name trains that one alone. The ensemble leaves the attentive
+a linear probe on standardised mean+std trained by AdamW. The ``ensemble`` policy trains :data:`ENSEMBLE_HEADS`
+(meanstd and probe) and averages them; ``auto`` trains every head candidate and keeps the one with the best
+development score; a candidate's name trains that one alone. The ensemble leaves the attentive
 head out because, under nested speaker-grouped CV on RAVDESS (bench/RESULTS.md, "Nested speaker-grouped CV"), the
 meanstd + probe average generalised better to unseen speakers than the three-head one (fused F1-macro 0.642 vs 0.604
 on the outer folds) in about half the training time. Text models are a head with one hidden layer on cached

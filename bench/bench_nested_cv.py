@@ -100,6 +100,8 @@ AUDIO_MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
     "ensemble-meanstd-wd+probe": ("mean", ("meanstd-wd", "probe")),
     "ensemble-meanstd+probe+small": ("mean", ("meanstd", "probe", "meanstd-small")),
     "logreg": ("logreg", ()),
+    "ensemble-logreg+meanstd": ("mean", ("logreg", "meanstd")),
+    "ensemble-logreg+probe": ("mean", ("logreg", "probe")),
 }
 """Audio models: how member heads' outputs combine (mean of probabilities, the best on development, or the
 shipped ``logreg`` probe, models/linear_probe.py: scikit-learn mean+std logistic regression, C on development)."""
@@ -250,7 +252,7 @@ class Trainer:
         combine, members = AUDIO_MODELS[model]
         if combine == "logreg":
             return self.logreg(split)
-        heads = [self.head(name, split) for name in members]
+        heads = [self.logreg(split) if name == "logreg" else self.head(name, split) for name in members]
         if combine == "best-dev":
             heads = [max(heads, key=lambda h: float(h["dev_f1"]))]
         return {

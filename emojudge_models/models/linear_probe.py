@@ -63,25 +63,25 @@ class LinearProbeModel(nn.Module):
     """Frames (B, T, D) and mask (B, T) -> mean ++ std -> (x - mean) / scale -> linear.
 
     Categorical outputs are log-probabilities over EMOTIONS (softmax gives sklearn's ``predict_proba`` back),
-    attribute outputs the ridge predictions."""
+    attribute outputs the ridge predictions. Float32 buffers, so every torch device (mps included) can run it."""
 
     def __init__(self, config: LinearProbeConfig) -> None:
         super().__init__()
         self.config = config
         self.pooling = MeanStdPooling(config.input_dim)
         n_in, n_out = 2 * config.input_dim, output_dim(config.task)
-        self.register_buffer("scaler_mean", torch.zeros(n_in, dtype=torch.float64))
-        self.register_buffer("scaler_scale", torch.ones(n_in, dtype=torch.float64))
-        self.register_buffer("weight", torch.zeros(n_out, n_in, dtype=torch.float64))
-        self.register_buffer("bias", torch.zeros(n_out, dtype=torch.float64))
+        self.register_buffer("scaler_mean", torch.zeros(n_in))
+        self.register_buffer("scaler_scale", torch.ones(n_in))
+        self.register_buffer("weight", torch.zeros(n_out, n_in))
+        self.register_buffer("bias", torch.zeros(n_out))
 
     def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=frames.device.type, enabled=False):
-            pooled = self.pooling(frames.float(), mask).double()
+            pooled = self.pooling(frames.float(), mask)
             outputs = ((pooled - self.scaler_mean) / self.scaler_scale) @ self.weight.T + self.bias
             if self.config.task == "categorical":
                 outputs = torch.log_softmax(outputs, dim=-1)
-            return outputs.float()
+            return outputs
 
 
 def pooled_stats(frames: Sequence[np.ndarray]) -> np.ndarray:
@@ -122,7 +122,7 @@ def _to_module(config: LinearProbeConfig, scaler: StandardScaler, estimator: Any
         "weight": weight,
         "bias": bias,
     }
-    model.load_state_dict({name: torch.as_tensor(value, dtype=torch.float64) for name, value in state.items()})
+    model.load_state_dict({name: torch.as_tensor(value, dtype=torch.float32) for name, value in state.items()})
     return model.eval()
 
 

@@ -124,7 +124,9 @@ def train_audio_policy(
     candidate's epoch callback; ``dev_lengths`` (frame counts) only groups similar lengths when predicting.
     """
     if check_audio_policy(policy) == LINEAR_PROBE:
-        result = fit_linear_probe(train_items, dev_items, task=task, seed=seed, log=log)
+        result = fit_linear_probe(
+            train_items, dev_items, task=task, seed=seed, c_grid=C_GRID, max_iter=MAX_ITER, log=log
+        )
         return AudioTraining(result, result.model.config, {LINEAR_PROBE: result})
     input_dim = train_items[0][0].shape[1]
     trained: dict[str, tuple[TrainResult, HeadTrainingConfig]] = {}

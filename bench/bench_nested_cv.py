@@ -41,9 +41,6 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy.special import softmax
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from emojudge_models.encoders.base import SAMPLE_RATE_HZ, encoder_key
 from emojudge_models.encoders.factory import build_audio_encoder, build_text_encoder
@@ -60,6 +57,7 @@ from emojudge_models.fusion.models import f1_macro_of_indices
 from emojudge_models.fusion.strategy import fit_fusion
 from emojudge_models.ingest.audio import load_wave
 from emojudge_models.labels import EMOTIONS, emotion_index
+from emojudge_models.models import linear_probe
 from emojudge_models.models.heads import HeadConfig
 from emojudge_models.models.loop import TrainConfig
 from emojudge_models.models.policy import AUDIO_HEADS, HEAD_TRAINING, text_head_config
@@ -101,14 +99,14 @@ AUDIO_MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
     "ensemble-small": ("mean", ("meanstd-small", "probe")),
     "ensemble-meanstd-wd+probe": ("mean", ("meanstd-wd", "probe")),
     "ensemble-meanstd+probe+small": ("mean", ("meanstd", "probe", "meanstd-small")),
-    "sklearn-probe": ("sklearn", ()),
+    "logreg": ("logreg", ()),
+    "ensemble-logreg+meanstd": ("mean", ("logreg", "meanstd")),
+    "ensemble-logreg+probe": ("mean", ("logreg", "probe")),
 }
 """Audio models: how member heads' outputs combine (mean of probabilities, the best on development, or the
-scikit-learn mean+std logistic regression with C on development, a reference the pipeline does not ship)."""
+shipped ``logreg`` probe, models/linear_probe.py: scikit-learn mean+std logistic regression, C on development)."""
 
 FUSION_STRATEGIES = ("train", "development")
-PROBE_C_GRID = np.logspace(-3, 1, 5)
-"""C values of the scikit-learn probe (a coarser grid than the fusion's, to keep the bench's CPU time modest)."""
 
 
 @dataclass
@@ -210,26 +208,23 @@ class Trainer:
 
         return self._cached(name, [member.head, member.train.__dict__], split, train)
 
-    def sklearn_probe(self, split: Split) -> dict[str, np.ndarray]:
-        pooled = np.stack([np.concatenate([f.mean(axis=0), f.std(axis=0)]) for f in self.corpus.frames])
-        labels = self.corpus.labels
+    def logreg(self, split: Split) -> dict[str, np.ndarray]:
+        """Log-probabilities of the shipped ``logreg`` probe (fit_linear_probe, scored through predict_audio)."""
+        frames, labels = self.corpus.frames, self.corpus.labels
 
         def train() -> dict[str, np.ndarray]:
-            best = None
-            for C in PROBE_C_GRID:
-                model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000, random_state=SEED))
-                model.fit(pooled[split.train], labels[split.train])
-                score = f1_macro_of_indices(labels[split.dev], model.predict(pooled[split.dev]))
-                if best is None or score > best[0]:
-                    best = (score, model)
-            out = {}
-            for part, idx in (("train", split.train), ("dev", split.dev), ("test", split.test)):
-                logits = np.full((len(idx), len(EMOTIONS)), -30.0)
-                logits[:, best[1].classes_] = best[1].predict_log_proba(pooled[idx])
-                out[part] = logits
-            return out | {"dev_f1": np.array(best[0])}
+            items = [(f, int(y)) for f, y in zip(frames, labels, strict=True)]
+            result = linear_probe.fit_linear_probe(
+                [items[i] for i in split.train], [items[i] for i in split.dev], task=TASK, seed=SEED
+            )
+            out = {
+                part: predict_audio(result.model, [frames[i] for i in idx], "cpu")
+                for part, idx in (("train", split.train), ("dev", split.dev), ("test", split.test))
+            }
+            return out | {"dev_f1": np.array(result.dev_metric), "C": np.array(result.model.config.C)}
 
-        return self._cached("sklearn-probe", list(PROBE_C_GRID), split, train)
+        key = [list(linear_probe.C_GRID), linear_probe.MAX_ITER, linear_probe.CODE_VERSION]
+        return self._cached("logreg", key, split, train)
 
     def text(self, split: Split) -> dict[str, np.ndarray]:
         vectors, labels = self.corpus.text, self.corpus.labels
@@ -255,9 +250,9 @@ class Trainer:
     def audio(self, model: str, split: Split) -> dict[str, np.ndarray]:
         """Log-probabilities of an audio model on train, dev and test."""
         combine, members = AUDIO_MODELS[model]
-        if combine == "sklearn":
-            return self.sklearn_probe(split)
-        heads = [self.head(name, split) for name in members]
+        if combine == "logreg":
+            return self.logreg(split)
+        heads = [self.logreg(split) if name == "logreg" else self.head(name, split) for name in members]
         if combine == "best-dev":
             heads = [max(heads, key=lambda h: float(h["dev_f1"]))]
         return {
@@ -298,8 +293,8 @@ def _train_one(task: tuple[str, Split]) -> None:
     trainer = _WORKER["trainer"]
     if name == "text-head":
         trainer.text(split)
-    elif name == "sklearn-probe":
-        trainer.sklearn_probe(split)
+    elif name == "logreg":
+        trainer.logreg(split)
     else:
         trainer.head(name, split)
 
@@ -311,7 +306,7 @@ def prefill(corpus: Corpus, data: Path, cache: Path, models: list[str], workers:
     names = {"text-head"}
     for model in models:
         combine, members = AUDIO_MODELS[model]
-        names |= {"sklearn-probe"} if combine == "sklearn" else set(members)
+        names |= {"logreg"} if combine == "logreg" else set(members)
     tasks = [(name, split) for split in splits for name in sorted(names)]
     with multiprocessing.get_context("spawn").Pool(workers, _start_worker, (data, cache)) as pool:
         for done, _ in enumerate(pool.imap_unordered(_train_one, tasks), 1):

@@ -101,7 +101,7 @@ JudgeSplits = Annotated[list[str], AfterValidator(_judge_splits)]
 ProfileName = Literal["local", "paper", "acoustic"]
 TextTraining = Literal["head", "finetune"]
 PitchTracker = Literal["yin", "pyin"]
-AudioPooling = Literal["ensemble", "auto", "attentive", "meanstd", "probe"]
+AudioPooling = Literal["ensemble", "auto", "logreg", "attentive", "meanstd", "probe"]
 SpeakerNorm = Literal["speaker", "none"]
 FusionFit = Literal["train", "development"]
 JudgeBackend = Literal["local", "openai-chat", "openai-batch"]
@@ -153,8 +153,9 @@ class Settings(BaseModel):
     )
     pitch_tracker: PitchTracker = _setting("yin", "prosody pitch tracker: yin (fast) or pyin (the paper's, slow)")
     audio_pooling: AudioPooling = _setting(
-        "ensemble",
-        "ensemble (mean of the meanstd and probe heads), auto (best on dev of all three), attentive, meanstd or probe",
+        "logreg",
+        "logreg (logistic regression on mean+std, C on dev), ensemble (mean of the meanstd and probe heads), "
+        "auto (best on dev of the three heads), attentive, meanstd or probe",
     )
     speaker_norm: SpeakerNorm = _setting(
         "speaker", "speaker (z-normalise frames per speaker, see speaker_norm.py) or none"

@@ -52,7 +52,7 @@ def test_candidates_per_policy() -> None:
     assert audio_candidates("ensemble") == ENSEMBLE_HEADS == ("meanstd", "probe")
     assert audio_candidates("auto") == ("attentive", "meanstd", "probe")
     assert audio_candidates("probe") == ("probe",)
-    with pytest.raises(ValueError, match="ensemble, auto, attentive, meanstd, probe, not 'max'"):
+    with pytest.raises(ValueError, match="ensemble, auto, logreg, attentive, meanstd, probe, not 'max'"):
         audio_candidates("max")
     assert check_audio_policy("meanstd") == "meanstd"
     assert (model_kind("audio", "finetune"), model_kind("text", "head"), model_kind("text", "finetune")) == (

@@ -110,7 +110,7 @@ def test_rerun_is_idempotent_and_reuses_judgments(demo_run) -> None:
             assert con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == first, table
 
 
-def test_audio_models_are_speaker_normalised_ensembles_scored_as_trained(demo_run) -> None:
+def test_audio_models_are_speaker_normalised_logreg_probes_scored_as_trained(demo_run) -> None:
     home = demo_run[0]
     with warehouse.connect(home, read_only=True) as con:
         path, hyper, key, model_key = con.execute(
@@ -128,7 +128,7 @@ def test_audio_models_are_speaker_normalised_ensembles_scored_as_trained(demo_ru
     keys = list(zip(rows["eval_set"], rows["utterance_id"], strict=True))
     frames = normaliser.apply(keys, frames_for(store, rows, key))
     assert json.loads(hyper)["speaker_norm"] == "speaker"
-    assert read_checkpoint_config(path)["kind"] == "audio_ensemble"
+    assert read_checkpoint_config(path)["kind"] == "audio_logreg"
     assert normaliser.summary() == {"speakers": 6, "speaker_utterances": 144, "set_fallback": 0}
     recomputed = predict_audio(load_checkpoint(path, "cpu"), frames, "cpu")
     table = {utterance_id: np.asarray(values) for utterance_id, values in stored}

@@ -38,7 +38,7 @@ def test_defaults() -> None:
     assert (settings.profile, settings.device, settings.batch_seconds) == ("local", "auto", None)
     assert (settings.decode_workers, settings.write_workers, settings.max_failed_share) == (None, None, 0.5)
     assert (settings.audio_encoder, settings.text_encoder, settings.text_training) == ("", "", None)
-    assert (settings.pitch_tracker, settings.audio_pooling, settings.speaker_norm) == ("yin", "ensemble", "speaker")
+    assert (settings.pitch_tracker, settings.audio_pooling, settings.speaker_norm) == ("yin", "logreg", "speaker")
     assert (settings.head_lr, settings.max_epochs, settings.patience, settings.fusion_fit) == (1e-3, 40, 8, "train")
     assert (settings.asr, settings.train_sets, settings.max_duration_s, settings.demo_data) == (
         {},
@@ -171,7 +171,7 @@ def test_environment_parsing(tmp_path: Path) -> None:
         ("EMOJUDGE_MAX_EPOCHS", "0", "must be at least 1"),
         ("EMOJUDGE_PATIENCE", "2.5", "must be a valid integer"),
         ("EMOJUDGE_PITCH_TRACKER", "crepe", "must be 'yin' or 'pyin'"),
-        ("EMOJUDGE_AUDIO_POOLING", "max", "'ensemble', 'auto', 'attentive', 'meanstd' or 'probe'"),
+        ("EMOJUDGE_AUDIO_POOLING", "max", "'ensemble', 'auto', 'logreg', 'attentive', 'meanstd' or 'probe'"),
         ("EMOJUDGE_SPEAKER_NORM", "utterance", "must be 'speaker' or 'none'"),
         ("EMOJUDGE_JUDGE", "gpt", "must be 'local', 'openai-chat' or 'openai-batch'"),
         ("EMOJUDGE_PROFILE", "gpu", "must be 'local', 'paper' or 'acoustic'"),

@@ -16,8 +16,9 @@ from emojudge_models.features.datasets import frame_stream, frames_for, labelled
 from emojudge_models.features.frame_stats import FrameStats
 from emojudge_models.features.synthetic import ENCODER_KEY, EVAL_SET, build_synthetic_store
 from emojudge_models.models.batches import StreamPlan, collate_frames
+from emojudge_models.models.linear_probe import pooled_items
 from emojudge_models.models.loop import TrainConfig
-from emojudge_models.models.policy import train_audio_policy
+from emojudge_models.models.policy import ENSEMBLE_HEADS, train_audio_policy
 
 REPO = Path(__file__).resolve().parents[1]
 DIM = 4
@@ -111,7 +112,7 @@ def test_the_ensemble_policy_learns_from_streamed_frames(small_store) -> None:
     trained = train_audio_policy(
         *streams, policy="ensemble", task="categorical", train=TrainConfig(max_epochs=4, lr=3e-3), device="cpu", seed=0
     )
-    assert set(trained.scores) == {"attentive", "meanstd", "probe", "ensemble"}
+    assert set(trained.scores) == {*ENSEMBLE_HEADS, "ensemble"}
     assert trained.result.dev_metric > 0.5  # 8 classes: chance is about 0.125
 
 
@@ -152,3 +153,15 @@ def test_the_training_asset_streams_the_frames_of_its_training_sets(tmp_path: Pa
         kind, hyper = con.execute("SELECT kind, hyperparameters FROM model_registry").fetchone()
     assert metadata["train_rows"].value == len(train) and metadata["epochs"].value == 2
     assert kind == "audio_head" and json.loads(hyper)["speaker_norm"] == "speaker"
+
+
+def test_the_logreg_probe_pools_a_streamed_split_as_the_in_memory_frames(small_store) -> None:
+    """The default audio model reads a streamed split one row group at a time: its pooled statistics and targets
+    equal those of the speaker-normalised frames in memory, in item order."""
+    store, train, _, normaliser, expected = small_store
+    stream = frame_stream(store, train, ENCODER_KEY, normaliser, 64, 0)
+    stats, targets = pooled_items(stream)
+    want_stats, want_targets = pooled_items(list(zip(expected, train.targets, strict=True)))
+    assert stats.shape == (len(train), 2 * DIM)
+    np.testing.assert_allclose(stats, want_stats, atol=2e-2)
+    assert targets.tolist() == want_targets.tolist()

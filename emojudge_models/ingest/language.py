@@ -11,16 +11,20 @@ the ASR's language. Languages compare by their primary subtag, case-insensitivel
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEFAULT_ASR_LANGUAGE = "en"
 
 
 def language_tag(value: Any) -> str | None:
     """A stated language as a lower-case tag (``"DE"`` -> ``"de"``), or None when none is stated."""
+    import pandas as pd  # here, not at module level: the CLI imports this module and must start without pandas
+
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return None
     tag = str(value).strip().lower().replace("_", "-")
@@ -34,6 +38,8 @@ def asr_language(asr_options: Mapping[str, Any]) -> str:
 
 def with_set_language(languages: pd.Series, set_language: str | None) -> pd.Series:
     """Each utterance's language: its own where stated, else its set's (``set_languages``), else None."""
+    import pandas as pd
+
     fallback = language_tag(set_language)
     return pd.Series(
         [language_tag(value) or fallback for value in languages], index=languages.index, dtype=object, name="language"

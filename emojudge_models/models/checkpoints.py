@@ -2,7 +2,8 @@
 
 Layout of a checkpoint directory:
   config.json         {"kind", "code_version", "model": constructor arguments, "metadata": caller's dict}
-  model.safetensors   all weights of a head or ensemble of heads; only the linear head of a fine-tuned text model
+  model.safetensors   all weights of a head or ensemble of heads (scaler and coefficients of a ``logreg`` probe);
+                      only the linear head of a fine-tuned text model
   encoder/            fine-tuned text model only: encoder (save_pretrained) and its tokenizer
 """
 
@@ -25,12 +26,14 @@ from emojudge_models.models.heads import (
     VectorEmotionModel,
     build_head_model,
 )
+from emojudge_models.models.linear_probe import CODE_VERSION as LINEAR_PROBE_CODE_VERSION
+from emojudge_models.models.linear_probe import LinearProbeConfig, LinearProbeModel
 from emojudge_models.models.text_classifier import TextEmotionClassifier
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 ENCODER_DIR = "encoder"
-KINDS: tuple[str, ...] = ("audio_head", "audio_ensemble", "vector_head", "text_finetune")
+KINDS: tuple[str, ...] = ("audio_head", "audio_ensemble", "audio_logreg", "vector_head", "text_finetune")
 
 
 def _cpu_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -54,6 +57,9 @@ def save_checkpoint(model: nn.Module, config: dict[str, Any], directory: str | P
             model.config.to_dict(),
             model.state_dict(),
         )
+    elif isinstance(model, LinearProbeModel):
+        kind, code_version = "audio_logreg", LINEAR_PROBE_CODE_VERSION
+        model_config, weights = model.config.to_dict(), model.state_dict()
     elif isinstance(model, AudioEmotionModel | VectorEmotionModel):
         kind = "audio_head" if isinstance(model, AudioEmotionModel) else "vector_head"
         code_version, model_config, weights = heads.CODE_VERSION, model.config.to_dict(), model.state_dict()
@@ -88,6 +94,9 @@ def load_checkpoint(directory: str | Path, device: torch.device | str) -> nn.Mod
             directory / ENCODER_DIR, settings["task"], settings["dropout"], settings["max_length"]
         )
         model.head.load_state_dict(weights)
+    elif document["kind"] == "audio_logreg":
+        model = LinearProbeModel(LinearProbeConfig.from_dict(document["model"]))
+        model.load_state_dict(weights)
     elif document["kind"] == "audio_ensemble":
         model = EnsembleEmotionModel(EnsembleConfig.from_dict(document["model"]))
         model.load_state_dict(weights)

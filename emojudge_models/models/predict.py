@@ -10,11 +10,12 @@ import torch
 
 from emojudge_models.models.batches import BatchPlan, collate_frames, collate_vectors
 from emojudge_models.models.heads import AudioEmotionModel, EnsembleEmotionModel, VectorEmotionModel, output_dim
+from emojudge_models.models.linear_probe import LinearProbeModel
 from emojudge_models.models.loop import run_inference
 
 
 def predict_audio(
-    model: AudioEmotionModel | EnsembleEmotionModel,
+    model: AudioEmotionModel | EnsembleEmotionModel | LinearProbeModel,
     items: Sequence[Any],
     device: torch.device | str,
     batch_size: int = 32,

@@ -168,6 +168,7 @@ def read_until(process: subprocess.Popen, expected: str, timeout_s: float = 120.
 
 
 @pytest.mark.reliability
+@pytest.mark.slow_fault
 def test_two_sets_at_once_equal_one_after_the_other_and_a_held_session_is_waited_for(trained) -> None:
     homes, base, api = trained
     parallel_env, sequential_env = home_env(homes["parallel"], base), home_env(homes["sequential"], base)

@@ -148,7 +148,7 @@ def demo(settings: Settings | None = None) -> None:
         f".sql(open('{examples / 'per_class_f1.sql'}').read()))\""
     )
     print(f"  or, with the duckdb CLI:  duckdb -readonly {snapshot} < {examples / 'modality_disagreements.sql'}")
-    print("UI:        make ui   (dagster dev on http://127.0.0.1:3000)")
+    print("UI:        make ui   (dg dev on http://127.0.0.1:3000; make ui DEV=dagster for dagster dev)")
 
 
 WORKSPACE_YAML = """\

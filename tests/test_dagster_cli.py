@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from dagster import __version__ as dg_version
+from dev_server import free_port, interruptible, stop_group
 
 from emojudge_models.store import warehouse
 from emojudge_pipeline import cli, cli_support, instance
@@ -21,19 +20,6 @@ from emojudge_pipeline import cli, cli_support, instance
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 WEBSERVER = str(Path(sys.executable).with_name("dagster-webserver"))
-
-
-def _interruptible() -> None:
-    """In the server's process: SIGINT back to its default, so Python raises KeyboardInterrupt and dagster dev (which
-    maps SIGTERM to SIGINT's handler) shuts down its webserver, daemon and code servers even when this test runs
-    with SIGINT ignored (a background job)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_dagster_asset_materialize_cli(msp_corpus: Path, emojudge_home: Path) -> None:
@@ -63,7 +49,7 @@ def test_dagster_asset_materialize_cli(msp_corpus: Path, emojudge_home: Path) ->
 
 def test_webserver_serves_the_asset_graph(emojudge_home: Path) -> None:
     cli.instance()
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [WEBSERVER, "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
         cwd=REPO,
@@ -105,7 +91,7 @@ def test_emojudge_ui_serves_from_a_fresh_home_with_no_demo_run(tmp_path: Path, d
     """`make ui` on a fresh clone: no DAGSTER_HOME yet, no warehouse; `dagster dev` (the workspace the CLI writes)
     and `dg dev` (the checkout's [tool.dg] project) both answer /server_info and load the location emojudge."""
     home = tmp_path / "fresh"
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "EMOJUDGE_HOME": str(home),
@@ -119,7 +105,7 @@ def test_emojudge_ui_serves_from_a_fresh_home_with_no_demo_run(tmp_path: Path, d
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
-        preexec_fn=_interruptible,
+        preexec_fn=interruptible,
     )
     query = json.dumps(
         {
@@ -150,12 +136,7 @@ def test_emojudge_ui_serves_from_a_fresh_home_with_no_demo_run(tmp_path: Path, d
         assert locations == [("emojudge", "RepositoryLocation")]
         assert (home / "dagster" / "dagster.yaml").read_text().startswith(instance.HEADER)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=30)
+        stop_group(server)
 
 
 def test_ui_dev_dg_outside_a_checkout_is_a_one_line_error(emojudge_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -163,4 +144,4 @@ def test_ui_dev_dg_outside_a_checkout_is_a_one_line_error(emojudge_home: Path, m
     assert cli.project_root() == REPO
     monkeypatch.setattr(cli, "project_root", lambda: None)
     with pytest.raises(cli_support.UsageError, match=r"needs a checkout with pyproject.toml \(\[tool.dg\]\)"):
-        cli.ui("127.0.0.1", _free_port(), dev="dg")
+        cli.ui("127.0.0.1", free_port(), dev="dg")

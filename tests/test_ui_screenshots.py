@@ -17,7 +17,6 @@ import re
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from typing import Any
 import dagster as dg
 import pytest
 from batch_api_server import FakeOpenAIServer
+from dev_server import free_port, interruptible, stop_group
 from PIL import Image, ImageStat
 from tiny_models import save_tiny_roberta
 
@@ -43,19 +43,6 @@ SIZE = (1440, 900)
 MAX_BYTES = 300_000
 SHOTS = ("asset-graph.png", "asset-metadata.png", "run.png")
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
-
-
-def _interruptible() -> None:
-    """In the server's process: SIGINT back to its default, so Python raises KeyboardInterrupt and dagster dev (which
-    maps SIGTERM to SIGINT's handler) shuts down its webserver, daemon and code servers even when this test runs
-    with SIGINT ignored (a background job)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -233,14 +220,14 @@ def chromium() -> str:
 def ui_url(chromium: str, materialised: tuple[dict[str, str], str]) -> Iterator[str]:
     """`emojudge ui --dev dg` (dg dev: webserver and daemon) on 127.0.0.1 over the materialised homes."""
     env, _ = materialised
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "emojudge_pipeline.cli", "ui", "--port", str(port), "--dev", "dg"],
         env={**os.environ, **env, "PYTHONPATH": str(REPO)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
-        preexec_fn=_interruptible,
+        preexec_fn=interruptible,
     )
     url = f"http://127.0.0.1:{port}"
     query = json.dumps({"query": "{ assetNodes { assetKey { path } } }"}).encode()
@@ -258,12 +245,7 @@ def ui_url(chromium: str, materialised: tuple[dict[str, str], str]) -> Iterator[
         assert nodes is not None, f"dg dev on port {port} did not serve the asset graph in 180 s (exit {server.poll()})"
         yield url
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=30)
+        stop_group(server)
 
 
 DISMISS_COMMUNITY_DIALOG = """(() => {

@@ -17,8 +17,8 @@ Usage: python bench/bench_inbox.py [--minutes 60] [--home DIR] [--decode-hours 2
    is then the pipeline's without the judge's (which on a loaded 2-core machine can dominate it).
 4. Reads the segments and speakers the run wrote: segment recall (a reference clip counts when one segment covers it,
    each boundary within 0.5 s), reference speech covered by segments, frame ARI of the speakers (10 ms frames with one
-   reference speaker). In another process, the ``utterances`` step split into decode, VAD + segmentation and voice
-   vectors + clustering, and the ARI without the speaker count (the distance threshold).
+   reference speaker). In another process, the ``utterances`` step split into decode and segments + speakers (VAD,
+   voice vectors, clustering, speaker-aware merge), and the ARI without the speaker count (the count estimated).
 5. The same segmentation and diarization figures on the ten AMI excerpts against their RTTM, with the default
    segment range and with 1-4 s segments.
 6. Decode alone of a ``--decode-hours`` 48 kHz stereo MP3 in its own process: wall time and peak RSS.
@@ -294,28 +294,25 @@ def child_score(episode: Path, speakers: int) -> dict:
 
 
 def child_ingest(episode: Path, speakers: int, min_s: float, max_s: float) -> dict:
-    """The utterances step's three parts, timed alone, and the thresholded clustering of the same vectors."""
+    """The utterances step's parts timed alone (decode; VAD, voice vectors, clustering and the speaker-aware merge),
+    with the speaker count, then again without it (the count estimated)."""
     from emojudge_models.episodes.decode import decode_episode
-    from emojudge_models.episodes.segment import segment_episode
-    from emojudge_models.episodes.speakers import cluster_speakers, voice_vectors
+    from emojudge_models.episodes.speakers import segment_and_diarize
 
     times = {}
     started = time.perf_counter()
     decoded = decode_episode(episode)
     times["decode_s"] = time.perf_counter() - started
     started = time.perf_counter()
-    segments = segment_episode(decoded.wave, min_s=min_s, max_s=max_s)
-    times["vad_segment_s"] = time.perf_counter() - started
-    started = time.perf_counter()
-    vectors = voice_vectors(decoded.wave, segments)
-    hinted = cluster_speakers(vectors, speakers)
+    segments, hinted = segment_and_diarize("bench", decoded.wave, min_s=min_s, max_s=max_s, n_speakers=speakers)
     times["diarize_s"] = time.perf_counter() - started
-    thresholded = cluster_speakers(vectors)
+    unhinted_segments, unhinted = segment_and_diarize("bench", decoded.wave, min_s=min_s, max_s=max_s)
     return {
         **times,
         "segments": [(s.start_s, s.end_s) for s in segments],
-        "hinted": [f"S{label}" for label in hinted],
-        "thresholded": [f"S{label}" for label in thresholded],
+        "hinted": hinted.speaker_ids,
+        "unhinted_segments": [(s.start_s, s.end_s) for s in unhinted_segments],
+        "unhinted": unhinted.speaker_ids,
         "seconds": decoded.duration_s,
         **_peaks(),
     }
@@ -348,8 +345,7 @@ def child_ami() -> dict:
     """Per excerpt and segment range: recall, speech covered, frame ARI with the count and with the threshold."""
     import soundfile as sf
 
-    from emojudge_models.episodes.segment import segment_episode
-    from emojudge_models.episodes.speakers import cluster_speakers, voice_vectors
+    from emojudge_models.episodes.speakers import segment_and_diarize
 
     rows = []
     for name, (path, turns) in _ami_files().items():
@@ -357,11 +353,10 @@ def child_ami() -> dict:
         seconds = len(wave) / 16_000
         count = len({turn.speaker for turn in turns})
         for label, (min_s, max_s) in {"default 2.75-11 s": (2.75, 11.0), "short 1-4 s": (1.0, 4.0)}.items():
-            segments = segment_episode(wave, min_s=min_s, max_s=max_s)
+            segments, hinted = segment_and_diarize(name, wave, min_s=min_s, max_s=max_s, n_speakers=count)
             spans = [(s.start_s, s.end_s) for s in segments]
-            vectors = voice_vectors(wave, segments)
-            hinted = [f"S{k}" for k in cluster_speakers(vectors, count)]
-            thresholded = [f"S{k}" for k in cluster_speakers(vectors)]
+            unhinted_segments, unhinted = segment_and_diarize(name, wave, min_s=min_s, max_s=max_s)
+            unhinted_spans = [(s.start_s, s.end_s) for s in unhinted_segments]
             rows.append(
                 {
                     "file": name,
@@ -370,8 +365,8 @@ def child_ami() -> dict:
                     "segments": len(segments),
                     "recall": segment_recall(spans, turns),
                     "covered": speech_covered(spans, turns, seconds),
-                    "ari_count": frame_ari(spans, hinted, turns, seconds),
-                    "ari_threshold": frame_ari(spans, thresholded, turns, seconds),
+                    "ari_count": frame_ari(spans, hinted.speaker_ids, turns, seconds),
+                    "ari_no_count": frame_ari(unhinted_spans, unhinted.speaker_ids, turns, seconds),
                 }
             )
     return {"rows": rows}
@@ -478,13 +473,12 @@ def _report(args: argparse.Namespace, work: Path, home: Path, env: dict[str, str
     spans = [tuple(span) for span in ingest["segments"]]
     lines += [
         f"- utterances step alone: decode {ingest['decode_s']:.1f} s, "
-        f"VAD + segmentation {ingest['vad_segment_s']:.1f} s, "
-        f"voice vectors + clustering {ingest['diarize_s']:.1f} s ({len(spans)} segments), peak RSS "
-        f"{ingest['peak_rss_mb']:.0f} MB",
+        f"VAD + voice vectors + clustering + speaker-aware merge {ingest['diarize_s']:.1f} s ({len(spans)} segments, "
+        f"{sum(end - start < 2.75 for start, end in spans)} under 2.75 s), peak RSS {ingest['peak_rss_mb']:.0f} MB",
         f"- same segments: recall {segment_recall(spans, reference):.3f}, frame ARI with the count "
-        f"{frame_ari(spans, ingest['hinted'], reference, seconds):.3f}, with the distance threshold "
-        f"{frame_ari(spans, ingest['thresholded'], reference, seconds):.3f} "
-        f"({len(set(ingest['thresholded']))} clusters)",
+        f"{frame_ari(spans, ingest['hinted'], reference, seconds):.3f}; without the count "
+        f"{frame_ari([tuple(s) for s in ingest['unhinted_segments']], ingest['unhinted'], reference, seconds):.3f} "
+        f"({len(set(ingest['unhinted']))} speakers found)",
     ]
     emit()
     if args.decode_hours > 0:
@@ -531,7 +525,7 @@ def _ami_lines(env: dict[str, str]) -> list[str]:
     import pandas as pd
 
     table = pd.DataFrame(_child(["ami"], env)["rows"])
-    means = table.groupby("range")[["segments", "recall", "covered", "ari_count", "ari_threshold"]].mean()
+    means = table.groupby("range")[["segments", "recall", "covered", "ari_count", "ari_no_count"]].mean()
     return [
         "",
         "AMI excerpts (mean of 10; ARI over the excerpts with two or more reference speakers in segment frames):",

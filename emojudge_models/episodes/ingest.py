@@ -44,7 +44,7 @@ from emojudge_models.episodes.segment import (
     segment_id,
 )
 from emojudge_models.episodes.sidecar import SidecarError, find_sidecar, map_cues, parse_sidecar
-from emojudge_models.episodes.speakers import diarize, voice_vectors
+from emojudge_models.episodes.speakers import segment_and_diarize, voice_vectors
 from emojudge_models.ingest.audio import file_sha256
 from emojudge_models.ingest.corpus import Rejection
 from emojudge_models.ingest.utterances import UTTERANCE_COLUMNS
@@ -52,7 +52,7 @@ from emojudge_models.ingest.utterances import UTTERANCE_COLUMNS
 EPISODE_COLUMNS = [*UTTERANCE_COLUMNS, "episode_sha256", "start_s", "end_s", "channel"]
 SPEAKER_COLUMNS = ["speaker_id", "episode_sha256", "n_segments", "speech_s", "centroid"]
 SET_PREFIX = "ep-"
-SEGMENTATION_VERSION = 1
+SEGMENTATION_VERSION = 2
 """Bump when decoding, VAD, the split/merge rule or diarization change what an episode's rows would be: every episode
 is then ingested again on its next run instead of reusing its segments."""
 ChannelMode = Literal["mix", "split"]
@@ -144,10 +144,9 @@ def _mixed(
     episode: str, speakers_hint: int | None, decoded: DecodedEpisode, min_s: float, max_s: float
 ) -> list[_Track]:
     """The mixed-down episode as one track, its speakers found by voice (no track when the VAD heard no speech)."""
-    segments = segment_episode(decoded.wave, min_s=min_s, max_s=max_s)
+    segments, who = segment_and_diarize(episode, decoded.wave, min_s=min_s, max_s=max_s, n_speakers=speakers_hint)
     if not segments:
         return []
-    who = diarize(episode, decoded.wave, segments, n_speakers=speakers_hint)
     return [_Track(None, segments, who.speaker_ids, who.vectors)]
 
 

@@ -8,6 +8,9 @@ The rule, applied to the VAD's speech regions (never dropping any speech sample 
 2. **Merge** regions shorter than ``min_s``, shortest first, into the neighbour across the smaller gap, provided the
    gap is at most ``max_gap_s`` and the merged span (gap included) is at most ``max_s``. A short region with no
    such neighbour is **isolated** and kept as a shorter segment rather than dropped or padded with silence.
+   For a mixed episode the merge is speaker-aware: the split pieces are diarized first and a short piece merges
+   only into a neighbour of the same speaker (``speakers.segment_and_diarize``), so a segment never straddles a
+   turn change; a short turn with no same-speaker neighbour stays a short segment.
 
 Segments are addressed by the episode's content hash and their start and end in milliseconds, so the same episode
 always yields the same ids and every cache keyed on them survives a rescoring.
@@ -139,8 +142,11 @@ def _split_long(wave: np.ndarray, start: int, end: int, min_len: int, max_len: i
     return _split_long(wave, start, cut_at, min_len, max_len) + _split_long(wave, cut_at, end, min_len, max_len)
 
 
-def _merge_short(regions: list[tuple[int, int]], min_len: int, max_len: int, max_gap: int) -> list[tuple[int, int]]:
-    """Merge short regions, shortest first, into the neighbour across the smaller admissible gap (see module doc)."""
+def _merge_short(
+    regions: list[tuple[int, int]], min_len: int, max_len: int, max_gap: int, speakers: Sequence[int] | None = None
+) -> list[tuple[int, int]]:
+    """Merge short regions, shortest first, into the neighbour across the smaller admissible gap (see module doc);
+    with ``speakers`` (one label per region), only into a neighbour with the same label."""
     starts = [start for start, _ in regions]
     ends = [end for _, end in regions]
     prev = list(range(-1, len(regions) - 1))
@@ -153,10 +159,13 @@ def _merge_short(regions: list[tuple[int, int]], min_len: int, max_len: int, max
         if not alive[i] or ends[i] - starts[i] != length:
             continue
         options = []
-        if prev[i] >= 0 and starts[i] - ends[prev[i]] <= max_gap and ends[i] - starts[prev[i]] <= max_len:
-            options.append((starts[i] - ends[prev[i]], ends[i] - starts[prev[i]], prev[i]))
-        if nxt[i] >= 0 and starts[nxt[i]] - ends[i] <= max_gap and ends[nxt[i]] - starts[i] <= max_len:
-            options.append((starts[nxt[i]] - ends[i], ends[nxt[i]] - starts[i], nxt[i]))
+        for j in (prev[i], nxt[i]):
+            if j < 0 or (speakers is not None and speakers[j] != speakers[i]):
+                continue
+            gap = starts[i] - ends[j] if j == prev[i] else starts[j] - ends[i]
+            span = max(ends[i], ends[j]) - min(starts[i], starts[j])
+            if gap <= max_gap and span <= max_len:
+                options.append((gap, span, j))
         if not options:
             continue
         _, _, j = min(options)
@@ -171,6 +180,37 @@ def _merge_short(regions: list[tuple[int, int]], min_len: int, max_len: int, max
     return [(starts[i], ends[i]) for i in range(len(regions)) if alive[i]]
 
 
+def split_regions(
+    wave: np.ndarray, regions: Sequence[tuple[int, int]], min_s: float = DEFAULT_MIN_S, max_s: float = DEFAULT_MAX_S
+) -> list[tuple[int, int]]:
+    """Rule 1: the speech regions (sample offsets into the 16 kHz ``wave``) with every one over ``max_s`` split."""
+    _check_range(min_s, max_s)
+    min_len, max_len = round(min_s * TARGET_SR), round(max_s * TARGET_SR)
+    return [piece for start, end in regions if end > start for piece in _split_long(wave, start, end, min_len, max_len)]
+
+
+def merge_pieces(
+    pieces: Sequence[tuple[int, int]],
+    min_s: float = DEFAULT_MIN_S,
+    max_s: float = DEFAULT_MAX_S,
+    max_gap_s: float = DEFAULT_MAX_GAP_S,
+    speakers: Sequence[int] | None = None,
+) -> list[Segment]:
+    """Rule 2 on split pieces: short ones merged into a neighbour; with ``speakers`` (a label per piece), only into a
+    neighbour of the same speaker, so no segment spans a change of speaker (see ``speakers.segment_and_diarize``)."""
+    _check_range(min_s, max_s)
+    if speakers is not None and len(speakers) != len(pieces):
+        raise ValueError(f"{len(speakers)} speaker labels for {len(pieces)} pieces")
+    min_len, max_len, max_gap = round(min_s * TARGET_SR), round(max_s * TARGET_SR), round(max_gap_s * TARGET_SR)
+    merged = _merge_short(list(pieces), min_len, max_len, max_gap, speakers)
+    return [Segment(start_s=start / TARGET_SR, end_s=end / TARGET_SR) for start, end in merged]
+
+
+def _check_range(min_s: float, max_s: float) -> None:
+    if not 0 < min_s <= max_s:
+        raise ValueError(f"segment length range [{min_s}, {max_s}] s is empty; need 0 < min_s <= max_s")
+
+
 def plan_segments(
     wave: np.ndarray,
     regions: Sequence[tuple[int, int]],
@@ -179,14 +219,7 @@ def plan_segments(
     max_gap_s: float = DEFAULT_MAX_GAP_S,
 ) -> list[Segment]:
     """Turn speech regions (sample offsets into the 16 kHz ``wave``) into segments by the module's split/merge rule."""
-    if not 0 < min_s <= max_s:
-        raise ValueError(f"segment length range [{min_s}, {max_s}] s is empty; need 0 < min_s <= max_s")
-    min_len, max_len, max_gap = round(min_s * TARGET_SR), round(max_s * TARGET_SR), round(max_gap_s * TARGET_SR)
-    pieces = [
-        piece for start, end in regions if end > start for piece in _split_long(wave, start, end, min_len, max_len)
-    ]
-    merged = _merge_short(pieces, min_len, max_len, max_gap)
-    return [Segment(start_s=start / TARGET_SR, end_s=end / TARGET_SR) for start, end in merged]
+    return merge_pieces(split_regions(wave, regions, min_s, max_s), min_s, max_s, max_gap_s)
 
 
 def segment_episode(

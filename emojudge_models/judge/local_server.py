@@ -148,6 +148,9 @@ class LocalJudgeServer:
         command += ["--host", self.host, "--port", str(port)]
         # llama-server splits -c among its slots: each gets n_ctx, as each llama-cpp-python server does
         command += ["--ctx-size", str(self.n_ctx * self.parallel), "--parallel", str(self.parallel)]
+        # llama-cpp-python's server samples with repeat_penalty 1.1 unless asked otherwise, llama-server with 1.0
+        # (off), with which Gemma 270M repeats one rationale sentence until max_tokens: same judge, same sampling
+        command += ["--repeat-penalty", "1.1"]
         if self.n_threads is not None:
             command += ["--threads", str(self.n_threads), "--threads-batch", str(self.n_threads)]
         return command

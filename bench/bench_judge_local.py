@@ -25,6 +25,7 @@ import os
 import platform
 import re
 import statistics
+import sys
 import time
 from collections import Counter
 from datetime import date
@@ -99,6 +100,9 @@ def slots_throughput(
         process_threads = pool.servers[0].n_threads
     seconds = [(r.completed_at - r.requested_at).total_seconds() for r in results]
     errors = sum(r.error is not None for r in results)
+    for result in results:
+        if result.error is not None:
+            print(f"  error ({result.completion_tokens} tokens): {result.error[:120]}", file=sys.stderr)
     backend = "llama-server" if llama_server else "llama-cpp-python"
     return (
         f"| {backend} | {slots} | {len(pool.servers)} | {process_threads} | {len(results)} | {errors} | "
@@ -119,14 +123,14 @@ def main() -> None:
     parser.add_argument("--backend", choices=("llama-cpp-python", "llama-server", "both"), default="llama-cpp-python")
     parser.add_argument("--llama-server", type=Path, default=settings.llama_server, help="llama-server binary")
     args = parser.parse_args()
+    if args.slots and args.backend != "llama-cpp-python" and args.llama_server is None:
+        parser.error(f"--backend {args.backend} needs --llama-server PATH or EMOJUDGE_LLAMA_SERVER")
     if args.slots:
         config = JudgeConfig(
             backend="local", model=LOCAL_JUDGE_MODEL, response_format=ResponseFormat.JSON_OBJECT_SCHEMA
         )
         inputs = judge_inputs(args.data, pick_rows(args.data, args.per_class), "neutral")
         model = ensure_local_model(args.cache)
-        if args.backend != "llama-cpp-python" and args.llama_server is None:
-            parser.error("--backend llama-server needs --llama-server PATH or EMOJUDGE_LLAMA_SERVER")
         binaries = {"llama-cpp-python": [None], "llama-server": [args.llama_server]}
         binaries["both"] = [None, args.llama_server]
         print(

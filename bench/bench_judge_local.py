@@ -106,7 +106,8 @@ def slots_throughput(
     backend = "llama-server" if llama_server else "llama-cpp-python"
     return (
         f"| {backend} | {slots} | {len(pool.servers)} | {process_threads} | {len(results)} | {errors} | "
-        f"{startup_s:.1f} | {wall_s:.1f} | {len(results) / wall_s:.3f} | {statistics.median(seconds):.1f} | "
+        f"{startup_s:.1f} | {wall_s:.1f} | {len(results) / wall_s:.3f} | {(len(results) - errors) / wall_s:.3f} | "
+        f"{statistics.median(seconds):.1f} | "
         f"{load_before:.2f} |"
     )
 
@@ -135,9 +136,9 @@ def main() -> None:
         binaries["both"] = [None, args.llama_server]
         print(
             "| backend | slots | processes | threads per process | judgments | errors | start s | wall s "
-            "| judgments/s | s per judgment median | load avg before |"
+            "| judgments/s | valid judgments/s | s per judgment median | load avg before |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for slots in (int(count) for count in args.slots.split(",")):
             for binary in binaries[args.backend]:
                 print(slots_throughput(model, inputs, slots, args.threads, config, binary), flush=True)

@@ -7,7 +7,7 @@ export DAGSTER_HOME ?= $(EMOJUDGE_HOME)/dagster
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: install demo test ui lint bench sql clean
+.PHONY: install demo test ui lint bench sql clean llama-server
 
 install: $(VENV)/.installed
 
@@ -48,6 +48,34 @@ ui: install
 sql: install
 	@test -f $(EMOJUDGE_HOME)/emojudge.read.duckdb || { echo "error: no warehouse at $(EMOJUDGE_HOME)/emojudge.read.duckdb: run make demo or emojudge materialize NAME first" >&2; exit 1; }
 	@$(BIN)/duckdb -readonly $(EMOJUDGE_HOME)/emojudge.read.duckdb
+
+# llama.cpp's own llama-server for the local judge (one process, parallel slots, continuous batching): built for
+# this CPU from the llama.cpp sources vendored in the installed llama-cpp-python's sdist (pip download, or
+# LLAMA_CPP_SDIST=path/to/llama_cpp_python-X.tar.gz), no CUDA, no curl, no OpenSSL; needs cmake and a C++ compiler,
+# 5-15 minutes on 2 cores. Not removed by make clean. Use it with EMOJUDGE_LLAMA_SERVER=$(LLAMA_SERVER).
+LLAMA_SERVER_DIR ?= $(CURDIR)/.cache/llama-server
+LLAMA_SERVER := $(LLAMA_SERVER_DIR)/bin/llama-server
+LLAMA_CPP_SDIST ?=
+JOBS ?= 2
+llama-server: $(LLAMA_SERVER)
+	@echo "built $(LLAMA_SERVER): export EMOJUDGE_LLAMA_SERVER=$(LLAMA_SERVER)"
+
+$(LLAMA_SERVER):
+	@test -x $(BIN)/python || { echo "error: no $(BIN)/python: run make install first" >&2; exit 1; }
+	@command -v cmake >/dev/null || { echo "error: llama-server needs cmake and a C++ compiler" >&2; exit 1; }
+	rm -rf $(LLAMA_SERVER_DIR)/src && mkdir -p $(LLAMA_SERVER_DIR)/src
+	version=$$($(BIN)/python -c 'from importlib.metadata import version; print(version("llama-cpp-python"))') && \
+	sdist="$(LLAMA_CPP_SDIST)" && \
+	if [ -z "$$sdist" ]; then \
+		$(BIN)/python -m pip download -q --no-binary :all: --no-deps -d $(LLAMA_SERVER_DIR) "llama-cpp-python==$$version" && \
+		sdist=$(LLAMA_SERVER_DIR)/llama_cpp_python-$$version.tar.gz; \
+	fi && \
+	tar xzf "$$sdist" -C $(LLAMA_SERVER_DIR)/src --strip-components=1
+	cmake -S $(LLAMA_SERVER_DIR)/src/vendor/llama.cpp -B $(LLAMA_SERVER_DIR)/build -DCMAKE_BUILD_TYPE=Release \
+		-DBUILD_SHARED_LIBS=OFF -DGGML_CUDA=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_UI=OFF \
+		-DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
+	cmake --build $(LLAMA_SERVER_DIR)/build --target llama-server -j$(JOBS)
+	install -D $(LLAMA_SERVER_DIR)/build/bin/llama-server $@
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

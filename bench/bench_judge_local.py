@@ -8,10 +8,13 @@ wrong-to-right. The prompt gets the real transcript, speaker, gender and prosody
 Run by hand: ``.venv/bin/python bench/bench_judge_local.py [--per-class N] [--threads T] [--write]``;
 ``--write`` replaces the "## Local LLM judge" section of bench/RESULTS.md.
 
-``--slots 1,2,4`` measures throughput instead: for each count, that many llama.cpp servers (``LocalJudgePool``, the
-CPU threads divided among them) answer the ``neutral`` requests sent concurrently (one in flight per server), after
-one warm-up request per server (model load and the first evaluation of the shared system-prompt prefix, which each
-server then reuses from its KV cache); it prints judgments per second and the table rows for bench/RESULTS.md.
+``--slots 1,2,4`` measures throughput instead: for each count, that many slots (``LocalJudgePool``) answer the
+``neutral`` requests sent concurrently (one in flight per slot), after one warm-up request per slot (model load and
+the first evaluation of the shared system-prompt prefix, which each slot then reuses from its KV cache); it prints
+judgments per second and the table rows for bench/RESULTS.md. ``--backend llama-cpp-python`` (default) runs a
+llama-cpp-python server per slot, the CPU threads divided among them; ``--backend llama-server`` runs one llama.cpp
+``llama-server`` (``--llama-server PATH``, default EMOJUDGE_LLAMA_SERVER) with that many parallel slots and all the
+threads; ``--backend both`` measures each count with both.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import os
 import platform
 import re
 import statistics
+import sys
 import time
 from collections import Counter
 from datetime import date
@@ -76,25 +80,35 @@ def judge_inputs(data: Path, rows: list[dict[str, str]], condition: str) -> list
     return inputs
 
 
-def slots_throughput(model: Path, inputs: list[JudgeInput], slots: int, threads: int, config: JudgeConfig) -> str:
-    """One table row: ``slots`` servers answering ``inputs`` concurrently, timed after a warm-up per server."""
+def slots_throughput(
+    model: Path, inputs: list[JudgeInput], slots: int, threads: int, config: JudgeConfig, llama_server: Path | None
+) -> str:
+    """One table row: ``slots`` slots answering ``inputs`` concurrently, timed after a warm-up request per slot."""
     started = time.monotonic()
-    with LocalJudgePool(model, slots=slots, n_threads=threads) as pool:
+    with LocalJudgePool(model, slots=slots, n_threads=threads, llama_server=llama_server) as pool:
         startup_s = time.monotonic() - started
         requests = build_requests(inputs, config)
+        per_url = slots // len(pool.base_urls)
         for url in pool.base_urls:
-            warm = ChatJudge(url, max_workers=1, max_retries=0, timeout_s=600, require_api_key=False)
-            warm.judge(requests[:1])
+            warm = ChatJudge(url, max_workers=per_url, max_retries=0, timeout_s=600, require_api_key=False)
+            warm.judge(requests[:per_url])
         judge = ChatJudge(pool.base_urls, max_workers=slots, max_retries=0, timeout_s=600, require_api_key=False)
         load_before = os.getloadavg()[0]
         begun = time.monotonic()
         results = judge.judge(requests)
         wall_s = time.monotonic() - begun
+        process_threads = pool.servers[0].n_threads
     seconds = [(r.completed_at - r.requested_at).total_seconds() for r in results]
     errors = sum(r.error is not None for r in results)
+    for result in results:
+        if result.error is not None:
+            print(f"  error ({result.completion_tokens} tokens): {result.error[:120]}", file=sys.stderr)
+    backend = "llama-server" if llama_server else "llama-cpp-python"
     return (
-        f"| {slots} | {max(1, threads // slots)} | {len(results)} | {errors} | {startup_s:.1f} | {wall_s:.1f} | "
-        f"{len(results) / wall_s:.3f} | {statistics.median(seconds):.1f} | {load_before:.2f} |"
+        f"| {backend} | {slots} | {len(pool.servers)} | {process_threads} | {len(results)} | {errors} | "
+        f"{startup_s:.1f} | {wall_s:.1f} | {len(results) / wall_s:.3f} | {(len(results) - errors) / wall_s:.3f} | "
+        f"{statistics.median(seconds):.1f} | "
+        f"{load_before:.2f} |"
     )
 
 
@@ -103,24 +117,31 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--per-class", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
-    home = Settings.from_env().home
-    parser.add_argument("--cache", type=Path, default=home / "models/judge")
+    settings = Settings.from_env()
+    parser.add_argument("--cache", type=Path, default=settings.home / "models/judge")
     parser.add_argument("--write", action="store_true")
     parser.add_argument("--slots", type=str, default="", help="comma-separated slot counts: measure throughput")
+    parser.add_argument("--backend", choices=("llama-cpp-python", "llama-server", "both"), default="llama-cpp-python")
+    parser.add_argument("--llama-server", type=Path, default=settings.llama_server, help="llama-server binary")
     args = parser.parse_args()
+    if args.slots and args.backend != "llama-cpp-python" and args.llama_server is None:
+        parser.error(f"--backend {args.backend} needs --llama-server PATH or EMOJUDGE_LLAMA_SERVER")
     if args.slots:
         config = JudgeConfig(
             backend="local", model=LOCAL_JUDGE_MODEL, response_format=ResponseFormat.JSON_OBJECT_SCHEMA
         )
         inputs = judge_inputs(args.data, pick_rows(args.data, args.per_class), "neutral")
         model = ensure_local_model(args.cache)
+        binaries = {"llama-cpp-python": [None], "llama-server": [args.llama_server]}
+        binaries["both"] = [None, args.llama_server]
         print(
-            "| slots | threads per server | judgments | errors | servers start s | wall s | judgments/s "
-            "| s per judgment median | load avg before |"
+            "| backend | slots | processes | threads per process | judgments | errors | start s | wall s "
+            "| judgments/s | valid judgments/s | s per judgment median | load avg before |"
         )
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for slots in (int(count) for count in args.slots.split(",")):
-            print(slots_throughput(model, inputs, slots, args.threads, config), flush=True)
+            for binary in binaries[args.backend]:
+                print(slots_throughput(model, inputs, slots, args.threads, config, binary), flush=True)
         return
 
     rows = pick_rows(args.data, args.per_class)

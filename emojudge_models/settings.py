@@ -209,7 +209,15 @@ class Settings(BaseModel):
         None, "judge requests one run may send; the rest keep their fused labels (judge_gate = capped)", "no cap"
     )
     judge_slots: AtLeastOne = _setting(
-        2, "local judge: llama.cpp servers answering concurrently, CPU threads split among them (bench/RESULTS.md)"
+        2,
+        "local judge: requests answered concurrently: llama.cpp servers, CPU threads split among them, or the "
+        "parallel slots of one EMOJUDGE_LLAMA_SERVER (bench/RESULTS.md)",
+    )
+    llama_server: Path | None = _setting(
+        None,
+        "local judge: a llama.cpp llama-server binary (make llama-server) run as one process with EMOJUDGE_JUDGE_SLOTS "
+        "parallel slots; unset: llama-cpp-python's server, one process per slot",
+        "(unset)",
     )
     judge_show_probability: bool = _setting(
         False, "1 shows the judge the fused probability (small judges echo it as confidence)", "0"
@@ -229,7 +237,7 @@ class Settings(BaseModel):
         "mix", "mix (channels averaged, speakers by voice) or split (each channel of a stereo episode its own speaker)"
     )
 
-    @field_validator("home", "dagster_home", "demo_data", "inbox")
+    @field_validator("home", "dagster_home", "demo_data", "inbox", "llama_server")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser().resolve()

@@ -178,8 +178,9 @@ def default_models(settings: Settings) -> ModelsResource:
 class JudgeResource(dg.ConfigurableResource):
     """The LLM judge: backend (local | openai-chat | openai-batch), model, sampling, threshold, scope and gate.
 
-    For ``local`` the resource starts ``slots`` Gemma 3 270M llama.cpp servers on 127.0.0.1 at free ports for the
-    duration of :meth:`session` (requests go to them concurrently) and always stops them afterwards.
+    For ``local`` the resource starts ``slots`` Gemma 3 270M llama.cpp servers on 127.0.0.1 at free ports (or, with
+    ``llama_server``, one llama-server with ``slots`` parallel slots) for the duration of :meth:`session` (requests
+    go to them concurrently) and always stops them afterwards.
     """
 
     backend: JudgeBackend = Field(description=describe("judge"))
@@ -195,6 +196,7 @@ class JudgeResource(dg.ConfigurableResource):
     evidence_max: AtLeastOne = setting("judge_evidence_max")
     max_calls: AtLeastOne | None = setting("judge_max_calls")
     slots: AtLeastOne = setting("judge_slots")
+    llama_server: str = Field("", description=describe("llama_server"))
     max_workers: int = 4
     poll_interval_s: float = 30.0
     max_wait_s: float = 26 * 3600.0
@@ -227,7 +229,8 @@ class JudgeResource(dg.ConfigurableResource):
             yield ChatJudge(base_url, max_workers=self.max_workers).judge
         else:
             model_path = ensure_local_model(Path(self.model_cache))
-            with LocalJudgePool(model_path, slots=self.slots) as pool:
+            llama_server = Path(self.llama_server) if self.llama_server else None
+            with LocalJudgePool(model_path, slots=self.slots, llama_server=llama_server) as pool:
                 yield ChatJudge(pool.base_urls, max_workers=self.slots, require_api_key=False).judge
 
 
@@ -247,6 +250,7 @@ def default_judge(settings: Settings) -> JudgeResource:
         evidence_max=settings.judge_evidence_max,
         max_calls=settings.judge_max_calls,
         slots=settings.judge_slots,
+        llama_server=str(settings.llama_server or ""),
         model_cache=str(settings.home / "models" / "judge"),
     )
 

@@ -12,8 +12,13 @@ Parallel slots: llama-cpp-python's server (0.3.x) answers one request at a time 
 reuse the KV cache of the longest prefix shared with the previous prompt, and every judge prompt starts with the
 same system message, so only the per-utterance part is evaluated after the first request. :class:`LocalJudgePool`
 runs ``slots`` such servers, the CPU threads divided among them, and the caller sends them requests concurrently
-(``ChatJudge(pool.base_urls, max_workers=slots)``). Which count is fastest depends on the machine
-(bench/bench_judge_local.py --slots, bench/RESULTS.md).
+(``ChatJudge(pool.base_urls, max_workers=slots)``). Given llama.cpp's own ``llama-server`` binary
+(``EMOJUDGE_LLAMA_SERVER``, built by ``make llama-server``), the pool is instead ONE such process with ``--parallel
+slots``: continuous batching decodes the concurrent requests together, each slot keeps its own prompt prefix in the
+KV cache, and ``-c`` is ``slots`` times the per-server context because llama-server splits it among the slots. It
+takes the same ``JSON_OBJECT_SCHEMA`` request, but its schema grammar allows newlines and indentation between JSON
+tokens where llama-cpp-python's allows one space. Which backend and count is fastest, in valid judgments, depends on
+the machine (bench/bench_judge_local.py --slots, bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -85,7 +90,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class LocalJudgeServer:
-    """A llama.cpp server subprocess for one GGUF model; use as a context manager."""
+    """A llama.cpp server subprocess for one GGUF model; use as a context manager.
+
+    ``llama_server`` None runs llama-cpp-python's server (one request at a time); a path runs that ``llama-server``
+    binary with ``parallel`` slots, each with ``n_ctx`` tokens of context.
+    """
 
     def __init__(
         self,
@@ -97,8 +106,16 @@ class LocalJudgeServer:
         host: str = "127.0.0.1",
         startup_timeout_s: float = 120.0,
         stop_timeout_s: float = 10.0,
+        llama_server: Path | None = None,
+        parallel: int = 1,
     ) -> None:
+        if parallel < 1:
+            raise ValueError(f"parallel must be at least 1, got {parallel}")
+        if parallel > 1 and llama_server is None:
+            raise ValueError("parallel slots in one process need llama.cpp's llama-server (EMOJUDGE_LLAMA_SERVER)")
         self.model_path = Path(model_path)
+        self.llama_server = None if llama_server is None else Path(llama_server)
+        self.parallel = parallel
         self.model_alias = model_alias
         self.n_ctx = n_ctx
         self.n_threads = n_threads
@@ -119,6 +136,8 @@ class LocalJudgeServer:
         return f"http://{self.host}:{self.port}/v1"
 
     def command(self, port: int) -> list[str]:
+        if self.llama_server is not None:
+            return self._llama_server_command(port)
         command = [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model_path)]
         command += ["--model_alias", self.model_alias, "--host", self.host, "--port", str(port)]
         command += ["--n_ctx", str(self.n_ctx)]
@@ -126,11 +145,34 @@ class LocalJudgeServer:
             command += ["--n_threads", str(self.n_threads), "--n_threads_batch", str(self.n_threads)]
         return command
 
+    def _llama_server_command(self, port: int) -> list[str]:
+        command = [str(self.llama_server), "--model", str(self.model_path), "--alias", self.model_alias]
+        command += ["--host", self.host, "--port", str(port)]
+        # llama-server splits -c among its slots: each gets n_ctx, as each llama-cpp-python server does
+        command += ["--ctx-size", str(self.n_ctx * self.parallel), "--parallel", str(self.parallel)]
+        # llama-cpp-python's server samples with repeat_penalty 1.1 unless asked otherwise, llama-server with 1.0
+        # (off), with which Gemma 270M repeats one rationale sentence until max_tokens: same judge, same sampling
+        command += ["--repeat-penalty", "1.1"]
+        if self.n_threads is not None:
+            command += ["--threads", str(self.n_threads), "--threads-batch", str(self.n_threads)]
+        return command
+
+    @property
+    def _ready_url(self) -> str:
+        """llama-server answers ``/health`` with 200 once the model is loaded; llama-cpp-python's server has none."""
+        if self.llama_server is not None:
+            return f"http://{self.host}:{self.port}/health"
+        return f"{self.base_url}/models"
+
     def start(self) -> None:
         if self.process is not None:
             raise RuntimeError("the local judge server is already running")
         if not self.model_path.is_file():
             raise FileNotFoundError(f"judge model file {self.model_path} does not exist")
+        if self.llama_server is not None and not os.access(self.llama_server, os.X_OK):
+            raise FileNotFoundError(
+                f"EMOJUDGE_LLAMA_SERVER: {self.llama_server} is not an executable file (build one: make llama-server)"
+            )
         self.port = free_port(self.host)
         # unnamed (unlinked at creation): it vanishes when the server and this process have both closed it
         self._log_file = tempfile.TemporaryFile(prefix="llama-server-", suffix=".log")  # noqa: SIM115
@@ -151,7 +193,7 @@ class LocalJudgeServer:
 
     def _wait_until_ready(self, process: subprocess.Popen[bytes]) -> None:
         deadline = time.monotonic() + self.startup_timeout_s
-        url = f"{self.base_url}/models"
+        url = self._ready_url
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(
@@ -202,12 +244,31 @@ class LocalJudgeServer:
 
 
 class LocalJudgePool:
-    """``slots`` :class:`LocalJudgeServer` processes for one model, sharing the CPU threads; a context manager."""
+    """``slots`` concurrent answers for one model; a context manager.
 
-    def __init__(self, model_path: Path, *, slots: int = 1, n_threads: int | None = None, **server_options) -> None:
+    Without ``llama_server``: ``slots`` llama-cpp-python :class:`LocalJudgeServer` processes sharing the CPU threads;
+    with it: one llama-server process with ``slots`` parallel slots and all the threads.
+    """
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        slots: int = 1,
+        n_threads: int | None = None,
+        llama_server: Path | None = None,
+        **server_options,
+    ) -> None:
         if slots < 1:
             raise ValueError(f"slots must be at least 1, got {slots}")
+        self.slots = slots
         threads = n_threads or os.cpu_count() or 1
+        if llama_server is not None:
+            server = LocalJudgeServer(
+                model_path, n_threads=threads, llama_server=llama_server, parallel=slots, **server_options
+            )
+            self.servers = [server]
+            return
         per_server = max(1, threads // slots)
         self.servers = [LocalJudgeServer(model_path, n_threads=per_server, **server_options) for _ in range(slots)]
 

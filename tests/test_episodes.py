@@ -13,6 +13,7 @@ import io
 import itertools
 import os
 import unicodedata
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -344,6 +345,10 @@ def test_spectral_clustering_finds_the_speaker_count_and_scales_by_subsample(mon
     assert list(dict.fromkeys(labels)) == [0, 1, 2], "numbered by first appearance"
     one, _ = _voices([60], spread=1.2, seed=1)
     assert set(cluster_speakers(one)) == {0}, "one voice is one speaker"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # sklearn warns "k >= N" when asked for as many clusters
+        capped = cluster_speakers(one, n_speakers=100)
+    assert 1 < len(set(capped)) < len(one), "a hint above the vector count is capped"
     monkeypatch.setattr(speakers_module, "MAX_AFFINITY", 31)
     assert adjusted_rand_score(truth, cluster_speakers(vectors, n_speakers=3)) == 1.0, "the rest join the nearest mean"
 

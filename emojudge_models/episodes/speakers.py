@@ -190,7 +190,7 @@ def _spectral(vectors: np.ndarray, n_speakers: int | None, max_speakers: int) ->
     """Spectral labels of (centred) unit vectors; beyond :data:`MAX_AFFINITY`, fitted on an even subsample."""
     sample = np.linspace(0, len(vectors) - 1, min(len(vectors), MAX_AFFINITY)).round().astype(int)
     affinity = refined_affinity(vectors[sample])
-    clusters = n_speakers or estimate_speaker_count(affinity, max_speakers)
+    clusters = min(n_speakers, len(sample) - 1) if n_speakers else estimate_speaker_count(affinity, max_speakers)
     if clusters == 1:
         return np.zeros(len(vectors), dtype=np.int64)
     model = SpectralClustering(n_clusters=clusters, affinity="precomputed", assign_labels="discretize", random_state=0)

@@ -28,6 +28,7 @@ import statistics
 import sys
 import time
 from collections import Counter
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -141,7 +142,10 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for slots in (int(count) for count in args.slots.split(",")):
             for binary in binaries[args.backend]:
-                print(slots_throughput(model, inputs, slots, args.threads, config, binary), flush=True)
+                # as the judge resource asks: llama-server gets the answer's grammar (JUDGMENT_GRAMMAR)
+                answer = ResponseFormat.GRAMMAR if binary else ResponseFormat.JSON_OBJECT_SCHEMA
+                asked = replace(config, response_format=answer)
+                print(slots_throughput(model, inputs, slots, args.threads, asked, binary), flush=True)
         return
 
     rows = pick_rows(args.data, args.per_class)

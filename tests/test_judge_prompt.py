@@ -21,6 +21,7 @@ from emojudge_models.judge import (
     render_messages,
     select_for_scope,
 )
+from emojudge_models.judge.schema import JUDGMENT_GRAMMAR, response_format
 from emojudge_models.labels import EMOTIONS
 
 
@@ -112,6 +113,16 @@ def test_request_body_and_batch_line() -> None:
     }
     assert request.batch_line().endswith(b"\n")
     assert json.loads(request.request_json) == request.body
+
+
+def test_llama_server_gets_the_answer_grammar_instead_of_a_response_format() -> None:
+    body = build_request(make_input(), JudgeConfig(backend="local", response_format=ResponseFormat.GRAMMAR)).body
+    assert "response_format" not in body and body["extra_body"] == {"grammar": JUDGMENT_GRAMMAR}
+    rules = dict(line.split(" ::= ", 1) for line in JUDGMENT_GRAMMAR.splitlines())
+    assert rules["label"].split(" | ") == [f'"\\"{label}\\""' for label in EMOTIONS]
+    assert rules["confidence"] == '"0" ("." [0-9] [0-9]?)? | "1" ("." "0" "0"?)?', "at most 1, never above"
+    with pytest.raises(ValueError, match="grammar field"):
+        response_format(ResponseFormat.GRAMMAR)
 
 
 def test_response_format_modes() -> None:

@@ -15,9 +15,10 @@ runs ``slots`` such servers, the CPU threads divided among them, and the caller 
 (``ChatJudge(pool.base_urls, max_workers=slots)``). Given llama.cpp's own ``llama-server`` binary
 (``EMOJUDGE_LLAMA_SERVER``, built by ``make llama-server``), the pool is instead ONE such process with ``--parallel
 slots``: continuous batching decodes the concurrent requests together, each slot keeps its own prompt prefix in the
-KV cache, and ``-c`` is ``slots`` times the per-server context because llama-server splits it among the slots. It
-takes the same ``JSON_OBJECT_SCHEMA`` request, but its schema grammar allows newlines and indentation between JSON
-tokens where llama-cpp-python's allows one space. Which backend and count is fastest, in valid judgments, depends on
+KV cache, and ``-c`` is ``slots`` times the per-server context because llama-server splits it among the slots. The
+judge resource asks it for ``ResponseFormat.GRAMMAR`` (the answer's own GBNF, ``schema.JUDGMENT_GRAMMAR``): its
+conversion of the JSON schema bounds no number and allows whitespace between tokens, under which Gemma 3 270M wrote
+a confidence above 1 in a third of its answers. Which backend and count is fastest, in valid judgments, depends on
 the machine (bench/bench_judge_local.py --slots, bench/RESULTS.md).
 """
 

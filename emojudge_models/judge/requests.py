@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from emojudge_models.judge.cost import LOCAL_JUDGE_MODEL
 from emojudge_models.judge.prompt import TEMPLATE_SHA256, JudgeInput, prompt_sha256, render_messages
-from emojudge_models.judge.schema import DEFAULT_THRESHOLD, ResponseFormat, response_format
+from emojudge_models.judge.schema import DEFAULT_THRESHOLD, ResponseFormat, answer_format_fields
 
 CUSTOM_ID_MAX_CHARS = 64
 BATCH_URL = "/v1/chat/completions"
@@ -123,7 +123,7 @@ def build_request(judge_input: JudgeInput, config: JudgeConfig) -> JudgeRequest:
         "messages": messages,
         "temperature": config.temperature,
         "max_tokens": config.max_tokens,
-        "response_format": response_format(config.response_format),
+        **answer_format_fields(config.response_format),
     }
     return JudgeRequest(
         custom_id=custom_id(judge_input.eval_set, judge_input.utterance_id, key),

@@ -38,6 +38,28 @@ class ResponseFormat(StrEnum):
     """JSON mode with the schema attached as ``schema``: llama-cpp-python's server (grammar-constrained)."""
     JSON_OBJECT = "json_object"
     """Plain JSON mode, for endpoints that accept no schema."""
+    GRAMMAR = "grammar"
+    """llama.cpp's ``llama-server``: :data:`JUDGMENT_GRAMMAR` as the request's ``grammar`` field. Its own JSON-schema
+    conversion bounds no number, and Gemma 3 270M wrote a confidence above 1 in a third of its answers under it."""
+
+
+def _grammar() -> str:
+    """GBNF of exactly the valid answers: the label one of EMOTIONS, the confidence 0-1 with at most two decimals."""
+    labels = " | ".join(f'"\\"{label}\\""' for label in EMOTIONS)
+    return "\n".join(
+        [
+            'root ::= "{" ws "\\"label\\":" ws label "," ws "\\"confidence\\":" ws confidence "," ws '
+            '"\\"rationale\\":" ws string ws "}"',
+            f"label ::= {labels}",
+            'confidence ::= "0" ("." [0-9] [0-9]?)? | "1" ("." "0" "0"?)?',
+            'string ::= "\\"" ([^"\\\\\\x7F\\x00-\\x1F] | "\\\\" ["\\\\/bfnrt])* "\\""',
+            'ws ::= " "?',
+        ]
+    )
+
+
+JUDGMENT_GRAMMAR = _grammar()
+"""The answer's shape for llama-server (:attr:`ResponseFormat.GRAMMAR`)."""
 
 
 def response_format(mode: ResponseFormat | str) -> dict[str, Any]:
@@ -50,7 +72,17 @@ def response_format(mode: ResponseFormat | str) -> dict[str, Any]:
         }
     if mode is ResponseFormat.JSON_OBJECT_SCHEMA:
         return {"type": "json_object", "schema": JUDGMENT_SCHEMA}
+    if mode is ResponseFormat.GRAMMAR:
+        raise ValueError("the grammar answer format is sent as the request's grammar field, not a response_format")
     return {"type": "json_object"}
+
+
+def answer_format_fields(mode: ResponseFormat | str) -> dict[str, Any]:
+    """The request body's fields that ask for the answer's shape: ``response_format``, or for llama-server's grammar
+    the ``grammar`` field (as ``extra_body``, which the OpenAI SDK merges into the JSON body)."""
+    if ResponseFormat(mode) is ResponseFormat.GRAMMAR:
+        return {"extra_body": {"grammar": JUDGMENT_GRAMMAR}}
+    return {"response_format": response_format(mode)}
 
 
 @dataclass(frozen=True)

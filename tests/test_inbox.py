@@ -24,11 +24,10 @@ import pytest
 import soundfile as sf
 from batch_api_server import FakeOpenAIServer
 from test_episodes import _write_mp3
-from tiny_models import save_tiny_roberta
+from tiny_models import demo_training_env
 
 from emojudge_models.episodes.inbox import scan_inbox, stale_episodes
 from emojudge_models.ingest.audio import episode_cache
-from emojudge_models.ingest.demo_corpus import write_demo_corpus
 from emojudge_models.store import warehouse
 from emojudge_pipeline import cli
 from emojudge_pipeline.resources import InboxResource, WarehouseResource
@@ -174,19 +173,13 @@ def scored(ravdess_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("inbox-e2e")
     home = root / "home"
     built = _build_episode(ravdess_dir, root)
-    manifest = write_demo_corpus(root / "corpus")
-    sentences = [line.split(",")[3] for line in manifest.read_text().splitlines()[1:]]
+    manifest, training = demo_training_env(root, max_epochs=3)
     env = {
         "EMOJUDGE_HOME": str(home),
         "DAGSTER_HOME": str(home / "dagster"),
-        "EMOJUDGE_PROFILE": "acoustic",
-        "EMOJUDGE_TEXT_ENCODER": json.dumps({"kind": "hf", "model": str(save_tiny_roberta(root / "tiny", sentences))}),
-        "EMOJUDGE_MAX_EPOCHS": "3",
-        "EMOJUDGE_PATIENCE": "1",
+        **training,
         "EMOJUDGE_SEGMENT_MIN_S": "1.5",
         "EMOJUDGE_SEGMENT_MAX_S": "4.5",
-        "EMOJUDGE_JUDGE": "openai-chat",
-        "OPENAI_API_KEY": "sk-test-inbox",
     }
     with pytest.MonkeyPatch.context() as patch, FakeOpenAIServer(max_lifetime_s=600) as api:
         for name, value in env.items():

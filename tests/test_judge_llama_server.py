@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from test_judge_local import judge_inputs as local_judge_inputs
 
 from emojudge_models.judge import (
     LOCAL_JUDGE_MODEL,
@@ -69,14 +70,11 @@ def test_the_setting_is_unset_by_default_and_reaches_the_judge_resource(tmp_path
 
 
 def judge_inputs() -> list[JudgeInput]:
-    return [
-        JudgeInput("ravdess-dev", "03-01-05-02-01-01-01", "Kids are talking by the door.", "01", "male",
-                   "Loud, high-pitched and fast, with a wide pitch range.", "neutral", 0.41, "angry", "neutral"),
-        JudgeInput("ravdess-dev", "03-01-04-01-02-01-02", "Dogs are sitting by the door.", "02", "female",
-                   "Quiet, low-pitched and slow, with a narrow pitch range.", "sad", 0.55, "sad", "neutral"),
-        JudgeInput("ravdess-dev", "03-01-03-01-01-01-03", "Kids are talking by the door.", "03", "male",
-                   "Moderately loud and high-pitched, with a wide pitch range.", "neutral", 0.45, "happy", "neutral"),
-    ]  # fmt: skip
+    """test_judge_local's two utterances, then a third (sent after the concurrent pair)."""
+    third = JudgeInput("ravdess-dev", "03-01-03-01-01-01-03", "Kids are talking by the door.", "03", "male",
+                       "Moderately loud and high-pitched, with a wide pitch range.", "neutral", 0.45, "happy",
+                       "neutral")  # fmt: skip
+    return [*local_judge_inputs(), third]
 
 
 @pytest.mark.slow

@@ -8,7 +8,6 @@ frames, a tiny RoBERTa, short head training) and the trained home is copied for 
 from __future__ import annotations
 
 import csv
-import json
 import os
 import shutil
 import subprocess
@@ -19,9 +18,8 @@ from pathlib import Path
 
 import pytest
 from batch_api_server import FakeOpenAIServer
-from tiny_models import save_tiny_roberta
+from tiny_models import demo_training_env
 
-from emojudge_models.ingest.demo_corpus import write_demo_corpus
 from emojudge_models.settings import Settings
 from emojudge_models.store import warehouse
 from emojudge_pipeline import cli
@@ -106,23 +104,17 @@ def partition_keys(home: Path, eval_set: str) -> dict[str, list[tuple]]:
 def trained(tmp_path_factory: pytest.TempPathFactory):
     """A home with models trained on a demo slice, the two sets' manifests, the env and the judge server."""
     root = tmp_path_factory.mktemp("parallel")
-    manifest = write_demo_corpus(root / "corpus")
+    manifest, training = demo_training_env(root)
     with open(manifest, newline="") as handle:
         rows = list(csv.DictReader(handle))
     # Training: take 0 of every speaker and emotion; the sets to score: 12 other clips each.
     train = write_subset(manifest, "train", [r for r in rows if r["utterance_id"].endswith("_0")])
     unseen = [r for r in rows if not r["utterance_id"].endswith("_0")]
     takes = [write_subset(manifest, name, unseen[k::8]) for k, name in enumerate(SETS)]
-    sentences = [line.split(",")[3] for line in manifest.read_text().splitlines()[1:]]
     base = {
-        "EMOJUDGE_PROFILE": "acoustic",
-        "EMOJUDGE_TEXT_ENCODER": json.dumps({"kind": "hf", "model": str(save_tiny_roberta(root / "rb", sentences))}),
+        **training,
         "EMOJUDGE_TRAIN_SETS": "train",
         "EMOJUDGE_AUDIO_POOLING": "meanstd",
-        "EMOJUDGE_MAX_EPOCHS": "2",
-        "EMOJUDGE_PATIENCE": "1",
-        "EMOJUDGE_JUDGE": "openai-chat",
-        "OPENAI_API_KEY": "sk-test-parallel",
         "EMOJUDGE_LOG_LEVEL": "WARNING",
     }
     trained_home = root / "trained"

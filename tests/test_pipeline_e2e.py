@@ -16,11 +16,10 @@ import duckdb
 import numpy as np
 import pytest
 from batch_api_server import FakeOpenAIServer, judgment_reply, keep_prediction, user_message
-from tiny_models import save_tiny_roberta
+from tiny_models import demo_training_env
 
 from emojudge_models.features.datasets import frames_for, speaker_normaliser
 from emojudge_models.features.store import FeatureStore
-from emojudge_models.ingest.demo_corpus import write_demo_corpus
 from emojudge_models.models.checkpoints import load_checkpoint, read_checkpoint_config
 from emojudge_models.models.predict import predict_audio
 from emojudge_models.store import warehouse
@@ -40,19 +39,8 @@ def judge_changes_sad_clips(body: dict, call: int):
 def demo_run(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("e2e")
     home = root / "home"
-    manifest = write_demo_corpus(root / "corpus")
-    sentences = [line.split(",")[3] for line in manifest.read_text().splitlines()[1:]]
-    text_model = save_tiny_roberta(root / "tiny-roberta", sentences)
-    env = {
-        "EMOJUDGE_HOME": str(home),
-        "DAGSTER_HOME": str(home / "dagster"),
-        "EMOJUDGE_PROFILE": "acoustic",
-        "EMOJUDGE_TEXT_ENCODER": json.dumps({"kind": "hf", "model": str(text_model)}),
-        "EMOJUDGE_MAX_EPOCHS": "4",
-        "EMOJUDGE_PATIENCE": "2",
-        "EMOJUDGE_JUDGE": "openai-chat",
-        "OPENAI_API_KEY": "sk-test-e2e",
-    }
+    manifest, training = demo_training_env(root, max_epochs=4, patience=2)
+    env = {"EMOJUDGE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), **training}
     with pytest.MonkeyPatch.context() as patch, FakeOpenAIServer(judge_changes_sad_clips, max_lifetime_s=600) as api:
         for name, value in env.items():
             patch.setenv(name, value)

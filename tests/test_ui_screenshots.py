@@ -30,9 +30,8 @@ import pytest
 from batch_api_server import FakeOpenAIServer
 from dev_server import free_port, interruptible, stop_group
 from PIL import Image, ImageStat
-from tiny_models import save_tiny_roberta
+from tiny_models import demo_training_env
 
-from emojudge_models.ingest.demo_corpus import write_demo_corpus
 from emojudge_pipeline import cli
 from emojudge_pipeline.assets.common import rounded
 
@@ -51,18 +50,8 @@ def materialised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dic
     scripted chat judge); yields the environment that names its homes and the run's id."""
     root = tmp_path_factory.mktemp("ui")
     home = root / "home"
-    manifest = write_demo_corpus(root / "corpus")
-    sentences = [line.split(",")[3] for line in manifest.read_text().splitlines()[1:]]
-    env = {
-        "EMOJUDGE_HOME": str(home),
-        "DAGSTER_HOME": str(home / "dagster"),
-        "EMOJUDGE_PROFILE": "acoustic",
-        "EMOJUDGE_TEXT_ENCODER": json.dumps({"kind": "hf", "model": str(save_tiny_roberta(root / "rob", sentences))}),
-        "EMOJUDGE_MAX_EPOCHS": "2",
-        "EMOJUDGE_PATIENCE": "1",
-        "EMOJUDGE_JUDGE": "openai-chat",
-        "OPENAI_API_KEY": "sk-test-ui",
-    }
+    manifest, training = demo_training_env(root)
+    env = {"EMOJUDGE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), **training}
     with pytest.MonkeyPatch.context() as patch, FakeOpenAIServer(max_lifetime_s=600) as api:
         for name, value in env.items():
             patch.setenv(name, value)

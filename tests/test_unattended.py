@@ -338,21 +338,10 @@ EMOJUDGE = [sys.executable, "-m", "emojudge_pipeline.cli"]
 def kill_setup(tmp_path_factory: pytest.TempPathFactory) -> KillSetup:
     """The demo corpus materialised once, cleanly, by `emojudge materialize` in its own process."""
     from batch_api_server import FakeOpenAIServer
-    from tiny_models import save_tiny_roberta
-
-    from emojudge_models.ingest.demo_corpus import write_demo_corpus
+    from tiny_models import demo_training_env
 
     root = tmp_path_factory.mktemp("kill")
-    manifest = write_demo_corpus(root / "corpus")
-    sentences = [line.split(",")[3] for line in manifest.read_text().splitlines()[1:]]
-    env = {
-        "EMOJUDGE_PROFILE": "acoustic",
-        "EMOJUDGE_TEXT_ENCODER": json.dumps({"kind": "hf", "model": str(save_tiny_roberta(root / "rob", sentences))}),
-        "EMOJUDGE_MAX_EPOCHS": "2",
-        "EMOJUDGE_PATIENCE": "1",
-        "EMOJUDGE_JUDGE": "openai-chat",
-        "OPENAI_API_KEY": "sk-test-unattended",
-    }
+    manifest, env = demo_training_env(root)
     home = root / "clean"
     judge = HangingJudge()
     with FakeOpenAIServer(judge, max_lifetime_s=900) as api:

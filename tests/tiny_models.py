@@ -99,3 +99,23 @@ def save_tiny_roberta(directory: Path, corpus: Iterable[str], seed: int = 0, voc
     torch.manual_seed(seed)
     RobertaModel(config).save_pretrained(directory)
     return directory
+
+
+def demo_training_env(root: Path, max_epochs: int = 2, patience: int = 1) -> tuple[Path, dict[str, str]]:
+    """The demo corpus written under ``root`` and the settings that train on it in seconds: the acoustic profile, a
+    tiny RoBERTa fitted to the corpus's sentences, few epochs, and the chat judge (the caller sets its base URL)."""
+    import json
+
+    from emojudge_models.ingest.demo_corpus import write_demo_corpus
+
+    manifest = write_demo_corpus(root / "corpus")
+    sentences = [line.split(",")[3] for line in manifest.read_text().splitlines()[1:]]
+    text_model = save_tiny_roberta(root / "tiny-roberta", sentences)
+    return manifest, {
+        "EMOJUDGE_PROFILE": "acoustic",
+        "EMOJUDGE_TEXT_ENCODER": json.dumps({"kind": "hf", "model": str(text_model)}),
+        "EMOJUDGE_MAX_EPOCHS": str(max_epochs),
+        "EMOJUDGE_PATIENCE": str(patience),
+        "EMOJUDGE_JUDGE": "openai-chat",
+        "OPENAI_API_KEY": "sk-test",
+    }

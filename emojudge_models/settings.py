@@ -173,7 +173,9 @@ class Settings(BaseModel):
         "train", "fusion fitted on train logits with C chosen on development, or development (halves)"
     )
     asr: dict[str, Any] = _setting(
-        {}, 'ASR options as JSON ({"model": path or HF id, "beam_size": 5, ...}); default Whisper tiny.en'
+        {},
+        'ASR options as JSON ({"model": path or HF id, "beam_size": 5, "workers": 0, ...}); default Whisper tiny.en, '
+        "on CPU one single-thread worker per core (workers 0)",
     )
     set_languages: dict[str, str] = _setting(
         {}, 'language of sets whose manifest has no language column, JSON ({"emodb": "de"}); not the ASR\'s: no text'

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,11 @@ from emojudge_models.asr.whisper import (
     HFWhisperASR,
     SpeechRecognizer,
     WhisperASR,
+    asr_lanes,
     build_asr,
     segment_waves,
     split_at_pauses,
+    transcribe_in_pieces,
     word_error_rate,
 )
 from emojudge_models.ingest.audio import load_wave
@@ -59,6 +62,35 @@ def test_long_waves_are_cut_in_the_quietest_spot_before_the_limit() -> None:
     assert len(split_at_pauses(loud[: 10 * sr], 30 * sr)) == 1
 
 
+def test_lanes_give_each_core_a_single_thread_worker_on_cpu() -> None:
+    assert asr_lanes("cpu", cpu_count=2) == (2, 1)
+    assert asr_lanes("cpu", cpu_count=16) == (4, 4)
+    assert asr_lanes("cpu", workers=1, cpu_count=2) == (1, 2)
+    assert asr_lanes("cpu", workers=2, cpu_threads=3, cpu_count=2) == (2, 3)
+    assert asr_lanes("cuda:0", cpu_count=16) == (1, 0)
+    with pytest.raises(ValueError, match="at least 0"):
+        asr_lanes("cpu", workers=-1)
+
+
+def test_workers_decode_batches_at_once_and_keep_the_order() -> None:
+    """Two workers: the first two batches are inside ``decode`` together (a barrier of two passes only then); texts
+    come back in input order, a long wave's pieces joined."""
+    together, calls = threading.Barrier(2, timeout=30), iter(range(1_000))
+
+    def decode(batch: list[np.ndarray]) -> list[str]:
+        if next(calls) < 2:
+            together.wait()
+        return [f"{len(piece)}" for piece in batch]
+
+    waves = [np.ones(n, np.float32) for n in (8_000, 20_000, 30_000, 12_000)]
+    expected = [" ".join(str(len(piece)) for piece in split_at_pauses(wave, 16_000)) for wave in waves]
+    assert expected[1:3] == ["8000 12000", "8000 8000 14000"]
+    assert transcribe_in_pieces(waves, 16_000, decode, batch_size=1, workers=2) == expected
+    together, calls = threading.Barrier(2, timeout=1), iter(range(1_000))
+    with pytest.raises(threading.BrokenBarrierError):
+        transcribe_in_pieces(waves[:2], 16_000, decode, batch_size=1, workers=1)
+
+
 def test_segments_outside_the_episode_are_refused() -> None:
     episode = np.zeros(16_000 * 5, np.float32)
     assert [len(wave) for wave in segment_waves(episode, [(0.5, 1.0), (4.0, 6.0)])] == [8000, 16_000]
@@ -92,7 +124,8 @@ def test_an_episode_gives_each_segment_its_own_sentence_in_order(
         parts += [gap, wave]
         position += len(gap) + len(wave)
     texts = asr.transcribe_segments(np.concatenate(parts), segments)
-    assert len(texts) == 4
+    assert len(texts) == 4 and asr.workers == asr_lanes("cpu")[0]
+    assert WhisperASR(workers=1).transcribe_segments(np.concatenate(parts), segments) == texts
     for reference, text in zip(rows["transcript"], texts, strict=True):
         assert word_error_rate(reference, text) <= 0.2, (reference, text)
 
@@ -107,6 +140,7 @@ def test_model_key_names_the_model_and_every_decoding_option(asr: WhisperASR) ->
     assert isinstance(asr, SpeechRecognizer)
     assert asr.asr_model_key.startswith("whisper-ct2-tiny.en-")
     assert WhisperASR(batch_size=1).asr_model_key == asr.asr_model_key
+    assert WhisperASR(workers=1, cpu_threads=1).asr_model_key == asr.asr_model_key
     assert WhisperASR(beam_size=1).asr_model_key != asr.asr_model_key
     assert WhisperASR(window_s=10).asr_model_key != asr.asr_model_key
     assert isinstance(build_asr({"beam_size": 5}), WhisperASR)

@@ -188,7 +188,7 @@ def scored(ravdess_dir: Path, tmp_path_factory: pytest.TempPathFactory):
         cli.add_eval_set("demo", manifest, "manifest")
         cli.materialize("demo", train=True)
         judged_before = len(api.chat_bodies)
-        decodes_before = episode_cache.decodes
+        work = AudioWork(patch)
         with pytest.raises(SystemExit) as refused:
             cli.main(["inbox", "add", "--speakers", "0", str(built.wav)])
         assert refused.value.code == 2 and not (home / "inbox" / "interview.wav").exists()
@@ -203,7 +203,7 @@ def scored(ravdess_dir: Path, tmp_path_factory: pytest.TempPathFactory):
             "ran": ran,
             "listed": listed,
             "again": again,
-            "decodes": episode_cache.decodes - decodes_before,
+            "decodes": work.counts["decodes"],
             "judged": len(api.chat_bodies) - judged_before,
         }
 
@@ -295,8 +295,9 @@ def test_segments_have_speakers_sidecar_transcripts_and_predictions(scored) -> N
 
 
 def test_segments_are_read_from_one_decode_per_episode(scored) -> None:
-    """Features, ASR and prosody cut every segment from a cached decode: one decode per scored episode."""
-    assert scored["decodes"] == 2
+    """Ingest's decode is kept: features, ASR and prosody cut every segment from it. Three files, three decodes (the
+    corrupt one's attempt included); the second `inbox run` finds nothing pending and decodes nothing."""
+    assert scored["decodes"] == 3
 
 
 def test_inbox_judge_scope_asks_only_about_disagreements(scored) -> None:

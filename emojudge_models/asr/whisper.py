@@ -12,8 +12,10 @@ for Hugging Face Whisper checkpoints (transformers pipeline).
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -37,6 +39,7 @@ MAX_WINDOW_S = 30.0
 DEFAULT_WINDOW_S = 15.0
 SPLIT_SEARCH_S = 5.0
 """A piece longer than the window is cut at the quietest 20 ms within this many seconds before the window end."""
+MAX_AUTO_WORKERS = 4
 
 Clip = np.ndarray | str | Path | SegmentSource
 
@@ -84,21 +87,44 @@ def split_at_pauses(wave: np.ndarray, max_samples: int) -> list[np.ndarray]:
     return pieces
 
 
+def asr_lanes(device: str, workers: int = 0, cpu_threads: int = 0, cpu_count: int | None = None) -> tuple[int, int]:
+    """(workers, threads per worker); 0 means "choose". On CPU, one worker per core (at most four), the cores shared
+    among them: Whisper tiny.en at batch 2 keeps only one core busy whatever its thread count, and two single-thread
+    workers transcribed 1.9x as fast as one on a 2-core CPU (bench/RESULTS.md). On a GPU, one worker."""
+    if workers < 0 or cpu_threads < 0:
+        raise ValueError(f"workers and cpu_threads must be at least 0, got {workers} and {cpu_threads}")
+    if device.split(":")[0] != "cpu":
+        return workers or 1, cpu_threads
+    cores = cpu_count or os.cpu_count() or 1
+    workers = workers or min(cores, MAX_AUTO_WORKERS)
+    return workers, cpu_threads or max(1, cores // workers)
+
+
 def transcribe_in_pieces(
     waves: Sequence[np.ndarray],
     max_samples: int,
     decode: Callable[[list[np.ndarray]], list[str]],
     batch_size: int,
+    workers: int = 1,
 ) -> list[str]:
-    """Decode every wave in batches of pieces of at most ``max_samples``; a wave's piece texts are joined in order."""
+    """Decode every wave in batches of pieces of at most ``max_samples``; a wave's piece texts are joined in order.
+
+    ``workers`` batches are decoded at once, on as many threads (``decode`` must be thread-safe).
+    """
     for index, wave in enumerate(waves):
         if wave.ndim != 1 or len(wave) == 0:
             raise ValueError(f"clip {index}: expected a non-empty mono 1-D 16 kHz wave, got shape {wave.shape}")
     pieces = [(index, piece) for index, wave in enumerate(waves) for piece in split_at_pauses(wave, max_samples)]
+    batches = [pieces[start : start + batch_size] for start in range(0, len(pieces), batch_size)]
+    inputs = [[piece for _, piece in batch] for batch in batches]
+    if workers > 1 and len(batches) > 1:
+        with ThreadPoolExecutor(min(workers, len(batches)), thread_name_prefix="asr") as pool:
+            outputs = list(pool.map(decode, inputs))
+    else:
+        outputs = [decode(batch) for batch in inputs]
     texts: list[list[str]] = [[] for _ in waves]
-    for start in range(0, len(pieces), batch_size):
-        batch = pieces[start : start + batch_size]
-        for (index, _), text in zip(batch, decode([piece for _, piece in batch]), strict=True):
+    for batch, batch_texts in zip(batches, outputs, strict=True):
+        for (index, _), text in zip(batch, batch_texts, strict=True):
             if text:
                 texts[index].append(text)
     return [" ".join(parts) for parts in texts]
@@ -137,9 +163,12 @@ class WhisperASR:
     """Batched Whisper decoding, one window per clip or segment; longer ones are cut at pauses and joined.
 
     ``batch_size`` windows are encoded and decoded together: 2 used the least CPU time and memory on a 2-core CPU
-    (larger batches pay for the attention memory); raise it on a GPU. A window whose no-speech probability exceeds
-    ``no_speech_threshold`` while its mean log-probability stays below ``log_prob_threshold`` gives "" (Whisper's rule),
-    and so does one decoded to punctuation only (tiny.en reads 2 s of silence in a 15-s window as ".").
+    (larger batches pay for the attention memory); raise it on a GPU. ``workers`` batches run at once, each on
+    ``cpu_threads`` threads (0 and 0: chosen by :func:`asr_lanes`); neither changes the text.
+
+    A window whose no-speech probability exceeds ``no_speech_threshold`` while its mean log-probability stays below
+    ``log_prob_threshold`` gives "" (Whisper's rule), and so does one decoded to punctuation only (tiny.en reads 2 s
+    of silence in a 15-s window as ".").
     """
 
     def __init__(
@@ -152,6 +181,7 @@ class WhisperASR:
         window_s: float = DEFAULT_WINDOW_S,
         language: str = "en",
         cpu_threads: int = 0,
+        workers: int = 0,
     ) -> None:
         if not 1.0 <= window_s <= MAX_WINDOW_S:
             raise ValueError(f"window_s must lie between 1 and {MAX_WINDOW_S:g} s, got {window_s}")
@@ -161,7 +191,8 @@ class WhisperASR:
         compute_type = compute_type or default_compute_type(device)
         self.options = DecodingOptions(language=language, beam_size=beam_size, window_s=window_s)
         self.batch_size = batch_size
-        self.model = load_whisper_model(source, device, compute_type, cpu_threads)
+        self.workers, threads = asr_lanes(device, workers, cpu_threads)
+        self.model = load_whisper_model(source, device, compute_type, threads, self.workers)
         self.spec: dict[str, Any] = {
             "kind": "whisper-ct2",
             "model": source.name,
@@ -190,7 +221,7 @@ class WhisperASR:
 
     def _transcribe(self, waves: list[np.ndarray]) -> list[str]:
         max_samples = int(self.options.window_s * TARGET_SR)
-        return transcribe_in_pieces(waves, max_samples, self._decode, self.batch_size)
+        return transcribe_in_pieces(waves, max_samples, self._decode, self.batch_size, self.workers)
 
     def _decode(self, pieces: list[np.ndarray]) -> list[str]:
         import ctranslate2

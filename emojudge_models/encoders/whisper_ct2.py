@@ -154,8 +154,9 @@ def default_compute_type(device: str) -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def load_whisper_model(source: ModelSource, device: str, compute_type: str, cpu_threads: int):
-    """One faster-whisper model per (model, device, compute type, threads), shared by the encoder and the ASR."""
+def load_whisper_model(source: ModelSource, device: str, compute_type: str, cpu_threads: int, workers: int = 1):
+    """One faster-whisper model per (model, device, compute type, threads, workers), shared by the encoder and the
+    ASR; ``workers`` CTranslate2 replicas serve that many calls from different Python threads at once."""
     from faster_whisper import WhisperModel
 
     files = None
@@ -163,7 +164,12 @@ def load_whisper_model(source: ModelSource, device: str, compute_type: str, cpu_
         files = {name: (source.folder / name).read_bytes() for name in (*MODEL_FILES[1:], "vocabulary.txt")}
         files["model.bin"] = assemble_weights(source)
     return WhisperModel(
-        str(source.folder), device=device, compute_type=compute_type, cpu_threads=cpu_threads, files=files
+        str(source.folder),
+        device=device,
+        compute_type=compute_type,
+        cpu_threads=cpu_threads,
+        num_workers=workers,
+        files=files,
     )
 
 

@@ -45,7 +45,7 @@ from emojudge_models.episodes.segment import (
 )
 from emojudge_models.episodes.sidecar import SidecarError, find_sidecar, map_cues, parse_sidecar
 from emojudge_models.episodes.speakers import segment_and_diarize, voice_vectors
-from emojudge_models.ingest.audio import file_sha256
+from emojudge_models.ingest.audio import episode_cache, file_sha256
 from emojudge_models.ingest.corpus import Rejection
 from emojudge_models.ingest.utterances import UTTERANCE_COLUMNS
 
@@ -165,8 +165,10 @@ def _decode_tracks(
     """
     count = _channel_count(path, max_episode_s) if channels == "split" else 1
     if count < 2:
+        before = path.stat()
         decoded = decode_episode(path, max_duration_s=max_episode_s)
         _check_identity(path, episode, decoded.sha256)
+        episode_cache.keep(path, decoded, before)
         return decoded.sha256, decoded.header, _mixed(episode, speakers_hint, decoded, min_s, max_s)
     tracks: list[_Track] = []
     first: tuple[str, EpisodeHeader] | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 import struct
 import threading
@@ -280,6 +281,25 @@ class _EpisodeCache:
         self.decodes = 0
         """How many episodes this process decoded (a test counts them)."""
 
+    @staticmethod
+    def _key_of(path: Path, stat: os.stat_result, channel: int | None) -> tuple[str, int, int, int | None]:
+        return str(path.resolve()), stat.st_size, stat.st_mtime_ns, channel
+
+    def keep(
+        self, path: Path, episode: DecodedEpisode, stat_before: os.stat_result, channel: int | None = None
+    ) -> None:
+        """Hold an episode decoded elsewhere (ingest), so the steps after it in this process cut its segments
+        without decoding the file again; skipped when the file changed since ``stat_before`` (taken before decoding).
+        """
+        try:
+            stat = path.stat()
+        except OSError:
+            return
+        key = self._key_of(path, stat, channel)
+        if key == self._key_of(path, stat_before, channel):
+            with self._lock:
+                self._key, self._episode = key, episode
+
     def get(self, path: Path, channel: int | None = None) -> DecodedEpisode:
         from emojudge_models.episodes.decode import EpisodeRejected, decode_episode
 
@@ -287,7 +307,7 @@ class _EpisodeCache:
             stat = path.stat()
         except OSError:
             raise AudioRejected(path, "episode file not found") from None
-        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, channel)
+        key = self._key_of(path, stat, channel)
         with self._lock:
             if self._key != key or self._episode is None:
                 self._key, self._episode = None, None

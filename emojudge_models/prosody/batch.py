@@ -39,6 +39,8 @@ def compute_many(
 
     ``processes=1`` runs inline; more spreads clips over spawned worker processes, reading ``items`` lazily and
     keeping at most four clips per process in flight, so memory stays bounded however large the partition is.
+    Episode segments are cut here and sent as waves: a worker given the segment would decode the whole episode
+    again (an hour: 20 s per worker).
     """
     if tracker not in PITCH_TRACKERS:
         raise ValueError(f"unknown pitch tracker {tracker!r}; choose one of {PITCH_TRACKERS}")
@@ -52,7 +54,7 @@ def compute_many(
     pending: deque[tuple[Key, Future[ProsodyValues | ProsodyFailed]]] = deque()
     try:
         for key, source, transcript in items:
-            pending.append((key, pool.submit(_compute_one, source, transcript, tracker, max_duration_s)))
+            pending.append((key, _submit(pool, source, transcript, tracker, max_duration_s)))
             if len(pending) >= 4 * processes:
                 done_key, future = pending.popleft()
                 yield done_key, future.result()
@@ -61,6 +63,19 @@ def compute_many(
             yield done_key, future.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _submit(
+    pool: ProcessPoolExecutor, source: AudioSource, transcript: str | None, tracker: PitchTracker, max_duration_s: float
+) -> Future[ProsodyValues | ProsodyFailed]:
+    if isinstance(source, SegmentSource):
+        try:
+            source = load_wave(source, max_duration_s)
+        except AudioRejected as rejected:
+            failed: Future[ProsodyValues | ProsodyFailed] = Future()
+            failed.set_result(ProsodyFailed(rejected.reason))
+            return failed
+    return pool.submit(_compute_one, source, transcript, tracker, max_duration_s)
 
 
 def _compute_one(

@@ -90,7 +90,8 @@ def split_at_pauses(wave: np.ndarray, max_samples: int) -> list[np.ndarray]:
 def asr_lanes(device: str, workers: int = 0, cpu_threads: int = 0, cpu_count: int | None = None) -> tuple[int, int]:
     """(workers, threads per worker); 0 means "choose". On CPU, one worker per core (at most four), the cores shared
     among them: Whisper tiny.en at batch 2 keeps only one core busy whatever its thread count, and two single-thread
-    workers transcribed 1.9x as fast as one on a 2-core CPU (bench/RESULTS.md). On a GPU, one worker."""
+    workers transcribed 1.9x as fast as one on a 2-core CPU (bench/RESULTS.md). Workers are CTranslate2 replicas
+    that share the model's weights. On a GPU, one worker."""
     if workers < 0 or cpu_threads < 0:
         raise ValueError(f"workers and cpu_threads must be at least 0, got {workers} and {cpu_threads}")
     if device.split(":")[0] != "cpu":
@@ -118,8 +119,11 @@ def transcribe_in_pieces(
     batches = [pieces[start : start + batch_size] for start in range(0, len(pieces), batch_size)]
     inputs = [[piece for _, piece in batch] for batch in batches]
     if workers > 1 and len(batches) > 1:
-        with ThreadPoolExecutor(min(workers, len(batches)), thread_name_prefix="asr") as pool:
+        pool = ThreadPoolExecutor(min(workers, len(batches)), thread_name_prefix="asr")
+        try:
             outputs = list(pool.map(decode, inputs))
+        finally:  # an interrupted run waits for the batches being decoded, not for the queued ones
+            pool.shutdown(wait=True, cancel_futures=True)
     else:
         outputs = [decode(batch) for batch in inputs]
     texts: list[list[str]] = [[] for _ in waves]

@@ -30,6 +30,7 @@ from emojudge_models.encoders.whisper_ct2 import (
     resolve_model,
     weights_sha256,
 )
+from emojudge_models.features.batching import device_kind
 from emojudge_models.ingest.audio import TARGET_SR, SegmentSource, file_sha256, load_wave
 
 DEFAULT_MODEL = "tiny.en"
@@ -94,7 +95,7 @@ def asr_lanes(device: str, workers: int = 0, cpu_threads: int = 0, cpu_count: in
     that share the model's weights. On a GPU, one worker."""
     if workers < 0 or cpu_threads < 0:
         raise ValueError(f"workers and cpu_threads must be at least 0, got {workers} and {cpu_threads}")
-    if device.split(":")[0] != "cpu":
+    if device_kind(device) != "cpu":
         return workers or 1, cpu_threads
     cores = cpu_count or os.cpu_count() or 1
     workers = workers or min(cores, MAX_AUTO_WORKERS)

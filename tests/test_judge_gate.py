@@ -10,8 +10,8 @@ import pytest
 
 from emojudge_models.judge import TEMPLATE_SHA256
 from emojudge_models.judge.gate import PREDICTION_COLUMNS, development_evidence, final_labels, gate_decision
+from emojudge_models.judge.run import _evidence_elsewhere
 from emojudge_models.store import warehouse
-from emojudge_pipeline.assets.refinement import _evidence_elsewhere
 
 
 def _evidence(rows: list[tuple[str, str, bool, str]]) -> pd.DataFrame:

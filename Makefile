@@ -22,9 +22,28 @@ $(VENV)/.installed: pyproject.toml
 		$(BIN)/pip install -q "torch==2.13.0+cpu" || \
 		$(BIN)/pip install -q "torch==2.13.0+cpu" --extra-index-url https://download.pytorch.org/whl/cpu; \
 	fi
-	$(BIN)/pip install -q -e ".[dev]"
+	$(MAKE) --no-print-directory llama-wheel
+	$(BIN)/pip install -q --only-binary llama-cpp-python --find-links $(LLAMA_WHEELS) -e ".[dev]"
 	$(BIN)/pip install -q --no-deps "resemblyzer==0.1.4"
 	touch $@
+
+# llama-cpp-python (the local judge) compiled for a fixed, portable ISA instead of its default -march=native:
+# x86-64 with AVX2/FMA/F16C/BMI2 (every AMD EPYC and Intel Xeon of the last decade), no AVX-512, no AMX. A native
+# build made on an Intel Xeon with AMX dies under these VMs on its first request (ldtilecfg in
+# ggml_backend_amx_mul_mat: the kernel does not grant the tile state), and one made on an AMD box would carry
+# whatever that box has into pip's shared wheel cache. The wheel is built once, without pip's cache, into a folder
+# named after the build, and installed from there only (--only-binary); bench/RESULTS.md has the measured choice.
+LLAMA_CPP_VERSION ?= 0.3.36
+LLAMA_ISA ?= x86-64-v3
+LLAMA_WHEELS := $(CURDIR)/.cache/wheels/llama-$(LLAMA_ISA)
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
+	-DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+.PHONY: llama-wheel
+llama-wheel:
+	@ls $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1 || { \
+		echo "building llama-cpp-python $(LLAMA_CPP_VERSION) for $(LLAMA_ISA) (once, about 10 minutes on 2 cores)"; \
+		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$(JOBS) $(BIN)/pip wheel -q --no-deps \
+			--no-cache-dir --no-binary llama-cpp-python -w $(LLAMA_WHEELS) "llama-cpp-python==$(LLAMA_CPP_VERSION)"; }
 
 demo: install
 	$(BIN)/emojudge demo
@@ -49,10 +68,10 @@ sql: install
 	@test -f $(EMOJUDGE_HOME)/emojudge.read.duckdb || { echo "error: no warehouse at $(EMOJUDGE_HOME)/emojudge.read.duckdb: run make demo or emojudge materialize NAME first" >&2; exit 1; }
 	@$(BIN)/duckdb -readonly $(EMOJUDGE_HOME)/emojudge.read.duckdb
 
-# llama.cpp's own llama-server for the local judge (one process, parallel slots, continuous batching): built for
-# this CPU from the llama.cpp sources vendored in the installed llama-cpp-python's sdist (pip download, or
-# LLAMA_CPP_SDIST=path/to/llama_cpp_python-X.tar.gz), no CUDA, no curl, no OpenSSL; needs cmake and a C++ compiler,
-# 5-15 minutes on 2 cores. Not removed by make clean. Use it with EMOJUDGE_LLAMA_SERVER=$(LLAMA_SERVER).
+# llama.cpp's own llama-server for the local judge (one process, parallel slots, continuous batching): built for the
+# portable ISA above (not for this CPU) from the llama.cpp sources vendored in the installed llama-cpp-python's sdist
+# (pip download, or LLAMA_CPP_SDIST=path/to/llama_cpp_python-X.tar.gz), no CUDA, no curl, no OpenSSL; needs cmake and
+# a C++ compiler, 5-15 minutes on 2 cores. Not removed by make clean. Use it with EMOJUDGE_LLAMA_SERVER=$(LLAMA_SERVER).
 LLAMA_SERVER_DIR ?= $(CURDIR)/.cache/llama-server
 LLAMA_SERVER := $(LLAMA_SERVER_DIR)/bin/llama-server
 LLAMA_CPP_SDIST ?=
@@ -73,7 +92,7 @@ $(LLAMA_SERVER):
 	tar xzf "$$sdist" -C $(LLAMA_SERVER_DIR)/src --strip-components=1
 	cmake -S $(LLAMA_SERVER_DIR)/src/vendor/llama.cpp -B $(LLAMA_SERVER_DIR)/build -DCMAKE_BUILD_TYPE=Release \
 		-DBUILD_SHARED_LIBS=OFF -DGGML_CUDA=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_UI=OFF \
-		-DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
+		-DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF $(LLAMA_CMAKE_ARGS)
 	cmake --build $(LLAMA_SERVER_DIR)/build --target llama-server -j$(JOBS)
 	install -D $(LLAMA_SERVER_DIR)/build/bin/llama-server $@
 

@@ -215,6 +215,9 @@ class Settings(BaseModel):
         "local judge: requests answered concurrently: llama.cpp servers, CPU threads split among them, or the "
         "parallel slots of one EMOJUDGE_LLAMA_SERVER (bench/RESULTS.md)",
     )
+    judge_timeout_s: PositiveFloat = _setting(
+        120.0, "total deadline of one judge request attempt (connect, send and the whole answer); retried after"
+    )
     llama_server: Path | None = _setting(
         None,
         "local judge: a llama.cpp llama-server binary (make llama-server) run as one process with EMOJUDGE_JUDGE_SLOTS "

@@ -115,6 +115,18 @@ def materialize(name: str, train: bool | None = None, settings: Settings | None 
     if not result.success:
         raise SystemExit(f"error: materialising {name} failed; see the run {result.run_id} in the Dagster UI")
     print(f"materialised {len(selection)} assets for {name} (run {result.run_id})")
+    if unavailable := judge_unavailable(settings.home, name):
+        print(f"warning: judge: unavailable for {name}: {unavailable}", file=sys.stderr)
+
+
+def judge_unavailable(home: Path, name: str) -> str | None:
+    """Why the judge could not be reached in the set's latest refinement (``judge/unavailable_reason.sql``)."""
+    from emojudge_models.store import warehouse
+
+    if not warehouse.warehouse_path(home).exists():
+        return None
+    with warehouse.connect(home, read_only=True) as con:
+        return warehouse.scalar(con, "judge/unavailable_reason.sql", [name])
 
 
 def demo(settings: Settings | None = None) -> None:
@@ -135,7 +147,10 @@ def demo(settings: Settings | None = None) -> None:
         print("\nF1-macro and accuracy per stage (columns) and split:")
         print(con.execute(warehouse.sql_text("store/examples/stage_summary.sql")).df().to_string(index=False))
         gate = warehouse.query_df(con, "judge/demo_judge_gate.sql", ["demo"])
+        unavailable = warehouse.scalar(con, "judge/unavailable_reason.sql", ["demo"])
         print(f"\nLLM judge ({_gate_header(gate)}):")
+        if unavailable:
+            print(f"judge: unavailable: {unavailable}")
         print(gate.to_string(index=False))
         print("\nTranscripts next to their predictions:")
         with pd.option_context("display.max_colwidth", 40, "display.width", 200):
@@ -206,6 +221,7 @@ def _gate_header(gate) -> str:
         "open": "gate open: accepted changes did no net harm on development and were applied",
         "off": "gate off: accepted changes applied by the confidence rule alone",
         "per_change": "per-change gate: only the kinds of change that did net good on development were applied",
+        "judge-unavailable": "judge unavailable: it could not be reached, final labels are the fused ones",
     }
     return "; ".join(meaning.get(state, state) for state in sorted(states))
 

@@ -196,11 +196,13 @@ class JudgeResource(dg.ConfigurableResource):
     evidence_max: AtLeastOne = setting("judge_evidence_max")
     max_calls: AtLeastOne | None = setting("judge_max_calls")
     slots: AtLeastOne = setting("judge_slots")
+    timeout_s: PositiveFloat = setting("judge_timeout_s")
     llama_server: str = Field("", description=describe("llama_server"))
     max_workers: int = 4
     poll_interval_s: float = 30.0
     max_wait_s: float = 26 * 3600.0
     model_cache: str = ""
+    log_dir: str = ""
 
     def config(self):
         from emojudge_models.judge import JudgeConfig, ResponseFormat
@@ -224,20 +226,28 @@ class JudgeResource(dg.ConfigurableResource):
 
     @contextmanager
     def session(self, ledger=None) -> Iterator:
-        """A callable ``requests -> results`` for this backend (with the local server running, where local)."""
+        """A judge for this backend, called ``judge(requests, on_result=, on_answer=)``, with ``unavailable`` set
+        when it could not be reached (with the local server running, where local: a server that cannot start
+        raises :class:`~emojudge_models.judge.JudgeUnavailable`)."""
         from emojudge_models.judge import BatchJudge, ChatJudge, LocalJudgePool, ensure_local_model
 
         base_url = self.base_url or None
         if self.backend == "openai-batch":
-            judge = BatchJudge(ledger, base_url, poll_interval_s=self.poll_interval_s, max_wait_s=self.max_wait_s)
-            yield judge.run
+            yield BatchJudge(ledger, base_url, poll_interval_s=self.poll_interval_s, max_wait_s=self.max_wait_s)
         elif self.backend == "openai-chat":
-            yield ChatJudge(base_url, max_workers=self.max_workers).judge
+            yield ChatJudge(base_url, max_workers=self.max_workers, timeout_s=self.timeout_s)
         else:
             model_path = ensure_local_model(Path(self.model_cache))
             llama_server = Path(self.llama_server) if self.llama_server else None
-            with LocalJudgePool(model_path, slots=self.slots, llama_server=llama_server) as pool:
-                yield ChatJudge(pool.base_urls, max_workers=self.slots, require_api_key=False).judge
+            log_dir = Path(self.log_dir) if self.log_dir else None
+            with LocalJudgePool(model_path, slots=self.slots, llama_server=llama_server, log_dir=log_dir) as pool:
+                yield ChatJudge(
+                    pool.base_urls,
+                    max_workers=self.slots,
+                    require_api_key=False,
+                    timeout_s=self.timeout_s,
+                    alive=pool.dead_reason,
+                )
 
 
 def default_judge(settings: Settings) -> JudgeResource:
@@ -256,8 +266,10 @@ def default_judge(settings: Settings) -> JudgeResource:
         evidence_max=settings.judge_evidence_max,
         max_calls=settings.judge_max_calls,
         slots=settings.judge_slots,
+        timeout_s=settings.judge_timeout_s,
         llama_server=str(settings.llama_server or ""),
         model_cache=str(settings.home / "models" / "judge"),
+        log_dir=str(settings.home / "logs"),
     )
 
 

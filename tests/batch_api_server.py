@@ -37,6 +37,8 @@ class Reply:
     echo_key: bool = False
     """Put the caller's bearer token in the error message, as an API rejecting a key might."""
     delay_s: float = 0.0
+    trickle_s: float = 0.0
+    """Send the headers at once, then the body one byte every ``trickle_s`` seconds (a stalled proxy)."""
 
 
 def judgment_reply(label: str, confidence: float, rationale: str = "scripted") -> Reply:
@@ -294,6 +296,7 @@ class FakeOpenAIServer:
                 payload: dict[str, Any] | bytes,
                 headers: dict[str, str] | None = None,
                 content_type: str = "application/octet-stream",
+                trickle_s: float = 0.0,
             ) -> None:
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
@@ -303,7 +306,14 @@ class FakeOpenAIServer:
                     self.send_header(name, value)
                 try:
                     self.end_headers()
-                    self.wfile.write(data)
+                    if trickle_s <= 0:
+                        self.wfile.write(data)
+                    for index in range(len(data) if trickle_s > 0 else 0):
+                        self.wfile.write(data[index : index + 1])
+                        self.wfile.flush()
+                        if server._closed:
+                            break
+                        time.sleep(trickle_s)
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True  # the client gave up waiting (a timeout test does so on purpose)
 
@@ -399,7 +409,8 @@ class FakeOpenAIServer:
                         return self._send(reply.status, server._error_body(reply, auth), reply.headers)
                     if reply.raw_body is not None:
                         return self._send(200, reply.raw_body.encode(), reply.headers, reply.content_type)
-                    return self._send(200, server._completion(request, reply.content), reply.headers)
+                    completion = server._completion(request, reply.content)
+                    return self._send(200, completion, reply.headers, trickle_s=reply.trickle_s)
                 return self._send(404, {"error": {"message": f"no route POST {self.path}"}})
 
         return Handler

@@ -127,8 +127,8 @@ def test_timeouts_are_retried_then_recorded() -> None:
         [result] = ChatJudge(server.base_url, max_retries=1, timeout_s=0.2).judge([request])
         attempts = len(server.chat_bodies)
     assert attempts == 2
-    assert result.error == "APITimeoutError: Request timed out."
-    assert result.decide(0.8) == ("neutral", False, "APITimeoutError: Request timed out.")
+    assert result.error == "APITimeoutError: no complete answer within 0.2 s"
+    assert result.decide(0.8) == ("neutral", False, "APITimeoutError: no complete answer within 0.2 s")
 
 
 @pytest.mark.reliability

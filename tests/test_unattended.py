@@ -391,17 +391,16 @@ def test_a_sigkilled_materialize_does_not_block_the_next_one(
             assert first.poll() is None, f"the first run ended (exit {first.poll()}) before {step}"
             assert dead_run is not None, f"no {step} step within 600 s"
             if stage == "refinement":
-                time.sleep(3.0)  # the judge's answers are stored in groups at most 2 s apart
+                time.sleep(0.2)  # the 10th answer's bytes reach the client; it is durable before its next request
         finally:
             first.kill()
         assert first.wait(timeout=30) == -signal.SIGKILL
         asked_before = list(judge.answered)
         assert "STEP_SUCCESS" not in step_events(home, dead_run)[step], f"{step} had finished before the kill"
         assert run_status(home, dead_run) == "STARTED"
-        with duckdb.connect(str(warehouse.warehouse_path(home)), read_only=True) as con:  # the file, not the snapshot
-            answered = con.execute("SELECT request_json FROM llm_judgments WHERE answered").fetchall()
-        stored = {request_of(json.loads(body)) for (body,) in answered}
-        assert len(stored) == (JUDGED_BEFORE_KILL if stage == "refinement" else 0)
+        # every call the server answered was paid for, stored in the warehouse or not: none may be asked again
+        paid = set(asked_before)
+        assert len(paid) == (JUDGED_BEFORE_KILL if stage == "refinement" else 0)
 
         judge.hang_after = None
         started = time.monotonic()
@@ -412,7 +411,7 @@ def test_a_sigkilled_materialize_does_not_block_the_next_one(
     assert second.returncode == 0, second.stderr[-3000:]
     assert f"run {dead_run} is dead: its process {first.pid} is gone" in second.stderr
     assert run_status(home, dead_run) == "FAILURE" and started_runs(home) == set()
-    repeated = set(asked_on_rerun) & stored
+    repeated = set(asked_on_rerun) & paid
     fault_ledger.record(paid_calls_repeated=len(repeated))
     assert repeated == set()
     assert sorted(asked_before + asked_on_rerun) == sorted(kill_setup.clean_asked)

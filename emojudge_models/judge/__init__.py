@@ -10,7 +10,7 @@ from emojudge_models.judge.chat import ChatJudge
 from emojudge_models.judge.client import API_KEY_ENV, MissingApiKeyError
 from emojudge_models.judge.cost import LOCAL_JUDGE_MODEL, estimate_cost
 from emojudge_models.judge.ledger import BatchLedger, BatchRecord, InMemoryBatchLedger
-from emojudge_models.judge.local_server import LocalJudgePool, LocalJudgeServer, ensure_local_model
+from emojudge_models.judge.local_server import JudgeUnavailable, LocalJudgePool, LocalJudgeServer, ensure_local_model
 from emojudge_models.judge.prompt import TEMPLATE_SHA256, JudgeInput, prompt_sha256, render_messages
 from emojudge_models.judge.requests import (
     BACKENDS,
@@ -56,6 +56,7 @@ __all__ = [
     "JudgeInput",
     "JudgeRequest",
     "JudgeResult",
+    "JudgeUnavailable",
     "Judgment",
     "LocalJudgePool",
     "LocalJudgeServer",

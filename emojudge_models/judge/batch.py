@@ -120,6 +120,25 @@ class BatchJudge:
     def __repr__(self) -> str:
         return f"BatchJudge(base_url={self.base_url!r}, max_attempts={self.max_attempts})"
 
+    unavailable: str | None = None
+    """Always None: an unreachable Batch API raises (:class:`BatchApiError`) instead of answering nothing."""
+
+    def __call__(
+        self,
+        requests: Sequence[JudgeRequest],
+        on_result: Callable[[JudgeResult], None] | None = None,
+        on_answer: Callable[[JudgeResult], None] | None = None,
+    ) -> list[JudgeResult]:
+        """:meth:`run`, with ``on_answer`` (see :meth:`ChatJudge.judge`) called on each responded result first."""
+
+        def emit(result: JudgeResult) -> None:
+            if on_answer is not None and result.responded:
+                on_answer(result)
+            if on_result is not None:
+                on_result(result)
+
+        return self.run(requests, on_result=emit)
+
     def run(
         self, requests: Sequence[JudgeRequest], on_result: Callable[[JudgeResult], None] | None = None
     ) -> list[JudgeResult]:

@@ -52,3 +52,16 @@ def make_client(base_url: str | None, *, require_api_key: bool, max_retries: int
         max_retries=max_retries,
         timeout=timeout_s,
     )
+
+
+def make_async_client(
+    base_url: str | None, *, require_api_key: bool, max_retries: int, timeout_s: float
+) -> openai.AsyncOpenAI:
+    """The asynchronous client :class:`~emojudge_models.judge.chat.ChatJudge` runs each attempt on, so that an
+    attempt can be cancelled at its total deadline (see :func:`make_client` for the key and the retries)."""
+    return openai.AsyncOpenAI(
+        base_url=base_url,
+        api_key=api_key_from_env(required=require_api_key),
+        max_retries=max_retries,
+        timeout=timeout_s,
+    )

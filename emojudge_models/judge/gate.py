@@ -14,7 +14,9 @@ evidence belongs to a judge identity (model, prompt template, threshold): a new 
   that decided anything were fixes). A judge that catches anger and mislabels the rest is used for anger only.
 - ``off``: the paper's rule alone.
 
-Without evidence (``no-evidence``) nothing is applied: an unchecked judge never rewrites labels. A gate that applies
+Without evidence (``no-evidence``) nothing is applied: an unchecked judge never rewrites labels. A judge that could
+not be reached while the evidence was gathered (its server died, every request failed) gives ``judge-unavailable``
+with the cause, never ``no-evidence``. A gate that applies
 nothing is known before the judge is asked, so the pipeline then asks nothing beyond the evidence.
 
 What a run asks, in order (:func:`split_evidence`, :class:`CallCap`): the gate's evidence first, then only what the
@@ -41,6 +43,9 @@ import pandas as pd
 
 from emojudge_models.judge.requests import JudgeRequest
 
+UNAVAILABLE = "judge-unavailable"
+"""The prefix of every error (and gate reason) that says the judge could not be reached at all."""
+
 GATE_MODES: tuple[str, ...] = ("development", "per_change", "off")
 
 MIN_SUPPORT = 5
@@ -48,7 +53,7 @@ MIN_SUPPORT = 5
 
 EVIDENCE_COLUMNS = ["fused_label", "label", "accepted", "emotion"]
 
-GateState = Literal["open", "closed", "no-evidence", "off", "per_change"]
+GateState = Literal["open", "closed", "no-evidence", "off", "per_change", "judge-unavailable"]
 
 ANY_FUSED = "*"
 """The fused side of a per-label kind (``*->angry``)."""
@@ -83,6 +88,8 @@ class GateDecision:
     right_to_wrong: int
     wrong_to_right: int
     kinds: tuple[ChangeKind, ...] = ()
+    unavailable: str | None = None
+    """Why the judge could not be asked (state ``judge-unavailable``): never mistaken for a lack of evidence."""
 
     @property
     def applies_judgments(self) -> bool:
@@ -114,6 +121,8 @@ class GateDecision:
 
     @property
     def reason(self) -> str:
+        if self.state == "judge-unavailable":
+            return f"{self.unavailable}; final labels keep the fused ones"
         if self.state == "off":
             return "gate off: the confidence threshold alone decides"
         if self.state == "no-evidence":
@@ -140,6 +149,8 @@ class GateDecision:
 
     def row_reason(self, fused_label: str, label: str | None, accepted: bool) -> str:
         """Why one judged utterance's final label is what it is."""
+        if self.state == "judge-unavailable":
+            return self.reason
         if not accepted or label is None:
             return "judge kept the fused label or was not confident enough"
         if self.state != "per_change":
@@ -149,6 +160,11 @@ class GateDecision:
             return f"{fused_label}->{label} never seen on development: not applied"
         verdict = "applied" if kind.applied else "not applied"
         return f"{kind.kind} {verdict}: {kind.fixed} fixed, {kind.broken} broken in {kind.changes} development changes"
+
+
+def unavailable_gate(why: str) -> GateDecision:
+    """The gate of a run whose judge could not be reached (``why`` starts ``judge-unavailable:``): nothing applied."""
+    return GateDecision("judge-unavailable", 0, 0, 0, 0, (), why)
 
 
 def check_gate_mode(mode: str) -> str:
@@ -292,6 +308,9 @@ def final_labels(
             applied = accepted and label is not None and gate.applies(r.fused_label, label)
             refined = label if applied else r.fused_label
             reason = gate.row_reason(r.fused_label, label, accepted)
+            error = judgment.get("error")
+            if isinstance(error, str) and error.startswith(UNAVAILABLE):
+                gate_state, reason = "judge-unavailable", f"{error}; final labels keep the fused ones"
         elif r.utterance_id in not_asked:
             gate_state, reason = not_asked[r.utterance_id]
         final = refined or r.fused_label

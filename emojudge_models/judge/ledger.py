@@ -5,10 +5,11 @@ ledger per eval set and judge key; each call opens its own short connection, so 
 a batch runs for hours); :class:`InMemoryBatchLedger` is the reference implementation used by tests.
 
 Judgments: :class:`JudgmentWriter` writes them to ``llm_judgments`` as they arrive, in small groups, each in its own
-short transaction. A run killed while judging keeps every answer already written, so the next run reuses them and
-asks only the rest (no second call, no second charge). A group is written when it holds ``max_rows`` results or
-``max_wait_s`` after its first result, whichever comes first. Each write opens its own connection, so the warehouse
-is not held open while the judge is waited on. A write replaces only the rows of the custom_ids it writes.
+short transaction. Every paid answer is durable in the judge journal (:mod:`emojudge_models.judge.journal`) before
+it reaches the writer, so a run killed while judging loses no answer: the next run stores what the journal holds,
+reuses it and asks only the rest (no second call, no second charge). A group is written when it holds ``max_rows``
+results or ``max_wait_s`` after its first result, whichever comes first. Each write opens its own connection, so the
+warehouse is not held open while the judge is waited on. A write replaces only the rows of the custom_ids it writes.
 """
 
 from __future__ import annotations
@@ -128,6 +129,7 @@ class JudgmentWriter:
         *,
         max_rows: int = 8,
         max_wait_s: float = 2.0,
+        after_write: Callable[[list[str]], None] | None = None,
     ) -> None:
         if max_rows < 1 or max_wait_s < 0:
             raise ValueError("need max_rows >= 1 and max_wait_s >= 0")
@@ -136,6 +138,8 @@ class JudgmentWriter:
         self.to_row = to_row
         self.max_rows = max_rows
         self.max_wait_s = max_wait_s
+        self.after_write = after_write
+        """Called with the custom_ids of each group once its transaction committed (the journal marks them stored)."""
         self.rows: list[dict[str, Any]] = []
         """Every row written so far, in arrival order."""
         self._pending: list[dict[str, Any]] = []
@@ -151,7 +155,10 @@ class JudgmentWriter:
 
     def add(self, result: JudgeResult) -> None:
         """Queue one result's row; writes the group when it is full (the timer writes a partial one)."""
-        row = self.to_row(result)
+        self.add_row(self.to_row(result))
+
+    def add_row(self, row: dict[str, Any]) -> None:
+        """Queue a row made elsewhere (an answer another run paid for, or one recovered from the journal)."""
         with self._lock:
             self._raise_timer_error()
             self._pending.append(row)
@@ -198,4 +205,6 @@ class JudgmentWriter:
                 con.execute("ROLLBACK")
                 raise
         self.rows.extend(self._pending)
-        self._pending = []
+        written, self._pending = [row["custom_id"] for row in self._pending], []
+        if self.after_write is not None:
+            self.after_write(written)

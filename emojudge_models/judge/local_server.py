@@ -2,8 +2,11 @@
 
 :func:`ensure_local_model` assembles the GGUF file once into a cache folder; :class:`LocalJudgeServer` runs
 ``python -m llama_cpp.server`` on 127.0.0.1 at a free port and always stops it on exit; on Linux the server also
-dies with the thread that started it (a parent-death signal), so a killed Python parent leaves no orphan, and its
-log lives in an unnamed temporary file, so nothing is left behind either way. Talk to it with
+dies with the thread that started it (a parent-death signal), so a killed Python parent leaves no orphan. Its log
+goes to ``log_dir`` when given (the pipeline's ``$EMOJUDGE_HOME/logs``: removed after a clean stop, kept when the
+server died or never became ready, the newest :data:`KEEP_LOGS` kept), else to an unnamed temporary file.
+:meth:`LocalJudgeServer.dead_reason` says in one line when the server died under a run (its exit signal and log), so
+the judge is reported unavailable instead of every request failing in turn. Talk to it with
 :class:`~emojudge_models.judge.chat.ChatJudge` at :attr:`LocalJudgeServer.base_url`, with
 ``ResponseFormat.JSON_OBJECT_SCHEMA`` (llama-cpp-python's server rejects ``type: json_schema`` but turns a
 schema attached to JSON mode into a decoding grammar).
@@ -43,6 +46,30 @@ from typing import IO
 from emojudge_models.judge.cost import LOCAL_JUDGE_MODEL
 
 log = logging.getLogger(__name__)
+
+KEEP_LOGS = 20
+"""Server logs kept in ``log_dir`` (the newest); older ones are removed when a server starts."""
+
+
+class JudgeUnavailable(RuntimeError):
+    """The local judge's server could not be started or died: the message is the one line that says why."""
+
+
+def exit_description(returncode: int) -> str:
+    """``died with SIGSEGV`` for a negative return code (killed by a signal), else ``exited with code N``."""
+    if returncode < 0:
+        try:
+            return f"died with {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"died with signal {-returncode}"
+    return f"exited with code {returncode}"
+
+
+def prune_logs(log_dir: Path, keep: int = KEEP_LOGS) -> None:
+    """Remove all but the newest ``keep`` server logs in ``log_dir``."""
+    logs = sorted(log_dir.glob("llama-server-*.log"), key=lambda path: path.stat().st_mtime, reverse=True)
+    for old in logs[keep:]:
+        old.unlink(missing_ok=True)
 
 
 def ensure_local_model(cache_dir: Path) -> Path:
@@ -109,6 +136,7 @@ class LocalJudgeServer:
         stop_timeout_s: float = 10.0,
         llama_server: Path | None = None,
         parallel: int = 1,
+        log_dir: Path | None = None,
     ) -> None:
         if parallel < 1:
             raise ValueError(f"parallel must be at least 1, got {parallel}")
@@ -125,7 +153,12 @@ class LocalJudgeServer:
         self.stop_timeout_s = stop_timeout_s
         self.port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
+        self.log_dir = None if log_dir is None else Path(log_dir)
+        self.log_path: Path | None = None
+        """The named log of the current (or last failed) server, when ``log_dir`` is set."""
         self._log_file: IO[bytes] | None = None
+        self._died: str | None = None
+        self._keep_log = False
 
     def __repr__(self) -> str:
         return f"LocalJudgeServer(model={self.model_path.name!r}, port={self.port})"
@@ -175,8 +208,8 @@ class LocalJudgeServer:
                 f"EMOJUDGE_LLAMA_SERVER: {self.llama_server} is not an executable file (build one: make llama-server)"
             )
         self.port = free_port(self.host)
-        # unnamed (unlinked at creation): it vanishes when the server and this process have both closed it
-        self._log_file = tempfile.TemporaryFile(prefix="llama-server-", suffix=".log")  # noqa: SIM115
+        self._died, self._keep_log = None, False
+        self._log_file = self._open_log()
         self.process = subprocess.Popen(
             self.command(self.port),
             stdout=self._log_file,
@@ -189,16 +222,43 @@ class LocalJudgeServer:
         try:
             self._wait_until_ready(self.process)
         except BaseException:
+            self._keep_log = True
             self.stop()
             raise
+
+    def _open_log(self) -> IO[bytes]:
+        if self.log_dir is None:
+            # unnamed (unlinked at creation): it vanishes when the server and this process have both closed it
+            return tempfile.TemporaryFile(prefix="llama-server-", suffix=".log")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        prune_logs(self.log_dir, KEEP_LOGS - 1)
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        self.log_path = self.log_dir / f"llama-server-{stamp}-{os.getpid()}-{self.port}.log"
+        return self.log_path.open("wb")
+
+    def _log_note(self) -> str:
+        return f"log: {self.log_path}" if self.log_path is not None else "log: unnamed (no log_dir)"
+
+    def dead_reason(self) -> str | None:
+        """One line when the server process ended while it should be serving (signal, log file), else None."""
+        process = self.process
+        if process is None or process.poll() is None:
+            return self._died if process is None else None
+        self._keep_log = True
+        self._died = (
+            f"local judge's llama.cpp server (pid {process.pid}) {exit_description(process.returncode)}; "
+            f"{self._log_note()}"
+        )
+        return self._died
 
     def _wait_until_ready(self, process: subprocess.Popen[bytes]) -> None:
         deadline = time.monotonic() + self.startup_timeout_s
         url = self._ready_url
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise RuntimeError(
-                    f"llama.cpp server exited with code {process.returncode} before it was ready:\n{self.log_tail()}"
+                raise JudgeUnavailable(
+                    f"llama.cpp server {exit_description(process.returncode)} before it was ready "
+                    f"({self._log_note()}):\n{self.log_tail()}"
                 )
             try:
                 with urllib.request.urlopen(url, timeout=2) as response:
@@ -207,7 +267,9 @@ class LocalJudgeServer:
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             time.sleep(0.25)
-        raise TimeoutError(f"llama.cpp server not ready after {self.startup_timeout_s} s:\n{self.log_tail()}")
+        raise JudgeUnavailable(
+            f"llama.cpp server not ready after {self.startup_timeout_s} s ({self._log_note()}):\n{self.log_tail()}"
+        )
 
     def log_tail(self, max_chars: int = 4000) -> str:
         """The end of the server's log (read without moving the offset the server writes at)."""
@@ -219,7 +281,12 @@ class LocalJudgeServer:
         return os.pread(fd, size - start, start).decode("utf-8", errors="replace")
 
     def stop(self) -> None:
-        """Terminate the server (kill it if it does not exit in ``stop_timeout_s``); safe to call twice."""
+        """Terminate the server (kill it if it does not exit in ``stop_timeout_s``); safe to call twice.
+
+        A named log is removed after a clean stop and kept when the server died or never became ready.
+        """
+        if self.process is not None:
+            self.dead_reason()
         process, self.process = self.process, None
         if process is not None and process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
@@ -232,6 +299,9 @@ class LocalJudgeServer:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+            if self.log_path is not None and not self._keep_log:
+                self.log_path.unlink(missing_ok=True)
+                self.log_path = None
         self.port = None
 
     def __enter__(self) -> LocalJudgeServer:
@@ -285,6 +355,10 @@ class LocalJudgePool:
             self.stop()
             raise
         return self
+
+    def dead_reason(self) -> str | None:
+        """One line for the first server that died under the run, else None (``ChatJudge(alive=...)``)."""
+        return next((reason for server in self.servers if (reason := server.dead_reason()) is not None), None)
 
     def stop(self) -> None:
         for server in self.servers:

@@ -16,6 +16,7 @@ session and writes what it returns.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from emojudge_models.judge.batch import BatchesStillRunning
 from emojudge_models.judge.cost import estimate_cost
 from emojudge_models.judge.gate import (
     EVIDENCE_COLUMNS,
+    UNAVAILABLE,
     CallCap,
     GateDecision,
     check_gate_mode,
@@ -34,8 +36,11 @@ from emojudge_models.judge.gate import (
     final_labels,
     gate_decision,
     split_evidence,
+    unavailable_gate,
 )
+from emojudge_models.judge.journal import JudgeJournal
 from emojudge_models.judge.ledger import DuckDBBatchLedger, JudgmentWriter
+from emojudge_models.judge.local_server import JudgeUnavailable
 from emojudge_models.judge.prompt import TEMPLATE_SHA256, JudgeInput
 from emojudge_models.judge.requests import JudgeConfig, JudgeRequest, build_requests, select_for_scope
 from emojudge_models.judge.result import MAX_ANSWER_ATTEMPTS, JudgeResult
@@ -102,6 +107,8 @@ class JudgeOutcome:
     predictions: pd.DataFrame
     gate: GateDecision
     not_asked: dict[str, tuple[str, str]] = field(default_factory=dict)
+    unavailable: str | None = None
+    """``judge-unavailable: <why>`` when the judge could not be reached in this run."""
 
     @property
     def tokens(self) -> tuple[int, int]:
@@ -188,23 +195,31 @@ def judge_eval_set(
     config: JudgeConfig,
     settings: JudgeSettings,
     connect: Connect,
+    journal: JudgeJournal,
     run_id: str,
     session: Callable[[DuckDBBatchLedger], AbstractContextManager[JudgeCall]],
     log: Callable[[str], None],
+    warn: Callable[[str], None] | None = None,
+    claim_poll_s: float = 1.0,
 ) -> JudgeOutcome:
     """Judge the fused ``rows`` of ``eval_set`` (``judge/judge_inputs.sql``) and decide their final labels.
 
     ``session(ledger)`` opens the judge (starting a local server where needed) on the first request only; a run
-    whose requests are all stored or held back never starts it.
+    whose requests are all stored or held back never starts it. ``journal`` (owned by this run) holds the claims and
+    the paid answers (:mod:`emojudge_models.judge.journal`): answers an earlier run paid for but never stored are
+    stored first, each prompt is claimed before it is sent, and prompts another live run holds are waited for.
     """
+    warn = warn or log
     check_gate_mode(settings.gate)
     rows = rows.assign(split=rows["split"].fillna("unsplit"))
     in_splits = rows[rows["split"].isin(settings.judged_splits)]
-    requests = build_requests(
-        select_for_scope(judge_inputs(in_splits, eval_set, settings.show_probability), scope), config
-    )
+    inputs = judge_inputs(in_splits, eval_set, settings.show_probability)
+    requests = build_requests(select_for_scope(inputs, scope), config)
     by_utterance = rows.set_index("utterance_id")
     requested_ids = [r.custom_id for r in requests]
+    recovered = _store_recovered(connect, journal, eval_set)
+    if recovered:
+        log(f"{recovered} judge answers paid for by an earlier run that died before storing them: stored, not asked")
     with connect() as con:
         stored = con.execute(sql_text("judge/answered_judgments.sql"), [requested_ids, MAX_ANSWER_ATTEMPTS]).df()
         responses = dict(con.execute(sql_text("judge/judgment_attempts.sql"), [requested_ids]).fetchall())
@@ -218,49 +233,117 @@ def judge_eval_set(
         f"{len(requests)} judgments in scope ({config.backend}, {config.model}): {len(reused_ids)} stored, "
         f"{len(evidence_requests)} for the gate's evidence ({len(elsewhere)} more from other sets)"
     )
-    writer = JudgmentWriter(
-        connect,
-        eval_set,
-        lambda r: judgment_row(
-            r, config, by_utterance.loc[r.request.utterance_id], run_id, responses.get(r.custom_id, 0)
-        ),
-    )
+
+    def to_row(result: JudgeResult) -> dict[str, Any]:
+        context_row = by_utterance.loc[result.request.utterance_id]
+        return judgment_row(result, config, context_row, run_id, responses.get(result.custom_id, 0))
+
+    def keep(result: JudgeResult) -> None:
+        """Make a paid answer durable before the worker that got it sends anything else."""
+        row = to_row(result)
+        journal.record(eval_set, row, final=bool(row["answered"]) or row["attempts"] >= MAX_ANSWER_ATTEMPTS)
+
+    writer = JudgmentWriter(connect, eval_set, to_row, after_write=journal.mark_stored)
     cap = CallCap(settings.max_calls)
     not_asked: dict[str, tuple[str, str]] = {}
+    unavailable: list[str] = []
+    from_other_runs = 0
     ledger = DuckDBBatchLedger(connect, eval_set, config.judge_key, run_id)
     with ExitStack() as stack, writer:
         sessions: list[JudgeCall] = []
+        stack.enter_context(journal.heartbeat())
 
-        def ask(todo: Sequence[JudgeRequest], step: str) -> None:
-            """Send what the cap allows (the judge session starts on the first request); hold back the rest."""
-            send, held = cap.take([r for r in todo if r.custom_id not in reused_ids])
-            not_asked.update({r.utterance_id: ("capped", cap.reason()) for r in held})
-            if not send:
+        def send(todo: list[JudgeRequest], step: str) -> None:
+            """Ask the judge (its session starts on the first request); an unreachable judge is noted once."""
+            if unavailable:
+                not_asked.update({r.utterance_id: ("judge-unavailable", f"not asked: {unavailable[0]}") for r in todo})
+                journal.release(r.custom_id for r in todo)
                 return
-            log(f"asking the judge {len(send)} {step} ({len(held)} held back by the call cap)")
-            if not sessions:
-                sessions.append(stack.enter_context(session(ledger)))
+            log(f"asking the judge {len(todo)} {step}")
             try:
-                sessions[0](send, on_result=_with_progress(writer.add, len(send), log))
+                if not sessions:
+                    sessions.append(stack.enter_context(session(ledger)))
+                sessions[0](todo, on_result=_with_progress(writer.add, len(todo), log), on_answer=keep)
+            except JudgeUnavailable as error:
+                unavailable.append(f"{UNAVAILABLE}: {str(error).splitlines()[0]}")
+                not_asked.update({r.utterance_id: ("judge-unavailable", f"not asked: {unavailable[0]}") for r in todo})
             except BatchesStillRunning as running:
                 raise JudgeRunError(
                     f"OpenAI batches still running ({', '.join(running.batch_ids)}); their ids are in "
                     "judge_batches: materialise again later to resume them without paying twice"
                 ) from None
+            if not unavailable and sessions and (why := getattr(sessions[0], "unavailable", None)):
+                unavailable.append(why)
+
+        def ask(todo: Sequence[JudgeRequest], step: str) -> None:
+            """Claim and send what the cap allows; take answers other runs paid for; wait for prompts they hold."""
+            nonlocal from_other_runs
+            pending = [r for r in todo if r.custom_id not in reused_ids]
+            waited_since, told = time.monotonic(), 0.0
+            while pending:
+                claims = journal.claim([r.custom_id for r in pending])
+                for row in claims.answered.values():
+                    writer.add_row(row)
+                    reused_ids.add(row["custom_id"])
+                from_other_runs += len(claims.answered)
+                mine = set(claims.mine)
+                go, held = cap.take([r for r in pending if r.custom_id in mine])
+                journal.release(r.custom_id for r in held)
+                not_asked.update({r.utterance_id: ("capped", cap.reason()) for r in held})
+                if held:
+                    log(f"{len(held)} requests held back by the call cap")
+                if go:
+                    send(go, step)
+                pending = [r for r in pending if r.custom_id in claims.held]
+                if pending:
+                    waited = time.monotonic() - waited_since
+                    if waited >= told:
+                        owners = ", ".join(sorted(set(claims.held.values())))
+                        log(f"waiting for {len(pending)} prompts another run is asking ({owners}); not paid twice")
+                        told = waited + 30.0
+                    time.sleep(claim_poll_s)
 
         ask(evidence_requests, "for evidence")
         writer.flush()
         judged = _judged(stored, writer.rows)
-        here = development_evidence(rows, judged[judged["custom_id"].isin({r.custom_id for r in evidence_requests})])
-        gate = gate_decision(pd.concat([here, elsewhere], ignore_index=True), settings.gate)
+        if unavailable:
+            gate = unavailable_gate(unavailable[0])
+        else:
+            here = development_evidence(
+                rows, judged[judged["custom_id"].isin({r.custom_id for r in evidence_requests})]
+            )
+            gate = gate_decision(pd.concat([here, elsewhere], ignore_index=True), settings.gate)
         wanted = [r for r in rest if gate.may_change(r.fused_label)]
         skipped = [r for r in rest if not gate.may_change(r.fused_label) and r.custom_id not in reused_ids]
         not_asked.update({r.utterance_id: (gate.state, gate.not_asked_reason(r.fused_label)) for r in skipped})
         ask(wanted, "that the gate may apply")
+    if from_other_runs:
+        log(f"{from_other_runs} answers taken from other runs that asked the same prompts")
+    if unavailable:
+        warn(f"judge {config.backend} {unavailable[0]}")
     new_rows = pd.DataFrame(writer.rows, columns=JUDGMENT_COLUMNS)
     judged = _judged(stored, writer.rows)
     predictions = final_labels(rows, judged, gate, not_asked).assign(run_id=run_id)
-    return JudgeOutcome(len(requests), len(reused_ids), len(evidence_requests), new_rows, predictions, gate, not_asked)
+    return JudgeOutcome(
+        len(requests),
+        len(reused_ids),
+        len(evidence_requests),
+        new_rows,
+        predictions,
+        gate,
+        not_asked,
+        unavailable[0] if unavailable else None,
+    )
+
+
+def _store_recovered(connect: Connect, journal: JudgeJournal, eval_set: str) -> int:
+    """Write the answers of ``eval_set`` the journal holds but the warehouse does not (their run died between)."""
+    rows = journal.unstored(eval_set)
+    if rows:
+        with JudgmentWriter(connect, eval_set, lambda result: {}, after_write=journal.mark_stored) as writer:
+            for row in rows:
+                writer.add_row(row)
+    return len(rows)
 
 
 def _judged(stored: pd.DataFrame, new_rows: list[dict]) -> pd.DataFrame:
@@ -272,15 +355,17 @@ def _judged(stored: pd.DataFrame, new_rows: list[dict]) -> pd.DataFrame:
 
 
 def _with_progress(on_result: Callable[[JudgeResult], None], total: int, log: Callable[[str], None], every: int = 10):
-    """``on_result`` that also logs how many answers have arrived, every ``every`` and at the end."""
-    done = 0
+    """``on_result`` that also logs how many results have arrived and how many were answers, every ``every`` and at
+    the end."""
+    done = answered = 0
 
     def report(result: JudgeResult) -> None:
-        nonlocal done
+        nonlocal done, answered
         on_result(result)
         done += 1
+        answered += int(result.answered)
         if done % every == 0 or done == total:
-            log(f"judge answered {done}/{total}")
+            log(f"judge results {done}/{total}: {answered} answered, {done - answered} errors")
 
     return report
 

@@ -9,6 +9,7 @@ import dagster as dg
 
 from emojudge_models.judge import TEMPLATE_SHA256, estimate_cost
 from emojudge_models.judge.gate import check_gate_mode
+from emojudge_models.judge.journal import JudgeJournal, journal_path
 from emojudge_models.judge.run import JudgeRunError, JudgeSettings, judge_eval_set
 from emojudge_models.store import warehouse
 from emojudge_pipeline.assets.common import markdown_preview, rounded
@@ -57,9 +58,11 @@ def refinement(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
                 judge.gate, judge.evidence_max, judge.max_calls, frozenset(judge.splits), judge.show_probability
             ),
             connect=warehouse_db.connect,
+            journal=JudgeJournal(journal_path(warehouse_db.home_path), owner=run_id),
             run_id=run_id,
             session=judge.session,
             log=context.log.info,
+            warn=context.log.error,
         )
     except JudgeRunError as error:
         raise dg.Failure(str(error)) from None
@@ -87,6 +90,8 @@ def refinement(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
     yield dg.MaterializeResult(
         asset_key="llm_judgments",
         metadata={
+            "judge": "unavailable" if outcome.unavailable else "answered",
+            "judge_unavailable": outcome.unavailable or "",
             "backend": config.backend,
             "judge_model": config.model,
             "threshold": config.threshold,

@@ -1,0 +1,196 @@
+"""The judge journal: each prompt is paid for at most once, whatever runs at once and whenever a run dies.
+
+Two promises, kept in one SQLite file per home (``$EMOJUDGE_HOME/judge/journal.sqlite``, WAL mode, every write its
+own short transaction, so any number of processes share it and a commit is durable in about a millisecond; the
+warehouse cannot be that file, since each of its write sessions republishes the readers' snapshot):
+
+- **Claims.** A run claims a prompt (its custom_id) before sending it: a lease with the owner run, host, pid and an
+  expiry that a heartbeat renews while the run judges. A second run of the same set gets only the unclaimed
+  prompts; it waits for the others and takes their answers from the journal when they arrive. A claim whose owner
+  died (its pid gone on this host, or its lease expired elsewhere) is free again at once.
+- **Answers.** Every paid answer (a response with a body, valid or not) is recorded here by the worker that got it,
+  before that worker sends its next request; a kill therefore loses at most the requests in flight. The warehouse
+  rows are written in groups afterwards and marked stored; a run that finds unstored answers of its set (its
+  predecessor died in between) writes them to the warehouse before asking anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from emojudge_models.store.warehouse import sql_text
+
+LEASE_S = 60.0
+"""How long a claim lives without renewal; the owner renews it every third of that while it judges."""
+KEEP_STORED_S = 7 * 24 * 3600.0
+"""Stored answers are kept this long (a week) for runs of other sets waiting on them, then pruned."""
+_TIMESTAMPS = ("requested_at", "completed_at")
+
+
+def journal_path(home: Path) -> Path:
+    return Path(home) / "judge" / "journal.sqlite"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class Claims:
+    """What :meth:`JudgeJournal.claim` found: prompts now ours, answered already, or held by a live run."""
+
+    mine: list[str]
+    answered: dict[str, dict[str, Any]]
+    held: dict[str, str]
+    """custom_id -> owner run id of a live claim."""
+
+
+def _row_to_json(row: dict[str, Any]) -> str:
+    return json.dumps(row, default=lambda value: value.isoformat() if isinstance(value, datetime) else str(value))
+
+
+def _row_from_json(text: str) -> dict[str, Any]:
+    row = json.loads(text)
+    for column in _TIMESTAMPS:
+        if isinstance(row.get(column), str):
+            row[column] = datetime.fromisoformat(row[column])
+    return row
+
+
+class JudgeJournal:
+    """Claims and paid answers of one owner (a run) in the journal at ``path``; thread-safe."""
+
+    def __init__(self, path: Path, owner: str, *, lease_s: float = LEASE_S, busy_timeout_s: float = 30.0) -> None:
+        if lease_s <= 0:
+            raise ValueError(f"lease_s must be positive, got {lease_s}")
+        self.path = Path(path)
+        self.owner = owner
+        self.lease_s = lease_s
+        self.busy_timeout_s = busy_timeout_s
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as con:
+            con.executescript(sql_text("judge/journal/schema.sql"))
+            now = time.time()
+            con.execute(sql_text("judge/journal/prune_answers.sql"), [now - KEEP_STORED_S])
+            con.execute(sql_text("judge/journal/prune_claims.sql"), [now - KEEP_STORED_S])
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        con = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=FULL")
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken at its start (``BEGIN IMMEDIATE``), so a read-then-claim is atomic."""
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    def _live(self, owner: str, host: str, pid: int, expires_at: float, now: float) -> bool:
+        """Whether another owner's claim still stands."""
+        if owner == self.owner or expires_at < now:
+            return False
+        return host != self.host or _pid_alive(pid)
+
+    def claim(self, custom_ids: Sequence[str]) -> Claims:
+        """Claim every prompt of ``custom_ids`` that has no final answer and no live claim by another run."""
+        ids = list(dict.fromkeys(custom_ids))
+        if not ids:
+            return Claims([], {}, {})
+        now = time.time()
+        with self._transaction() as con:
+            answered = {
+                custom_id: _row_from_json(text)
+                for custom_id, text in con.execute(sql_text("judge/journal/final_answers.sql"), [json.dumps(ids)])
+            }
+            held = {
+                custom_id: owner
+                for custom_id, owner, host, pid, expires_at in con.execute(
+                    sql_text("judge/journal/claims_of.sql"), [json.dumps(ids)]
+                )
+                if custom_id not in answered and self._live(owner, host, pid, expires_at, now)
+            }
+            mine = [custom_id for custom_id in ids if custom_id not in answered and custom_id not in held]
+            con.executemany(
+                sql_text("judge/journal/claim.sql"),
+                [(custom_id, self.owner, self.host, self.pid, now + self.lease_s) for custom_id in mine],
+            )
+        return Claims(mine, answered, held)
+
+    def renew(self) -> None:
+        with self._connect() as con:
+            con.execute(sql_text("judge/journal/renew_claims.sql"), [time.time() + self.lease_s, self.owner])
+
+    def release(self, custom_ids: Iterable[str] | None = None) -> None:
+        """Give up this owner's claims on ``custom_ids`` (all of them when None)."""
+        with self._connect() as con:
+            if custom_ids is None:
+                con.execute(sql_text("judge/journal/release_owner.sql"), [self.owner])
+            else:
+                con.execute(sql_text("judge/journal/release_claims.sql"), [self.owner, json.dumps(list(custom_ids))])
+
+    def record(self, eval_set: str, row: dict[str, Any], final: bool) -> None:
+        """Keep one paid answer's ``llm_judgments`` row (durable when this returns)."""
+        with self._connect() as con:
+            con.execute(
+                sql_text("judge/journal/record_answer.sql"),
+                [row["custom_id"], eval_set, int(final), _row_to_json(row), time.time()],
+            )
+
+    def unstored(self, eval_set: str) -> list[dict[str, Any]]:
+        """Rows of ``eval_set`` answered but not yet marked stored in the warehouse, oldest first."""
+        with self._connect() as con:
+            found = con.execute(sql_text("judge/journal/unstored_answers.sql"), [eval_set]).fetchall()
+        return [_row_from_json(text) for _, text in found]
+
+    def mark_stored(self, custom_ids: Sequence[str]) -> None:
+        if custom_ids:
+            with self._connect() as con:
+                con.execute(sql_text("judge/journal/mark_stored.sql"), [json.dumps(list(custom_ids))])
+
+    @contextmanager
+    def heartbeat(self) -> Iterator[None]:
+        """Renew this owner's claims every third of the lease while the block runs; release them all at its end."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(self.lease_s / 3):
+                self.renew()
+
+        thread = threading.Thread(target=beat, name="judge-claims-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            self.release()

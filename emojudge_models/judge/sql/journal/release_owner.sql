@@ -1,0 +1,2 @@
+-- Give up every claim an owner holds.
+DELETE FROM judge_claims WHERE owner = ?

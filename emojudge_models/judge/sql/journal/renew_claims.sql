@@ -1,0 +1,2 @@
+-- Extend every claim an owner holds.
+UPDATE judge_claims SET expires_at = ? WHERE owner = ?

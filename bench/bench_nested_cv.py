@@ -44,6 +44,7 @@ from scipy.special import softmax
 
 from emojudge_models.encoders.base import SAMPLE_RATE_HZ, encoder_key
 from emojudge_models.encoders.factory import build_audio_encoder, build_text_encoder
+from emojudge_models.evaluation.metrics import f1_macro_of_indices
 from emojudge_models.evaluation.nested import (
     NestedResult,
     Split,
@@ -53,7 +54,6 @@ from emojudge_models.evaluation.nested import (
     speaker_bootstrap,
 )
 from emojudge_models.features.speaker_norm import SpeakerNormaliser
-from emojudge_models.fusion.models import f1_macro_of_indices
 from emojudge_models.fusion.strategy import fit_fusion
 from emojudge_models.ingest.audio import load_wave
 from emojudge_models.labels import EMOTIONS, emotion_index

@@ -9,12 +9,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from emojudge_models.evaluation.metrics import attribute_metrics, categorical_metrics
+from emojudge_models.evaluation.metrics import attribute_metrics, categorical_metrics, f1_macro_of_indices
 from emojudge_models.fusion.models import (
     C_GRID,
     FUSION_TOLERANCE,
     FusionModel,
-    f1_macro_of_indices,
     fit_attribute_fusion,
     fit_categorical_fusion,
     fit_guarded_fusion,

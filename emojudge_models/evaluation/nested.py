@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from emojudge_models.fusion.models import f1_macro_of_indices
+from emojudge_models.evaluation.metrics import f1_macro_of_indices
 
 Candidate = Callable[["Split"], Mapping[str, np.ndarray]]
 Metric = Callable[[np.ndarray, np.ndarray], float]

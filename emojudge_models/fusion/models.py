@@ -34,7 +34,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from emojudge_models.evaluation.metrics import attribute_metrics, categorical_metrics
+from emojudge_models.evaluation.metrics import attribute_metrics, categorical_metrics, f1_macro_of_indices
 from emojudge_models.labels import ATTRIBUTES, EMOTIONS
 
 C_GRID: np.ndarray = np.logspace(-3, 3, 13)
@@ -342,16 +342,6 @@ class ModalityReliability:
             f"{self.modality} development {self.dev_score:.3f} against chance {self.null_mean:.3f} "
             f"(permutation {RELIABILITY_QUANTILE:.0%} {self.null_quantile:.3f})"
         )
-
-
-def f1_macro_of_indices(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """``categorical_metrics(...)["f1_macro"]`` on class indices (classes present in either), fast enough to permute."""
-    n = len(EMOTIONS)
-    true_count = np.bincount(y_true, minlength=n)
-    pred_count = np.bincount(y_pred, minlength=n)
-    hits = np.bincount(y_true[y_true == y_pred], minlength=n)
-    present = (true_count + pred_count) > 0
-    return float(np.mean(2.0 * hits[present] / (true_count[present] + pred_count[present])))
 
 
 def _own_score(task: str) -> Callable[[np.ndarray, np.ndarray], float]:

@@ -44,13 +44,37 @@ from emojudge_models.settings import (
 )
 from emojudge_models.store import warehouse
 
+SETTING_KEY = "emojudge_setting"
+
 
 def setting(name: str) -> Any:
-    """A resource field backed by setting ``name``: its default and description, shown in the launchpad."""
-    return Field(default(name), description=describe(name))
+    """A resource field backed by setting ``name``: its default and description, shown in the launchpad, and its
+    value taken from the settings by :func:`from_settings` (the one place a setting is named)."""
+    return Field(default(name), description=describe(name), json_schema_extra={SETTING_KEY: name})
 
 
 Resource = TypeVar("Resource", bound=dg.ConfigurableResource)
+
+
+def _config_value(value: Any) -> Any:
+    """A setting's value as resource config: paths as strings, lists and mappings as plain ones."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return list(value)
+    if isinstance(value, dict):
+        return dict(value)
+    return value
+
+
+def from_settings(cls: type[Resource], settings: Settings, **values: Any) -> Resource:
+    """``cls`` :func:`configured` with every field declared by :func:`setting` taken from ``settings``, plus
+    ``values`` for the fields that are not one setting (derived paths, a profile's choice)."""
+    for name, field in cls.model_fields.items():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        if SETTING_KEY in extra and name not in values:
+            values[name] = _config_value(getattr(settings, extra[SETTING_KEY]))
+    return configured(cls, **values)
 
 
 def configured(cls: type[Resource], **values: Any) -> Resource:
@@ -62,7 +86,10 @@ def configured(cls: type[Resource], **values: Any) -> Resource:
     """
     fields = cls.model_fields
     overrides: dict[str, Any] = {
-        name: (fields[name].rebuild_annotation(), Field(value, description=fields[name].description))
+        name: (
+            fields[name].rebuild_annotation(),
+            Field(value, description=fields[name].description, json_schema_extra=fields[name].json_schema_extra),
+        )
         for name, value in values.items()
     }
     subclass = create_model(cls.__name__, __base__=cls, __module__=cls.__module__, __doc__=cls.__doc__, **overrides)
@@ -72,7 +99,7 @@ def configured(cls: type[Resource], **values: Any) -> Resource:
 class WarehouseResource(dg.ConfigurableResource):
     """The DuckDB warehouse at ``$EMOJUDGE_HOME/emojudge.duckdb`` and the Parquet features beside it."""
 
-    home: str
+    home: str = Field(description=describe("home"), json_schema_extra={SETTING_KEY: "home"})
 
     @property
     def home_path(self) -> Path:
@@ -105,7 +132,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
 
 def default_warehouse(settings: Settings) -> WarehouseResource:
-    return configured(WarehouseResource, home=str(settings.home))
+    return from_settings(WarehouseResource, settings)
 
 
 class ModelsResource(dg.ConfigurableResource):
@@ -161,18 +188,7 @@ def _cached_text_encoder(config_json: str, device: str) -> TextEncoder:
 
 
 def default_models(settings: Settings) -> ModelsResource:
-    return configured(
-        ModelsResource,
-        profile=settings.profile,
-        audio_encoder=settings.audio_encoder,
-        text_encoder=settings.text_encoder,
-        text_training=settings.text_training or "",
-        device=settings.device,
-        batch_seconds=settings.batch_seconds,
-        decode_workers=settings.decode_workers,
-        write_workers=settings.write_workers,
-        max_failed_share=settings.max_failed_share,
-    )
+    return from_settings(ModelsResource, settings, text_training=settings.text_training or "")
 
 
 class JudgeResource(dg.ConfigurableResource):
@@ -251,22 +267,10 @@ class JudgeResource(dg.ConfigurableResource):
 
 
 def default_judge(settings: Settings) -> JudgeResource:
-    return configured(
+    return from_settings(
         JudgeResource,
+        settings,
         backend=settings.judge or resolve(settings.profile).judge,
-        model=settings.judge_model,
-        base_url=settings.judge_base_url,
-        threshold=settings.judge_threshold,
-        temperature=settings.judge_temperature,
-        scope=settings.judge_scope,
-        episode_scope=settings.inbox_judge_scope,
-        splits=list(settings.judge_splits),
-        show_probability=settings.judge_show_probability,
-        gate=settings.judge_gate,
-        evidence_max=settings.judge_evidence_max,
-        max_calls=settings.judge_max_calls,
-        slots=settings.judge_slots,
-        timeout_s=settings.judge_timeout_s,
         llama_server=str(settings.llama_server or ""),
         model_cache=str(settings.home / "models" / "judge"),
         log_dir=str(settings.home / "logs"),
@@ -285,7 +289,7 @@ class InboxResource(dg.ConfigurableResource):
 
 
 def default_inbox(settings: Settings) -> InboxResource:
-    return configured(InboxResource, folder=str(settings.inbox_dir), timeline_window_s=settings.timeline_window_s)
+    return from_settings(InboxResource, settings, folder=str(settings.inbox_dir))
 
 
 class TrainingResource(dg.ConfigurableResource):
@@ -304,18 +308,7 @@ class TrainingResource(dg.ConfigurableResource):
 
 
 def default_training(settings: Settings) -> TrainingResource:
-    return configured(
-        TrainingResource,
-        train_sets=list(settings.train_sets),
-        audio_pooling=settings.audio_pooling,
-        speaker_norm=settings.speaker_norm,
-        head_lr=settings.head_lr,
-        max_epochs=settings.max_epochs,
-        patience=settings.patience,
-        shuffle_buffer=settings.shuffle_buffer,
-        loader_workers=settings.loader_workers,
-        fusion_fit=settings.fusion_fit,
-    )
+    return from_settings(TrainingResource, settings)
 
 
 class IngestResource(dg.ConfigurableResource):
@@ -333,17 +326,7 @@ class IngestResource(dg.ConfigurableResource):
 
 
 def default_ingest(settings: Settings) -> IngestResource:
-    return configured(
-        IngestResource,
-        max_duration_s=settings.max_duration_s,
-        max_episode_s=settings.max_episode_s,
-        segment_min_s=settings.segment_min_s,
-        segment_max_s=settings.segment_max_s,
-        episode_channels=settings.episode_channels,
-        asr=dict(settings.asr),
-        set_languages=dict(settings.set_languages),
-        pitch_tracker=settings.pitch_tracker,
-    )
+    return from_settings(IngestResource, settings)
 
 
 def default_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:

@@ -320,3 +320,37 @@ def test_readme_table_matches_the_settings() -> None:
     found = re.search(r"<!-- settings-table:start -->\n(.*?)<!-- settings-table:end -->", text, re.S)
     assert found, "README.md lacks the settings-table markers"
     assert found.group(1) == settings_table(), "README settings table is stale: paste settings_table() between markers"
+
+
+def test_resources_take_each_setting_from_one_declaration() -> None:
+    """A resource field declared with ``setting(name)`` gets its value from the settings without a second spelling:
+    non-default settings reach the resources, and resources.py never reads ``settings.<name>`` for such a field."""
+    from emojudge_pipeline import resources
+
+    settings = Settings.from_env(
+        {
+            "EMOJUDGE_JUDGE_SLOTS": "3",
+            "EMOJUDGE_TRAIN_SETS": "a,b",
+            "EMOJUDGE_SEGMENT_MIN_S": "2.0",
+            "EMOJUDGE_JUDGE_TIMEOUT_S": "7",
+            "EMOJUDGE_TIMELINE_WINDOW_S": "12",
+            "EMOJUDGE_DEVICE": "cpu",
+        }
+    )
+    built = resources.default_resources(settings)
+    assert (built["judge"].slots, built["judge"].timeout_s, built["training"].train_sets) == (3, 7.0, ["a", "b"])
+    assert (built["ingest"].segment_min_s, built["inbox"].timeline_window_s, built["models"].device) == (
+        2.0,
+        12.0,
+        "cpu",
+    )
+    declared = {
+        field.json_schema_extra[resources.SETTING_KEY]
+        for resource in built.values()
+        for field in type(resource).model_fields.values()
+        if isinstance(field.json_schema_extra, dict) and resources.SETTING_KEY in field.json_schema_extra
+    }
+    assert len(declared) >= 30
+    source = Path(resources.__file__).read_text()
+    assigned = {name for name in declared if re.search(rf"\b\w+=(\w+\()?settings\.{name}\)?,", source)}
+    assert sorted(assigned) == []

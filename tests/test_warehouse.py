@@ -231,3 +231,30 @@ def test_replace_partition_never_duplicates(tmp_path: Path) -> None:
         warehouse.replace_partition(con, "model_registry", "set1", rows)
     with warehouse.connect(tmp_path, read_only=True) as reader:
         assert reader.execute("SELECT count(*) FROM rejected_inputs").fetchone()[0] == 3
+
+
+def test_write_partitions_replaces_several_tables_in_one_transaction(tmp_path: Path) -> None:
+    """A failing write of the second table leaves the first table's partition as it was (all or nothing)."""
+    rejected = pd.DataFrame(
+        {"utterance_id": ["a"], "audio_path": ["x"], "stage": "ingest", "reason": "r", "run_id": "1"}
+    )
+    metrics = pd.DataFrame({"no_such_column": [1]})
+    with warehouse.connect(tmp_path) as con:
+        warehouse.replace_partition(con, "rejected_inputs", "s", rejected)
+        with pytest.raises(duckdb.Error):
+            warehouse.write_partitions(
+                con,
+                "s",
+                [
+                    warehouse.PartitionWrite("rejected_inputs", rejected.head(0)),
+                    warehouse.PartitionWrite("metrics", metrics),
+                ],
+            )
+        assert con.execute("SELECT count(*) FROM rejected_inputs").fetchone()[0] == 1
+        written = warehouse.write_partitions(
+            con,
+            "s",
+            [warehouse.PartitionWrite("rejected_inputs", rejected.head(0))],
+            [("ingest/record_split.sql", ["none", None, "s"])],
+        )
+        assert written == [0] and con.execute("SELECT count(*) FROM rejected_inputs").fetchone()[0] == 0

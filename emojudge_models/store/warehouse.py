@@ -12,6 +12,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
+from dataclasses import dataclass
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -265,6 +266,54 @@ def _check_table(table: str) -> None:
         raise ValueError(f"{table!r} is not a partitioned warehouse table")
 
 
+@dataclass(frozen=True)
+class PartitionWrite:
+    """One table's new rows for a partition: ``where`` (a value or a tuple of values per column) narrows the rows
+    replaced to part of the partition (one stage's rejections, say)."""
+
+    table: str
+    frame: pd.DataFrame
+    where: dict[str, Any] | None = None
+
+
+def write_partitions(
+    con: duckdb.DuckDBPyConnection,
+    eval_set: str,
+    writes: Sequence[PartitionWrite],
+    statements: Sequence[tuple[str, Sequence[Any]]] = (),
+) -> list[int]:
+    """Replace each table's rows of ``eval_set`` (narrowed by its ``where``) with its frame, all in ONE transaction,
+    so readers see every table of the partition before or after, never a mix; returns the rows written per table.
+    ``statements`` (packaged SQL name, parameters) run in the same transaction (the set's own row in eval_sets).
+
+    Columns absent from a frame take their defaults; reruns therefore never duplicate rows.
+    """
+    for write in writes:
+        _check_table(write.table)
+    con.execute("BEGIN")
+    try:
+        for write in writes:
+            conditions = ["eval_set = ?"]
+            params: list[Any] = [eval_set]
+            for column, value in (write.where or {}).items():
+                if isinstance(value, tuple):
+                    conditions.append(f'"{column}" IN ({", ".join("?" for _ in value)})')
+                    params.extend(value)
+                else:
+                    conditions.append(f'"{column}" = ?')
+                    params.append(value)
+            con.execute(f'DELETE FROM "{write.table}" WHERE {" AND ".join(conditions)}', params)
+            if len(write.frame):
+                insert_frame(con, write.table, write.frame.assign(eval_set=eval_set))
+        for name, params in statements:
+            con.execute(sql_text(name), list(params))
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return [len(write.frame) for write in writes]
+
+
 def replace_partition(
     con: duckdb.DuckDBPyConnection,
     table: str,
@@ -272,31 +321,8 @@ def replace_partition(
     frame: pd.DataFrame,
     where: dict[str, Any] | None = None,
 ) -> int:
-    """Delete ``table``'s rows for ``eval_set`` (and ``where``: a value or a tuple of values per column) and insert
-    ``frame``, in one transaction.
-
-    Columns absent from ``frame`` take their defaults; reruns therefore never duplicate rows.
-    """
-    _check_table(table)
-    conditions = ["eval_set = ?"]
-    params: list[Any] = [eval_set]
-    for column, value in (where or {}).items():
-        if isinstance(value, tuple):
-            conditions.append(f'"{column}" IN ({", ".join("?" for _ in value)})')
-            params.extend(value)
-        else:
-            conditions.append(f'"{column}" = ?')
-            params.append(value)
-    con.execute("BEGIN")
-    try:
-        con.execute(f'DELETE FROM "{table}" WHERE {" AND ".join(conditions)}', params)
-        if len(frame):
-            insert_frame(con, table, frame.assign(eval_set=eval_set))
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
-    return len(frame)
+    """:func:`write_partitions` for one table."""
+    return write_partitions(con, eval_set, [PartitionWrite(table, frame, where)])[0]
 
 
 def insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:

@@ -12,8 +12,8 @@ from emojudge_models.ingest.corpus import Rejection
 from emojudge_models.store import warehouse
 
 
-def record_rejections(con, eval_set: str, stages: tuple[str, ...], rejections: list[Rejection], run_id: str) -> int:
-    """Replace this partition's rejections for ``stages`` with ``rejections`` (idempotent across reruns)."""
+def rejections_write(stages: tuple[str, ...], rejections: list[Rejection], run_id: str) -> warehouse.PartitionWrite:
+    """The partition write that replaces ``stages``' rejections with ``rejections`` (idempotent across reruns)."""
     frame = pd.DataFrame(
         [
             {"utterance_id": r.utterance_id, "audio_path": r.audio_path, "stage": r.stage, "reason": r.reason}
@@ -22,7 +22,7 @@ def record_rejections(con, eval_set: str, stages: tuple[str, ...], rejections: l
         columns=["utterance_id", "audio_path", "stage", "reason"],
     )
     frame["run_id"] = run_id
-    return warehouse.replace_partition(con, "rejected_inputs", eval_set, frame, where={"stage": stages})
+    return warehouse.PartitionWrite("rejected_inputs", frame, {"stage": stages})
 
 
 METADATA_DIGITS = 4

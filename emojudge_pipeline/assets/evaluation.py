@@ -33,8 +33,11 @@ def evaluation(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
     metrics = result.metrics_frame().assign(run_id=context.run.run_id)
     confusions = result.confusion_frame().assign(run_id=context.run.run_id)
     with warehouse_db.connect() as con:
-        warehouse.replace_partition(con, "metrics", eval_set, metrics)
-        warehouse.replace_partition(con, "confusion_matrices", eval_set, confusions)
+        warehouse.write_partitions(
+            con,
+            eval_set,
+            [warehouse.PartitionWrite("metrics", metrics), warehouse.PartitionWrite("confusion_matrices", confusions)],
+        )
     if rows.empty:
         return dg.MaterializeResult(metadata={"note": "unlabelled evaluation set: predictions only, no metrics"})
     split = _headline_split(metrics)

@@ -19,7 +19,7 @@ from emojudge_models.ingest.audio import audio_source
 from emojudge_models.ingest.corpus import Rejection
 from emojudge_models.ingest.language import asr_language, foreign, no_text_reason
 from emojudge_models.store import warehouse
-from emojudge_pipeline.assets.common import record_rejections, rounded
+from emojudge_pipeline.assets.common import rejections_write, rounded
 from emojudge_pipeline.partitions import eval_sets_partitions
 from emojudge_pipeline.resources import IngestResource, ModelsResource, TrainingResource, WarehouseResource
 
@@ -102,7 +102,8 @@ def audio_features(
         on_warning=context.log.warning,
     )
     with warehouse_db.connect() as con:
-        record_rejections(con, eval_set, ("audio_features",), _failures(report, "audio_features"), context.run.run_id)
+        failures = _failures(report, "audio_features")
+        warehouse.write_partitions(con, eval_set, [rejections_write(("audio_features",), failures, context.run.run_id)])
     too_many = failed_share_error(report, models.max_failed_share)
     if too_many is not None:
         raise dg.Failure(
@@ -159,7 +160,8 @@ def text_features(
     ]
     failures = [f for f in _failures(report, "text_features") if not other_language.get(f.utterance_id, False)]
     with warehouse_db.connect() as con:
-        record_rejections(con, eval_set, ("text_features",), [*failures, *no_text], context.run.run_id)
+        rejected = [*failures, *no_text]
+        warehouse.write_partitions(con, eval_set, [rejections_write(("text_features",), rejected, context.run.run_id)])
     return dg.MaterializeResult(
         metadata={
             **report.as_metadata(),

@@ -12,7 +12,7 @@ from emojudge_models.ingest.language import with_set_language
 from emojudge_models.ingest.tables import CorpusInvalid
 from emojudge_models.ingest.utterances import ingest_corpus
 from emojudge_models.store import warehouse
-from emojudge_pipeline.assets.common import markdown_preview, record_rejections
+from emojudge_pipeline.assets.common import markdown_preview, rejections_write
 from emojudge_pipeline.partitions import eval_sets_partitions
 from emojudge_pipeline.resources import IngestResource, WarehouseResource
 
@@ -48,9 +48,15 @@ def utterances(
     frame = result.utterances.assign(run_id=context.run.run_id)
     frame["language"] = with_set_language(frame["language"], ingest.set_languages.get(eval_set))
     with warehouse_db.connect() as con:
-        warehouse.replace_partition(con, "utterances", eval_set, frame)
-        n_rejected = record_rejections(con, eval_set, ("ingest", "transcript"), result.rejections, context.run.run_id)
-        con.execute(warehouse.sql_text("ingest/record_split.sql"), [result.split_source, result.split_seed, eval_set])
+        _, n_rejected = warehouse.write_partitions(
+            con,
+            eval_set,
+            [
+                warehouse.PartitionWrite("utterances", frame),
+                rejections_write(("ingest", "transcript"), result.rejections, context.run.run_id),
+            ],
+            [("ingest/record_split.sql", [result.split_source, result.split_seed, eval_set])],
+        )
     if frame.empty:
         raise dg.Failure(result.no_usable_clips(eval_set, registered["path"]), allow_retries=False)
     splits = frame["split"].fillna("unlabelled").value_counts().to_dict()
@@ -111,11 +117,19 @@ def _episode(
     frame = result.utterances.assign(run_id=run_id)
     frame["language"] = with_set_language(frame["language"], ingest.set_languages.get(eval_set))
     with warehouse_db.connect() as con:
-        warehouse.replace_partition(con, "utterances", eval_set, frame)
-        warehouse.replace_partition(con, "speakers", eval_set, result.speakers.assign(run_id=run_id))
-        record_rejections(con, eval_set, ("ingest", "transcript"), result.rejections, run_id)
-        con.execute(warehouse.sql_text("ingest/record_split.sql"), ["none", None, eval_set])
-        con.execute(warehouse.sql_text("episodes/record_ingest_key.sql"), [result.ingest_key, eval_set])
+        warehouse.write_partitions(
+            con,
+            eval_set,
+            [
+                warehouse.PartitionWrite("utterances", frame),
+                warehouse.PartitionWrite("speakers", result.speakers.assign(run_id=run_id)),
+                rejections_write(("ingest", "transcript"), result.rejections, run_id),
+            ],
+            [
+                ("ingest/record_split.sql", ["none", None, eval_set]),
+                ("episodes/record_ingest_key.sql", [result.ingest_key, eval_set]),
+            ],
+        )
     if result.rejected_reason is not None:
         context.log.warning(f"episode {eval_set} rejected: {result.rejected_reason}")
         yield dg.AssetObservation(

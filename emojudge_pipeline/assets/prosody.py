@@ -17,7 +17,7 @@ from emojudge_models.prosody import (
     prosody_version,
 )
 from emojudge_models.store import warehouse
-from emojudge_pipeline.assets.common import markdown_preview, record_rejections
+from emojudge_pipeline.assets.common import markdown_preview, rejections_write
 from emojudge_pipeline.partitions import eval_sets_partitions
 from emojudge_pipeline.resources import IngestResource, TrainingResource, WarehouseResource
 
@@ -97,8 +97,11 @@ def prosody(
             ],
         )
         rows["run_id"] = context.run.run_id
-        warehouse.replace_partition(con, "prosody", eval_set, rows)
-        record_rejections(con, eval_set, ("prosody",), failures, context.run.run_id)
+        warehouse.write_partitions(
+            con,
+            eval_set,
+            [warehouse.PartitionWrite("prosody", rows), rejections_write(("prosody",), failures, context.run.run_id)],
+        )
     flags = pd.Series([f for v in values.values() for f in v.flags]).value_counts().to_dict()
     return dg.MaterializeResult(
         metadata={

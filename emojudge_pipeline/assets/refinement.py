@@ -69,18 +69,22 @@ def refinement(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
     gate, new_rows, predictions = outcome.gate, outcome.new_rows, outcome.predictions
     evidence_table = gate.kinds_frame()
     with warehouse_db.connect() as con:
-        warehouse.replace_partition(con, "predictions", eval_set, predictions)
-        warehouse.replace_partition(
+        warehouse.write_partitions(
             con,
-            "judge_gate_evidence",
             eval_set,
-            evidence_table.assign(
-                gate_mode=judge.gate,
-                judge_model=config.model,
-                prompt_template_sha256=TEMPLATE_SHA256,
-                threshold=config.threshold,
-                run_id=run_id,
-            ),
+            [
+                warehouse.PartitionWrite("predictions", predictions),
+                warehouse.PartitionWrite(
+                    "judge_gate_evidence",
+                    evidence_table.assign(
+                        gate_mode=judge.gate,
+                        judge_model=config.model,
+                        prompt_template_sha256=TEMPLATE_SHA256,
+                        threshold=config.threshold,
+                        run_id=run_id,
+                    ),
+                ),
+            ],
         )
         set_spend = con.execute(warehouse.sql_text("judge/set_spend.sql"), [eval_set]).fetchone()
     (context.log.info if gate.applies_judgments else context.log.warning)(f"judge {gate.reason}")

@@ -9,7 +9,7 @@ from emojudge_models.ingest.audio import AudioRejected, audio_source
 from emojudge_models.ingest.corpus import Rejection
 from emojudge_models.ingest.language import asr_language, foreign
 from emojudge_models.store import warehouse
-from emojudge_pipeline.assets.common import markdown_preview, record_rejections
+from emojudge_pipeline.assets.common import markdown_preview, rejections_write
 from emojudge_pipeline.partitions import eval_sets_partitions
 from emojudge_pipeline.resources import IngestResource, WarehouseResource
 
@@ -87,10 +87,12 @@ def transcripts(
         if row.audio_sha256 in cached
     ]
     with warehouse_db.connect() as con:
-        con.execute("BEGIN")
-        con.executemany(warehouse.sql_text("asr/set_asr_transcript.sql"), updates)
-        con.execute("COMMIT")
-        record_rejections(con, eval_set, ("asr",), failures, context.run.run_id)
+        warehouse.write_partitions(
+            con,
+            eval_set,
+            [rejections_write(("asr",), failures, context.run.run_id)],
+            [("asr/set_asr_transcript.sql", update) for update in updates],
+        )
     shown = todo.assign(transcript=todo["audio_sha256"].map(cached))[["utterance_id", "transcript"]]
     return dg.MaterializeResult(
         metadata={

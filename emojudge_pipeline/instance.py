@@ -52,10 +52,13 @@ telemetry:
   enabled: false
 """
 
-TAG_HOST = "emojudge/host"
-TAG_PID = "emojudge/pid"
-TAG_PROCESS_START = "emojudge/process_start"
-TAG_HEARTBEAT = "emojudge/heartbeat"
+_PROCESS_TAG = ".dagster/emojudge/"
+"""Prefix of the tags naming a run's process: Dagster's hidden-tag prefix, so they are stored and read like any tag
+but not shown in the UI (they are bookkeeping for dead-run detection, not something a user filters runs by)."""
+TAG_HOST = f"{_PROCESS_TAG}host"
+TAG_PID = f"{_PROCESS_TAG}pid"
+TAG_PROCESS_START = f"{_PROCESS_TAG}process_start"
+TAG_HEARTBEAT = f"{_PROCESS_TAG}heartbeat"
 HEARTBEAT_S = 30.0
 """How often a running ``emojudge materialize`` refreshes its run's heartbeat tag."""
 HEARTBEAT_STALE_S = 600.0

@@ -152,3 +152,39 @@ def test_unlabelled_rows_get_no_metrics() -> None:
         }
     )
     assert evaluate(rows).metrics == []
+
+
+def test_an_unlabelled_partition_still_shows_the_labelled_sets_f1(tmp_path: Path) -> None:
+    """The evaluation asset's overview is its latest materialisation: an unlabelled inbox episode's still carries
+    every labelled set's F1-macro per stage, so the demo's figures never hide behind the Partitions tab."""
+    import dagster as dg
+    from judge_run import seed_set
+
+    from emojudge_pipeline.assets.evaluation import evaluation
+    from emojudge_pipeline.resources import WarehouseResource
+
+    seed_set(tmp_path, "episode", 3)
+    metrics = pd.DataFrame(
+        {
+            "stage": ["audio", "fused", "fused"],
+            "task": "categorical",
+            "split": ["test", "test", "all"],
+            "metric": "f1_macro",
+            "value": [0.61, 0.7234567, 0.5],
+            "run_id": "r",
+        }
+    )
+    with warehouse.connect(tmp_path) as con:
+        warehouse.replace_partition(con, "metrics", "demo", metrics)
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("eval_sets", ["episode"])
+    result = dg.materialize(
+        [evaluation],
+        partition_key="episode",
+        instance=instance,
+        resources={"warehouse_db": WarehouseResource(home=str(tmp_path))},
+    )
+    metadata = result.asset_materializations_for_node("evaluation")[0].metadata
+    assert metadata["note"].value.startswith("unlabelled evaluation set")
+    assert metadata["f1_macro/demo/fused"].value == pytest.approx(0.7235)
+    assert metadata["f1_macro/demo/audio"].value == pytest.approx(0.61)

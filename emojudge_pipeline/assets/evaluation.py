@@ -12,6 +12,10 @@ from emojudge_pipeline.assets.common import image_metadata, rounded
 from emojudge_pipeline.partitions import eval_sets_partitions
 from emojudge_pipeline.resources import WarehouseResource
 
+SETS_SHOWN = 10
+"""Labelled sets whose F1-macro every evaluation materialisation shows, so the asset's overview (its latest
+materialisation, often an unlabelled inbox episode) still shows how the models score where the truth is known."""
+
 
 def _headline_split(metrics: pd.DataFrame) -> str:
     """The split shown first in the UI: held-out test rows where there are any, else every labelled row."""
@@ -38,8 +42,13 @@ def evaluation(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
             eval_set,
             [warehouse.PartitionWrite("metrics", metrics), warehouse.PartitionWrite("confusion_matrices", confusions)],
         )
+        labelled = warehouse.query_df(con, "evaluation/labelled_sets_f1.sql", [SETS_SHOWN])
+    overview = {
+        f"f1_macro/{r.eval_set}/{r.stage}": rounded(r.f1_macro) for r in labelled.itertuples() if r.eval_set != eval_set
+    }
     if rows.empty:
-        return dg.MaterializeResult(metadata={"note": "unlabelled evaluation set: predictions only, no metrics"})
+        note = "unlabelled evaluation set: predictions only, no metrics; the labelled sets' F1-macro below"
+        return dg.MaterializeResult(metadata={"note": note, **overview})
     split = _headline_split(metrics)
     shown = metrics[metrics["split"] == split].astype(object).where(metrics.notna(), None).to_dict("records")
     metadata: dict = {
@@ -55,4 +64,4 @@ def evaluation(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
         if (split, stage) in result.confusions:
             png = confusion_png(result.confusions[(split, stage)], EMOTIONS, f"{eval_set} {split}: {stage}")
             metadata[f"confusion_{stage}"] = image_metadata(png)
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata={**metadata, **overview})

@@ -62,7 +62,7 @@ ui: install
 	$(BIN)/emojudge ui --host 127.0.0.1 --port 3000 --dev $(DEV)
 
 # The warehouse read-only in the DuckDB CLI (duckdb-cli, same version as the duckdb package); a query file on stdin
-# runs it and exits: make sql < emojudge_models/store/sql/examples/per_class_f1.sql
+# runs it and exits: make sql < sql/examples/per_class_f1.sql
 # The readers' snapshot (republished after every write session), so a session left open never holds up a run.
 sql: install
 	@test -f $(EMOJUDGE_HOME)/emojudge.read.duckdb || { echo "error: no warehouse at $(EMOJUDGE_HOME)/emojudge.read.duckdb: run make demo or emojudge materialize NAME first" >&2; exit 1; }

@@ -1,7 +1,7 @@
 """What the UI shows about each asset beyond its code: the warehouse table it writes (name and column schema) and
 the code version of the logic that shapes its results.
 
-The column schemas come from the packaged ``store/sql/schema.sql`` itself (created in an in-memory DuckDB when the
+The column schemas come from the packaged ``sql/store/schema.sql`` itself (created in an in-memory DuckDB when the
 definitions load), so the UI never disagrees with the warehouse contract.
 """
 

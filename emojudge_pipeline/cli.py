@@ -145,7 +145,7 @@ def demo(settings: Settings | None = None) -> None:
     with warehouse.connect(home, read_only=True) as con:
         print(warehouse.query_df(con, "evaluation/demo_summary.sql").to_string(index=False))
         print("\nF1-macro and accuracy per stage (columns) and split:")
-        print(con.execute(warehouse.sql_text("store/examples/stage_summary.sql")).df().to_string(index=False))
+        print(con.execute(warehouse.sql_text("examples/stage_summary.sql")).df().to_string(index=False))
         gate = warehouse.query_df(con, "judge/demo_judge_gate.sql", ["demo"])
         unavailable = warehouse.scalar(con, "judge/unavailable_reason.sql", ["demo"])
         print(f"\nLLM judge ({_gate_header(gate)}):")
@@ -155,7 +155,7 @@ def demo(settings: Settings | None = None) -> None:
         print("\nTranscripts next to their predictions:")
         with pd.option_context("display.max_colwidth", 40, "display.width", 200):
             print(warehouse.query_df(con, "evaluation/demo_predictions.sql", ["demo"]).to_string(index=False))
-    examples = warehouse.sql_file("store/examples")
+    examples = warehouse.sql_file("examples")
     snapshot = warehouse.snapshot_path(home)
     print(f"\nWarehouse: {path}  (readers: {snapshot}, republished after every write)")
     print(

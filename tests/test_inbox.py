@@ -531,7 +531,7 @@ def test_recurring_speakers_example_matches_the_same_voices_across_episodes(scor
     names = _names(scored)
     wav, mp3 = names["interview.wav"], names["rerun.mp3"]
     with warehouse.connect(scored["home"], read_only=True) as con:
-        matches = con.execute(warehouse.sql_text("episodes/examples/recurring_speakers.sql")).fetchall()
+        matches = con.execute(warehouse.sql_text("examples/recurring_speakers.sql")).fetchall()
         cross = con.execute(
             "SELECT max(list_cosine_similarity(a.centroid, b.centroid)) FROM speakers a JOIN speakers b "
             "ON a.eval_set = ? AND b.eval_set = ? AND right(a.speaker_id, 2) <> right(b.speaker_id, 2)",

@@ -1,4 +1,5 @@
-"""The built wheel carries its SQL and templates: a non-editable install creates a warehouse and answers a query."""
+"""The built wheel carries its SQL (the top-level sql/, as emojudge_models/sql/) and templates: a non-editable install
+creates a warehouse and answers a query; no SQL is left inside the Python packages of the checkout."""
 
 from __future__ import annotations
 
@@ -16,10 +17,14 @@ from emojudge_models.store import warehouse
 
 REPO = Path(__file__).resolve().parents[1]
 BUILD_IGNORE = (".git", ".venv", ".emojudge", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "shared")
-PACKAGE_DATA = sorted(
-    p.relative_to(REPO).as_posix()
-    for pattern in ("sql/**/*.sql", "judge/templates/*.txt")
-    for p in (REPO / "emojudge_models").rglob(pattern)
+SQL_FILES = sorted(f"emojudge_models/{p.relative_to(REPO).as_posix()}" for p in (REPO / "sql").rglob("*.sql"))
+PACKAGE_DATA = SQL_FILES + sorted(
+    p.relative_to(REPO).as_posix() for p in (REPO / "emojudge_models").rglob("judge/templates/*.txt")
+)
+PACKAGES = sorted(
+    p.parent.relative_to(REPO).as_posix().replace("/", ".")
+    for root in ("emojudge_models", "emojudge_pipeline")
+    for p in (REPO / root).rglob("__init__.py")
 )
 
 QUERY_FROM_WHEEL = """
@@ -31,7 +36,7 @@ assert "site-packages" in emojudge_models.__file__, emojudge_models.__file__
 home = Path(sys.argv[1])
 with warehouse.connect(home) as con:
     print("version", warehouse.current_version(con))
-    print("rows", len(con.execute(warehouse.sql_text("store/examples/rejected_inputs.sql")).fetchall()))
+    print("rows", len(con.execute(warehouse.sql_text("examples/rejected_inputs.sql")).fetchall()))
     print("migrations", len(warehouse.migrations()))
 from emojudge_models.judge.prompt import TEMPLATE_SHA256
 print("template", TEMPLATE_SHA256[:12])
@@ -56,10 +61,19 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_wheel_contains_every_sql_file_and_template(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert any(n.endswith(".txt") for n in PACKAGE_DATA) and len(PACKAGE_DATA) > 50
+    assert any(n.endswith(".txt") for n in PACKAGE_DATA) and len(SQL_FILES) > 80
     missing = [name for name in PACKAGE_DATA if name not in names]
     assert not missing
+    assert "emojudge_models/sql/README.md" in names
+    assert not [p for p in PACKAGES if f"{p.replace('.', '/')}/__init__.py" not in names]
     assert not any(name.startswith(("tests/", "sql/")) for name in names)
+
+
+def test_all_sql_lives_in_the_top_level_sql_folder() -> None:
+    inside = sorted(p.relative_to(REPO).as_posix() for root in ("emojudge_models", "emojudge_pipeline")
+                    for p in (REPO / root).rglob("*.sql"))  # fmt: skip
+    assert inside == []
+    assert warehouse.sql_file("store/schema.sql").is_file() and warehouse.sql_file("examples").is_dir()
 
 
 def test_non_editable_install_creates_the_warehouse_and_runs_a_query(wheel: Path, tmp_path: Path) -> None:

@@ -25,7 +25,11 @@ from emojudge_models.models.predict import predict_audio
 from emojudge_models.store import warehouse
 from emojudge_pipeline import cli
 
-EXAMPLES = sorted(f"store/examples/{r.name}" for r in warehouse.sql_file("store/examples").iterdir())
+EPISODE_EXAMPLES = {"recurring_speakers.sql"}
+"""Example queries over inbox episodes, which the demo has none of (tests/test_inbox.py runs them)."""
+EXAMPLES = sorted(
+    f"examples/{r.name}" for r in warehouse.sql_file("examples").iterdir() if r.name not in EPISODE_EXAMPLES
+)
 
 
 def judge_changes_sad_clips(body: dict, call: int):
@@ -189,7 +193,7 @@ def test_asset_checks_ran_and_passed(demo_run) -> None:
     assert evaluation.status.value == "SUCCEEDED"
 
 
-DOCS_SQL = (Path(__file__).resolve().parents[1] / "docs" / "sql.md").read_text()
+DOCS_SQL = (Path(__file__).resolve().parents[1] / "sql" / "README.md").read_text()
 
 
 def test_sql_docs_cover_every_table_and_view_and_their_queries_run(demo_run) -> None:

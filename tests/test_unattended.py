@@ -81,7 +81,7 @@ def test_make_sql_runs_an_example_query_read_only_in_the_duckdb_cli(tmp_path: Pa
             "('s1', 'a.wav', 'ingest', 'file is empty (0 bytes)', 'r1'), "
             "('s1', 'b.wav', 'ingest', 'file is empty (0 bytes)', 'r1')"
         )
-    example = warehouse.sql_file("store/examples/rejected_inputs.sql").read_text()
+    example = warehouse.sql_file("examples/rejected_inputs.sql").read_text()
     write = "INSERT INTO eval_sets (name, format, path) VALUES ('refused', 'manifest', '/nowhere');"
     done = subprocess.run(
         ["make", "-s", "-C", str(REPO), "-o", "install", "sql", f"BIN={Path(cli).parent}", f"EMOJUDGE_HOME={home}"],

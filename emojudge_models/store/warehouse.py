@@ -1,4 +1,4 @@
-"""The DuckDB warehouse: one file, schema from ``store/sql/schema.sql``, versioned migrations, partition writes.
+"""The DuckDB warehouse: one file, schema from ``sql/store/schema.sql``, versioned migrations, partition writes.
 
 Readers may open the file read-only while no run is writing; writers go through :func:`connect`, which
 creates or migrates the schema first.
@@ -22,7 +22,7 @@ import duckdb
 import pandas as pd
 
 SCHEMA_VERSION = 9
-"""Version created by ``store/sql/schema.sql``; ``store/sql/migrations/NNN_*.sql`` bring older files up to it."""
+"""Version created by ``sql/store/schema.sql``; ``sql/store/migrations/NNN_*.sql`` bring older files up to it."""
 
 PARTITIONED_TABLES = frozenset(
     {
@@ -51,23 +51,29 @@ class WarehouseTooNew(RuntimeError):
     """The warehouse file was written by a newer DuckDB (a storage version this one cannot read)."""
 
 
-def sql_file(name: str) -> Traversable:
-    """The packaged SQL file ``<domain>/<rest>``, which lives at ``emojudge_models/<domain>/sql/<rest>``.
+def sql_root() -> Traversable:
+    """The folder holding every SQL file, by domain: the checkout's top-level ``sql/``, which the build configuration
+    (pyproject.toml) ships inside the wheel as ``emojudge_models/sql/`` (read through importlib.resources, so wheels
+    and zip installs work as well as a checkout)."""
+    shipped = files("emojudge_models").joinpath("sql")
+    if shipped.is_dir():
+        return shipped
+    return Path(str(files("emojudge_models"))).parent / "sql"
 
-    SQL sits beside the code of its domain and ships inside the package (read through importlib.resources, so
-    wheels and zip installs work as well as a checkout).
-    """
+
+def sql_file(name: str) -> Traversable:
+    """The SQL file (or folder) ``<domain>/<rest>`` under :func:`sql_root`, e.g. ``store/schema.sql``."""
     domain, _, rest = name.partition("/")
-    if not rest or not domain.isidentifier():
+    if not domain.isidentifier():
         raise ValueError(f"SQL name must be '<domain>/<file>.sql', got {name!r}")
-    return files("emojudge_models").joinpath(domain, "sql", *rest.split("/"))
+    return sql_root().joinpath(domain, *rest.split("/")) if rest else sql_root().joinpath(domain)
 
 
 def sql_text(name: str) -> str:
-    """The text of the packaged SQL file ``<domain>/<rest>``; SQL lives in files, not in Python strings."""
+    """The text of the SQL file ``<domain>/<rest>``; SQL lives in files, not in Python strings."""
     resource = sql_file(name)
-    if not resource.is_file():
-        raise FileNotFoundError(f"SQL file not found in the emojudge_models package: {name}")
+    if not name.endswith(".sql") or not resource.is_file():
+        raise FileNotFoundError(f"SQL file not found under sql/: {name}")
     return resource.read_text()
 
 
@@ -81,7 +87,7 @@ def current_version(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def migrations() -> list[tuple[int, str]]:
-    """The migrations in ``store/sql/migrations`` as (version, SQL name), ordered by version."""
+    """The migrations in ``sql/store/migrations`` as (version, SQL name), ordered by version."""
     found = []
     for resource in sql_file("store/migrations").iterdir():
         match = _MIGRATION_NAME.match(resource.name)

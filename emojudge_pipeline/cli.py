@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import uuid
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,9 +16,11 @@ from typing import TYPE_CHECKING
 from emojudge_models.ingest.corpus import FORMATS
 from emojudge_models.settings import Settings, SettingsError
 from emojudge_pipeline.cli_support import OneLineArgumentParser, UsageError, fail, is_user_error
+from emojudge_pipeline.inbox_cli import add_inbox_parser
+from emojudge_pipeline.launch import instance, materialize
 
 if TYPE_CHECKING:
-    import dagster as dg
+    pass
 
 log = logging.getLogger("emojudge")
 
@@ -27,13 +28,6 @@ DESCRIPTION = (
     "EmoJudge: speech emotion recognition over evaluation sets, materialised with Dagster into a DuckDB warehouse. "
     "Settings are EMOJUDGE_* environment variables (see the README)."
 )
-
-
-def instance(settings: Settings | None = None) -> dg.DagsterInstance:
-    """The persistent Dagster instance shared with ``dagster dev`` (see :mod:`emojudge_pipeline.instance`)."""
-    from emojudge_pipeline.instance import instance as dagster_instance
-
-    return dagster_instance(settings)
 
 
 def add_eval_set(name: str, path: Path, corpus_format: str | None, settings: Settings | None = None) -> str:
@@ -63,70 +57,6 @@ def list_eval_sets(settings: Settings | None = None) -> None:
     with warehouse.connect(home, read_only=True) as con:
         frame = warehouse.query_df(con, "ingest/list_eval_sets.sql")
     print(frame.to_string(index=False) if len(frame) else "no evaluation sets registered")
-
-
-def materialize(name: str, train: bool | None = None, settings: Settings | None = None) -> None:
-    """Materialise every asset for partition ``name`` in dependency order, in one Dagster run.
-
-    Training assets run too when ``name`` is one of EMOJUDGE_TRAIN_SETS (or ``train`` is True); otherwise the set is
-    scored by the models already registered.
-    """
-    from emojudge_models.store import warehouse
-    from emojudge_pipeline.definitions import MATERIALIZE_JOB, build_definitions
-    from emojudge_pipeline.instance import (
-        RunWatchdog,
-        interrupted_by,
-        interruptible,
-        process_tags,
-        recover_dead_runs,
-    )
-    from emojudge_pipeline.partitions import EVAL_SETS_PARTITION
-    from emojudge_pipeline.run_console import one_line_console, user_failure
-
-    settings = settings or Settings.from_env()
-    warehouse.check_storage_version(settings.home)
-    defs = build_definitions(settings)
-    inst = instance(settings)
-    if not inst.has_dynamic_partition(EVAL_SETS_PARTITION, name):
-        raise UsageError(f"evaluation set {name!r} is not registered: emojudge eval-set add {name} PATH")
-    job = defs.resolve_job_def(MATERIALIZE_JOB).with_logger_defs({"console": one_line_console})
-    graph = defs.resolve_asset_graph()
-    if train is None:
-        train = name in settings.train_sets
-    selection = [key for key in graph.get_all_asset_keys() if train or graph.get(key).is_partitioned]
-    run_id = str(uuid.uuid4())
-    with interruptible():
-        recover_dead_runs(inst)
-        with RunWatchdog(inst, run_id) as watchdog:
-            result = job.execute_in_process(
-                instance=inst,
-                partition_key=name,
-                asset_selection=selection,
-                run_config={"loggers": {"console": {"config": {"log_level": settings.log_level}}}},
-                raise_on_error=False,
-                run_id=run_id,
-                tags=process_tags(),
-            )
-    if (signum := watchdog.signal_received or interrupted_by()) is not None:
-        print(f"interrupted: run {result.run_id} marked failed", file=sys.stderr)
-        raise SystemExit(128 + signum)
-    if not result.success and (reason := user_failure(result)):
-        raise UsageError(reason)
-    if not result.success:
-        raise SystemExit(f"error: materialising {name} failed; see the run {result.run_id} in the Dagster UI")
-    print(f"materialised {len(selection)} assets for {name} (run {result.run_id})")
-    if unavailable := judge_unavailable(settings.home, name):
-        print(f"warning: judge: unavailable for {name}: {unavailable}", file=sys.stderr)
-
-
-def judge_unavailable(home: Path, name: str) -> str | None:
-    """Why the judge could not be reached in the set's latest refinement (``judge/unavailable_reason.sql``)."""
-    from emojudge_models.store import warehouse
-
-    if not warehouse.warehouse_path(home).exists():
-        return None
-    with warehouse.connect(home, read_only=True) as con:
-        return warehouse.scalar(con, "judge/unavailable_reason.sql", [name])
 
 
 def demo(settings: Settings | None = None) -> None:
@@ -234,7 +164,9 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineArgumentParser(prog="emojudge", description=DESCRIPTION)
+    parser = OneLineArgumentParser(
+        prog="emojudge", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"emojudge {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do")
     eval_set = commands.add_parser("eval-set", help="register and list evaluation sets")
@@ -264,10 +196,21 @@ def build_parser() -> argparse.ArgumentParser:
         default="dagster",
         help="serve with `dagster dev` (default, any install) or `dg dev` (a checkout: the [tool.dg] project)",
     )
-    from emojudge_pipeline.inbox_cli import add_inbox_parser  # inbox_cli imports this module
-
     add_inbox_parser(commands)
+    parser.epilog = command_synopsis(commands)
     return parser
+
+
+def command_synopsis(commands: argparse._SubParsersAction) -> str:
+    """Every command and subcommand with its arguments, one usage line each (``emojudge COMMAND --help`` says more):
+    what ``emojudge --help`` ends with, so one screen shows the whole surface."""
+    lines = ["commands and their arguments (emojudge COMMAND [SUBCOMMAND] --help for each one's help):"]
+    for command in commands.choices.values():
+        nested = command._subparsers._group_actions if command._subparsers else []
+        parsers = [p for group in nested for p in group.choices.values()] or [command]
+        for sub in parsers:
+            lines.append("  " + " ".join(sub.format_usage().removeprefix("usage:").split()))
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,7 +1,7 @@
 """``emojudge inbox``: register podcast episodes by hand, score the pending ones now, list their states.
 
-``inbox run`` scores with the registered models and no training, the same assets the inbox sensor's runs
-(job ``score_eval_set``) materialise. Like :mod:`emojudge_pipeline.cli`, heavy modules load inside the commands.
+``inbox run`` scores with the registered models and no training, in the job the inbox sensor's runs use
+(``score_eval_set``). Like :mod:`emojudge_pipeline.cli`, heavy modules load inside the commands.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from emojudge_models.episodes import EPISODE_SUFFIXES
 from emojudge_models.settings import Settings
-from emojudge_pipeline import cli
+from emojudge_pipeline import launch
 from emojudge_pipeline.cli_support import UsageError, is_user_error
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ def add_episodes(files: list[Path], speakers: int | None, settings: Settings) ->
         _copy_in(path, target)
         with warehouse.connect(settings.home) as con:
             name = register_episode(con, target, sha, speakers)
-        cli.instance(settings).add_dynamic_partitions(EVAL_SETS_PARTITION, [name])
+        launch.instance(settings).add_dynamic_partitions(EVAL_SETS_PARTITION, [name])
         added.append((name, target))
     return added
 
@@ -108,6 +108,8 @@ def run_pending(settings: Settings) -> dict[str, str]:
 
     Returns each episode's state afterwards (``failed: <reason>`` for a run that failed).
     """
+    from emojudge_pipeline.sensors import SCORE_JOB
+
     pending = _episodes(settings).query("state == 'pending'")["name"].tolist()
     if not pending:
         print("no pending episodes")
@@ -115,7 +117,7 @@ def run_pending(settings: Settings) -> dict[str, str]:
     failures: dict[str, str] = {}
     for name in pending:
         try:
-            cli.materialize(name, train=False, settings=settings)
+            launch.materialize(name, train=False, settings=settings, job_name=SCORE_JOB)
         except SystemExit as error:
             failures[name] = " ".join(str(error).split())
         except Exception as error:

@@ -92,3 +92,20 @@ def test_runs_show_no_third_party_progress_bars(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "it/s]" not in done.stderr and "Loading weights" not in done.stderr
+
+
+def test_top_level_help_names_every_argument_of_every_command() -> None:
+    parser = cli.build_parser()
+    text = parser.format_help()
+    missing = []
+    for sub in parser._subparsers._group_actions:
+        for command in sub.choices.values():
+            nested = command._subparsers._group_actions if command._subparsers else []
+            for leaf in [p for group in nested for p in group.choices.values()] or [command]:
+                for action in leaf._actions:
+                    if action.dest in ("help",) or isinstance(action, type(sub)):
+                        continue
+                    names = action.option_strings or [action.metavar or action.dest]
+                    if not any(name in text for name in names):
+                        missing.append(f"{leaf.prog}: {names[0]}")
+    assert missing == []

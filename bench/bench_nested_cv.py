@@ -42,7 +42,7 @@ import pandas as pd
 import torch
 from scipy.special import softmax
 
-from emojudge_models.encoders.base import SAMPLE_RATE_HZ, encoder_key
+from emojudge_models.encoders.base import encoder_key
 from emojudge_models.encoders.factory import build_audio_encoder, build_text_encoder
 from emojudge_models.evaluation.metrics import f1_macro_of_indices
 from emojudge_models.evaluation.nested import (
@@ -64,6 +64,7 @@ from emojudge_models.models.policy import AUDIO_HEADS, HEAD_TRAINING, text_head_
 from emojudge_models.models.predict import predict_audio, predict_vectors
 from emojudge_models.models.training import HeadTrainingConfig, train_audio_head, train_text_head
 from emojudge_models.profiles import PROFILES
+from emojudge_models.sample_rate import SAMPLE_RATE_HZ
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared/data/ravdess-dev"

@@ -36,7 +36,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from emojudge_models.encoders.base import SAMPLE_RATE_HZ
 from emojudge_models.encoders.factory import build_audio_encoder, build_text_encoder
 from emojudge_models.evaluation.metrics import categorical_metrics
 from emojudge_models.features.speaker_norm import SpeakerNormaliser
@@ -64,6 +63,7 @@ from emojudge_models.models.policy import (
 from emojudge_models.models.predict import predict_audio, predict_vectors
 from emojudge_models.models.training import train_text_head
 from emojudge_models.prosody import Thresholds, compute_prosody, describe
+from emojudge_models.sample_rate import SAMPLE_RATE_HZ
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared/data/ravdess-dev"

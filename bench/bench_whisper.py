@@ -29,7 +29,8 @@ sys.path.insert(0, str(REPO))
 
 from emojudge_models.asr.whisper import WhisperASR, word_error_rate  # noqa: E402
 from emojudge_models.encoders.whisper_ct2 import WhisperCT2Encoder  # noqa: E402
-from emojudge_models.ingest.audio import TARGET_SR, load_wave  # noqa: E402
+from emojudge_models.ingest.audio import load_wave  # noqa: E402
+from emojudge_models.sample_rate import SAMPLE_RATE_HZ  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "ravdess-dev"
 RECOVERED_MAX_WER = 0.2
@@ -67,12 +68,12 @@ def build_episode(
     rng = np.random.default_rng(seed)
     parts, segments, sentences, position = [], [], [], 0
     for path, sentence in zip(manifest["path"], manifest["transcript"], strict=True):
-        if position >= minutes * 60 * TARGET_SR:
+        if position >= minutes * 60 * SAMPLE_RATE_HZ:
             break
-        gap = np.zeros(int(TARGET_SR * rng.uniform(0.3, 1.0)), np.float32)
+        gap = np.zeros(int(SAMPLE_RATE_HZ * rng.uniform(0.3, 1.0)), np.float32)
         wave = load_wave(data / path)
         start = position + len(gap)
-        segments.append((start / TARGET_SR, (start + len(wave)) / TARGET_SR))
+        segments.append((start / SAMPLE_RATE_HZ, (start + len(wave)) / SAMPLE_RATE_HZ))
         sentences.append(sentence)
         parts += [gap, wave]
         position = start + len(wave)
@@ -88,7 +89,7 @@ def run_encoder(config: dict, data: Path) -> dict:
     started, cpu_started = time.perf_counter(), cpu_seconds()
     encoder.encode_batch(waves)
     seconds, cpu_s = time.perf_counter() - started, cpu_seconds() - cpu_started
-    audio_s = sum(len(wave) for wave in waves) / TARGET_SR
+    audio_s = sum(len(wave) for wave in waves) / SAMPLE_RATE_HZ
     return {
         "clips": len(waves),
         "audio_s": audio_s,
@@ -103,7 +104,7 @@ def run_asr(config: dict, data: Path, minutes: float) -> dict:
     manifest = pd.read_csv(data / "manifest.csv")
     episode, segments, sentences = build_episode(manifest, data, minutes)
     asr = WhisperASR(**config)
-    asr.transcribe_clips([episode[: TARGET_SR * 2]])
+    asr.transcribe_clips([episode[: SAMPLE_RATE_HZ * 2]])
     rss_before = peak_rss_mib()
     started, cpu_started = time.perf_counter(), cpu_seconds()
     texts = asr.transcribe_segments(episode, segments)
@@ -112,11 +113,11 @@ def run_asr(config: dict, data: Path, minutes: float) -> dict:
     recovered = sum(error <= RECOVERED_MAX_WER for error in errors)
     misses = [(s, t) for s, t, e in zip(sentences, texts, errors, strict=True) if e > RECOVERED_MAX_WER]
     return {
-        "episode_s": len(episode) / TARGET_SR,
+        "episode_s": len(episode) / SAMPLE_RATE_HZ,
         "segments": len(segments),
         "wall_s": seconds,
-        "rtf_x": len(episode) / TARGET_SR / seconds,
-        "cpu_per_audio_s": cpu_s / (len(episode) / TARGET_SR),
+        "rtf_x": len(episode) / SAMPLE_RATE_HZ / seconds,
+        "cpu_per_audio_s": cpu_s / (len(episode) / SAMPLE_RATE_HZ),
         "rss_before_mib": rss_before,
         "recovered": recovered,
         "mean_wer": float(np.mean(errors)),

@@ -27,7 +27,7 @@ from matplotlib.image import imread
 from sklearn.metrics import adjusted_rand_score
 
 from emojudge_models.episodes import speakers as speakers_module
-from emojudge_models.episodes.decode import TARGET_SR, EpisodeReader, EpisodeRejected, decode_episode
+from emojudge_models.episodes.decode import EpisodeReader, EpisodeRejected, decode_episode
 from emojudge_models.episodes.ingest import can_reuse, ingest_episode, ingest_key
 from emojudge_models.episodes.segment import (
     DEFAULT_MAX_GAP_S,
@@ -52,6 +52,7 @@ from emojudge_models.episodes.timeline import (
 )
 from emojudge_models.ingest.audio import audio_source, load_wave
 from emojudge_models.labels import EMOTIONS
+from emojudge_models.sample_rate import SAMPLE_RATE_HZ
 
 AMI_DIR = Path(
     os.environ.get("EMOJUDGE_AMI_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "ami-debug")
@@ -168,7 +169,9 @@ def test_decode_stereo_wav_and_mp3_to_16k_mono_with_content_hash(built: BuiltEpi
         assert abs(episode.header.duration_s - built.duration_s) <= 0.1
     assert decoded.header.codec == "pcm_s16le"
     # Channels are averaged: left 1.0x and right 0.8x of the same speech give 0.9x, within the WAV's 16-bit step.
-    reference = librosa.resample(sf.read(built.wav, dtype="float32")[0][:, 0], orig_sr=BUILD_SR, target_sr=TARGET_SR)
+    reference = librosa.resample(
+        sf.read(built.wav, dtype="float32")[0][:, 0], orig_sr=BUILD_SR, target_sr=SAMPLE_RATE_HZ
+    )
     assert np.max(np.abs(decoded.wave)) == pytest.approx(0.9 * np.max(np.abs(reference)), rel=0.03)
 
 
@@ -177,17 +180,17 @@ def test_streamed_blocks_match_the_whole_decode_and_m4a_hash_covers_seeks(built:
         with pytest.raises(RuntimeError, match="read every block"):
             _ = reader.sha256
         blocks = list(reader.blocks())
-        assert max(len(block) for block in blocks) < TARGET_SR
+        assert max(len(block) for block in blocks) < SAMPLE_RATE_HZ
         np.testing.assert_array_equal(np.concatenate(blocks), decoded.wave)
         assert reader.sha256 == decoded.sha256
 
     m4a = tmp_path / "show.m4a"
     with av.open(str(m4a), "w") as container:
-        stream = container.add_stream("aac", rate=TARGET_SR)
+        stream = container.add_stream("aac", rate=SAMPLE_RATE_HZ)
         stream.layout = "mono"
-        for offset in range(0, 20 * TARGET_SR, 1024):
+        for offset in range(0, 20 * SAMPLE_RATE_HZ, 1024):
             frame = av.AudioFrame.from_ndarray(decoded.wave[None, offset : offset + 1024], format="fltp", layout="mono")
-            frame.sample_rate = TARGET_SR
+            frame.sample_rate = SAMPLE_RATE_HZ
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode(None):
@@ -242,10 +245,10 @@ def test_segments_cover_every_clip_and_respect_the_length_range(built: BuiltEpis
     assert all(a.end_s <= b.start_s for a, b in itertools.pairwise(segments))
     for region_start, region_end in speech_regions(decoded.wave):
         inside = sum(
-            max(0.0, min(seg.end_s, region_end / TARGET_SR) - max(seg.start_s, region_start / TARGET_SR))
+            max(0.0, min(seg.end_s, region_end / SAMPLE_RATE_HZ) - max(seg.start_s, region_start / SAMPLE_RATE_HZ))
             for seg in segments
         )
-        assert inside == pytest.approx((region_end - region_start) / TARGET_SR, abs=1e-6)
+        assert inside == pytest.approx((region_end - region_start) / SAMPLE_RATE_HZ, abs=1e-6)
     for index, seg in enumerate(segments):
         assert seg.duration_s <= DEFAULT_MAX_S + 1e-9
         if seg.duration_s < DEFAULT_MIN_S:
@@ -268,15 +271,15 @@ def test_chunked_vad_joins_regions_cut_at_chunk_boundaries(decoded) -> None:
             marked[start:end] = True
         return marked
 
-    assert np.count_nonzero(mask(chunked) ^ mask(whole)) / TARGET_SR < 1.0
+    assert np.count_nonzero(mask(chunked) ^ mask(whole)) / SAMPLE_RATE_HZ < 1.0
 
 
 def test_long_regions_split_at_the_quietest_point_and_short_ones_merge_with_the_nearer_neighbour() -> None:
     rng = np.random.default_rng(0)
-    wave = (rng.standard_normal(30 * TARGET_SR) * 0.2).astype(np.float32)
-    wave[int(7.3 * TARGET_SR) : int(7.5 * TARGET_SR)] *= 0.01
-    wave[int(15.0 * TARGET_SR) : int(15.3 * TARGET_SR)] *= 0.05
-    plan = plan_segments(wave, [(0, 20 * TARGET_SR)], min_s=2.75, max_s=11.0)
+    wave = (rng.standard_normal(30 * SAMPLE_RATE_HZ) * 0.2).astype(np.float32)
+    wave[int(7.3 * SAMPLE_RATE_HZ) : int(7.5 * SAMPLE_RATE_HZ)] *= 0.01
+    wave[int(15.0 * SAMPLE_RATE_HZ) : int(15.3 * SAMPLE_RATE_HZ)] *= 0.05
+    plan = plan_segments(wave, [(0, 20 * SAMPLE_RATE_HZ)], min_s=2.75, max_s=11.0)
     # 20 s: first cut in the deepest pause (7.3-7.5 s); the 12.6 s rest is still too long, so it is cut in its own
     # pause (15.0-15.3 s), not at a fixed offset.
     assert len(plan) == 3
@@ -285,7 +288,7 @@ def test_long_regions_split_at_the_quietest_point_and_short_ones_merge_with_the_
     assert 7.3 <= plan[0].end_s <= 7.5 and 15.0 <= plan[1].end_s <= 15.3
 
     def at(start: float, end: float) -> tuple[int, int]:
-        return round(start * TARGET_SR), round(end * TARGET_SR)
+        return round(start * SAMPLE_RATE_HZ), round(end * SAMPLE_RATE_HZ)
 
     regions = [at(0.0, 1.0), at(1.5, 2.5), at(3.5, 8.0), at(20.0, 21.0), at(25.0, 34.0)]
     merged = plan_segments(wave.repeat(2), regions, min_s=2.75, max_s=11.0, max_gap_s=2.0)
@@ -317,7 +320,7 @@ def test_speakers_on_the_built_episode(built: BuiltEpisode, decoded, segments) -
 
 
 def test_a_speaker_aware_merge_never_joins_pieces_of_two_speakers() -> None:
-    second = TARGET_SR
+    second = SAMPLE_RATE_HZ
     pieces = [(0, 2 * second), (int(2.5 * second), 4 * second), (int(4.5 * second), 8 * second)]
     plain = merge_pieces(pieces, min_s=2.75, max_s=11.0)
     assert [(s.start_s, s.end_s) for s in plain] == [(0.0, 4.0), (4.5, 8.0)], "the middle piece joins the nearer"
@@ -358,7 +361,7 @@ def _turns_episode(ravdess_dir: Path, actors: tuple[str, ...], seed: int) -> tup
     rng = np.random.default_rng(seed)
     rows = list(csv.DictReader((ravdess_dir / "manifest.csv").open(encoding="utf-8")))
     queues = {actor: [row for row in rows if row["speaker_id"] == actor] for actor in actors}
-    parts, clips, position, previous = [np.zeros(TARGET_SR, dtype=np.float32)], [], TARGET_SR, None
+    parts, clips, position, previous = [np.zeros(SAMPLE_RATE_HZ, dtype=np.float32)], [], SAMPLE_RATE_HZ, None
     while any(queues.values()):
         actor = rng.choice([a for a in actors if a != previous and queues[a]] or [a for a in actors if queues[a]])
         previous = actor
@@ -366,15 +369,17 @@ def _turns_episode(ravdess_dir: Path, actors: tuple[str, ...], seed: int) -> tup
             if not queues[actor]:
                 break
             row = queues[actor].pop(0)
-            wave, _ = librosa.load(ravdess_dir / row["path"], sr=TARGET_SR)
+            wave, _ = librosa.load(ravdess_dir / row["path"], sr=SAMPLE_RATE_HZ)
             _, (start, end) = librosa.effects.trim(wave, top_db=30)
             if index:
-                parts.append(np.zeros(int(rng.uniform(0.25, 0.8) * TARGET_SR), dtype=np.float32))
+                parts.append(np.zeros(int(rng.uniform(0.25, 0.8) * SAMPLE_RATE_HZ), dtype=np.float32))
                 position += len(parts[-1])
-            clips.append(Clip(actor, position / TARGET_SR, (position + end - start) / TARGET_SR, "", row["emotion"]))
+            clips.append(
+                Clip(actor, position / SAMPLE_RATE_HZ, (position + end - start) / SAMPLE_RATE_HZ, "", row["emotion"])
+            )
             parts.append(wave[start:end])
             position += end - start
-        parts.append(np.zeros(int(rng.uniform(0.6, 2.5) * TARGET_SR), dtype=np.float32))
+        parts.append(np.zeros(int(rng.uniform(0.6, 2.5) * SAMPLE_RATE_HZ), dtype=np.float32))
         position += len(parts[-1])
     return np.concatenate(parts), clips
 
@@ -402,7 +407,7 @@ def test_segments_of_a_diarized_episode_hold_one_voice_each(ravdess_dir: Path) -
         assert np.allclose(np.linalg.norm(who.vectors, axis=1), 1.0, atol=1e-5)
         assert sorted(who.centroids) == sorted(set(who.speaker_ids))
         speech = sum(end - start for start, end in speech_regions(wave))
-        assert sum(round(s.end_s * TARGET_SR) - round(s.start_s * TARGET_SR) for s in segments) >= speech
+        assert sum(round(s.end_s * SAMPLE_RATE_HZ) - round(s.start_s * SAMPLE_RATE_HZ) for s in segments) >= speech
     one_pass = segment_episode(wave)
     one_pass_ids = diarize("show", wave, one_pass, n_speakers=4).speaker_ids
     assert sum(len(voices(segment)) > 1 for segment in one_pass) >= 4, "the one-pass rule does mix voices here"
@@ -425,7 +430,7 @@ def _ami(name: str) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
         if "".join(c for c in unicodedata.normalize("NFKD", path.name) if not unicodedata.combining(c)) == f"{name}.wav"
     ]
     wave, sr = sf.read(audio, dtype="float32")
-    assert sr == TARGET_SR
+    assert sr == SAMPLE_RATE_HZ
     return wave, turns
 
 
@@ -450,7 +455,7 @@ def test_speakers_on_ami_excerpts_against_the_reference(name: str, floor: float)
     segments = segment_episode(wave, min_s=1.0, max_s=4.0)
     speakers = len({speaker for speaker, _, _ in turns})
     result = diarize(name, wave, segments, n_speakers=speakers)
-    score = _frame_ari(segments, result.speaker_ids, turns, len(wave) / TARGET_SR)
+    score = _frame_ari(segments, result.speaker_ids, turns, len(wave) / SAMPLE_RATE_HZ)
     assert score >= floor, f"{name}: frame ARI {score:.3f}"
 
 
@@ -598,7 +603,7 @@ def test_split_channels_make_a_speaker_per_channel_and_read_segments_from_their_
     source = audio_source(right.audio_path, right.start_s, right.end_s, right.episode_sha256, float(right.channel))
     assert source.channel == 2
     channel_two = decode_episode(double, channel=2).wave
-    start, end = round(right.start_s * TARGET_SR), round(right.end_s * TARGET_SR)
+    start, end = round(right.start_s * SAMPLE_RATE_HZ), round(right.end_s * SAMPLE_RATE_HZ)
     np.testing.assert_array_equal(load_wave(source), channel_two[start:end])
     mixed = load_wave(audio_source(right.audio_path, right.start_s, right.end_s, right.episode_sha256, np.nan))
     np.testing.assert_allclose(mixed, 0.5 * channel_two[start:end], atol=1e-6)
@@ -644,12 +649,12 @@ def test_ingest_key_names_what_shapes_the_rows_and_reuse_needs_the_same_bytes(bu
 
 def test_flac_and_ogg_opus_episodes_decode_like_the_wav(decoded, tmp_path: Path) -> None:
     """The inbox's other formats: FLAC (22.05 kHz stereo) and Opus in Ogg (48 kHz stereo) of the same 15 s."""
-    piece = decoded.wave[: 15 * TARGET_SR]
+    piece = decoded.wave[: 15 * SAMPLE_RATE_HZ]
     stereo = np.stack([piece, 0.5 * piece], axis=1)
     flac = tmp_path / "show.flac"
-    sf.write(flac, librosa.resample(stereo.T, orig_sr=TARGET_SR, target_sr=22_050).T, 22_050)
+    sf.write(flac, librosa.resample(stereo.T, orig_sr=SAMPLE_RATE_HZ, target_sr=22_050).T, 22_050)
     opus = tmp_path / "show.opus"
-    upsampled = librosa.resample(stereo.T, orig_sr=TARGET_SR, target_sr=48_000).astype(np.float32)
+    upsampled = librosa.resample(stereo.T, orig_sr=SAMPLE_RATE_HZ, target_sr=48_000).astype(np.float32)
     with av.open(str(opus), "w", format="ogg") as container:
         stream = container.add_stream("libopus", rate=48_000)
         stream.layout = "stereo"
@@ -676,10 +681,10 @@ def test_flac_and_ogg_opus_episodes_decode_like_the_wav(decoded, tmp_path: Path)
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_an_episode_with_a_non_finite_sample_is_rejected(bad: float, tmp_path: Path) -> None:
-    wave = (0.1 * np.sin(np.arange(12 * TARGET_SR) / 7)).astype(np.float32)
+    wave = (0.1 * np.sin(np.arange(12 * SAMPLE_RATE_HZ) / 7)).astype(np.float32)
     wave[5_000] = bad
     path = tmp_path / "float.wav"
-    sf.write(path, wave, TARGET_SR, subtype="FLOAT")
+    sf.write(path, wave, SAMPLE_RATE_HZ, subtype="FLOAT")
     with pytest.raises(EpisodeRejected) as caught:
         decode_episode(path)
     assert caught.value.reason == "decoded samples contain NaN or inf"

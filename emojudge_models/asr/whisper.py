@@ -31,7 +31,8 @@ from emojudge_models.encoders.whisper_ct2 import (
     weights_sha256,
 )
 from emojudge_models.features.batching import device_kind
-from emojudge_models.ingest.audio import TARGET_SR, SegmentSource, file_sha256, load_wave
+from emojudge_models.ingest.audio import SegmentSource, file_sha256, load_wave
+from emojudge_models.sample_rate import SAMPLE_RATE_HZ
 
 DEFAULT_MODEL = "tiny.en"
 """The ASR's default (English, fast); ``model_path`` also takes ``base`` or a CTranslate2 folder."""
@@ -63,23 +64,23 @@ def _as_wave(clip: Clip) -> np.ndarray:
 
 def segment_waves(episode: np.ndarray, segments: Sequence[tuple[float, float]]) -> list[np.ndarray]:
     """The samples of each (start_s, end_s) segment of a 16 kHz episode, checked against its length."""
-    duration_s = len(episode) / TARGET_SR
+    duration_s = len(episode) / SAMPLE_RATE_HZ
     waves = []
     for index, (start_s, end_s) in enumerate(segments):
         if not 0.0 <= start_s < end_s or start_s >= duration_s:
             raise ValueError(
                 f"segment {index} ({start_s:.2f}-{end_s:.2f} s) is empty or outside the {duration_s:.2f} s episode"
             )
-        waves.append(episode[round(start_s * TARGET_SR) : round(end_s * TARGET_SR)])
+        waves.append(episode[round(start_s * SAMPLE_RATE_HZ) : round(end_s * SAMPLE_RATE_HZ)])
     return waves
 
 
 def split_at_pauses(wave: np.ndarray, max_samples: int) -> list[np.ndarray]:
     """Cut a wave into pieces of at most ``max_samples``, each cut at the quietest 20 ms before the limit."""
-    frame = TARGET_SR // 50
+    frame = SAMPLE_RATE_HZ // 50
     pieces = []
     while len(wave) > max_samples:
-        search = min(int(SPLIT_SEARCH_S * TARGET_SR), max_samples // 2) // frame * frame
+        search = min(int(SPLIT_SEARCH_S * SAMPLE_RATE_HZ), max_samples // 2) // frame * frame
         region = wave[max_samples - search : max_samples].reshape(-1, frame)
         cut = max_samples - search + int(np.argmin((region**2).sum(axis=1))) * frame
         pieces.append(wave[:cut])
@@ -225,7 +226,7 @@ class WhisperASR:
         return self._transcribe(segment_waves(episode, segments))
 
     def _transcribe(self, waves: list[np.ndarray]) -> list[str]:
-        max_samples = int(self.options.window_s * TARGET_SR)
+        max_samples = int(self.options.window_s * SAMPLE_RATE_HZ)
         return transcribe_in_pieces(waves, max_samples, self._decode, self.batch_size, self.workers)
 
     def _decode(self, pieces: list[np.ndarray]) -> list[str]:
@@ -284,14 +285,14 @@ class HFWhisperASR:
         self.asr_model_key = f"hf-whisper-{name}-{encoder_key(self.spec)[:12]}"
 
     def transcribe_clips(self, clips: Sequence[Clip]) -> list[str]:
-        max_samples = int(MAX_WINDOW_S * TARGET_SR)
+        max_samples = int(MAX_WINDOW_S * SAMPLE_RATE_HZ)
         return transcribe_in_pieces([_as_wave(clip) for clip in clips], max_samples, self._decode, self.batch_size)
 
     def transcribe_segments(self, episode: np.ndarray, segments: Sequence[tuple[float, float]]) -> list[str]:
         return self.transcribe_clips(segment_waves(episode, segments))
 
     def _decode(self, pieces: list[np.ndarray]) -> list[str]:
-        inputs = [{"raw": piece, "sampling_rate": TARGET_SR} for piece in pieces]
+        inputs = [{"raw": piece, "sampling_rate": SAMPLE_RATE_HZ} for piece in pieces]
         outputs = self._pipe(inputs, batch_size=len(pieces), generate_kwargs=self._generate_kwargs)
         return [output["text"].strip() for output in outputs]
 

@@ -24,7 +24,7 @@ from typing import Any
 import librosa
 import numpy as np
 
-from emojudge_models.encoders.base import SAMPLE_RATE_HZ
+from emojudge_models.sample_rate import SAMPLE_RATE_HZ
 
 ACOUSTIC_VERSION = "1"
 """Bump when the feature definition below changes."""

@@ -9,9 +9,6 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-SAMPLE_RATE_HZ = 16_000
-"""Every audio encoder receives 16 kHz mono float32 waveforms."""
-
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 """The largest frame value the store keeps (frames are stored as float16)."""
 

@@ -47,7 +47,8 @@ from transformers import (
 )
 from transformers.utils import cached_file, extract_commit_hash
 
-from emojudge_models.encoders.base import SAMPLE_RATE_HZ, StoreFrames, frame_problem
+from emojudge_models.encoders.base import StoreFrames, frame_problem
+from emojudge_models.sample_rate import SAMPLE_RATE_HZ
 
 PREPROCESSING_VERSION = "1"
 """Bump when the waveform/text preparation in this module changes the features."""

@@ -20,7 +20,8 @@ from typing import BinaryIO
 import av
 import numpy as np
 
-TARGET_SR = 16_000
+from emojudge_models.sample_rate import SAMPLE_RATE_HZ
+
 DEFAULT_MAX_EPISODE_S = 4 * 3600.0
 MIN_EPISODE_S = 10.0
 SILENCE_PEAK = 1e-4
@@ -63,7 +64,7 @@ class DecodedEpisode:
     @property
     def duration_s(self) -> float:
         """Seconds of decoded audio."""
-        return len(self.wave) / TARGET_SR
+        return len(self.wave) / SAMPLE_RATE_HZ
 
 
 class _HashingReader:
@@ -190,16 +191,16 @@ class EpisodeReader:
         """
         resampler: av.AudioResampler | None = None
         decoded = 0
-        limit = math.ceil(self.max_duration_s * TARGET_SR)
+        limit = math.ceil(self.max_duration_s * SAMPLE_RATE_HZ)
         try:
             for frame in self._container.decode(audio=0):
                 if resampler is None:
-                    resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=TARGET_SR)
+                    resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=SAMPLE_RATE_HZ)
                 for out in resampler.resample(frame):
                     block = self._mono(out.to_ndarray())
                     decoded += len(block)
                     if decoded > limit:
-                        self._check(decoded / TARGET_SR, "decoded audio runs past")
+                        self._check(decoded / SAMPLE_RATE_HZ, "decoded audio runs past")
                     yield block
             if resampler is not None:
                 for out in resampler.resample(None):
@@ -208,7 +209,7 @@ class EpisodeReader:
                     yield block
         except av.FFmpegError as error:
             raise EpisodeRejected(
-                self.path, f"decoding failed after {decoded / TARGET_SR:.1f} s: {_ffmpeg_cause(error)}"
+                self.path, f"decoding failed after {decoded / SAMPLE_RATE_HZ:.1f} s: {_ffmpeg_cause(error)}"
             ) from None
         self._sha256 = self._reader.finish()
 
@@ -248,7 +249,7 @@ def decode_episode(
     """
     with EpisodeReader(path, max_duration_s, min_duration_s, channel) as reader:
         estimate = reader.header.duration_s or 600.0
-        wave = np.empty(math.ceil(min(estimate + 1.0, max_duration_s + 1.0) * TARGET_SR), dtype=np.float32)
+        wave = np.empty(math.ceil(min(estimate + 1.0, max_duration_s + 1.0) * SAMPLE_RATE_HZ), dtype=np.float32)
         filled = 0
         for block in reader.blocks():
             if filled + len(block) > len(wave):
@@ -261,7 +262,7 @@ def decode_episode(
     if filled == 0:
         raise EpisodeRejected(path, "no audio could be decoded")
     wave = wave[:filled]
-    _check_duration(path, filled / TARGET_SR, "decoded audio is", max_duration_s, min_duration_s)
+    _check_duration(path, filled / SAMPLE_RATE_HZ, "decoded audio is", max_duration_s, min_duration_s)
     # max/min propagate NaN and show inf without the full-size temporaries of isfinite/abs (the wave itself is
     # ~460 MB for 2 hours; a float copy of it would double the decode's peak memory).
     peak = max(float(wave.max()), -float(wave.min()))

@@ -26,14 +26,14 @@ from dataclasses import dataclass
 import numpy as np
 from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-from emojudge_models.episodes.decode import TARGET_SR
+from emojudge_models.sample_rate import SAMPLE_RATE_HZ
 
 DEFAULT_MIN_S = 2.75
 DEFAULT_MAX_S = 11.0
 DEFAULT_MAX_GAP_S = 2.0
 VAD_CHUNK_S = 600.0
 """The VAD runs on 10-minute pieces of the episode (see :func:`speech_regions`)."""
-ENERGY_HOP = TARGET_SR // 100
+ENERGY_HOP = SAMPLE_RATE_HZ // 100
 """10 ms hop of the energy curve used to place splits."""
 ENERGY_WINDOW_HOPS = 10
 """Energy is averaged over 100 ms windows, so a split lands in a pause, not in a stop consonant."""
@@ -91,7 +91,7 @@ def segment_audio_sha256(episode_sha256: str, start_s: float, end_s: float, chan
 
 def cut(wave: np.ndarray, segment: Segment) -> np.ndarray:
     """The segment's samples (a view into the 16 kHz episode wave, not a copy)."""
-    return wave[round(segment.start_s * TARGET_SR) : round(segment.end_s * TARGET_SR)]
+    return wave[round(segment.start_s * SAMPLE_RATE_HZ) : round(segment.end_s * SAMPLE_RATE_HZ)]
 
 
 def speech_regions(
@@ -104,12 +104,12 @@ def speech_regions(
     A region cut by a chunk boundary is joined again when its two halves are closer than the VAD's minimum silence.
     """
     options = vad_options or utterance_vad_options()
-    step = max(round(chunk_s * TARGET_SR), TARGET_SR)
-    join = options.min_silence_duration_ms * TARGET_SR // 1000
+    step = max(round(chunk_s * SAMPLE_RATE_HZ), SAMPLE_RATE_HZ)
+    join = options.min_silence_duration_ms * SAMPLE_RATE_HZ // 1000
     regions: list[tuple[int, int]] = []
     for offset in range(0, len(wave), step):
         chunk = np.asarray(wave[offset : offset + step], dtype=np.float32)
-        for stamp in get_speech_timestamps(chunk, vad_options=options, sampling_rate=TARGET_SR):
+        for stamp in get_speech_timestamps(chunk, vad_options=options, sampling_rate=SAMPLE_RATE_HZ):
             start, end = offset + int(stamp["start"]), offset + int(stamp["end"])
             if regions and offset > 0 and start - regions[-1][1] <= join and regions[-1][1] >= offset - join:
                 regions[-1] = (regions[-1][0], max(end, regions[-1][1]))
@@ -185,7 +185,7 @@ def split_regions(
 ) -> list[tuple[int, int]]:
     """Rule 1: the speech regions (sample offsets into the 16 kHz ``wave``) with every one over ``max_s`` split."""
     _check_range(min_s, max_s)
-    min_len, max_len = round(min_s * TARGET_SR), round(max_s * TARGET_SR)
+    min_len, max_len = round(min_s * SAMPLE_RATE_HZ), round(max_s * SAMPLE_RATE_HZ)
     return [piece for start, end in regions if end > start for piece in _split_long(wave, start, end, min_len, max_len)]
 
 
@@ -201,9 +201,13 @@ def merge_pieces(
     _check_range(min_s, max_s)
     if speakers is not None and len(speakers) != len(pieces):
         raise ValueError(f"{len(speakers)} speaker labels for {len(pieces)} pieces")
-    min_len, max_len, max_gap = round(min_s * TARGET_SR), round(max_s * TARGET_SR), round(max_gap_s * TARGET_SR)
+    min_len, max_len, max_gap = (
+        round(min_s * SAMPLE_RATE_HZ),
+        round(max_s * SAMPLE_RATE_HZ),
+        round(max_gap_s * SAMPLE_RATE_HZ),
+    )
     merged = _merge_short(list(pieces), min_len, max_len, max_gap, speakers)
-    return [Segment(start_s=start / TARGET_SR, end_s=end / TARGET_SR) for start, end in merged]
+    return [Segment(start_s=start / SAMPLE_RATE_HZ, end_s=end / SAMPLE_RATE_HZ) for start, end in merged]
 
 
 def _check_range(min_s: float, max_s: float) -> None:

@@ -44,7 +44,6 @@ from resemblyzer.hparams import audio_norm_target_dBFS
 from scipy.linalg import eigh
 from sklearn.cluster import AgglomerativeClustering, SpectralClustering
 
-from emojudge_models.episodes.decode import TARGET_SR
 from emojudge_models.episodes.segment import (
     DEFAULT_MAX_GAP_S,
     DEFAULT_MAX_S,
@@ -55,6 +54,7 @@ from emojudge_models.episodes.segment import (
     speech_regions,
     split_regions,
 )
+from emojudge_models.sample_rate import SAMPLE_RATE_HZ
 
 DEFAULT_DISTANCE_THRESHOLD = 0.3
 """Cosine distance (average linkage) above which two clusters are different speakers, when no count is given.
@@ -115,7 +115,7 @@ def voice_vectors(
 def _embed(wave: np.ndarray, segments: Sequence[Segment], encoder: VoiceEncoder) -> np.ndarray:
     """Raw Resemblyzer vectors of each segment (loudness-normalised, short ones zero-padded)."""
     vectors = np.zeros((len(segments), 256), dtype=np.float32)
-    min_len = round(MIN_EMBED_S * TARGET_SR)
+    min_len = round(MIN_EMBED_S * SAMPLE_RATE_HZ)
     for row, segment in enumerate(segments):
         audio = np.asarray(cut(wave, segment), dtype=np.float32)
         if len(audio) < min_len:
@@ -229,7 +229,8 @@ def segment_and_diarize(
     if len(pieces) < MIN_SPECTRAL:
         segments = merge_pieces(pieces, min_s, max_s, max_gap_s)
         return segments, diarize(episode, wave, segments, n_speakers, encoder=encoder)
-    piece_vectors = voice_vectors(wave, [Segment(start / TARGET_SR, end / TARGET_SR) for start, end in pieces], encoder)
+    spans = [Segment(start / SAMPLE_RATE_HZ, end / SAMPLE_RATE_HZ) for start, end in pieces]
+    piece_vectors = voice_vectors(wave, spans, encoder)
     segments = merge_pieces(pieces, min_s, max_s, max_gap_s, speakers=cluster_speakers(piece_vectors, n_speakers))
     vectors = _pooled(pieces, piece_vectors, segments)
     return segments, _diarization(episode, vectors, cluster_speakers(vectors, n_speakers))
@@ -238,7 +239,7 @@ def segment_and_diarize(
 def _pooled(pieces: Sequence[tuple[int, int]], vectors: np.ndarray, segments: Sequence[Segment]) -> np.ndarray:
     """Each segment's unit vector: the duration-weighted mean of the vectors of the pieces it is made of."""
     pooled = np.zeros((len(segments), vectors.shape[1]), dtype=np.float64)
-    ends = np.array([round(segment.end_s * TARGET_SR) for segment in segments])
+    ends = np.array([round(segment.end_s * SAMPLE_RATE_HZ) for segment in segments])
     for (start, end), vector in zip(pieces, vectors, strict=True):
         pooled[int(np.searchsorted(ends, end))] += vector * (end - start)
     norms = np.linalg.norm(pooled, axis=1, keepdims=True)

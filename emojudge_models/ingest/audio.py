@@ -22,10 +22,11 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
+from emojudge_models.sample_rate import SAMPLE_RATE_HZ
+
 if TYPE_CHECKING:
     from emojudge_models.episodes.decode import DecodedEpisode
 
-TARGET_SR = 16_000
 MIN_DURATION_S = 0.5
 DEFAULT_MAX_DURATION_S = 60.0
 SILENCE_PEAK = 1e-4
@@ -213,8 +214,8 @@ def decode(
     mono = data.mean(axis=1)
     if float(np.abs(mono).max()) < SILENCE_PEAK:
         raise AudioRejected(path, "clip is all silence (peak below -80 dBFS)")
-    if resample and sr != TARGET_SR:
-        mono = librosa.resample(mono, orig_sr=sr, target_sr=TARGET_SR, res_type="soxr_hq")
+    if resample and sr != SAMPLE_RATE_HZ:
+        mono = librosa.resample(mono, orig_sr=sr, target_sr=SAMPLE_RATE_HZ, res_type="soxr_hq")
     wave = np.ascontiguousarray(mono, dtype=np.float32)
     return DecodedAudio(wave=wave, orig_sample_rate_hz=sr, channels=channels, duration_s=duration_s, sha256=sha256)
 
@@ -336,7 +337,7 @@ def load_segment(source: SegmentSource) -> np.ndarray:
     episode = episode_cache.get(path, source.channel)
     if source.episode_sha256 is not None and episode.sha256 != source.episode_sha256:
         raise AudioRejected(path, "episode content changed since ingest (SHA-256 differs); re-run ingest")
-    start, end = round(source.start_s * TARGET_SR), min(round(source.end_s * TARGET_SR), len(episode.wave))
+    start, end = round(source.start_s * SAMPLE_RATE_HZ), min(round(source.end_s * SAMPLE_RATE_HZ), len(episode.wave))
     if not 0 <= start < end:
         span = f"{source.start_s:.2f}-{source.end_s:.2f} s"
         raise AudioRejected(path, f"segment {span} lies outside the {episode.duration_s:.2f} s episode")

@@ -16,8 +16,8 @@ import numpy as np
 import soundfile as sf
 
 from emojudge_models.labels import EMOTIONS
+from emojudge_models.sample_rate import SAMPLE_RATE_HZ
 
-SAMPLE_RATE_HZ = 16_000
 CLIPS_PER_SPEAKER_AND_EMOTION = 3
 SPEAKERS = (
     ("spk1", "female", 1.0),

@@ -15,8 +15,8 @@ import numpy as np
 from scipy.ndimage import uniform_filter1d
 from scipy.signal import find_peaks
 
-from emojudge_models.ingest.audio import TARGET_SR
 from emojudge_models.prosody.pitch import DEFAULT_TRACKER, HOP_LENGTH, PitchTracker, track_pitch
+from emojudge_models.sample_rate import SAMPLE_RATE_HZ
 
 RMS_FRAME_LENGTH = 400
 """25 ms RMS frames."""
@@ -87,7 +87,7 @@ def compute_prosody(
         raise ValueError(f"expected a mono wave (1-D samples), got shape {wave.shape}")
     if not np.isfinite(wave).all():
         raise ValueError("samples contain NaN or inf")
-    duration_s = len(wave) / TARGET_SR
+    duration_s = len(wave) / SAMPLE_RATE_HZ
     if len(wave) == 0:
         return _empty_values()
 
@@ -166,7 +166,7 @@ def _a_weighted_frame_power(wave: np.ndarray) -> np.ndarray:
 
 def _a_weights() -> np.ndarray:
     """Linear A-weighting power gain per one-sided FFT bin, doubled for bins that stand for +f and -f; DC gets 0."""
-    freqs = librosa.fft_frequencies(sr=TARGET_SR, n_fft=LOUDNESS_N_FFT)
+    freqs = librosa.fft_frequencies(sr=SAMPLE_RATE_HZ, n_fft=LOUDNESS_N_FFT)
     weights = np.zeros_like(freqs)
     weights[1:] = 10 ** (librosa.A_weighting(freqs[1:]) / 10)
     weights[1:-1] *= 2
@@ -193,7 +193,7 @@ def _speech_span_s(active: np.ndarray) -> float:
     indices = np.flatnonzero(active)
     if len(indices) == 0:
         return 0.0
-    return (indices[-1] - indices[0] + 1) * HOP_LENGTH / TARGET_SR
+    return (indices[-1] - indices[0] + 1) * HOP_LENGTH / SAMPLE_RATE_HZ
 
 
 def _count_syllables(weighted_power: np.ndarray, active: np.ndarray) -> int:

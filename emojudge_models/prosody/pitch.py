@@ -10,7 +10,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.ndimage import binary_opening
 
-from emojudge_models.ingest.audio import TARGET_SR
+from emojudge_models.sample_rate import SAMPLE_RATE_HZ
 from emojudge_models.settings import PitchTracker, default
 
 PITCH_TRACKERS: tuple[PitchTracker, ...] = get_args(PitchTracker)
@@ -63,7 +63,7 @@ def _track_pyin(wave: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         wave,
         fmin=FMIN_HZ,
         fmax=FMAX_HZ,
-        sr=TARGET_SR,
+        sr=SAMPLE_RATE_HZ,
         frame_length=PITCH_FRAME_LENGTH,
         hop_length=HOP_LENGTH,
     )
@@ -76,7 +76,7 @@ def _track_yin(wave: np.ndarray, eligible: np.ndarray) -> tuple[np.ndarray, np.n
         wave,
         fmin=FMIN_HZ,
         fmax=FMAX_HZ,
-        sr=TARGET_SR,
+        sr=SAMPLE_RATE_HZ,
         frame_length=PITCH_FRAME_LENGTH,
         hop_length=HOP_LENGTH,
     )
@@ -101,7 +101,7 @@ def periodicity_at(wave: np.ndarray, f0_hz: np.ndarray) -> np.ndarray:
     """Normalised autocorrelation of each centred pitch frame at the lag of its ``f0_hz`` (1 = periodic, ~0 = noise)."""
     half = PITCH_FRAME_LENGTH // 2
     frames = librosa.util.frame(np.pad(wave, half), frame_length=PITCH_FRAME_LENGTH, hop_length=HOP_LENGTH).T
-    lags = np.rint(TARGET_SR / f0_hz).astype(np.int64)
+    lags = np.rint(SAMPLE_RATE_HZ / f0_hz).astype(np.int64)
     head = frames[:, :half]
     shifted = np.take_along_axis(frames, lags[:, None] + np.arange(half)[None, :], axis=1)
     energy = np.sqrt(np.einsum("ij,ij->i", head, head) * np.einsum("ij,ij->i", shifted, shifted))

@@ -24,6 +24,8 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from emojudge_models.home import HomeLayout
+
 ENV_PREFIX = "EMOJUDGE_"
 
 
@@ -278,12 +280,12 @@ class Settings(BaseModel):
     @property
     def inbox_dir(self) -> Path:
         """EMOJUDGE_INBOX, defaulting to $EMOJUDGE_HOME/inbox."""
-        return self.inbox or self.home / "inbox"
+        return self.inbox or HomeLayout(self.home).inbox
 
     @property
     def dagster_dir(self) -> Path:
         """DAGSTER_HOME, defaulting to $EMOJUDGE_HOME/dagster so the CLI and the UI share runs and partitions."""
-        return self.dagster_home or self.home / "dagster"
+        return self.dagster_home or HomeLayout(self.home).dagster
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

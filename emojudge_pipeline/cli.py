@@ -13,6 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from emojudge_models.home import HomeLayout
 from emojudge_models.ingest.corpus import FORMATS
 from emojudge_models.settings import Settings, SettingsError
 from emojudge_pipeline.cli_support import OneLineArgumentParser, UsageError, fail, is_user_error
@@ -68,7 +69,7 @@ def demo(settings: Settings | None = None) -> None:
 
     settings = settings or Settings.from_env()
     home = settings.home
-    manifest = settings.demo_data or write_demo_corpus(home / "demo_corpus")
+    manifest = settings.demo_data or write_demo_corpus(HomeLayout(home).demo_corpus)
     add_eval_set("demo", manifest, "manifest", settings)
     materialize("demo", train=True, settings=settings)
     path = warehouse.warehouse_path(home)

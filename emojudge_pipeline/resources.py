@@ -19,6 +19,7 @@ import duckdb
 from pydantic import Field, create_model
 
 from emojudge_models.encoders.base import AudioEncoder, TextEncoder
+from emojudge_models.home import HomeLayout
 from emojudge_models.profiles import Profile, resolve
 from emojudge_models.settings import (
     AtLeastOne,
@@ -106,16 +107,20 @@ class WarehouseResource(dg.ConfigurableResource):
         return Path(self.home)
 
     @property
+    def layout(self) -> HomeLayout:
+        return HomeLayout(self.home_path)
+
+    @property
     def path(self) -> Path:
         return warehouse.warehouse_path(self.home_path)
 
     @property
     def features_root(self) -> Path:
-        return self.home_path / "features"
+        return self.layout.features
 
     @property
     def models_root(self) -> Path:
-        return self.home_path / "models"
+        return self.layout.models
 
     @contextmanager
     def connect(self, read_only: bool = False, publish: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -272,8 +277,8 @@ def default_judge(settings: Settings) -> JudgeResource:
         settings,
         backend=settings.judge or resolve(settings.profile).judge,
         llama_server=str(settings.llama_server or ""),
-        model_cache=str(settings.home / "models" / "judge"),
-        log_dir=str(settings.home / "logs"),
+        model_cache=str(HomeLayout(settings.home).judge_models),
+        log_dir=str(HomeLayout(settings.home).logs),
     )
 
 

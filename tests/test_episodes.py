@@ -42,6 +42,7 @@ from emojudge_models.episodes.segment import (
     speech_regions,
 )
 from emojudge_models.episodes.sidecar import Cue, find_sidecar, map_cues, parse_sidecar
+from emojudge_models.episodes.sources import audio_source, load_audio
 from emojudge_models.episodes.speakers import cluster_speakers, diarize, segment_and_diarize
 from emojudge_models.episodes.timeline import (
     SHARE_COLUMNS,
@@ -50,7 +51,6 @@ from emojudge_models.episodes.timeline import (
     speaker_totals,
     timeline_png,
 )
-from emojudge_models.ingest.audio import audio_source, load_wave
 from emojudge_models.labels import EMOTIONS
 from emojudge_models.sample_rate import SAMPLE_RATE_HZ
 
@@ -571,7 +571,7 @@ def two_mics(ravdess_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
     return root / "double.wav", root / "left-only.wav", clips
 
 
-def test_split_channels_make_a_speaker_per_channel_and_read_segments_from_their_channel(two_mics) -> None:
+def test_split_channels_make_a_speaker_per_channel_and_read_segments_from_their_channel(two_mics, tmp_path) -> None:
     double, _, clips = two_mics
     result = ingest_episode(double, "show", channels="split")
     rows = result.utterances
@@ -600,12 +600,16 @@ def test_split_channels_make_a_speaker_per_channel_and_read_segments_from_their_
 
     # Reading a segment back (features, ASR, prosody) takes its channel, not the mix.
     right = rows[rows["channel"] == 2].iloc[0]
-    source = audio_source(right.audio_path, right.start_s, right.end_s, right.episode_sha256, float(right.channel))
+    source = audio_source(
+        right.audio_path, right.start_s, right.end_s, right.episode_sha256, float(right.channel), tmp_path
+    )
     assert source.channel == 2
     channel_two = decode_episode(double, channel=2).wave
     start, end = round(right.start_s * SAMPLE_RATE_HZ), round(right.end_s * SAMPLE_RATE_HZ)
-    np.testing.assert_array_equal(load_wave(source), channel_two[start:end])
-    mixed = load_wave(audio_source(right.audio_path, right.start_s, right.end_s, right.episode_sha256, np.nan))
+    np.testing.assert_array_equal(load_audio(source), channel_two[start:end])
+    mixed = load_audio(
+        audio_source(right.audio_path, right.start_s, right.end_s, right.episode_sha256, np.nan, tmp_path)
+    )
     np.testing.assert_allclose(mixed, 0.5 * channel_two[start:end], atol=1e-6)
 
 

@@ -27,7 +27,6 @@ from test_episodes import _write_mp3
 from tiny_models import demo_training_env
 
 from emojudge_models.episodes.inbox import scan_inbox, stale_episodes
-from emojudge_models.ingest.audio import episode_cache
 from emojudge_models.store import warehouse
 from emojudge_pipeline import cli
 from emojudge_pipeline.resources import InboxResource, WarehouseResource
@@ -385,17 +384,16 @@ def _utterance_rows(home: Path, eval_set: str) -> list[tuple]:
 
 def test_running_a_scored_episode_again_reuses_its_segments_and_speakers(scored, monkeypatch) -> None:
     """`emojudge materialize` of a scored episode: the ingest finds the same bytes and settings (ingest_key) and keeps
-    its rows: no VAD, no voice vectors; the one decode left is prosody's, which cuts segments from it."""
+    its rows: no VAD, no voice vectors, no decode (every step maps the episode the first run's ingest decoded)."""
     mp3 = _names(scored)["rerun.mp3"]
     home = scored["home"]
     before = _utterance_rows(home, mp3)
     with warehouse.connect(home, read_only=True) as con:
         [(key,)] = con.execute("SELECT ingest_key FROM eval_sets WHERE name = ?", [mp3]).fetchall()
     assert json.loads(key)["channels"] == "mix" and json.loads(key)["segment_max_s"] == 4.5
-    episode_cache.clear()
     work = AudioWork(monkeypatch)
     _cli_lines(["materialize", mp3, "--no-train"])
-    assert work.counts == {"decodes": 1, "vad": 0, "voice_vectors": 0}
+    assert work.counts == {"decodes": 0, "vad": 0, "voice_vectors": 0}
     assert _utterance_rows(home, mp3) == before, "the rows stand, run_id included"
     latest = cli.instance().get_latest_materialization_event(dg.AssetKey("utterances")).asset_materialization
     assert latest.partition == mp3 and latest.metadata["reused"].value is True
@@ -433,7 +431,6 @@ def test_a_newer_model_makes_episodes_stale_and_rescoring_reuses_every_feature(s
     job = build_definitions().resolve_job_def(RESCORE_JOB)
     assert {request.job_name for request in requests} <= {None, RESCORE_JOB}
     before = _utterance_rows(home, mp3)
-    episode_cache.clear()
     work = AudioWork(monkeypatch)
     result = job.execute_in_process(instance=cli.instance(), partition_key=mp3)
     assert result.success
@@ -476,24 +473,30 @@ def test_inbox_automation_runs_by_default_and_rescoring_keeps_the_audio_assets(t
     assert {"audio_features", "logits", "predictions", "episode_emotions"} <= rescored
 
 
-def test_segment_sources_read_the_cached_episode_and_refuse_changed_bytes(tmp_path: Path) -> None:
-    from emojudge_models.ingest.audio import AudioRejected, SegmentSource, audio_source, load_wave
+def test_segment_sources_map_one_decode_and_refuse_changed_bytes_once_it_is_gone(tmp_path: Path) -> None:
+    """Segments are cut from the episode's decoded file, keyed by the hash ingest recorded: decoded once, whoever
+    asks; while that file exists a segment is the audio ingest saw; once retention removed it, bytes that no longer
+    hash to the recorded SHA-256 are refused."""
+    from emojudge_models.episodes.decoded import DecodedEpisodes
+    from emojudge_models.episodes.sources import SegmentSource, audio_source, load_audio
+    from emojudge_models.ingest.audio import AudioRejected
 
-    path = tmp_path / "talk.wav"
+    path, decoded = tmp_path / "talk.wav", tmp_path / "decoded"
     t = np.arange(12 * 16_000) / 16_000
     sf.write(path, np.stack([np.sin(2 * np.pi * 220 * t), np.zeros_like(t)], axis=1).astype(np.float32), 16_000)
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     assert audio_source(str(path), float("nan"), float("nan"), float("nan")) == str(path)
-    source = audio_source(str(path), 2.0, 3.5, sha)
-    before = episode_cache.decodes
-    first, second = load_wave(source), load_wave(SegmentSource(str(path), 10.0, 11.0, sha))
-    assert (len(first), len(second)) == (24_000, 16_000) and episode_cache.decodes == before + 1
+    source = audio_source(str(path), 2.0, 3.5, sha, None, decoded)
+    first, second = load_audio(source), load_audio(SegmentSource(str(path), 10.0, 11.0, sha, None, str(decoded)))
+    assert (len(first), len(second)) == (24_000, 16_000) and DecodedEpisodes(decoded).decodes(sha) == 1
     np.testing.assert_allclose(first[:100], 0.5 * np.sin(2 * np.pi * 220 * t[32_000:32_100]), atol=2e-3)
     with pytest.raises(AudioRejected, match=r"outside the 12\.00 s episode"):
-        load_wave(SegmentSource(str(path), 12.5, 13.0, sha))
+        load_audio(SegmentSource(str(path), 12.5, 13.0, sha, None, str(decoded)))
     sf.write(path, np.zeros((12 * 16_000, 2), dtype=np.float32) + 0.1, 16_000)
+    np.testing.assert_array_equal(load_audio(source), first)
+    assert DecodedEpisodes(decoded).prune(keep_s=-1.0)
     with pytest.raises(AudioRejected, match="episode content changed since ingest"):
-        load_wave(source)
+        load_audio(source)
 
 
 def test_inbox_rejects_silent_and_overlong_episodes_without_any_model(

@@ -239,19 +239,21 @@ def test_compute_many_with_processes_matches_inline(tmp_path):
 
 
 def test_compute_many_cuts_episode_segments_for_its_workers(tmp_path):
-    """Segments of an episode reach the workers as waves cut from this process's decode: the same values as inline,
-    and a segment outside the episode fails with the reason in its place."""
-    from emojudge_models.ingest.audio import SegmentSource, episode_cache
+    """Segments of an episode reach the workers as waves cut in this process from the episode's one decode: the
+    same values as inline, and a segment outside the episode fails with the reason in its place."""
+    import hashlib
+
+    from emojudge_models.episodes.decoded import DecodedEpisodes
+    from emojudge_models.episodes.sources import SegmentSource
 
     path = tmp_path / "episode.wav"
     gap = np.zeros(SR // 2, dtype=np.float32)
     sf.write(path, np.concatenate([harmonic_tone(120.0), gap, harmonic_tone(200.0), gap, harmonic_tone(310.0)]), SR)
-    episode_cache.clear()
-    before = episode_cache.decodes
-    items = [(i, SegmentSource(str(path), 1.5 * i, 1.5 * i + 1.0), None) for i in range(3)]
-    items.append((3, SegmentSource(str(path), 20.0, 21.0), None))
+    sha, decoded = hashlib.sha256(path.read_bytes()).hexdigest(), tmp_path / "decoded"
+    items = [(i, SegmentSource(str(path), 1.5 * i, 1.5 * i + 1.0, sha, None, str(decoded)), None) for i in range(3)]
+    items.append((3, SegmentSource(str(path), 20.0, 21.0, sha, None, str(decoded)), None))
     parallel = list(compute_many(items, processes=2))
-    assert episode_cache.decodes == before + 1
+    assert DecodedEpisodes(decoded).decodes(sha) == 1
     assert parallel == list(compute_many(items, processes=1))
     assert [round(v.f0_median_hz, -1) for _, v in parallel[:3]] == [120.0, 200.0, 310.0]
     assert parallel[3] == (3, ProsodyFailed("segment 20.00-21.00 s lies outside the 4.00 s episode"))

@@ -30,8 +30,9 @@ from emojudge_models.encoders.whisper_ct2 import (
     resolve_model,
     weights_sha256,
 )
+from emojudge_models.episodes.sources import SegmentSource, load_audio
 from emojudge_models.features.batching import device_kind
-from emojudge_models.ingest.audio import SegmentSource, file_sha256, load_wave
+from emojudge_models.ingest.audio import file_sha256
 from emojudge_models.sample_rate import SAMPLE_RATE_HZ
 
 DEFAULT_MODEL = "tiny.en"
@@ -59,7 +60,7 @@ class SpeechRecognizer(Protocol):
 
 
 def _as_wave(clip: Clip) -> np.ndarray:
-    return load_wave(clip) if isinstance(clip, str | Path | SegmentSource) else np.asarray(clip, dtype=np.float32)
+    return load_audio(clip) if isinstance(clip, str | Path | SegmentSource) else np.asarray(clip, dtype=np.float32)
 
 
 def segment_waves(episode: np.ndarray, segments: Sequence[tuple[float, float]]) -> list[np.ndarray]:

@@ -19,6 +19,7 @@ key is reused by a rescoring (see ``emojudge_pipeline/assets/ingest.py``) instea
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -35,6 +36,7 @@ from emojudge_models.episodes.decode import (
     EpisodeRejected,
     decode_episode,
 )
+from emojudge_models.episodes.decoded import DecodedEpisodes
 from emojudge_models.episodes.segment import (
     DEFAULT_MAX_S,
     DEFAULT_MIN_S,
@@ -45,7 +47,7 @@ from emojudge_models.episodes.segment import (
 )
 from emojudge_models.episodes.sidecar import SidecarError, find_sidecar, map_cues, parse_sidecar
 from emojudge_models.episodes.speakers import segment_and_diarize, voice_vectors
-from emojudge_models.ingest.audio import episode_cache, file_sha256
+from emojudge_models.ingest.audio import file_sha256
 from emojudge_models.ingest.corpus import Rejection
 from emojudge_models.ingest.utterances import UTTERANCE_COLUMNS
 
@@ -158,6 +160,7 @@ def _decode_tracks(
     min_s: float,
     max_s: float,
     channels: ChannelMode,
+    decoded_store: DecodedEpisodes | None,
 ) -> tuple[str, EpisodeHeader, list[_Track]]:
     """Decode, segment and embed the episode as one mixed track or one track per channel (see the module doc).
 
@@ -165,16 +168,14 @@ def _decode_tracks(
     """
     count = _channel_count(path, max_episode_s) if channels == "split" else 1
     if count < 2:
-        before = path.stat()
-        decoded = decode_episode(path, max_duration_s=max_episode_s)
+        decoded = _decode_and_keep(path, max_episode_s, None, decoded_store)
         _check_identity(path, episode, decoded.sha256)
-        episode_cache.keep(path, decoded, before)
         return decoded.sha256, decoded.header, _mixed(episode, speakers_hint, decoded, min_s, max_s)
     tracks: list[_Track] = []
     first: tuple[str, EpisodeHeader] | None = None
     for channel in range(1, count + 1):
         try:
-            decoded = decode_episode(path, max_duration_s=max_episode_s, channel=channel)
+            decoded = _decode_and_keep(path, max_episode_s, channel, decoded_store)
         except EpisodeRejected as rejected:
             if rejected.reason != SILENT_REASON:
                 raise
@@ -190,6 +191,19 @@ def _decode_tracks(
     if first is None:
         raise EpisodeRejected(path, f"every channel is {SILENT_REASON}")
     return *first, tracks
+
+
+def _decode_and_keep(
+    path: Path, max_episode_s: float, channel: int | None, store: DecodedEpisodes | None
+) -> DecodedEpisode:
+    """Decode the episode (or one channel) and keep the result in ``store``, so the later steps of the run (and any
+    other process on this home) map it instead of decoding again."""
+    started = time.monotonic()
+    decoded = decode_episode(path, max_duration_s=max_episode_s, channel=channel)
+    if store is not None:
+        store.store(decoded.sha256, channel, decoded.wave)
+        store.record_decode(decoded.sha256, channel, str(path), decoded.duration_s, time.monotonic() - started)
+    return decoded
 
 
 def _check_identity(path: Path, episode: str, sha256: str) -> None:
@@ -219,17 +233,20 @@ def ingest_episode(
     min_s: float = DEFAULT_MIN_S,
     max_s: float = DEFAULT_MAX_S,
     channels: ChannelMode = "mix",
+    decoded_dir: Path | None = None,
 ) -> EpisodeIngest:
     """Decode ``path`` (streaming), cut it into ``[min_s, max_s]`` segments, find its speakers (``speakers_hint``:
     the count, if known; with ``channels='split'`` a speaker per channel) and map a ``.vtt``/``.srt`` beside it onto
     the segments.
 
     ``episode`` names the evaluation set; a set named ``ep-<sha prefix>`` whose file no longer hashes to that
-    prefix is rejected (the inbox file was replaced by other bytes, which are a new episode of their own).
+    prefix is rejected (the inbox file was replaced by other bytes, which are a new episode of their own). The
+    decoded audio is kept in ``decoded_dir`` (:mod:`emojudge_models.episodes.decoded`) for the steps that follow.
     """
     key = ingest_key(path, speakers_hint, min_s, max_s, channels) if Path(path).is_file() else None
     try:
-        sha, header, tracks = _decode_tracks(path, episode, speakers_hint, max_episode_s, min_s, max_s, channels)
+        store = None if decoded_dir is None else DecodedEpisodes(decoded_dir)
+        sha, header, tracks = _decode_tracks(path, episode, speakers_hint, max_episode_s, min_s, max_s, channels, store)
     except EpisodeRejected as rejected:
         return _rejected(path, rejected.reason)
     if not tracks:

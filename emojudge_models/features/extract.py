@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from emojudge_models.encoders.base import FLOAT16_MAX, AudioEncoder, StoreFrames, TextEncoder, frame_problem
+from emojudge_models.episodes.sources import AudioSource, SegmentSource, load_segment
 from emojudge_models.features.batching import auto_batch_seconds, auto_lanes, plan_batches, split_to_budget
 from emojudge_models.features.loader import BackgroundLoader, failure_reason
 from emojudge_models.features.store import (
@@ -40,7 +41,7 @@ from emojudge_models.features.store import (
     pooled_vector,
 )
 from emojudge_models.features.waveform_stats import NormalizedAudioEncoder, WaveformStats, normalize_in_place
-from emojudge_models.ingest.audio import DEFAULT_MAX_DURATION_S, AudioSource, SegmentSource, decode, load_segment
+from emojudge_models.ingest.audio import DEFAULT_MAX_DURATION_S, decode
 from emojudge_models.sample_rate import SAMPLE_RATE_HZ
 from emojudge_models.settings import default
 

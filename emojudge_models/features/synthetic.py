@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from emojudge_models.features.store import FRAME_DTYPE, FeatureStore
+from emojudge_models.home import HomeLayout
 from emojudge_models.labels import EMOTIONS
 from emojudge_models.store import warehouse
 
@@ -35,7 +36,7 @@ class SyntheticStore:
 
 def synthetic_store(home: Path) -> FeatureStore:
     """The feature store (and warehouse) under ``home``, as :func:`build_synthetic_store` lays it out."""
-    return FeatureStore(functools.partial(warehouse.connect, Path(home)), Path(home) / "features")
+    return FeatureStore(functools.partial(warehouse.connect, Path(home)), HomeLayout(home).features)
 
 
 def _chunk(start: int, n: int, dim: int, speakers: int, max_frames: int, rng: np.random.Generator) -> dict:

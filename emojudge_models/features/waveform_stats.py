@@ -17,8 +17,9 @@ import duckdb
 import numpy as np
 
 from emojudge_models.encoders.base import AudioEncoder
+from emojudge_models.episodes.sources import load_audio
 from emojudge_models.features.loader import BackgroundLoader
-from emojudge_models.ingest.audio import DEFAULT_MAX_DURATION_S, load_wave
+from emojudge_models.ingest.audio import DEFAULT_MAX_DURATION_S
 from emojudge_models.store.warehouse import sql_text
 
 STATS_VERSION = "1"
@@ -57,7 +58,7 @@ def compute_waveform_stats(
     count, mean, m2 = 0, 0.0, 0.0
     n_clips = 0
     rejected: list[tuple[str, str]] = []
-    with BackgroundLoader(batches, lambda p: load_wave(p, max_duration_s), workers=workers) as loader:
+    with BackgroundLoader(batches, lambda p: load_audio(p, max_duration_s), workers=workers) as loader:
         for loaded in loader:
             rejected.extend(loaded.failures)
             for wave in loaded.waves:

@@ -1,31 +1,24 @@
-"""Decoding, resampling and validation of audio clips, and reading episode segments as clips.
+"""Decoding, resampling and validation of audio clips.
 
-Every clip is decoded to mono float32 at 16 kHz; :class:`AudioRejected` carries a reason a person can act on.
-An utterance is either a clip file or a :class:`SegmentSource` (``[start_s, end_s)`` of a podcast episode);
-:func:`load_wave` reads both, so features, ASR and prosody treat them as one kind of thing.
+Every clip is decoded to mono float32 at 16 kHz; :class:`AudioRejected` carries a reason a person can act on. An
+utterance may also be a segment of a podcast episode: :mod:`emojudge_models.episodes.sources` reads both kinds.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import os
 import re
 import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import librosa
 import numpy as np
-import pandas as pd
 import soundfile as sf
 
 from emojudge_models.sample_rate import SAMPLE_RATE_HZ
-
-if TYPE_CHECKING:
-    from emojudge_models.episodes.decode import DecodedEpisode
 
 MIN_DURATION_S = 0.5
 DEFAULT_MAX_DURATION_S = 60.0
@@ -220,132 +213,6 @@ def decode(
     return DecodedAudio(wave=wave, orig_sample_rate_hz=sr, channels=channels, duration_s=duration_s, sha256=sha256)
 
 
-@dataclass(frozen=True)
-class SegmentSource:
-    """The stretch ``[start_s, end_s)`` of an episode file, read like a clip (an utterance row with start/end set)."""
-
-    path: str
-    start_s: float
-    end_s: float
-    episode_sha256: str | None = None
-    """The episode's SHA-256 recorded at ingest; when given, the file must still hash to it."""
-    channel: int | None = None
-    """The 1-based channel the segment was cut from (a split episode); ``None``: the channels' mean."""
-
-    def __str__(self) -> str:
-        track = "" if self.channel is None else f" c{self.channel}"
-        return f"{self.path}[{self.start_s:.2f}-{self.end_s:.2f}s{track}]"
-
-
-AudioSource = str | Path | SegmentSource
-"""What an utterance's audio is: a clip file, or a segment of an episode file."""
-
-EPISODE_SOURCE_MAX_S = 24 * 3600.0
-"""Upper bound when an episode is decoded for its segments (ingest already enforced EMOJUDGE_MAX_EPISODE_S)."""
-
-
-def _missing(value: object) -> bool:
-    """NULL as read through pandas: None, NaN (DOUBLE columns) or ``pd.NA`` (nullable INTEGER columns)."""
-    return value is None or bool(pd.isna(value))
-
-
-def audio_source(
-    path: str | Path,
-    start_s: float | None = None,
-    end_s: float | None = None,
-    episode_sha256: str | None = None,
-    channel: float | None = None,
-) -> AudioSource:
-    """The audio of an utterance row: its clip file, or its episode segment when ``start_s``/``end_s`` are set
-    (of one ``channel`` when set, else of the channels' mean).
-
-    NULLs read through pandas arrive as NaN or None; both mean "a clip" (or, for ``channel``, "mixed down").
-    """
-    if _missing(start_s) or _missing(end_s):
-        return str(path)
-    sha = None if not isinstance(episode_sha256, str) else episode_sha256
-    track = None if _missing(channel) else int(channel)
-    return SegmentSource(str(path), float(start_s), float(end_s), sha, track)
-
-
-class _EpisodeCache:
-    """The last decoded episode of this process: segments are read in runs from one episode, so one is kept.
-
-    Decoding an hour takes seconds and ~230 MB; decoding it once per segment would cost minutes. Threads (the feature
-    loader's decode workers) share the entry; a lock makes the first one decode and the others wait for it.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._key: tuple[str, int, int, int | None] | None = None
-        self._episode: DecodedEpisode | None = None
-        self.decodes = 0
-        """How many episodes this process decoded (a test counts them)."""
-
-    @staticmethod
-    def _key_of(path: Path, stat: os.stat_result, channel: int | None) -> tuple[str, int, int, int | None]:
-        return str(path.resolve()), stat.st_size, stat.st_mtime_ns, channel
-
-    def keep(
-        self, path: Path, episode: DecodedEpisode, stat_before: os.stat_result, channel: int | None = None
-    ) -> None:
-        """Hold an episode decoded elsewhere (ingest), so the steps after it in this process cut its segments
-        without decoding the file again; skipped when the file changed since ``stat_before`` (taken before decoding).
-        """
-        try:
-            stat = path.stat()
-        except OSError:
-            return
-        key = self._key_of(path, stat, channel)
-        if key == self._key_of(path, stat_before, channel):
-            with self._lock:
-                self._key, self._episode = key, episode
-
-    def get(self, path: Path, channel: int | None = None) -> DecodedEpisode:
-        from emojudge_models.episodes.decode import EpisodeRejected, decode_episode
-
-        try:
-            stat = path.stat()
-        except OSError:
-            raise AudioRejected(path, "episode file not found") from None
-        key = self._key_of(path, stat, channel)
-        with self._lock:
-            if self._key != key or self._episode is None:
-                self._key, self._episode = None, None
-                try:
-                    self._episode = decode_episode(
-                        path, max_duration_s=EPISODE_SOURCE_MAX_S, min_duration_s=0.0, channel=channel
-                    )
-                except EpisodeRejected as rejected:
-                    raise AudioRejected(path, rejected.reason) from None
-                self._key = key
-                self.decodes += 1
-            return self._episode
-
-    def clear(self) -> None:
-        """Drop the cached episode (its memory is released once no segment view refers to it)."""
-        with self._lock:
-            self._key, self._episode = None, None
-
-
-episode_cache = _EpisodeCache()
-
-
-def load_segment(source: SegmentSource) -> np.ndarray:
-    """The 16 kHz mono float32 samples of ``[start_s, end_s)`` of the episode, cut from its cached decode (a copy)."""
-    path = Path(source.path)
-    episode = episode_cache.get(path, source.channel)
-    if source.episode_sha256 is not None and episode.sha256 != source.episode_sha256:
-        raise AudioRejected(path, "episode content changed since ingest (SHA-256 differs); re-run ingest")
-    start, end = round(source.start_s * SAMPLE_RATE_HZ), min(round(source.end_s * SAMPLE_RATE_HZ), len(episode.wave))
-    if not 0 <= start < end:
-        span = f"{source.start_s:.2f}-{source.end_s:.2f} s"
-        raise AudioRejected(path, f"segment {span} lies outside the {episode.duration_s:.2f} s episode")
-    return np.array(episode.wave[start:end], dtype=np.float32)
-
-
-def load_wave(source: AudioSource, max_duration_s: float = DEFAULT_MAX_DURATION_S) -> np.ndarray:
-    """The 16 kHz mono float32 samples of a clip file or an episode segment (encoders, ASR and prosody use it)."""
-    if isinstance(source, SegmentSource):
-        return load_segment(source)
-    return decode(source, max_duration_s).wave
+def load_wave(path: str | Path, max_duration_s: float = DEFAULT_MAX_DURATION_S) -> np.ndarray:
+    """The 16 kHz mono float32 samples of a clip file (an episode segment: ``episodes.sources.load_audio``)."""
+    return decode(path, max_duration_s).wave

@@ -29,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from emojudge_models.home import HomeLayout
 from emojudge_models.store.warehouse import sql_text
 
 LEASE_S = 60.0
@@ -39,7 +40,7 @@ _TIMESTAMPS = ("requested_at", "completed_at")
 
 
 def journal_path(home: Path) -> Path:
-    return Path(home) / "judge" / "journal.sqlite"
+    return HomeLayout(home).judge_journal
 
 
 def _pid_alive(pid: int) -> bool:

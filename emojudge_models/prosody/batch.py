@@ -12,13 +12,14 @@ from typing import TypeVar
 
 import numpy as np
 
-from emojudge_models.ingest.audio import DEFAULT_MAX_DURATION_S, AudioRejected, SegmentSource, load_wave
+from emojudge_models.episodes.sources import SegmentSource, load_audio
+from emojudge_models.ingest.audio import DEFAULT_MAX_DURATION_S, AudioRejected
 from emojudge_models.prosody.features import ProsodyValues, compute_prosody
 from emojudge_models.prosody.pitch import DEFAULT_TRACKER, PITCH_TRACKERS, PitchTracker
 
 Key = TypeVar("Key", bound=Hashable)
 AudioSource = np.ndarray | str | PathLike[str] | SegmentSource
-"""A 16 kHz mono wave, or a path or episode segment that ``emojudge_models.ingest.audio.load_wave`` decodes
+"""A 16 kHz mono wave, or a path or episode segment that ``emojudge_models.episodes.sources.load_audio`` decodes
 (preferred: cheap to send)."""
 
 
@@ -70,7 +71,7 @@ def _submit(
 ) -> Future[ProsodyValues | ProsodyFailed]:
     if isinstance(source, SegmentSource):
         try:
-            source = load_wave(source, max_duration_s)
+            source = load_audio(source, max_duration_s)
         except AudioRejected as rejected:
             failed: Future[ProsodyValues | ProsodyFailed] = Future()
             failed.set_result(ProsodyFailed(rejected.reason))
@@ -83,7 +84,7 @@ def _compute_one(
 ) -> ProsodyValues | ProsodyFailed:
     """Values for one clip, or the reason it failed: one bad clip must not stop a partition."""
     try:
-        wave = source if isinstance(source, np.ndarray) else load_wave(source, max_duration_s)
+        wave = source if isinstance(source, np.ndarray) else load_audio(source, max_duration_s)
         return compute_prosody(wave, transcript, tracker)
     except AudioRejected as rejected:
         return ProsodyFailed(rejected.reason)

@@ -21,6 +21,8 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from emojudge_models.home import HomeLayout
+
 SCHEMA_VERSION = 9
 """Version created by ``sql/store/schema.sql``; ``sql/store/migrations/NNN_*.sql`` bring older files up to it."""
 
@@ -127,12 +129,12 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def warehouse_path(home: Path) -> Path:
-    return home / "emojudge.duckdb"
+    return HomeLayout(home).warehouse
 
 
 def snapshot_path(home: Path) -> Path:
     """The readers' copy of the warehouse, republished after every write session (see :func:`connect`)."""
-    return home / "emojudge.read.duckdb"
+    return HomeLayout(home).snapshot
 
 
 LOCK_WAIT_S = 600.0

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from emojudge_models.episodes.sources import audio_source
 from emojudge_models.features.extract import (
     Clip,
     TextItem,
@@ -15,7 +16,6 @@ from emojudge_models.features.waveform_stats import (
     load_waveform_stats,
     save_waveform_stats,
 )
-from emojudge_models.ingest.audio import audio_source
 from emojudge_models.ingest.corpus import Rejection
 from emojudge_models.ingest.language import asr_language, foreign, no_text_reason
 from emojudge_models.store import warehouse
@@ -80,6 +80,7 @@ def audio_features(
             stats = load_waveform_stats(con, latest)
     context.log.info(f"audio features of {len(clips)} clips with {encoder.spec.get('kind')} on {models.torch_device()}")
     # The store opens its own short sessions (lookups, one write per completed shard, the index at the end).
+    decoded = warehouse_db.layout.decoded_episodes
     report = extract_audio_features(
         FeatureStore(warehouse_db.connect, warehouse_db.features_root),
         encoder,
@@ -87,7 +88,7 @@ def audio_features(
             Clip(
                 eval_set,
                 r.utterance_id,
-                audio_source(r.audio_path, r.start_s, r.end_s, r.episode_sha256, r.channel),
+                audio_source(r.audio_path, r.start_s, r.end_s, r.episode_sha256, r.channel, decoded),
                 r.audio_sha256,
                 r.duration_s,
             )

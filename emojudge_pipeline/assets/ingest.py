@@ -113,6 +113,7 @@ def _episode(
         min_s=ingest.segment_min_s,
         max_s=ingest.segment_max_s,
         channels=ingest.episode_channels,
+        decoded_dir=warehouse_db.layout.decoded_episodes,
     )
     frame = result.utterances.assign(run_id=run_id)
     frame["language"] = with_set_language(frame["language"], ingest.set_languages.get(eval_set))

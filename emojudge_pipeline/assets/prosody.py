@@ -6,7 +6,7 @@ from dataclasses import asdict, fields
 import dagster as dg
 import pandas as pd
 
-from emojudge_models.ingest.audio import audio_source
+from emojudge_models.episodes.sources import audio_source
 from emojudge_models.ingest.corpus import Rejection
 from emojudge_models.prosody import (
     ProsodyFailed,
@@ -65,7 +65,10 @@ def prosody(
     values: dict[str, ProsodyValues] = {}
     failures: list[Rejection] = []
     transcripts = [text if isinstance(text, str) else None for text in clips["transcript"]]
-    sources = [audio_source(r.audio_path, r.start_s, r.end_s, r.episode_sha256, r.channel) for r in clips.itertuples()]
+    decoded = warehouse_db.layout.decoded_episodes
+    sources = [
+        audio_source(r.audio_path, r.start_s, r.end_s, r.episode_sha256, r.channel, decoded) for r in clips.itertuples()
+    ]
     items = zip(clips["utterance_id"], sources, transcripts, strict=True)
     for utterance_id, outcome in compute_many(items, tracker=tracker, processes=processes):
         if isinstance(outcome, ProsodyFailed):

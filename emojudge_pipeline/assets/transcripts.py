@@ -1,11 +1,13 @@
 """Asset ``transcripts``: ASR for every utterance without a transcript, cached by audio hash and ASR model key."""
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from emojudge_models.ingest.audio import AudioRejected, audio_source
+from emojudge_models.episodes.sources import audio_source
+from emojudge_models.ingest.audio import AudioRejected
 from emojudge_models.ingest.corpus import Rejection
 from emojudge_models.ingest.language import asr_language, foreign
 from emojudge_models.store import warehouse
@@ -24,9 +26,11 @@ def build_recognizer(options: Mapping[str, Any]):
     return build_asr(options)
 
 
-def _transcribe_chunk(recognizer, chunk, failures: list[Rejection]) -> dict[str, str]:
+def _transcribe_chunk(recognizer, chunk, failures: list[Rejection], decoded: Path) -> dict[str, str]:
     """Transcripts by audio hash for one chunk; if a clip cannot be decoded, the others still get theirs."""
-    sources = [audio_source(r.audio_path, r.start_s, r.end_s, r.episode_sha256, r.channel) for r in chunk.itertuples()]
+    sources = [
+        audio_source(r.audio_path, r.start_s, r.end_s, r.episode_sha256, r.channel, decoded) for r in chunk.itertuples()
+    ]
     try:
         return dict(zip(chunk["audio_sha256"], recognizer.transcribe_clips(sources), strict=True))
     except AudioRejected:
@@ -74,7 +78,7 @@ def transcripts(
     failures: list[Rejection] = []
     for start in range(0, len(pending), ASR_CHUNK):
         chunk = pending.iloc[start : start + ASR_CHUNK]
-        texts = _transcribe_chunk(recognizer, chunk, failures)
+        texts = _transcribe_chunk(recognizer, chunk, failures, warehouse_db.layout.decoded_episodes)
         with warehouse_db.connect() as con:
             con.executemany(
                 warehouse.sql_text("asr/insert_asr.sql"), [[key, sha, text, language] for sha, text in texts.items()]

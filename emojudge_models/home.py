@@ -1,0 +1,71 @@
+"""The layout of ``$EMOJUDGE_HOME``: every file and folder the pipeline keeps there, named in one place.
+
+```
+$EMOJUDGE_HOME/
+  emojudge.duckdb          the warehouse (writers)          emojudge.read.duckdb   the readers' snapshot
+  features/                Parquet frame shards by encoder  models/                trained heads and fusion
+  models/judge/            the local judge's GGUF           judge/journal.sqlite   judge claims and paid answers
+  episodes/decoded/        decoded episodes, mapped by every step process
+  inbox/                   podcast inbox (EMOJUDGE_INBOX)   dagster/               the Dagster instance (DAGSTER_HOME)
+  logs/                    kept logs of servers that died   demo_corpus/           the generated demo corpus
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class HomeLayout:
+    """Paths under one home folder (nothing is created here)."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def warehouse(self) -> Path:
+        return self.root / "emojudge.duckdb"
+
+    @property
+    def snapshot(self) -> Path:
+        return self.root / "emojudge.read.duckdb"
+
+    @property
+    def features(self) -> Path:
+        return self.root / "features"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def judge_models(self) -> Path:
+        return self.models / "judge"
+
+    @property
+    def judge_journal(self) -> Path:
+        return self.root / "judge" / "journal.sqlite"
+
+    @property
+    def decoded_episodes(self) -> Path:
+        return self.root / "episodes" / "decoded"
+
+    @property
+    def inbox(self) -> Path:
+        return self.root / "inbox"
+
+    @property
+    def dagster(self) -> Path:
+        return self.root / "dagster"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def demo_corpus(self) -> Path:
+        return self.root / "demo_corpus"

@@ -7,7 +7,7 @@ export DAGSTER_HOME ?= $(EMOJUDGE_HOME)/dagster
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: install demo test ui lint bench sql clean llama-server cluster-install cluster-demo cluster-test
+.PHONY: install demo test ui lint bench sql clean llama-server cluster-install cluster-demo cluster-test deploy-check
 
 install: $(VENV)/.installed
 
@@ -121,3 +121,8 @@ cluster-demo: cluster-install
 # A worker SIGKILLed mid-step (retried on the other), tables equal to a single-machine run, a reader held open.
 cluster-test: cluster-install
 	$(BIN)/python -m pytest -q -m cluster tests/test_cluster.py
+
+# The deployment examples (deploy/): YAML lint and Dagster's instance-config validation (not run here).
+deploy-check: cluster-install
+	$(BIN)/yamllint -d "{extends: default, rules: {line-length: {max: 120}, document-start: disable}}" deploy/k8s
+	$(BIN)/python -c "from dagster._core.instance.config import dagster_instance_config as c; c('deploy/k8s', 'dagster.yaml')"

@@ -260,8 +260,8 @@ class Settings(BaseModel):
     )
     dagster_postgres: str = _setting(
         "",
-        "PostgreSQL URL of Dagster's run, event and schedule storage (postgresql+psycopg2://user@host:port/db); unset: SQLite "
-        "files in DAGSTER_HOME",
+        "PostgreSQL URL of Dagster's run, event and schedule storage (postgresql+psycopg2://user@host:port/db); "
+        "unset: SQLite files in DAGSTER_HOME",
         "(unset)",
     )
     executor: Executor = _setting(

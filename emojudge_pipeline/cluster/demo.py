@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib
 import os
 import shutil
+import sys
 import tempfile
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -133,7 +135,11 @@ def cluster(root: Path, settings: Mapping[str, str], workers: int = 2) -> Iterat
     """PostgreSQL, Redis and ``workers`` Celery workers under ``root``, with the cluster's settings plus
     ``settings``; everything is stopped on the way out."""
     with ExitStack() as stack:
-        postgres = servers.Postgres(root / "postgres").start([LAKE_DB, DAGSTER_DB])
+        # a folder of its own that the postgres user can reach (as root the server runs as that user)
+        postgres_root = Path(tempfile.mkdtemp(prefix="emojudge-postgres-"))
+        os.chmod(postgres_root, 0o755)
+        stack.callback(shutil.rmtree, postgres_root, True)
+        postgres = servers.Postgres(postgres_root).start([LAKE_DB, DAGSTER_DB])
         stack.callback(postgres.server.stop)
         redis, redis_url = servers.start_redis(root / "redis")
         stack.callback(redis.stop)
@@ -155,6 +161,8 @@ def cluster(root: Path, settings: Mapping[str, str], workers: int = 2) -> Iterat
         from emojudge_pipeline.instance import instance
 
         instance(found.settings())  # dagster.yaml with the PostgreSQL storage, before any worker reads it
+        if "emojudge_pipeline.definitions" in sys.modules:  # loaded under other settings (a test's single machine)
+            importlib.reload(sys.modules["emojudge_pipeline.definitions"])
         for index in range(1, workers + 1):
             found.start_worker(f"worker-{index}")
         yield found

@@ -7,7 +7,7 @@ export DAGSTER_HOME ?= $(EMOJUDGE_HOME)/dagster
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: install demo test ui lint bench sql clean llama-server
+.PHONY: install demo test ui lint bench sql clean llama-server cluster-install cluster-demo cluster-test deploy-check
 
 install: $(VENV)/.installed
 
@@ -49,7 +49,7 @@ demo: install
 	$(BIN)/emojudge demo
 
 test: install
-	$(BIN)/python -m pytest -q -m "not slow_fault"
+	$(BIN)/python -m pytest -q -m "not slow_fault and not cluster"
 
 # The fault suite (docs/reliability.md): bad inputs, SIGKILLs then reruns, concurrent runs and readers, judge faults.
 reliability: install
@@ -105,3 +105,24 @@ bench: install
 
 clean:
 	rm -rf $(EMOJUDGE_HOME)
+
+# The cluster (docs/scale-out.md): the cluster extra (dagster-postgres, dagster-celery, the DuckLake and postgres
+# extensions as packages) and redis-server from Debian where it can be installed; PostgreSQL is the installed server.
+cluster-install: install
+	$(BIN)/pip install -q --only-binary llama-cpp-python --find-links $(LLAMA_WHEELS) -e ".[dev,cluster]"
+	@command -v redis-server >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q redis-server >/dev/null; } || \
+		echo "warning: no redis-server (apt-get install redis-server)" >&2
+
+# PostgreSQL, Redis and two Celery workers on 127.0.0.1 in a temporary folder; two evaluation sets materialised
+# through them; one `cluster: ...` line; everything it started is stopped.
+cluster-demo: cluster-install
+	$(BIN)/python -m emojudge_pipeline.cluster.demo
+
+# A worker SIGKILLed mid-step (retried on the other), tables equal to a single-machine run, a reader held open.
+cluster-test: cluster-install
+	$(BIN)/python -m pytest -q -m cluster tests/test_cluster.py
+
+# The deployment examples (deploy/): YAML lint and Dagster's instance-config validation (not run here).
+deploy-check: cluster-install
+	$(BIN)/yamllint -d "{extends: default, rules: {line-length: {max: 120}, document-start: disable}}" deploy/k8s
+	$(BIN)/python -c "from dagster._core.instance.config import dagster_instance_config as c; c('deploy/k8s', 'dagster.yaml')"

@@ -67,5 +67,10 @@ class HomeLayout:
         return self.root / "logs"
 
     @property
+    def lake(self) -> Path:
+        """The cluster warehouse's Parquet data when EMOJUDGE_LAKE_DATA is unset (see docs/scale-out.md)."""
+        return self.root / "lake"
+
+    @property
     def demo_corpus(self) -> Path:
         return self.root / "demo_corpus"

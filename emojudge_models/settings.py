@@ -110,6 +110,8 @@ JudgeBackend = Literal["local", "openai-chat", "openai-batch"]
 JudgeScope = Literal["all", "disagreements"]
 JudgeGate = Literal["development", "per_change", "off"]
 EpisodeChannels = Literal["mix", "split"]
+WarehouseKind = Literal["duckdb", "ducklake"]
+Executor = Literal["local", "celery"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 """Field types shared with the pipeline's resources, so a launchpad override is validated like the environment."""
 
@@ -243,8 +245,38 @@ class Settings(BaseModel):
     episode_channels: EpisodeChannels = _setting(
         "mix", "mix (channels averaged, speakers by voice) or split (each channel of a stereo episode its own speaker)"
     )
+    # The cluster deployment (docs/scale-out.md): these select it; the defaults are one machine.
+    warehouse: WarehouseKind = _setting(
+        "duckdb",
+        "duckdb (one file with a readers' snapshot) or ducklake (the cluster's: PostgreSQL catalog, Parquet data; "
+        "store/lake.py)",
+    )
+    lake_catalog: str = _setting(
+        "",
+        "ducklake: libpq connection string of its PostgreSQL catalog (dbname=... host=... user=...; password from "
+        "PGPASSWORD or ~/.pgpass)",
+        "(unset)",
+    )
+    lake_data: Path | None = _setting(
+        None, "ducklake: the shared root (local or NFS path) of its Parquet data", "$EMOJUDGE_HOME/lake"
+    )
+    dagster_postgres: str = _setting(
+        "",
+        "PostgreSQL URL of Dagster's run, event and schedule storage (postgresql+psycopg2://user@host:port/db); "
+        "unset: SQLite files in DAGSTER_HOME",
+        "(unset)",
+    )
+    executor: Executor = _setting(
+        "local", "where Dagster runs steps: local (in or beside the run's process) or celery (the cluster's workers)"
+    )
+    celery_broker: str = _setting("redis://127.0.0.1:6379/0", "celery executor: broker and result backend URL (Redis)")
+    celery_redelivery_s: AtLeastOne = _setting(
+        900,
+        "celery executor: seconds after which the step of a worker that died is given to another worker; must "
+        "exceed the longest step",
+    )
 
-    @field_validator("home", "dagster_home", "demo_data", "inbox", "llama_server")
+    @field_validator("home", "dagster_home", "demo_data", "inbox", "llama_server", "lake_data")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser().resolve()
@@ -267,6 +299,12 @@ class Settings(BaseModel):
         if not CRON_PATTERN.fullmatch(value.strip()):
             raise ValueError("must be a cron expression such as '0 3 * * *'")
         return value
+
+    @model_validator(mode="after")
+    def _lake_needs_a_catalog(self) -> Settings:
+        if self.warehouse == "ducklake" and not self.lake_catalog:
+            raise ValueError("EMOJUDGE_LAKE_CATALOG: must be set when EMOJUDGE_WAREHOUSE=ducklake, got ''")
+        return self
 
     @model_validator(mode="after")
     def _segment_range(self) -> Settings:

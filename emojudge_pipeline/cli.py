@@ -233,6 +233,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
+    from emojudge_models.store import lake
+
+    lake.configure(settings)  # the cluster's warehouse when EMOJUDGE_WAREHOUSE=ducklake
     if handler := getattr(args, "handler", None):
         handler(args, settings)
     elif args.command == "eval-set" and args.eval_set_command == "add":

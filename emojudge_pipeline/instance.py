@@ -32,6 +32,7 @@ from dagster._core.storage.dagster_run import RunsFilter
 from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
 
 from emojudge_models.settings import Settings
+from emojudge_pipeline.cluster.executor import storage_yaml
 
 log = logging.getLogger("emojudge")
 
@@ -74,23 +75,26 @@ _LIVE_STATUSES = [
 ]
 
 
-def write_dagster_yaml(home: Path) -> Path:
-    """Write ``home/dagster.yaml`` when missing or when it is ours (first line :data:`HEADER`) but outdated."""
+def write_dagster_yaml(home: Path, storage: str = "") -> Path:
+    """Write ``home/dagster.yaml`` when missing or when it is ours (first line :data:`HEADER`) but outdated;
+    ``storage``: a ``storage:`` block (the cluster's PostgreSQL, ``cluster/executor.py``)."""
     config = home / "dagster.yaml"
+    wanted = DAGSTER_YAML + storage
     if config.exists():
         current = config.read_text()
-        if not current.startswith(HEADER) or current == DAGSTER_YAML:
+        if not current.startswith(HEADER) or current == wanted:
             return config
         log.info("updating %s to emojudge's current settings", config)
-    config.write_text(DAGSTER_YAML)
+    config.write_text(wanted)
     return config
 
 
 def instance(settings: Settings | None = None) -> dg.DagsterInstance:
     """The persistent Dagster instance shared with ``dagster dev`` (DAGSTER_HOME, default $EMOJUDGE_HOME/dagster)."""
-    home = (settings or Settings.from_env()).dagster_dir
+    settings = settings or Settings.from_env()
+    home = settings.dagster_dir
     home.mkdir(parents=True, exist_ok=True)
-    write_dagster_yaml(home)
+    write_dagster_yaml(home, storage_yaml(settings))
     os.environ["DAGSTER_HOME"] = str(home)
     return dg.DagsterInstance.get()
 

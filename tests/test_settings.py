@@ -61,6 +61,9 @@ def test_every_documented_variable_is_a_setting() -> None:
     expected += "JUDGE_GATE JUDGE_SHOW_PROBABILITY INBOX MAX_EPISODE_S SEGMENT_MIN_S SEGMENT_MAX_S TIMELINE_WINDOW_S "
     expected += "RESCORE_CRON INBOX_JUDGE_SCOPE JUDGE_EVIDENCE_MAX JUDGE_MAX_CALLS JUDGE_SLOTS EPISODE_CHANNELS "
     expected += "JUDGE_TIMEOUT_S SET_LANGUAGES SHUFFLE_BUFFER LOADER_WORKERS LLAMA_SERVER"
+    expected += (
+        " WAREHOUSE LAKE_CATALOG LAKE_DATA DAGSTER_POSTGRES EXECUTOR CELERY_BROKER CELERY_REDELIVERY_S"  # the cluster's
+    )
     assert names == {f"EMOJUDGE_{name}" for name in expected.split()} | {"DAGSTER_HOME"}
     assert "OPENAI_API_KEY" not in names
 

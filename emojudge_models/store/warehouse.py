@@ -220,6 +220,10 @@ Connect = Callable[..., AbstractContextManager[duckdb.DuckDBPyConnection]]
 """Opens one short warehouse session, e.g. ``functools.partial(connect, home)`` or ``WarehouseResource.connect``
 (keyword ``publish=False`` accepted, see :func:`connect`)."""
 
+OTHER_STORES: dict[Path, Connect] = {}
+"""Homes whose warehouse is not the file: the cluster's DuckLake, registered by ``store/lake.py`` from the settings;
+:func:`connect` hands their sessions to it."""
+
 
 @contextmanager
 def connect(
@@ -237,6 +241,10 @@ def connect(
     ``publish=False`` skips the republish for intermediate writes readers do not need on their own (the feature
     store's per-shard vectors): the next publishing session carries them, and the file copy is not paid per shard.
     """
+    if (other := OTHER_STORES.get(Path(home).resolve())) is not None:
+        with other(read_only=read_only) as con:
+            yield con
+        return
     path = warehouse_path(home)
     if read_only:
         source = snapshot_path(home) if snapshot_path(home).exists() else path

@@ -86,15 +86,27 @@ def demo(settings: Settings | None = None) -> None:
         print("\nTranscripts next to their predictions:")
         with pd.option_context("display.max_colwidth", 40, "display.width", 200):
             print(warehouse.query_df(con, "evaluation/demo_predictions.sql", ["demo"]).to_string(index=False))
+    print(f"\nWarehouse: {path}  (readers: {warehouse.snapshot_path(home)}, republished after every write)")
+    python_hint, duckdb_hint = query_hints(home)
+    print(f"Try:       {python_hint}")
+    print(f"  or, with the duckdb CLI:  {duckdb_hint}")
+    print("UI:        make ui   (dg dev on http://127.0.0.1:3000; make ui DEV=dagster for dagster dev)")
+
+
+def query_hints(home: Path) -> tuple[str, str]:
+    """Two shell commands that query the readers' snapshot, runnable as printed without activating the venv: Python
+    with the duckdb package, and the pinned DuckDB CLI (both by absolute path)."""
+    from emojudge_models.store import warehouse
+
     examples = warehouse.sql_file("examples")
     snapshot = warehouse.snapshot_path(home)
-    print(f"\nWarehouse: {path}  (readers: {snapshot}, republished after every write)")
-    print(
-        f"Try:       {sys.executable} -c \"import duckdb; print(duckdb.connect('{snapshot}', read_only=True)"
+    python_hint = (
+        f"{sys.executable} -c \"import duckdb; print(duckdb.connect('{snapshot}', read_only=True)"
         f".sql(open('{examples / 'per_class_f1.sql'}').read()))\""
     )
-    print(f"  or, with the duckdb CLI:  duckdb -readonly {snapshot} < {examples / 'modality_disagreements.sql'}")
-    print("UI:        make ui   (dg dev on http://127.0.0.1:3000; make ui DEV=dagster for dagster dev)")
+    duckdb_cli = Path(sys.executable).with_name("duckdb")
+    duckdb_cli = duckdb_cli if duckdb_cli.is_file() else Path("duckdb")
+    return python_hint, f"{duckdb_cli} -readonly {snapshot} < {examples / 'modality_disagreements.sql'}"
 
 
 WORKSPACE_YAML = """\
@@ -122,8 +134,15 @@ def project_root() -> Path | None:
 def ui(host: str, port: int, settings: Settings | None = None, dev: str = "dagster") -> None:
     """``dagster dev`` or ``dg dev`` (webserver and daemon) on the instance the CLI uses, whose DAGSTER_HOME and
     dagster.yaml are created first if this is a fresh home (both commands refuse a DAGSTER_HOME that is not a
-    folder)."""
+    folder).
+
+    The server runs as a child in its own session with ``VIRTUAL_ENV`` set to this interpreter's environment (``dg``
+    otherwise warns that the active environment does not match the project's); Ctrl-C or SIGTERM stops it with
+    SIGTERM, which ``dagster dev`` takes as a clean shutdown, and ends with exit status 0 (no ``Aborted!``).
+    """
     import os
+    import signal
+    import subprocess
 
     settings = settings or Settings.from_env()
     home = instance(settings).root_directory
@@ -138,7 +157,29 @@ def ui(host: str, port: int, settings: Settings | None = None, dev: str = "dagst
         command = [str(Path(sys.executable).with_name("dagster")), "dev", "-w", str(workspace)]
     command += ["-h", host, "-p", str(port)]
     print(f"Dagster UI ({dev} dev) on http://{host}:{port} (DAGSTER_HOME={home}); Ctrl-C stops it", flush=True)
-    os.execve(command[0], command, {**os.environ, "DAGSTER_HOME": str(home)})
+    env = {**os.environ, "DAGSTER_HOME": str(home), "VIRTUAL_ENV": sys.prefix}
+    server = subprocess.Popen(command, env=env, start_new_session=True)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        code = server.wait()
+    except KeyboardInterrupt:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        print("Dagster UI stopped", flush=True)
+        return
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if code:
+        raise SystemExit(code)
+
+
+def _interrupt(*_: object) -> None:
+    """SIGTERM handled like Ctrl-C (``emojudge ui`` then stops its server cleanly)."""
+    raise KeyboardInterrupt
 
 
 def _gate_header(gate) -> str:

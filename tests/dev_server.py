@@ -22,7 +22,9 @@ def free_port() -> int:
 
 
 def stop_group(server: subprocess.Popen) -> None:
-    """SIGTERM the server's process group, then SIGKILL it if it has not ended within 60 s."""
+    """SIGTERM the server's process group, then SIGKILL it if it has not ended within 60 s (nothing if it ended)."""
+    if server.poll() is not None:
+        return
     os.killpg(server.pid, signal.SIGTERM)
     try:
         server.wait(timeout=60)

@@ -109,3 +109,15 @@ def test_top_level_help_names_every_argument_of_every_command() -> None:
                     if not any(name in text for name in names):
                         missing.append(f"{leaf.prog}: {names[0]}")
     assert missing == []
+
+
+def test_the_demo_query_hints_run_as_printed_without_the_venv(tmp_path: Path) -> None:
+    """The demo's closing hints run from a shell whose PATH has no venv (nothing activated)."""
+    from emojudge_models.store import warehouse
+
+    with warehouse.connect(tmp_path):
+        pass
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    for hint in cli.query_hints(tmp_path):
+        done = subprocess.run(["bash", "-c", hint], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"{hint}\n{done.stderr[-1000:]}"

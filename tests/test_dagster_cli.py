@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -89,8 +90,10 @@ def test_webserver_serves_the_asset_graph(emojudge_home: Path) -> None:
 @pytest.mark.parametrize("dev", ["dagster", "dg"])
 def test_emojudge_ui_serves_from_a_fresh_home_with_no_demo_run(tmp_path: Path, dev: str) -> None:
     """`make ui` on a fresh clone: no DAGSTER_HOME yet, no warehouse; `dagster dev` (the workspace the CLI writes)
-    and `dg dev` (the checkout's [tool.dg] project) both answer /server_info and load the location emojudge."""
+    and `dg dev` (the checkout's [tool.dg] project) both answer /server_info and load the location emojudge; Ctrl-C
+    stops it quietly (exit 0, no `Aborted!`, no virtual-environment warning)."""
     home = tmp_path / "fresh"
+    output = tmp_path / "ui.log"
     port = free_port()
     env = {
         **os.environ,
@@ -98,15 +101,16 @@ def test_emojudge_ui_serves_from_a_fresh_home_with_no_demo_run(tmp_path: Path, d
         "DAGSTER_HOME": str(home / "dagster"),
         "PYTHONPATH": str(REPO),
     }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "emojudge_pipeline.cli", "ui", "--port", str(port), "--dev", dev],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        preexec_fn=interruptible,
-    )
+    with output.open("w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "emojudge_pipeline.cli", "ui", "--port", str(port), "--dev", dev],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=interruptible,
+        )
     query = json.dumps(
         {
             "query": "{ workspaceOrError { ... on Workspace { locationEntries { name "
@@ -135,6 +139,11 @@ def test_emojudge_ui_serves_from_a_fresh_home_with_no_demo_run(tmp_path: Path, d
         assert info["dagster_version"] == dg_version
         assert locations == [("emojudge", "RepositoryLocation")]
         assert (home / "dagster" / "dagster.yaml").read_text().startswith(instance.HEADER)
+        os.kill(server.pid, signal.SIGINT)
+        assert server.wait(timeout=90) == 0
+        said = output.read_text()
+        assert "Dagster UI stopped" in said
+        assert "Aborted!" not in said and "does not match" not in said, said[-2000:]
     finally:
         stop_group(server)
 

@@ -21,7 +21,9 @@ def _rows(speakers: list[str | None], eval_set: str = "set") -> pd.DataFrame:
 
 def test_each_speakers_frames_become_zero_mean_unit_std() -> None:
     rng = np.random.default_rng(0)
-    rows = _rows(["loud"] * 3 + ["quiet"] * 3)
+    from emojudge_models.features.speaker_norm import FULL_SPEAKER_UTTERANCES as FULL
+
+    rows = _rows(["loud"] * FULL + ["quiet"] * FULL)
     offsets = {"loud": 10.0, "quiet": -5.0}
     frames = [
         (rng.normal(size=(20 + i, 4)) * (3.0 if s == "loud" else 0.5) + offsets[s]).astype(np.float32)
@@ -34,7 +36,7 @@ def test_each_speakers_frames_become_zero_mean_unit_std() -> None:
         stacked = np.concatenate([f for f, s in zip(normalised, rows["speaker_id"], strict=True) if s == speaker])
         np.testing.assert_allclose(stacked.mean(axis=0), 0.0, atol=1e-5)
         np.testing.assert_allclose(stacked.std(axis=0), 1.0, atol=1e-4)
-    assert normaliser.summary() == {"speakers": 2, "speaker_utterances": 6, "set_fallback": 0}
+    assert normaliser.summary() == {"speakers": 2, "speaker_utterances": 2 * FULL, "set_fallback": 0}
 
 
 def test_fallback_uses_the_statistics_of_the_whole_set_and_keeps_dtype() -> None:
@@ -79,17 +81,17 @@ def test_pooled_utterance_vectors_give_the_statistics_of_the_frames() -> None:
 def test_a_corpus_with_few_clips_per_speaker_is_normalised_by_its_set_at_the_default_minimum() -> None:
     """Cross-corpus sets often hold 1-4 clips per speaker: below MIN_SPEAKER_UTTERANCES every clip uses the set's
     statistics (a speaker's 2 clips would give a degenerate std), while a speaker with enough clips keeps their own."""
-    from emojudge_models.features.speaker_norm import MIN_SPEAKER_UTTERANCES
+    from emojudge_models.features.speaker_norm import FULL_SPEAKER_UTTERANCES, MIN_SPEAKER_UTTERANCES
 
     rng = np.random.default_rng(1)
     few = [f"spk{i}" for i in range(6) for _ in range(MIN_SPEAKER_UTTERANCES - 1)]
-    rows = _rows([*few, *["many"] * MIN_SPEAKER_UTTERANCES])
+    rows = _rows([*few, *["many"] * FULL_SPEAKER_UTTERANCES])
     keys = list(zip(rows["eval_set"], rows["utterance_id"], strict=True))
     frames = [(rng.normal(size=(15, 3)) * 2.0 + 7.0).astype(np.float32) for _ in keys]
     normaliser = SpeakerNormaliser.for_rows(rows).add_all(zip(keys, frames, strict=True))
     assert normaliser.summary() == {
         "speakers": 1,
-        "speaker_utterances": MIN_SPEAKER_UTTERANCES,
+        "speaker_utterances": FULL_SPEAKER_UTTERANCES,
         "set_fallback": len(few),
     }
     set_mean, set_std = normaliser.stats(keys[0])
@@ -100,3 +102,33 @@ def test_a_corpus_with_few_clips_per_speaker_is_normalised_by_its_set_at_the_def
     np.testing.assert_allclose(normaliser.stats(keys[-1])[0], own.mean(axis=0), rtol=1e-5)
     normalised = np.concatenate(normaliser.apply(keys[: len(few)], frames[: len(few)]))
     assert np.isfinite(normalised).all() and abs(float(normalised.mean())) < 0.5
+
+
+def test_a_thin_speaker_is_shrunk_toward_its_set_and_a_full_one_is_not() -> None:
+    """Below FULL_SPEAKER_UTTERANCES a speaker's statistics are a mixture with its set's, weighted n / FULL; from
+    there on they are its own (RAVDESS's 14 clips per speaker are normalised as before)."""
+    from emojudge_models.features.speaker_norm import FULL_SPEAKER_UTTERANCES, shrink_toward
+
+    thin, full = 6, FULL_SPEAKER_UTTERANCES
+    rows = pd.DataFrame(
+        {
+            "eval_set": "ep",
+            "utterance_id": [f"u{i}" for i in range(thin + full)],
+            "speaker_id": ["thin"] * thin + ["full"] * full,
+        }
+    )
+    normaliser = SpeakerNormaliser.for_rows(rows)
+    frames = [np.full((4, 2), 10.0 if i < thin else -2.0) + np.arange(4)[:, None] for i in range(thin + full)]
+    keys = list(zip(rows["eval_set"], rows["utterance_id"], strict=True))
+    normaliser.add_all(zip(keys, frames, strict=True))
+    own_thin = (np.full(2, 11.5), np.full(2, np.sqrt(1.25)))
+    all_frames = np.concatenate(frames)
+    set_stats = (all_frames.mean(axis=0), all_frames.std(axis=0))
+    mean, std = normaliser.stats(keys[0])
+    expected = shrink_toward(own_thin, set_stats, thin / FULL_SPEAKER_UTTERANCES)
+    np.testing.assert_allclose(mean, expected[0], rtol=1e-5)
+    np.testing.assert_allclose(std, expected[1], rtol=1e-5)
+    assert 0 < mean[0] - set_stats[0][0] < own_thin[0][0] - set_stats[0][0]
+    mean_full, std_full = normaliser.stats(keys[-1])
+    np.testing.assert_allclose(mean_full, np.full(2, -0.5), rtol=1e-6)
+    np.testing.assert_allclose(std_full, np.full(2, np.sqrt(1.25)), rtol=1e-6)

@@ -5,11 +5,16 @@ every speaker's frames with that speaker's own statistics (computed over all of 
 evaluation set, without labels) removes most of them. Measured on RAVDESS (bench/RESULTS.md) it lifts
 speaker-independent F1-macro by 0.05-0.10. Utterances with no speaker id, or whose speaker has fewer than
 ``min_utterances`` utterances in the set, are normalised with the statistics of their whole evaluation set.
+
+A speaker with fewer than :data:`FULL_SPEAKER_UTTERANCES` utterances (a thin diarized cluster of an episode, say)
+does not rest on its own statistics alone: they are shrunk toward the set's, in proportion to how much of the
+documented amount the speaker has (weight ``n / FULL_SPEAKER_UTTERANCES``; the mean and variance of that mixture).
+Corpora with ten or more clips per speaker (RAVDESS has 14) are normalised exactly as before.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -27,7 +32,20 @@ STD_FLOOR = 1e-3
 MODES: tuple[str, ...] = ("speaker", "none")
 """``speaker``: per-speaker z-normalisation (set-level fallback); ``none``: frames as the encoder gave them."""
 
+FULL_SPEAKER_UTTERANCES = 10
+"""From this many utterances a speaker is normalised with its own statistics alone; below, shrunk toward its set's."""
+
 SET_GROUP = "<set>"
+
+
+def shrink_toward(
+    own: tuple[np.ndarray, np.ndarray], pool: tuple[np.ndarray, np.ndarray], weight: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) of the mixture ``weight`` x own + (1 - weight) x pool (each given as mean and std)."""
+    (mean_a, std_a), (mean_b, std_b) = own, pool
+    mean = weight * mean_a + (1.0 - weight) * mean_b
+    variance = weight * (std_a**2 + (mean_a - mean) ** 2) + (1.0 - weight) * (std_b**2 + (mean_b - mean) ** 2)
+    return mean, np.sqrt(variance)
 
 
 def check_mode(mode: str) -> str:
@@ -60,6 +78,7 @@ class SpeakerNormaliser:
     groups: dict[tuple[str, str], tuple[str, str]]
     _moments: dict[tuple[str, str], FrameStats] = field(default_factory=lambda: defaultdict(FrameStats))
     _stats: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    _sizes: Counter | None = None
 
     @classmethod
     def for_rows(cls, rows: pd.DataFrame, min_utterances: int = MIN_SPEAKER_UTTERANCES) -> SpeakerNormaliser:
@@ -106,14 +125,25 @@ class SpeakerNormaliser:
         return self
 
     def stats(self, key: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
-        """(mean, std) float32 that normalise utterance ``key``."""
+        """(mean, std) float32 that normalise utterance ``key`` (a thin speaker's shrunk toward its set's)."""
         group = self.groups[key]
         if group not in self._stats:
             if self._moments[group].count == 0:
                 raise ValueError(f"no frames were accumulated for normalisation group {group}")
             mean, std = self._moments[group].mean_std()
+            weight = self.speaker_weight(group)
+            if weight < 1.0:
+                mean, std = shrink_toward((mean, std), self._moments[(group[0], SET_GROUP)].mean_std(), weight)
             self._stats[group] = (mean.astype(np.float32), np.maximum(std, STD_FLOOR).astype(np.float32))
         return self._stats[group]
+
+    def speaker_weight(self, group: tuple[str, str]) -> float:
+        """How much a group's own statistics count: 1 for a set group or a speaker with enough utterances."""
+        if group[1] == SET_GROUP:
+            return 1.0
+        if self._sizes is None:
+            self._sizes = Counter(self.groups.values())
+        return min(1.0, self._sizes[group] / FULL_SPEAKER_UTTERANCES)
 
     def apply(self, keys: Sequence[tuple[str, str]], frames: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Normalised copies of ``frames`` (in their dtype) for the utterances ``keys``."""

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from emojudge_models.features.datasets import SplitData
-from emojudge_models.features.speaker_norm import MIN_SPEAKER_UTTERANCES
+from emojudge_models.features.speaker_norm import FULL_SPEAKER_UTTERANCES, MIN_SPEAKER_UTTERANCES
 from emojudge_models.models.heads import CODE_VERSION as HEADS_CODE_VERSION
 from emojudge_models.models.heads import EnsembleConfig, EnsembleEmotionModel, HeadConfig, output_dim
 from emojudge_models.models.keys import data_key, model_key
@@ -218,5 +218,9 @@ def registry_hyperparameters(config: Any, seed: int, speaker_norm: str | None) -
     (``speaker_norm`` given) the speaker normalisation applied to its frames."""
     hyper = {**config.to_dict(), "seed": seed}
     if speaker_norm is not None:
-        hyper |= {"speaker_norm": speaker_norm, "min_speaker_utterances": MIN_SPEAKER_UTTERANCES}
+        hyper |= {
+            "speaker_norm": speaker_norm,
+            "min_speaker_utterances": MIN_SPEAKER_UTTERANCES,
+            "full_speaker_utterances": FULL_SPEAKER_UTTERANCES,
+        }
     return hyper

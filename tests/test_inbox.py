@@ -14,6 +14,8 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -551,3 +553,40 @@ def test_inbox_help_loads_no_heavy_module() -> None:
     done = run_cli("inbox", "add", "--help")
     assert done.returncode == 0, done.stderr
     assert "--speakers" in done.stdout and done.stdout.strip().endswith("heavy: none")
+
+
+READ_SEGMENTS = """
+import sys
+from emojudge_models.episodes.sources import SegmentSource, load_audio
+path, sha, folder, start = sys.argv[1:5]
+for offset in range(5):
+    wave = load_audio(SegmentSource(path, float(start) + offset, float(start) + offset + 0.5, sha, None, folder))
+    assert len(wave) == 8000
+print("ok")
+"""
+
+
+def test_step_processes_reading_one_episode_at_once_decode_it_once(tmp_path: Path) -> None:
+    """Three processes (as the step processes of a multiprocess run) cut segments of the same episode at the same
+    time: one decodes it under the episode's lock, the others map its file; decodes.log counts one decode."""
+    from emojudge_models.episodes.decoded import DecodedEpisodes
+
+    path, decoded = tmp_path / "long.flac", tmp_path / "decoded"
+    t = np.arange(30 * 16_000) / 16_000
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32), 16_000)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    readers = [
+        subprocess.Popen(
+            [sys.executable, "-c", READ_SEGMENTS, str(path), sha, str(decoded), str(start)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for start in (1, 8, 15)
+    ]
+    outputs = [reader.communicate(timeout=120) for reader in readers]
+    assert [reader.returncode for reader in readers] == [0, 0, 0], [err[-500:] for _, err in outputs]
+    assert DecodedEpisodes(decoded).decodes(sha) == 1
+    assert [p.name for p in decoded.glob("*.f32")] == [f"{sha}-mix.f32"]

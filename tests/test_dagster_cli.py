@@ -87,6 +87,7 @@ def test_webserver_serves_the_asset_graph(emojudge_home: Path) -> None:
         server.wait(timeout=30)
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("dev", ["dagster", "dg"])
 def test_emojudge_ui_serves_from_a_fresh_home_with_no_demo_run(tmp_path: Path, dev: str) -> None:
     """`make ui` on a fresh clone: no DAGSTER_HOME yet, no warehouse; `dagster dev` (the workspace the CLI writes)

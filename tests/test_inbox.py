@@ -475,6 +475,7 @@ def test_inbox_automation_runs_by_default_and_rescoring_keeps_the_audio_assets(t
     assert {"audio_features", "logits", "predictions", "episode_emotions"} <= rescored
 
 
+@pytest.mark.reliability
 def test_segment_sources_map_one_decode_and_refuse_changed_bytes_once_it_is_gone(tmp_path: Path) -> None:
     """Segments are cut from the episode's decoded file, keyed by the hash ingest recorded: decoded once, whoever
     asks; while that file exists a segment is the audio ingest saw; once retention removed it, bytes that no longer
@@ -566,6 +567,7 @@ print("ok")
 """
 
 
+@pytest.mark.reliability
 def test_step_processes_reading_one_episode_at_once_decode_it_once(tmp_path: Path) -> None:
     """Three processes (as the step processes of a multiprocess run) cut segments of the same episode at the same
     time: one decodes it under the episode's lock, the others map its file; decodes.log counts one decode."""

@@ -83,6 +83,7 @@ def test_answers_stay_unstored_until_the_warehouse_holds_them(tmp_path: Path) ->
     assert journal.unstored("set") == []
 
 
+@pytest.mark.reliability
 def test_the_heartbeat_renews_claims_and_releases_them_at_the_end(tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite"
     holder = JudgeJournal(path, "run-a", lease_s=0.3)

@@ -233,6 +233,7 @@ def test_replace_partition_never_duplicates(tmp_path: Path) -> None:
         assert reader.execute("SELECT count(*) FROM rejected_inputs").fetchone()[0] == 3
 
 
+@pytest.mark.reliability
 def test_write_partitions_replaces_several_tables_in_one_transaction(tmp_path: Path) -> None:
     """A failing write of the second table leaves the first table's partition as it was (all or nothing)."""
     rejected = pd.DataFrame(

@@ -13,8 +13,37 @@ $EMOJUDGE_HOME/
 
 from __future__ import annotations
 
+import os
+import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+HOME_FOLDER = ".emojudge"
+
+
+def _is_checkout(folder: Path) -> bool:
+    """A folder whose pyproject.toml is the emojudge project's (a checkout, where `make demo` keeps its home)."""
+    pyproject = folder / "pyproject.toml"
+    if not pyproject.is_file():
+        return False
+    try:
+        return tomllib.loads(pyproject.read_text()).get("project", {}).get("name") == "emojudge"
+    except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError):
+        return False
+
+
+def default_home(start: Path | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    """The home when ``EMOJUDGE_HOME`` is unset, the same from any folder: the nearest folder from ``start`` (the
+    current one) up that holds a ``.emojudge`` home or is an emojudge checkout gives ``<it>/.emojudge``; elsewhere
+    the user's own, ``$XDG_DATA_HOME/emojudge`` (default ``~/.local/share/emojudge``)."""
+    environ = os.environ if environ is None else environ
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / HOME_FOLDER).is_dir() or _is_checkout(folder):
+            return folder / HOME_FOLDER
+    data = environ.get("XDG_DATA_HOME") or str(Path("~/.local/share").expanduser())
+    return Path(data).expanduser().resolve() / "emojudge"
 
 
 @dataclass(frozen=True)

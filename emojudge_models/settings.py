@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from emojudge_models.home import HomeLayout
+from emojudge_models.home import HOME_FOLDER, HomeLayout, default_home
 
 ENV_PREFIX = "EMOJUDGE_"
 
@@ -127,7 +127,11 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
-    home: Path = _setting(Path(".emojudge"), "warehouse (emojudge.duckdb), features/, models/, dagster/", "./.emojudge")
+    home: Path = _setting(
+        Path(HOME_FOLDER),
+        "warehouse (emojudge.duckdb), features/, models/, dagster/; the same from any folder (emojudge_models/home.py)",
+        "the checkout's .emojudge, else ~/.local/share/emojudge",
+    )
     dagster_home: Path | None = _setting(
         None, "Dagster's instance folder, shared by the CLI and `dagster dev`", "$EMOJUDGE_HOME/dagster", "DAGSTER_HOME"
     )
@@ -340,6 +344,7 @@ class Settings(BaseModel):
                 values[name] = _parse(value, field.annotation)
             except ValueError as error:
                 raise SettingsError(f"{env_name(name)}: {error}, got {value!r}") from None
+        values.setdefault("home", default_home(environ=environ))
         return cls.validated(values, raw)
 
     @classmethod

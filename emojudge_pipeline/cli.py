@@ -52,6 +52,7 @@ def list_eval_sets(settings: Settings | None = None) -> None:
     from emojudge_models.store import warehouse
 
     home = (settings or Settings.from_env()).home
+    print(f"home: {home}")
     if not warehouse.warehouse_path(home).exists():
         print("no evaluation sets registered")
         return
@@ -281,7 +282,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
         handler(args, settings)
     elif args.command == "eval-set" and args.eval_set_command == "add":
         used = add_eval_set(args.name, args.path, args.format, settings)
-        print(f"registered {args.name} ({used}) at {args.path.resolve()}")
+        print(f"registered {args.name} ({used}) at {args.path.resolve()}; home {settings.home}")
     elif args.command == "eval-set":
         list_eval_sets(settings)
     elif args.command == "materialize":

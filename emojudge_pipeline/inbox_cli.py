@@ -143,6 +143,7 @@ def run_pending(settings: Settings) -> dict[str, str]:
 def list_episodes(settings: Settings) -> None:
     import pandas as pd
 
+    print(f"home: {settings.home}")
     frame = _episodes(settings)
     if frame.empty:
         print(f"no episodes registered; drop audio into {settings.inbox_dir} or run emojudge inbox add FILE")

@@ -77,7 +77,7 @@ def materialize(
         raise UsageError(reason)
     if not result.success:
         raise SystemExit(f"error: materialising {name} failed; see the run {result.run_id} in the Dagster UI")
-    print(f"materialised {len(selection)} assets for {name} (run {result.run_id})")
+    print(f"materialised {len(selection)} assets for {name} (run {result.run_id}; home {settings.home})")
     if unavailable := judge_unavailable(settings.home, name):
         print(f"warning: judge: unavailable for {name}: {unavailable}", file=sys.stderr)
 

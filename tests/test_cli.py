@@ -121,3 +121,21 @@ def test_the_demo_query_hints_run_as_printed_without_the_venv(tmp_path: Path) ->
     for hint in cli.query_hints(tmp_path):
         done = subprocess.run(["bash", "-c", hint], env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, f"{hint}\n{done.stderr[-1000:]}"
+
+
+def test_the_home_is_the_same_from_two_folders_and_is_printed(tmp_path: Path) -> None:
+    """Without EMOJUDGE_HOME, `eval-set list` from the checkout and from a folder inside it use the checkout's
+    .emojudge, and from a folder outside any checkout the user's own; each prints the home it used."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMOJUDGE_") and k != "DAGSTER_HOME"}
+    env |= {"PYTHONPATH": str(REPO), "XDG_DATA_HOME": str(tmp_path / "data")}
+    homes = []
+    for folder in (REPO, REPO / "docs", outside):
+        done = subprocess.run(
+            [sys.executable, "-c", PROBE, "eval-set", "list"], cwd=folder, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        homes.append(done.stdout.splitlines()[0])
+    assert homes == [f"home: {REPO / '.emojudge'}"] * 2 + [f"home: {tmp_path / 'data' / 'emojudge'}"]
+    assert not (tmp_path / "data").exists(), "a read created the home"

@@ -127,3 +127,36 @@ def test_two_runs_of_the_same_set_at_once_ask_each_prompt_once(tmp_path: Path, f
     fault_ledger.record(rows_lost=len(ids) - distinct, duplicate_rows=rows - distinct)
     assert (rows, distinct, predicted) == (12, 12, 12)
     assert journal_path(tmp_path).is_file()
+
+
+@pytest.mark.reliability
+def test_prompts_a_live_run_keeps_claimed_are_left_to_it_after_the_bounded_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another run (on another host, renewing its lease) holds two prompts and never answers: this run waits at most
+    CLAIM_WAIT_S, asks only the rest, and leaves those two on their fused labels marked `claimed` (never paid twice)."""
+    from judge_run import run_refinement
+
+    from emojudge_models.judge import JudgeConfig, build_requests
+    from emojudge_models.judge import run as judge_run
+
+    seed_set(tmp_path, "held", 4)
+    monkeypatch.setattr(judge_run, "CLAIM_WAIT_S", 1.5)
+    with warehouse.connect(tmp_path, read_only=True) as con:
+        rows = con.execute(warehouse.sql_text("judge/judge_inputs.sql"), ["held"]).df().assign(split="unsplit")
+    requests = build_requests(judge_run.judge_inputs(rows, "held", False), JudgeConfig.for_backend("openai-chat"))
+    other = JudgeJournal(journal_path(tmp_path), "run-elsewhere", lease_s=3600)
+    other.host = "another-host"
+    held = [r.custom_id for r in requests if r.utterance_id in ("u00", "u01")]
+    assert other.claim(held).mine == held
+    with FakeOpenAIServer() as server:
+        started = time.monotonic()
+        result = run_refinement(tmp_path, server.base_url, "held", gate="off")
+        elapsed = time.monotonic() - started
+        asked = sorted(user_message(body).split("clip ")[1].split()[0] for body in server.chat_bodies)
+    assert result.success and elapsed < 60
+    assert asked == ["u02", "u03"]
+    query = "SELECT utterance_id, judge_gate FROM predictions WHERE eval_set = 'held'"
+    with warehouse.connect(tmp_path, read_only=True) as con:
+        states = dict(con.execute(query).fetchall())
+    assert states == {"u00": "claimed", "u01": "claimed", "u02": "off", "u03": "off"}

@@ -17,6 +17,7 @@ warehouse cannot be that file, since each of its write sessions republishes the 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -31,6 +32,8 @@ from typing import Any
 
 from emojudge_models.home import HomeLayout
 from emojudge_models.store.warehouse import sql_text
+
+log = logging.getLogger(__name__)
 
 LEASE_S = 60.0
 """How long a claim lives without renewal; the owner renews it every third of that while it judges."""
@@ -185,7 +188,10 @@ class JudgeJournal:
 
         def beat() -> None:
             while not stop.wait(self.lease_s / 3):
-                self.renew()
+                try:
+                    self.renew()
+                except sqlite3.Error as error:  # a busy journal: the next beat tries again, well within the lease
+                    log.warning("judge journal %s: claims not renewed this time (%s)", self.path, error)
 
         thread = threading.Thread(target=beat, name="judge-claims-heartbeat", daemon=True)
         thread.start()

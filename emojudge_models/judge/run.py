@@ -77,6 +77,10 @@ JUDGMENT_COLUMNS = [
 ]
 """Columns of ``llm_judgments`` a run writes (eval_set is added by the partition write)."""
 
+CLAIM_WAIT_S = 600.0
+"""How long a run waits for prompts another live run has claimed before leaving them to it (fused labels for now;
+the next run reuses that run's answers)."""
+
 JudgeCall = Callable[..., list[JudgeResult]]
 """A judge session's callable: ``(requests, on_result=...) -> results``."""
 
@@ -201,6 +205,7 @@ def judge_eval_set(
     log: Callable[[str], None],
     warn: Callable[[str], None] | None = None,
     claim_poll_s: float = 1.0,
+    claim_wait_s: float | None = None,
 ) -> JudgeOutcome:
     """Judge the fused ``rows`` of ``eval_set`` (``judge/judge_inputs.sql``) and decide their final labels.
 
@@ -210,6 +215,7 @@ def judge_eval_set(
     stored first, each prompt is claimed before it is sent, and prompts another live run holds are waited for.
     """
     warn = warn or log
+    claim_wait_s = CLAIM_WAIT_S if claim_wait_s is None else claim_wait_s
     check_gate_mode(settings.gate)
     rows = rows.assign(split=rows["split"].fillna("unsplit"))
     in_splits = rows[rows["split"].isin(settings.judged_splits)]
@@ -280,7 +286,7 @@ def judge_eval_set(
             nonlocal from_other_runs
             pending = [r for r in todo if r.custom_id not in reused_ids]
             waited_since, told = time.monotonic(), 0.0
-            while pending:
+            while pending and time.monotonic() - waited_since < claim_wait_s:
                 claims = journal.claim([r.custom_id for r in pending])
                 for row in claims.answered.values():
                     writer.add_row(row)
@@ -302,6 +308,12 @@ def judge_eval_set(
                         log(f"waiting for {len(pending)} prompts another run is asking ({owners}); not paid twice")
                         told = waited + 30.0
                     time.sleep(claim_poll_s)
+            if pending:
+                reason = (
+                    f"not asked: still claimed by another run after {claim_wait_s:.0f} s; its answer is reused later"
+                )
+                not_asked.update({r.utterance_id: ("claimed", reason) for r in pending})
+                log(f"{len(pending)} prompts left to the run that claimed them (asked there, not paid twice)")
 
         ask(evidence_requests, "for evidence")
         writer.flush()

@@ -252,7 +252,9 @@ def test_a_corrupt_file_is_rejected_and_the_next_ones_scored(scored) -> None:
         ).fetchone()[0]
     assert rejected == [("ingest", str(scored["home"] / "inbox" / "broken.mp3"))] and left == 0
     assert ran[names["interview.wav"]] == f"scored ({segments} segments, 2 speakers)"
-    states = {line.split()[0]: line.split()[1] for line in scored["listed"][1:]}
+    home_line, _header, *rows = scored["listed"]
+    assert home_line == f"home: {scored['home']}"
+    states = {line.split()[0]: line.split()[1] for line in rows}
     assert states == {names["broken.mp3"]: "rejected", names["interview.wav"]: "scored", names["rerun.mp3"]: "scored"}
     assert scored["again"] == ["no pending episodes"]
 

@@ -92,6 +92,10 @@ def test_an_unreachable_judge_closes_the_gate_as_unavailable_not_for_lack_of_evi
     metadata = result.asset_materializations_for_node("refinement")[0].metadata
     assert metadata["judge"].value == "unavailable"
     assert metadata["judge_unavailable"].value.startswith("judge-unavailable: ")
+    from emojudge_pipeline.launch import judge_unavailable
+
+    # what `emojudge materialize` and `make demo` print after the run
+    assert judge_unavailable(tmp_path, "down") == reason
 
 
 def _crashing_server(tmp_path: Path) -> Path:

@@ -15,6 +15,9 @@ Usage: python bench/bench_inbox.py [--minutes 60] [--home DIR] [--decode-hours 2
    ``--judge scripted`` swaps the local Gemma judge for ``openai-chat`` against the tests' scripted local server
    (it keeps the fused label, answering at once): the rest of the local profile is unchanged, and the run's time
    is then the pipeline's without the judge's (which on a loaded 2-core machine can dominate it).
+3b. The daemon path: the same audio dropped into the inbox of a real ``dagster-daemon`` (inbox sensor, score job,
+   multiprocess executor); drop-to-done time, steps, and the episode's decodes across the run's processes; the report
+   ends with ``inbox: hour cli=<s>s daemon=<s>s recall=<r> decodes=<n>``.
 4. Reads the segments and speakers the run wrote: segment recall (a reference clip counts when one segment covers it,
    each boundary within 0.5 s), reference speech covered by segments, frame ARI of the speakers (10 ms frames with one
    reference speaker). In another process, the ``utterances`` step split into decode and segments + speakers (VAD,
@@ -293,6 +296,63 @@ def child_score(episode: Path, speakers: int) -> dict:
     return {"name": name, "wall_s": wall, "steps": steps, "ran": ran[-1:], **_peaks()}
 
 
+def child_daemon(episode: Path, timeout_s: float = 3600.0) -> dict:
+    """The path users leave running: a real ``dagster-daemon`` whose inbox sensor finds ``episode`` dropped into the
+    inbox (an ID3v1 tag appended, so it is a new episode with the same audio), registers it and launches the score
+    job (run launcher: its own process, steps: Dagster's multiprocess executor, each in its own process). Times the
+    drop to the run's end and counts the episode's decodes in ``decodes.log`` across those processes."""
+    import hashlib
+    import shutil
+    import signal
+
+    import dagster as dg
+
+    from emojudge_models.episodes.decoded import DecodedEpisodes
+    from emojudge_models.episodes.ingest import episode_set_name
+    from emojudge_models.home import HomeLayout
+    from emojudge_models.settings import Settings
+    from emojudge_pipeline import launch
+
+    settings = Settings.from_env()
+    instance = launch.instance(settings)
+    dropped = settings.inbox_dir / f"daemon-{episode.name}"
+    settings.inbox_dir.mkdir(parents=True, exist_ok=True)
+    staged = dropped.with_name(f".{dropped.name}.partial")
+    shutil.copyfile(episode, staged)
+    with staged.open("ab") as handle:
+        handle.write(b"TAG" + b"emojudge daemon bench".ljust(125, b"\0"))
+    sha = hashlib.sha256(staged.read_bytes()).hexdigest()
+    name = episode_set_name(sha)
+    daemon = subprocess.Popen(
+        [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-m", "emojudge_pipeline.definitions"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        started = time.perf_counter()
+        os.replace(staged, dropped)
+        run = None
+        while time.perf_counter() - started < timeout_s:
+            runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": name}), limit=1)
+            if runs and runs[0].is_finished:
+                run = runs[0]
+                break
+            time.sleep(2.0)
+        wall = time.perf_counter() - started
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        daemon.wait(timeout=120)
+    if run is None or run.status != dg.DagsterRunStatus.SUCCESS:
+        raise SystemExit(f"the daemon's run of {name} did not succeed within {timeout_s:.0f} s: {run}")
+    stats = instance.get_run_step_stats(run.run_id)
+    steps = {s.step_key: round(s.end_time - s.start_time, 1) for s in stats if s.start_time and s.end_time}
+    record = instance.get_run_record_by_id(run.run_id)
+    queued = (record.start_time or 0) - (record.create_timestamp.timestamp() if record.create_timestamp else 0)
+    decodes = DecodedEpisodes(HomeLayout(settings.home).decoded_episodes).decodes(sha)
+    return {"name": name, "wall_s": wall, "steps": steps, "decodes": decodes, "run_id": run.run_id, "queued_s": queued}
+
+
 def child_ingest(episode: Path, speakers: int, min_s: float, max_s: float) -> dict:
     """The utterances step's parts timed alone (decode; VAD, voice vectors, clustering and the speaker-aware merge),
     with the speaker count, then again without it (the count estimated)."""
@@ -414,6 +474,7 @@ def main() -> None:
         result = {
             "train": lambda: child_train(Path(rest[0])),
             "score": lambda: child_score(Path(rest[0]), int(rest[1])),
+            "daemon": lambda: child_daemon(Path(rest[0])),
             "ingest": lambda: child_ingest(Path(rest[0]), int(rest[1]), float(rest[2]), float(rest[3])),
             "decode": lambda: child_decode(Path(rest[0])),
             "ami": child_ami,
@@ -515,6 +576,19 @@ def _report(args: argparse.Namespace, work: Path, home: Path, env: dict[str, str
             f"{speech_covered(spans, reference, seconds):.3f}",
             f"- frame ARI of the run's speakers (`--speakers {len(ACTORS)}`): "
             f"**{frame_ari(spans, labels, reference, seconds):.3f}**",
+        ]
+        emit()
+        daemon = _child(["daemon", str(episode)], env)
+        daemon_spans, daemon_labels, _ = _segments_from_warehouse(home, daemon["name"])
+        lines += [
+            f"- daemon path (dagster-daemon, inbox sensor, multiprocess steps; no speaker count): "
+            f"**{daemon['wall_s']:.1f} s** from the drop to the run's end (the sensor waits two 30 s ticks for a "
+            f"settled file), {daemon['decodes']} decode(s) of the episode across the run's processes; frame ARI "
+            f"{frame_ari(daemon_spans, daemon_labels, reference, seconds):.3f}",
+            "- daemon run's steps (s): " + ", ".join(f"{key} {value}" for key, value in daemon["steps"].items()),
+            "",
+            f"inbox: hour cli={score['wall_s']:.0f}s daemon={daemon['wall_s']:.0f}s "
+            f"recall={segment_recall(spans, reference):.3f} decodes={daemon['decodes']}",
         ]
     if not args.no_ami:
         lines += _ami_lines(env)

@@ -90,7 +90,7 @@ def _cron(value: str) -> str:
     try:
         check_cron(value)
     except CronError as error:
-        raise ValueError(f"not a cron expression such as '0 3 * * *' ({error})") from None
+        raise ValueError(f"must be a cron expression such as '0 3 * * *' ({error})") from None
     return value
 
 

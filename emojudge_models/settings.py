@@ -16,27 +16,50 @@ pitch tracker) take it from here through :func:`default`.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from emojudge_models.cron import CronError, check_cron
+from emojudge_models.folders import not_a_folder, unwritable
 from emojudge_models.home import HOME_FOLDER, HomeLayout, default_home
 
 ENV_PREFIX = "EMOJUDGE_"
+FOLDERS = ("home", "dagster_home", "inbox", "lake_data")
+"""Path settings that name folders: refused when they are a file or a device (:func:`folders.not_a_folder`)."""
 
 
 class SettingsError(ValueError):
     """A bad setting, in one line: ``EMOJUDGE_X: cause, got 'value'``."""
 
 
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
 def _positive(value: float) -> float:
     if value <= 0:
         raise ValueError("must be greater than 0")
     return value
+
+
+def _at_most(limit: float) -> AfterValidator:
+    """An upper bound, so a typo (100000 slots, a duration in milliseconds) is refused rather than obeyed."""
+
+    def check(value: float) -> float:
+        if value > limit:
+            raise ValueError(f"must be at most {limit:g}")
+        return value
+
+    return AfterValidator(check)
 
 
 def _unit_interval(value: float) -> float:
@@ -63,8 +86,38 @@ def _non_negative(value: int) -> int:
     return value
 
 
-CRON_PATTERN = re.compile(r"[\w*/,\-?]+(\s+[\w*/,\-?]+){4}")
-"""Five cron fields (minute hour day month weekday); Dagster validates the expression itself when it loads."""
+def _cron(value: str) -> str:
+    try:
+        check_cron(value)
+    except CronError as error:
+        raise ValueError(f"must be a cron expression such as '0 3 * * *' ({error})") from None
+    return value
+
+
+def _url(*schemes: str) -> Callable[[str], str]:
+    """An empty value (unset) or a URL with one of ``schemes`` and a host."""
+
+    def check(value: str) -> str:
+        if not value:
+            return value
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 (parsing the port is the check: 'host:port' with a bad port raises)
+        except ValueError as error:
+            raise ValueError(f"not a URL ({error})") from None
+        if parts.scheme not in schemes or not parts.hostname:
+            raise ValueError(f"must be a URL {' or '.join(s + '://HOST...' for s in schemes)}")
+        return value
+
+    return check
+
+
+MAX_SECONDS = 86_400.0
+"""Upper bound of every duration, deadline and window setting: one day."""
+MAX_WORKERS = 256
+"""Upper bound of every thread, process and slot count."""
+MAX_COUNT = 1_000_000
+"""Upper bound of the other counts (epochs, buffers, calls, evidence)."""
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
@@ -92,11 +145,17 @@ def _judge_splits(value: list[str]) -> list[str]:
     return names
 
 
-PositiveFloat = Annotated[float, AfterValidator(_positive)]
+Seconds = Annotated[float, AfterValidator(_finite), AfterValidator(_positive), _at_most(MAX_SECONDS)]
+LearningRate = Annotated[float, AfterValidator(_finite), AfterValidator(_positive), _at_most(1.0)]
 UnitInterval = Annotated[float, AfterValidator(_unit_interval)]
 Temperature = Annotated[float, AfterValidator(_temperature)]
-AtLeastOne = Annotated[int, AfterValidator(_at_least_one)]
-NonNegative = Annotated[int, AfterValidator(_non_negative)]
+AtLeastOne = Annotated[int, AfterValidator(_at_least_one), _at_most(MAX_COUNT)]
+Workers = Annotated[int, AfterValidator(_at_least_one), _at_most(MAX_WORKERS)]
+NonNegativeWorkers = Annotated[int, AfterValidator(_non_negative), _at_most(MAX_WORKERS)]
+CronExpression = Annotated[str, AfterValidator(_cron)]
+HttpUrl = Annotated[str, AfterValidator(_url("http", "https"))]
+BrokerUrl = Annotated[str, AfterValidator(_url("redis", "rediss"))]
+PostgresUrl = Annotated[str, AfterValidator(_url("postgresql", "postgresql+psycopg2", "postgres"))]
 Device = Annotated[str, AfterValidator(_device)]
 SetNames = Annotated[list[str], AfterValidator(_names)]
 JudgeSplits = Annotated[list[str], AfterValidator(_judge_splits)]
@@ -144,16 +203,16 @@ class Settings(BaseModel):
         None, "head (a head on cached text vectors, CPU) or finetune (the whole text encoder)", "profile's"
     )
     device: Device = _setting("auto", "auto (cuda when available), cpu, cuda, cuda:1 ...")
-    batch_seconds: PositiveFloat | None = _setting(
+    batch_seconds: Seconds | None = _setting(
         None,
         "padded audio per encoder forward pass; unset: 100 on CPU, from free memory on CUDA (up to 1000); "
         "halved after an out-of-memory",
         "by device",
     )
-    decode_workers: AtLeastOne | None = _setting(
+    decode_workers: Workers | None = _setting(
         None, "audio decoding threads of feature extraction; unset: 2 on CPU, 4 on CUDA", "by device"
     )
-    write_workers: AtLeastOne | None = _setting(
+    write_workers: Workers | None = _setting(
         None, "feature shard writing threads of feature extraction; unset: 1 on CPU, 12 on CUDA", "by device"
     )
     max_failed_share: UnitInterval = _setting(
@@ -168,13 +227,13 @@ class Settings(BaseModel):
     speaker_norm: SpeakerNorm = _setting(
         "speaker", "speaker (z-normalise frames per speaker, see speaker_norm.py) or none"
     )
-    head_lr: PositiveFloat = _setting(1e-3, "learning rate of the heads trained on cached features", "1e-3")
+    head_lr: LearningRate = _setting(1e-3, "learning rate of the heads trained on cached features", "1e-3")
     max_epochs: AtLeastOne = _setting(40, "head training length in epochs")
     patience: AtLeastOne = _setting(8, "early-stopping patience of head training, in epochs")
     shuffle_buffer: AtLeastOne = _setting(
         1024, "utterances in head training's shuffle buffer (frames stream from the store; bounds training memory)"
     )
-    loader_workers: NonNegative = _setting(
+    loader_workers: NonNegativeWorkers = _setting(
         2, "processes reading feature shards for head training (0: read in the training process)"
     )
     fusion_fit: FusionFit = _setting(
@@ -191,13 +250,13 @@ class Settings(BaseModel):
     train_sets: SetNames = _setting(
         ["demo"], "comma-separated evaluation sets whose train/development splits train the models"
     )
-    max_duration_s: PositiveFloat = _setting(60.0, "clips longer than this are rejected at ingest")
+    max_duration_s: Seconds = _setting(60.0, "clips longer than this are rejected at ingest")
     demo_data: Path | None = _setting(
         None, "a manifest.csv the demo ingests instead of the synthetic corpus", "(generated)"
     )
     judge: JudgeBackend | None = _setting(None, "local, openai-chat or openai-batch", "profile's")
     judge_model: str = _setting("", "judge model id", "backend's")
-    judge_base_url: str = _setting("", "endpoint for openai-chat / openai-batch", "(OpenAI)")
+    judge_base_url: HttpUrl = _setting("", "endpoint for openai-chat / openai-batch", "(OpenAI)")
     judge_threshold: UnitInterval = _setting(0.8, "the judge may change a label only at or above this confidence")
     judge_temperature: Temperature = _setting(0.3, "sampling temperature of the judge")
     judge_scope: JudgeScope = _setting(
@@ -218,12 +277,12 @@ class Settings(BaseModel):
     judge_max_calls: AtLeastOne | None = _setting(
         None, "judge requests one run may send; the rest keep their fused labels (judge_gate = capped)", "no cap"
     )
-    judge_slots: AtLeastOne = _setting(
+    judge_slots: Workers = _setting(
         2,
         "local judge: requests answered concurrently: llama.cpp servers, CPU threads split among them, or the "
         "parallel slots of one EMOJUDGE_LLAMA_SERVER (bench/RESULTS.md)",
     )
-    judge_timeout_s: PositiveFloat = _setting(
+    judge_timeout_s: Seconds = _setting(
         120.0, "total deadline of one judge request attempt (connect, send and the whole answer); retried after"
     )
     llama_server: Path | None = _setting(
@@ -238,11 +297,13 @@ class Settings(BaseModel):
     inbox: Path | None = _setting(
         None, "podcast inbox: audio dropped here is scored by the inbox sensor", "$EMOJUDGE_HOME/inbox"
     )
-    max_episode_s: PositiveFloat = _setting(14400.0, "inbox episodes longer than this are rejected")
-    segment_min_s: PositiveFloat = _setting(2.75, "episode segments shorter than this are merged with a neighbour")
-    segment_max_s: PositiveFloat = _setting(11.0, "episode segments longer than this are split at a pause")
-    timeline_window_s: PositiveFloat = _setting(30.0, "time window of the per-episode emotion timeline")
-    rescore_cron: str = _setting("0 3 * * *", "cron schedule that rescores episodes scored by an older model")
+    max_episode_s: Seconds = _setting(14400.0, "inbox episodes longer than this are rejected")
+    segment_min_s: Seconds = _setting(2.75, "episode segments shorter than this are merged with a neighbour")
+    segment_max_s: Seconds = _setting(11.0, "episode segments longer than this are split at a pause")
+    timeline_window_s: Seconds = _setting(30.0, "time window of the per-episode emotion timeline")
+    rescore_cron: CronExpression = _setting(
+        "0 3 * * *", "cron schedule that rescores episodes scored by an older model"
+    )
     inbox_judge_scope: JudgeScope = _setting(
         "disagreements", "judge scope for inbox episodes (a cost guard): all or disagreements"
     )
@@ -264,7 +325,7 @@ class Settings(BaseModel):
     lake_data: Path | None = _setting(
         None, "ducklake: the shared root (local or NFS path) of its Parquet data", "$EMOJUDGE_HOME/lake"
     )
-    dagster_postgres: str = _setting(
+    dagster_postgres: PostgresUrl = _setting(
         "",
         "PostgreSQL URL of Dagster's run, event and schedule storage (postgresql+psycopg2://user@host:port/db); "
         "unset: SQLite files in DAGSTER_HOME",
@@ -273,7 +334,9 @@ class Settings(BaseModel):
     executor: Executor = _setting(
         "local", "where Dagster runs steps: local (in or beside the run's process) or celery (the cluster's workers)"
     )
-    celery_broker: str = _setting("redis://127.0.0.1:6379/0", "celery executor: broker and result backend URL (Redis)")
+    celery_broker: BrokerUrl = _setting(
+        "redis://127.0.0.1:6379/0", "celery executor: broker and result backend URL (Redis)"
+    )
     celery_redelivery_s: AtLeastOne = _setting(
         900,
         "celery executor: seconds after which the step of a worker that died is given to another worker; must "
@@ -282,8 +345,13 @@ class Settings(BaseModel):
 
     @field_validator("home", "dagster_home", "demo_data", "inbox", "llama_server", "lake_data")
     @classmethod
-    def _absolute(cls, value: Path | None) -> Path | None:
-        return None if value is None else value.expanduser().resolve()
+    def _absolute(cls, value: Path | None, info) -> Path | None:
+        if value is None:
+            return None
+        value = value.expanduser().resolve()
+        if info.field_name in FOLDERS and (cause := not_a_folder(value)):
+            raise ValueError(cause)
+        return value
 
     @field_validator("audio_encoder", "text_encoder")
     @classmethod
@@ -296,13 +364,6 @@ class Settings(BaseModel):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
-
-    @field_validator("rescore_cron")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        if not CRON_PATTERN.fullmatch(value.strip()):
-            raise ValueError("must be a cron expression such as '0 3 * * *'")
-        return value
 
     @model_validator(mode="after")
     def _lake_needs_a_catalog(self) -> Settings:
@@ -318,6 +379,13 @@ class Settings(BaseModel):
                 f"EMOJUDGE_SEGMENT_MAX_S ({self.segment_max_s:g})"
             )
         return self
+
+    def check_writable(self) -> None:
+        """Create the home and Dagster's instance folder when missing and check that each takes a file, for the
+        commands that write (a read creates nothing); :class:`SettingsError` names the variable, path and cause."""
+        for field, path in (("home", self.home), ("dagster_home", self.dagster_dir)):
+            if cause := unwritable(path):
+                raise SettingsError(f"{env_name(field)}: {cause}, got {str(path)!r}")
 
     @property
     def inbox_dir(self) -> Path:

@@ -13,6 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from emojudge_models.disk import disk_full
 from emojudge_models.home import HomeLayout
 from emojudge_models.ingest.corpus import FORMATS
 from emojudge_models.settings import Settings, SettingsError
@@ -261,17 +262,32 @@ def main(argv: list[str] | None = None) -> None:
     for noisy in ("alembic", "httpx", "httpx2", "openai"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
+    settings = None
     try:
-        _dispatch(args, Settings.from_env())
+        settings = Settings.from_env()
+        if not reads_only(args):
+            settings.check_writable()
+        _dispatch(args, settings)
     except SettingsError as error:
         fail(error)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
     except Exception as error:
+        if settings is not None and (full := disk_full(error, settings.home)) is not None:
+            fail(full)
         if is_user_error(error):
             fail(error)
         raise
+
+
+READ_COMMANDS = {("eval-set", "list"), ("inbox", "list")}
+"""Commands that only read: they create no folder and open the warehouse's readers' snapshot."""
+
+
+def reads_only(args: argparse.Namespace) -> bool:
+    subcommand = getattr(args, "eval_set_command", None) or getattr(args, "inbox_command", None)
+    return (args.command, subcommand) in READ_COMMANDS
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> None:

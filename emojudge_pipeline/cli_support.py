@@ -10,6 +10,7 @@ import argparse
 import sys
 from typing import NoReturn
 
+from emojudge_models.disk import DiskFull
 from emojudge_models.ingest.tables import CorpusInvalid
 
 USAGE_EXIT = 2
@@ -23,7 +24,7 @@ def is_user_error(error: BaseException) -> bool:
     """Errors ``main`` reports as ``error: <message>`` with exit status 2 instead of a traceback."""
     from emojudge_models.store.warehouse import WarehouseBusyError, WarehouseTooNew
 
-    return isinstance(error, UsageError | CorpusInvalid | WarehouseTooNew | WarehouseBusyError)
+    return isinstance(error, UsageError | CorpusInvalid | WarehouseTooNew | WarehouseBusyError | DiskFull)
 
 
 def fail(error: Exception) -> NoReturn:

@@ -95,11 +95,14 @@ def add_episodes(files: list[Path], speakers: int | None, settings: Settings) ->
     return added
 
 
-def _episodes(settings: Settings) -> pd.DataFrame:
+def _episodes(settings: Settings, read_only: bool = False) -> pd.DataFrame | None:
+    """The registered episodes; ``read_only``: from the readers' snapshot, None when there is no warehouse yet."""
     from emojudge_models.episodes.inbox import inbox_episodes
     from emojudge_models.store import warehouse
 
-    with warehouse.connect(settings.home) as con:
+    if read_only and not warehouse.warehouse_path(settings.home).exists():
+        return None
+    with warehouse.connect(settings.home, read_only=read_only) as con:
         return inbox_episodes(con)
 
 
@@ -144,8 +147,8 @@ def list_episodes(settings: Settings) -> None:
     import pandas as pd
 
     print(f"home: {settings.home}")
-    frame = _episodes(settings)
-    if frame.empty:
+    frame = _episodes(settings, read_only=True)
+    if frame is None or frame.empty:
         print(f"no episodes registered; drop audio into {settings.inbox_dir} or run emojudge inbox add FILE")
         return
     columns = ["name", "state", "segments", "speakers", "path", "reason"]

@@ -31,6 +31,7 @@ import dagster as dg
 from dagster._core.storage.dagster_run import RunsFilter
 from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
 
+from emojudge_models.processes import pid_alive
 from emojudge_models.settings import Settings
 from emojudge_pipeline.cluster.executor import storage_yaml
 
@@ -112,12 +113,8 @@ def process_start(pid: int) -> str | None:
 
 def process_alive(pid: int, start: str | None = None) -> bool:
     """Whether process ``pid`` on this host is running (a zombie is not) and, given ``start``, is the same process."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not pid_alive(pid):
         return False
-    except PermissionError:
-        pass
     current = process_start(pid)
     if Path("/proc/self/stat").exists() and current is None:
         return False

@@ -73,7 +73,7 @@ def materialize(
     if (signum := watchdog.signal_received or interrupted_by()) is not None:
         print(f"interrupted: run {result.run_id} marked failed", file=sys.stderr)
         raise SystemExit(128 + signum)
-    if not result.success and (reason := user_failure(result)):
+    if not result.success and (reason := user_failure(result, settings.home)):
         raise UsageError(reason)
     if not result.success:
         raise SystemExit(f"error: materialising {name} failed; see the run {result.run_id} in the Dagster UI")

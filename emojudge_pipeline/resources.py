@@ -31,15 +31,17 @@ from emojudge_models.settings import (
     JudgeGate,
     JudgeScope,
     JudgeSplits,
-    NonNegative,
+    LearningRate,
+    NonNegativeWorkers,
     PitchTracker,
-    PositiveFloat,
     ProfileName,
+    Seconds,
     SetNames,
     Settings,
     SpeakerNorm,
     Temperature,
     UnitInterval,
+    Workers,
     default,
     describe,
 )
@@ -151,9 +153,9 @@ class ModelsResource(dg.ConfigurableResource):
     text_encoder: str = setting("text_encoder")
     text_training: str = Field("", description=describe("text_training") + "; empty: the profile's")
     device: Device = setting("device")
-    batch_seconds: PositiveFloat | None = setting("batch_seconds")
-    decode_workers: AtLeastOne | None = setting("decode_workers")
-    write_workers: AtLeastOne | None = setting("write_workers")
+    batch_seconds: Seconds | None = setting("batch_seconds")
+    decode_workers: Workers | None = setting("decode_workers")
+    write_workers: Workers | None = setting("write_workers")
     max_failed_share: UnitInterval = setting("max_failed_share")
     seed: int = 13
 
@@ -216,8 +218,8 @@ class JudgeResource(dg.ConfigurableResource):
     gate: JudgeGate = setting("judge_gate")
     evidence_max: AtLeastOne = setting("judge_evidence_max")
     max_calls: AtLeastOne | None = setting("judge_max_calls")
-    slots: AtLeastOne = setting("judge_slots")
-    timeout_s: PositiveFloat = setting("judge_timeout_s")
+    slots: Workers = setting("judge_slots")
+    timeout_s: Seconds = setting("judge_timeout_s")
     llama_server: str = Field("", description=describe("llama_server"))
     max_workers: int = 4
     poll_interval_s: float = 30.0
@@ -286,7 +288,7 @@ class InboxResource(dg.ConfigurableResource):
     """The podcast inbox: where episodes are dropped, and the width of their emotion-timeline windows."""
 
     folder: str = Field(description=describe("inbox"))
-    timeline_window_s: PositiveFloat = setting("timeline_window_s")
+    timeline_window_s: Seconds = setting("timeline_window_s")
 
     @property
     def path(self) -> Path:
@@ -304,11 +306,11 @@ class TrainingResource(dg.ConfigurableResource):
     train_sets: SetNames = setting("train_sets")
     audio_pooling: AudioPooling = setting("audio_pooling")
     speaker_norm: SpeakerNorm = setting("speaker_norm")
-    head_lr: PositiveFloat = setting("head_lr")
+    head_lr: LearningRate = setting("head_lr")
     max_epochs: AtLeastOne = setting("max_epochs")
     patience: AtLeastOne = setting("patience")
     shuffle_buffer: AtLeastOne = setting("shuffle_buffer")
-    loader_workers: NonNegative = setting("loader_workers")
+    loader_workers: NonNegativeWorkers = setting("loader_workers")
     fusion_fit: FusionFit = setting("fusion_fit")
 
 
@@ -320,10 +322,10 @@ class IngestResource(dg.ConfigurableResource):
     """How clips and episodes are read before any model: duration limits, the episode segment range, the ASR and the
     prosody pitch tracker."""
 
-    max_duration_s: PositiveFloat = setting("max_duration_s")
-    max_episode_s: PositiveFloat = setting("max_episode_s")
-    segment_min_s: PositiveFloat = setting("segment_min_s")
-    segment_max_s: PositiveFloat = setting("segment_max_s")
+    max_duration_s: Seconds = setting("max_duration_s")
+    max_episode_s: Seconds = setting("max_episode_s")
+    segment_min_s: Seconds = setting("segment_min_s")
+    segment_max_s: Seconds = setting("segment_max_s")
     episode_channels: EpisodeChannels = setting("episode_channels")
     asr: dict[str, Any] = setting("asr")
     set_languages: dict[str, str] = setting("set_languages")

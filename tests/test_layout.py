@@ -10,7 +10,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 LAYERS: list[set[str]] = [
-    {"labels", "sample_rate", "home"},
+    {"labels", "sample_rate", "home", "cron", "disk", "folders", "processes"},
     {"encoders", "store"},
     {"profiles"},
     {"settings"},

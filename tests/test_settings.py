@@ -187,6 +187,24 @@ def test_environment_parsing(tmp_path: Path) -> None:
         ("EMOJUDGE_AUDIO_ENCODER", "wav2vec", "unknown audio encoder kind 'wav2vec'"),
         ("EMOJUDGE_TEXT_ENCODER", '{"kind": "hf"', "not valid JSON"),
         ("EMOJUDGE_LOG_LEVEL", "loud", "must be 'DEBUG', 'INFO'"),
+        ("EMOJUDGE_RESCORE_CRON", "99 99 * * *", "minute '99' is not in 0-59"),
+        ("EMOJUDGE_RESCORE_CRON", "0 0 31 2 *", "30 and 31 February never come"),
+        ("EMOJUDGE_MAX_DURATION_S", "nan", "must be a finite number"),
+        ("EMOJUDGE_MAX_DURATION_S", "inf", "must be a finite number"),
+        ("EMOJUDGE_MAX_DURATION_S", "1e9", "must be at most 86400"),
+        ("EMOJUDGE_JUDGE_TIMEOUT_S", "-inf", "must be a finite number"),
+        ("EMOJUDGE_JUDGE_THRESHOLD", "nan", "must be between 0 and 1"),
+        ("EMOJUDGE_JUDGE_SLOTS", "100000", "must be at most 256"),
+        ("EMOJUDGE_LOADER_WORKERS", "1000", "must be at most 256"),
+        ("EMOJUDGE_MAX_EPOCHS", "10000000", "must be at most 1e+06"),
+        ("EMOJUDGE_HEAD_LR", "5", "must be at most 1"),
+        ("EMOJUDGE_JUDGE_BASE_URL", "localhost:8000/v1", "must be a URL http://HOST... or https://HOST..."),
+        ("EMOJUDGE_JUDGE_BASE_URL", "http://h:99999/v1", "not a URL (Port out of range"),
+        ("EMOJUDGE_CELERY_BROKER", "http://h:6379/0", "must be a URL redis://HOST..."),
+        ("EMOJUDGE_DAGSTER_POSTGRES", "sqlite:///x.db", "must be a URL postgresql://HOST..."),
+        ("EMOJUDGE_HOME", "/etc/passwd", "is a file, not a folder"),
+        ("EMOJUDGE_HOME", "/etc/passwd/home", "cannot be a folder: /etc/passwd is a file"),
+        ("DAGSTER_HOME", "/dev/null", "is a device, not a folder"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(variable: str, value: str, cause: str) -> None:
@@ -195,6 +213,65 @@ def test_a_bad_value_is_one_line_naming_the_variable(variable: str, value: str, 
     message = str(raised.value)
     assert message.startswith(f"{variable}: ") and cause in message and message.endswith(f"got {value!r}")
     assert "\n" not in message
+
+
+CRON_CASES = ["0 3 * * *", "*/5 * * * *", "0 9-17/2 * * mon-fri", "5/15 * * * *", "0 0 ? * *", "0 0 * jan,jul sun"]
+CRON_CASES += ["22-2 * * * *", "99 99 * * *", "0 0 30 2 *", "0 0 * * 8", "0 24 * * *", "* * * *", "0 0 1 1 * 2024"]
+CRON_CASES += ["0 0 * * */0", "a b c d e"]
+
+
+@pytest.mark.parametrize("expression", CRON_CASES)
+def test_the_cron_check_agrees_with_dagster(expression: str) -> None:
+    """The settings refuse exactly the five-field expressions Dagster's schedules refuse (no Dagster import)."""
+    from dagster._utils.schedules import is_valid_cron_string
+
+    from emojudge_models.cron import CronError, check_cron
+
+    try:
+        check_cron(expression)
+        accepted = True
+    except CronError:
+        accepted = False
+    assert accepted == is_valid_cron_string(expression)
+
+
+BAD_AT_START = [
+    ({"EMOJUDGE_HOME": "/etc/passwd"}, "add", "error: EMOJUDGE_HOME: is a file, not a folder, got '/etc/passwd'"),
+    ({"EMOJUDGE_HOME": "/proc/nope"}, "add", "error: EMOJUDGE_HOME: cannot create or write this folder ("),
+    ({"EMOJUDGE_HOME": "/proc/nope"}, "materialize", "error: EMOJUDGE_HOME: cannot create or write this folder ("),
+    ({"DAGSTER_HOME": "/dev/null"}, "add", "error: DAGSTER_HOME: is a device, not a folder, got '/dev/null'"),
+    ({"EMOJUDGE_RESCORE_CRON": "99 99 * * *"}, "materialize", "error: EMOJUDGE_RESCORE_CRON: must be a cron"),
+    ({"EMOJUDGE_MAX_DURATION_S": "nan"}, "add", "error: EMOJUDGE_MAX_DURATION_S: must be a finite number"),
+    ({"EMOJUDGE_MAX_DURATION_S": "inf"}, "list", "error: EMOJUDGE_MAX_DURATION_S: must be a finite number"),
+    ({"EMOJUDGE_JUDGE_SLOTS": "100000"}, "materialize", "error: EMOJUDGE_JUDGE_SLOTS: must be at most 256"),
+    ({"EMOJUDGE_JUDGE_BASE_URL": "localhost:8000"}, "materialize", "error: EMOJUDGE_JUDGE_BASE_URL: must be a URL"),
+]
+COMMANDS = {
+    "add": ["eval-set", "add", "x", "MANIFEST"],
+    "materialize": ["materialize", "x"],
+    "list": ["eval-set", "list"],
+}
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(("variables", "command", "expected"), BAD_AT_START)
+def test_a_bad_setting_or_unusable_folder_is_one_line_and_exit_2(
+    tmp_path: Path, variables: dict[str, str], command: str, expected: str
+) -> None:
+    """Each of these used to pass validation and fail later with a traceback (NotADirectoryError, three chained
+    FileNotFoundErrors, FileExistsError, DagsterInvalidDefinitionError) or be obeyed (NaN disabled the length check)."""
+    (tmp_path / "manifest.csv").write_text("path\na.wav\n")
+    env = {name: value for name, value in os.environ.items() if not name.startswith("EMOJUDGE_")}
+    env.pop("DAGSTER_HOME", None)
+    env.update({"PYTHONPATH": str(README.parent), "EMOJUDGE_HOME": str(tmp_path / "home"), **variables})
+    argv = [str(tmp_path / "manifest.csv") if arg == "MANIFEST" else arg for arg in COMMANDS[command]]
+    done = subprocess.run(
+        [sys.executable, "-m", "emojudge_pipeline.cli", *argv], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith(expected), done.stderr[-2000:]
+    assert "Traceback" not in done.stdout + done.stderr
+    assert not (tmp_path / "home").exists() or "EMOJUDGE_HOME" not in variables, "nothing was created"
 
 
 def test_a_bad_value_fails_when_the_definitions_load(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emojudge_models.processes import pid_alive
 from emojudge_models.sample_rate import SAMPLE_RATE_HZ
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ class DecodedEpisodes:
                 continue
         for partial in self.root.glob(".*.partial"):
             pid = partial.name.rsplit(".", 2)[-2]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not pid_alive(int(pid)):
                 partial.unlink(missing_ok=True)
                 removed.append(partial)
         return removed
@@ -124,13 +125,3 @@ class DecodedEpisodes:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from emojudge_models.home import HomeLayout
+from emojudge_models.processes import pid_alive
 from emojudge_models.store.warehouse import sql_text
 
 log = logging.getLogger(__name__)
@@ -44,16 +45,6 @@ _TIMESTAMPS = ("requested_at", "completed_at")
 
 def journal_path(home: Path) -> Path:
     return HomeLayout(home).judge_journal
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass(frozen=True)
@@ -123,7 +114,7 @@ class JudgeJournal:
         """Whether another owner's claim still stands."""
         if owner == self.owner or expires_at < now:
             return False
-        return host != self.host or _pid_alive(pid)
+        return host != self.host or pid_alive(pid)
 
     def claim(self, custom_ids: Sequence[str]) -> Claims:
         """Claim every prompt of ``custom_ids`` that has no final answer and no live claim by another run."""

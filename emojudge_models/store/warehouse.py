@@ -1,11 +1,14 @@
 """The DuckDB warehouse: one file, schema from ``sql/store/schema.sql``, versioned migrations, partition writes.
 
 Readers may open the file read-only while no run is writing; writers go through :func:`connect`, which
-creates or migrates the schema first.
+creates or migrates the schema first. A writer kept waiting by another process's lock says who holds it (a warning,
+which the CLI prints and a run's log keeps); a full disk is raised as :class:`~emojudge_models.disk.DiskFull`; a
+damaged readers' snapshot is rebuilt from the main file, which it opens read-only.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -16,12 +19,17 @@ from dataclasses import dataclass
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import pandas as pd
 
+from emojudge_models.disk import disk_full
 from emojudge_models.home import HomeLayout
+from emojudge_models.store.leftovers import remove_stale_files
+from emojudge_models.store.lock_holder import lock_holder
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 9
 """Version created by ``sql/store/schema.sql``; ``sql/store/migrations/NNN_*.sql`` bring older files up to it."""
@@ -139,6 +147,11 @@ def snapshot_path(home: Path) -> Path:
 
 LOCK_WAIT_S = 600.0
 """How long a writer waits for another process's write session (or a stray reader of the main file) to end."""
+Opened = TypeVar("Opened")
+WAIT_REPORT_FIRST_S = 5.0
+"""A writer still waiting this long says who holds the file (write sessions of runs are shorter than this)."""
+WAIT_REPORT_EVERY_S = 60.0
+"""... and says it again this often while it waits."""
 
 
 def _is_lock_conflict(error: duckdb.Error) -> bool:
@@ -157,27 +170,48 @@ def _too_new(path: Path, error: duckdb.Error) -> WarehouseTooNew | None:
     )
 
 
-def _open(path: Path, read_only: bool, lock_wait_s: float) -> duckdb.DuckDBPyConnection:
-    """Open ``path``, retrying with backoff while another process holds a conflicting lock; a file from a newer
-    DuckDB becomes one line saying how to rebuild it."""
-    deadline = time.monotonic() + lock_wait_s
+def _waiting_for_lock(path: Path, lock_wait_s: float, attempt: Callable[[], Opened]) -> Opened:
+    """``attempt()`` (which opens ``path``), retried with backoff while another process holds a conflicting lock;
+    after :data:`WAIT_REPORT_FIRST_S` and then every :data:`WAIT_REPORT_EVERY_S` a warning names the holder, and
+    after ``lock_wait_s`` :class:`WarehouseBusyError` does. A file from a newer DuckDB becomes one line saying how
+    to rebuild it."""
+    started = time.monotonic()
+    deadline = started + lock_wait_s
+    report_at = started + WAIT_REPORT_FIRST_S
     delay = 0.05
+    readers = snapshot_path(path.parent).name
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            return attempt()
         except duckdb.IOException as error:
             if (too_new := _too_new(path, error)) is not None:
                 raise too_new from None
             if not _is_lock_conflict(error):
                 raise
-            if time.monotonic() >= deadline:
-                holder = str(error).split("Conflicting lock is held in", 1)[-1].strip().rstrip(".")
+            holder = lock_holder(str(error))
+            now = time.monotonic()
+            if now >= deadline:
                 raise WarehouseBusyError(
-                    f"{path}: still locked after {lock_wait_s:.0f} s by {holder}; close that session (readers "
-                    f"should open {snapshot_path(path.parent).name} or use `make sql`)"
+                    f"{path}: still locked after {lock_wait_s:.0f} s by {holder}, which holds it {holder.mode}; "
+                    f"end that process's session (readers should open {readers} or use `make sql`)"
                 ) from error
+            if now >= report_at:
+                log.warning(
+                    "waiting for %s holding %s %s for %.0f s; readers should open %s",
+                    holder,
+                    path,
+                    holder.mode,
+                    now - started,
+                    readers,
+                )
+                report_at = now + WAIT_REPORT_EVERY_S
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+
+def _open(path: Path, read_only: bool, lock_wait_s: float) -> duckdb.DuckDBPyConnection:
+    """Open ``path``, waiting as :func:`_waiting_for_lock` says while another process holds a conflicting lock."""
+    return _waiting_for_lock(path, lock_wait_s, lambda: duckdb.connect(str(path), read_only=read_only))
 
 
 class WarehouseBusyError(RuntimeError):
@@ -189,17 +223,73 @@ def _wal_state(path: Path) -> tuple[int, int]:
     return (path.stat().st_mtime_ns if path.exists() else 0, wal.stat().st_size if wal.exists() else 0)
 
 
+def _partial_snapshot(home: Path) -> Path:
+    """Where this process writes a new snapshot before renaming it (a leftover of a killed one is swept later)."""
+    return home / f".{snapshot_path(home).name}.{os.getpid()}.partial"
+
+
 def _publish_snapshot(con: duckdb.DuckDBPyConnection, home: Path) -> None:
     """Checkpoint, then copy the (now self-contained) file to a temporary name and rename it over the snapshot.
 
     The caller holds the only write connection, so nothing changes the file during the copy; readers keep the
-    snapshot they opened (the rename gives new readers a new file, never a half-copied one).
+    snapshot they opened (the rename gives new readers a new file, never a half-copied one). A copy that fails
+    (a full disk) is removed.
     """
     con.execute("CHECKPOINT")
+    partial = _partial_snapshot(home)
+    try:
+        shutil.copyfile(warehouse_path(home), partial)
+        os.replace(partial, snapshot_path(home))
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def rebuild_snapshot(home: Path, lock_wait_s: float = LOCK_WAIT_S) -> None:
+    """Write the readers' snapshot anew from the main file, opened read-only (a reader never takes the writer's
+    lock): an in-memory DuckDB copies every table, view and sequence into a temporary file renamed over it. Waits,
+    like a writer, while a write session holds the main file."""
     source = warehouse_path(home)
-    partial = home / f".{snapshot_path(home).name}.{os.getpid()}.partial"
-    shutil.copyfile(source, partial)
-    os.replace(partial, snapshot_path(home))
+    if not source.exists():
+        raise FileNotFoundError(f"no warehouse at {source}: materialise an asset first (make demo)")
+    partial = _partial_snapshot(home)
+    script = sql_text("store/snapshot/rebuild.sql").format(source=_quoted(str(source)), target=_quoted(str(partial)))
+
+    def copy() -> None:
+        partial.unlink(missing_ok=True)
+        with duckdb.connect() as con:
+            con.execute(script)
+
+    try:
+        _waiting_for_lock(source, lock_wait_s, copy)
+        os.replace(partial, snapshot_path(home))
+    except Exception as error:
+        if (full := disk_full(error, home)) is not None:
+            raise full from error
+        raise
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _quoted(value: str) -> str:
+    return value.replace("'", "''")
+
+
+def _open_snapshot(home: Path, lock_wait_s: float) -> duckdb.DuckDBPyConnection:
+    """The readers' snapshot, opened read-only; one that DuckDB cannot read (damaged bytes, a truncated copy) is
+    rebuilt from the main file with one warning."""
+    snapshot = snapshot_path(home)
+    con = None
+    try:
+        con = _open(snapshot, read_only=True, lock_wait_s=lock_wait_s)
+        current_version(con)  # reads the catalog: a damaged file fails here if it opened at all
+        return con
+    except duckdb.Error as error:
+        if con is not None:
+            con.close()
+        cause = str(error).split("\n", 1)[0]
+        log.warning("%s is damaged (%s); rebuilding it from %s", snapshot, cause, warehouse_path(home).name)
+    rebuild_snapshot(home, lock_wait_s)
+    return _open(snapshot, read_only=True, lock_wait_s=lock_wait_s)
 
 
 def check_storage_version(home: Path) -> None:
@@ -247,18 +337,34 @@ def connect(
         return
     path = warehouse_path(home)
     if read_only:
-        source = snapshot_path(home) if snapshot_path(home).exists() else path
-        if not source.exists():
+        if snapshot_path(home).exists():
+            con = _open_snapshot(home, lock_wait_s)
+        elif path.exists():
+            con = _open(path, read_only=True, lock_wait_s=lock_wait_s)
+        else:
             raise FileNotFoundError(f"no warehouse at {path}: materialise an asset first (make demo)")
-        con = _open(source, read_only=True, lock_wait_s=lock_wait_s)
         try:
             yield con
         finally:
             con.close()
         return
+    try:
+        with _write_session(home, lock_wait_s, publish) as con:
+            yield con
+    except Exception as error:
+        if (full := disk_full(error, home)) is not None:
+            raise full from error
+        raise
+
+
+@contextmanager
+def _write_session(home: Path, lock_wait_s: float, publish: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The write half of :func:`connect`: the lock, the schema, the leftovers of killed sessions, the republish."""
+    path = warehouse_path(home)
     home.mkdir(parents=True, exist_ok=True)
     con = _open(path, read_only=False, lock_wait_s=lock_wait_s)
     try:
+        remove_stale_files(home)
         upgraded = current_version(con) != SCHEMA_VERSION
         migrate(con)
         before = _wal_state(path)

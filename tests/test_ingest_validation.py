@@ -280,3 +280,32 @@ def test_corpus_broken_after_registration_fails_ingest_in_one_line(tmp_path: Pat
         f"{corpus / 'manifest.csv'}: not readable as UTF-8 (invalid continuation byte at byte 52); "
         "save it as UTF-8 or UTF-16 text"
     )
+
+
+def test_a_name_registered_for_another_corpus_is_re_pointed_only_with_replace(tmp_path: Path) -> None:
+    """`eval-set add demo OTHER.csv` silently re-pointed the training set; now it is one line and exit 2 unless
+    --replace is given. Adding the same corpus again stays a no-op."""
+    first, other = _write_corpus(tmp_path / "first"), _write_corpus(tmp_path / "other")
+    env = _cli_env(tmp_path)
+
+    def add(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(_emojudge("eval-set", "add", *args), env=env, capture_output=True, text=True, timeout=300)
+
+    def registered() -> list[tuple[str, str, str]]:
+        from emojudge_models.store import warehouse
+
+        with warehouse.connect(tmp_path / "home", read_only=True) as con:
+            return con.execute("SELECT name, format, path FROM eval_sets").fetchall()
+
+    assert add("demo", str(first / "manifest.csv")).returncode == 0
+    assert add("demo", str(first / "manifest.csv")).returncode == 0, "the same corpus again"
+    refused = add("demo", str(other / "manifest.csv"))
+    _assert_one_error_line(
+        refused,
+        f"evaluation set 'demo' already points at {first / 'manifest.csv'} (manifest); add --replace to point it at "
+        f"{other / 'manifest.csv'} (manifest)",
+    )
+    assert registered() == [("demo", "manifest", str(first / "manifest.csv"))]
+    assert add("demo", str(other), "--format", "folder", "--replace").returncode == 0
+    assert registered() == [("demo", "folder", str(other))]
+

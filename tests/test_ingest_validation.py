@@ -309,3 +309,22 @@ def test_a_name_registered_for_another_corpus_is_re_pointed_only_with_replace(tm
     assert add("demo", str(other), "--format", "folder", "--replace").returncode == 0
     assert registered() == [("demo", "folder", str(other))]
 
+
+@pytest.mark.parametrize("corpus_format", ["manifest", "folder"])
+def test_a_symlinked_audio_folder_is_read_like_a_real_one(tmp_path: Path, corpus_format: str) -> None:
+    """A corpus whose audio/ is a symlink to a folder elsewhere was refused ("lists no usable clips": every path
+    'escaped' the corpus once resolved; a folder corpus listed no file, the walk not following the link). A link
+    inside the corpus is the corpus owner's choice; climbing out with `..` is still refused."""
+    shared = _write_corpus(tmp_path / "shared")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "audio").symlink_to(shared / "audio", target_is_directory=True)
+    if corpus_format == "manifest":
+        (corpus / "manifest.csv").write_bytes((shared / "manifest.csv").read_bytes() + b"x,../shared/audio/a.wav,,,\n")
+    assert check_corpus(corpus, corpus_format).audio_files == 3
+    result = ingest_corpus(corpus, corpus_format, workers=1)
+    assert len(result.utterances) == 3 and set(result.utterances["audio_path"]) == {
+        str(corpus / "audio" / name) for name in ("a.wav", "b.wav", "c.flac")
+    }
+    escaped = [r.reason for r in result.rejections if r.reason == "audio path escapes the corpus root"]
+    assert escaped == (["audio path escapes the corpus root"] if corpus_format == "manifest" else [])

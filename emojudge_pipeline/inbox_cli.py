@@ -94,9 +94,14 @@ def _settled_copy(source: Path, folder: Path, settle_s: float) -> tuple[Path, st
             state = wait_until_settled(source, settle_s, max(0.0, deadline - time.monotonic()), _say_waiting(settle_s))
         except (StillChanging, FileNotFoundError) as error:
             raise UsageError(str(error)) from None
-        if not in_inbox:
-            shutil.copy2(source, staged)
-        sha = file_sha256(staged)
+        try:
+            if not in_inbox:
+                shutil.copy2(source, staged)
+            sha = file_sha256(staged)
+        except BaseException:  # interrupted or failed (a full disk): leave no partial copy behind
+            if not in_inbox:
+                staged.unlink(missing_ok=True)
+            raise
         if FileState.of(source) == state:
             return staged, sha
         if not in_inbox:  # written to during the copy: wait for it again
@@ -105,7 +110,7 @@ def _settled_copy(source: Path, folder: Path, settle_s: float) -> tuple[Path, st
 
 def _place(staged: Path, source: Path, folder: Path, sha: str) -> Path:
     """Where the staged copy goes in the inbox: the source's name, or, when a different file holds that name, the
-    name with the hash in it; the same bytes already there are left alone (their mtime too)."""
+    name with the hash in it (a file there with the same bytes is kept, and the staged copy dropped)."""
     from emojudge_models.ingest.audio import file_sha256
 
     if staged == source:

@@ -74,7 +74,11 @@ def inbox_sensor(context: dg.SensorEvaluationContext, warehouse_db: WarehouseRes
             states = dict(inbox_episodes(con)[["name", "state"]].itertuples(index=False))
     except warehouse.WarehouseBusyError:
         return dg.SkipReason("warehouse busy with a run; the inbox is scanned again on the next tick")
-    todo = [(name, sha) for name, (_, sha) in zip(names, scan.ready, strict=True) if states.get(name) == "pending"]
+    todo = [  # a missing episode whose bytes are back (registered here again, so pointing at them) is run too
+        (name, sha)
+        for name, (_, sha) in zip(names, scan.ready, strict=True)
+        if states.get(name) in ("pending", "missing")
+    ]
     known = set(context.instance.get_dynamic_partitions(EVAL_SETS_PARTITION))
     new = [name for name, _ in todo if name not in known]
     for path, sha in scan.ready:

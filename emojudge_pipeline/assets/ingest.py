@@ -135,6 +135,9 @@ def _episode(
         channels=ingest.episode_channels,
         decoded_dir=warehouse_db.layout.decoded_episodes,
     )
+    if result.rejected_reason is not None and not path.is_file():  # it vanished while it was being read
+        yield from _missing(context, warehouse_db, path)
+        return
     frame = result.utterances.assign(run_id=run_id)
     frame["language"] = with_set_language(frame["language"], ingest.set_languages.get(eval_set))
     with warehouse_db.connect() as con:

@@ -297,6 +297,11 @@ class Settings(BaseModel):
     inbox: Path | None = _setting(
         None, "podcast inbox: audio dropped here is scored by the inbox sensor", "$EMOJUDGE_HOME/inbox"
     )
+    inbox_settle_s: Seconds = _setting(
+        10.0,
+        "a file enters the inbox (sensor or inbox add) once its size and mtime held still this long "
+        "(episodes/admission.py)",
+    )
     max_episode_s: Seconds = _setting(14400.0, "inbox episodes longer than this are rejected")
     segment_min_s: Seconds = _setting(2.75, "episode segments shorter than this are merged with a neighbour")
     segment_max_s: Seconds = _setting(11.0, "episode segments longer than this are split at a pause")

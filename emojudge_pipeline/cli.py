@@ -32,10 +32,13 @@ DESCRIPTION = (
 )
 
 
-def add_eval_set(name: str, path: Path, corpus_format: str | None, settings: Settings | None = None) -> str:
+def add_eval_set(
+    name: str, path: Path, corpus_format: str | None, settings: Settings | None = None, replace: bool = False
+) -> str:
     """Check the name and corpus (one-line CorpusInvalid otherwise), record the set in the warehouse and add its
-    dynamic partition; returns the format used."""
-    from emojudge_models.ingest.validate import check_eval_set
+    dynamic partition; returns the format used. A name registered for another corpus is re-pointed only with
+    ``replace`` (one line says so)."""
+    from emojudge_models.ingest.validate import check_eval_set, check_repoint
     from emojudge_models.store import warehouse
     from emojudge_pipeline.partitions import EVAL_SETS_PARTITION
 
@@ -43,6 +46,10 @@ def add_eval_set(name: str, path: Path, corpus_format: str | None, settings: Set
     path = path.resolve()
     corpus_format = check_eval_set(name, path, corpus_format).corpus_format
     with warehouse.connect(settings.home) as con:
+        found = con.execute(warehouse.sql_text("ingest/eval_set.sql"), [name]).df()
+        registered = None if found.empty else (found.at[0, "format"], found.at[0, "path"])
+        if check_repoint(name, registered, corpus_format, path, replace):
+            log.info(f"evaluation set {name}: re-pointed from {registered[1]} ({registered[0]}) to {path}")
         con.execute(warehouse.sql_text("ingest/register_eval_set.sql"), [name, corpus_format, str(path)])
     instance(settings).add_dynamic_partitions(EVAL_SETS_PARTITION, [name])
     return corpus_format
@@ -72,7 +79,7 @@ def demo(settings: Settings | None = None) -> None:
     settings = settings or Settings.from_env()
     home = settings.home
     manifest = settings.demo_data or write_demo_corpus(HomeLayout(home).demo_corpus)
-    add_eval_set("demo", manifest, "manifest", settings)
+    add_eval_set("demo", manifest, "manifest", settings, replace=True)  # EMOJUDGE_DEMO_DATA says where it is
     materialize("demo", train=True, settings=settings)
     path = warehouse.warehouse_path(home)
     with warehouse.connect(home, read_only=True) as con:
@@ -221,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("name", help="the set's name: letters, digits and ._- (at most 100 characters)")
     add.add_argument("path", type=Path, help="the corpus: a folder (msp or audio files) or a manifest.csv")
     add.add_argument("--format", choices=FORMATS, default=None, help="corpus layout; default: detected from PATH")
+    add.add_argument(
+        "--replace", action="store_true", help="re-point NAME when it is already registered for another corpus"
+    )
     eval_set_commands.add_parser("list", help="show registered evaluation sets (read-only)")
     run = commands.add_parser("materialize", help="materialise every asset for one evaluation set")
     run.add_argument("name", help="a registered evaluation set (see: emojudge eval-set list)")
@@ -297,7 +307,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
     if handler := getattr(args, "handler", None):
         handler(args, settings)
     elif args.command == "eval-set" and args.eval_set_command == "add":
-        used = add_eval_set(args.name, args.path, args.format, settings)
+        used = add_eval_set(args.name, args.path, args.format, settings, args.replace)
         print(f"registered {args.name} ({used}) at {args.path.resolve()}; home {settings.home}")
     elif args.command == "eval-set":
         list_eval_sets(settings)

@@ -9,6 +9,9 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,7 +34,7 @@ def add_inbox_parser(commands: argparse._SubParsersAction) -> None:
     add.add_argument("files", nargs="+", type=Path, metavar="FILE", help="episode audio (a .vtt/.srt beside it too)")
     add.add_argument("--speakers", type=int, default=None, help="how many speakers the episodes have, if known")
     inbox_commands.add_parser("run", help="score every pending episode now with the registered models")
-    inbox_commands.add_parser("list", help="show each episode's state (pending, scored, rejected)")
+    inbox_commands.add_parser("list", help="show each episode's state (pending, scored, rejected, missing)")
     inbox.set_defaults(handler=dispatch)
 
 
@@ -46,8 +49,12 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _check_file(path: Path) -> None:
-    if not path.is_file():
+    if path.is_dir():
+        raise UsageError(f"{path}: is a directory, not an episode file")
+    if not path.exists():
         raise UsageError(f"{path}: file not found")
+    if not path.is_file():
+        raise UsageError(f"{path}: not a regular file (a device, pipe or socket)")
     if path.suffix.lower() not in EPISODE_SUFFIXES:
         raise UsageError(f"{path}: not an episode file (expected one of {', '.join(EPISODE_SUFFIXES)})")
 
@@ -61,14 +68,64 @@ def _copy_in(source: Path, target: Path) -> None:
     os.replace(partial, target)
 
 
-def add_episodes(files: list[Path], speakers: int | None, settings: Settings) -> list[tuple[str, Path]]:
-    """Copy each file (and its .vtt/.srt sidecar) into the inbox and register its set; returns (set, inbox path).
+def _say_waiting(settle_s: float) -> Callable[[Path], None]:
+    def say(path: Path) -> None:
+        print(f"waiting for {path} to hold still for {settle_s:g} s (EMOJUDGE_INBOX_SETTLE_S)", file=sys.stderr)
 
-    A different file already in the inbox under the same name is kept: the copy gets the hash in its name.
+    return say
+
+
+def _settled_copy(source: Path, folder: Path, settle_s: float) -> tuple[Path, str]:
+    """A complete copy of ``source`` staged in the inbox under a hidden name (the sensor skips hidden files), or
+    ``source`` itself when it is in the inbox already, with the SHA-256 of those bytes.
+
+    The file must first hold still for ``settle_s`` (:mod:`emojudge_models.episodes.admission`, the sensor's rule;
+    a bounded wait, then a one-line refusal) and must not change while it is copied, so a file still being written
+    is never registered half way.
     """
+    from emojudge_models.episodes.admission import ADD_WAIT_SETTLES, FileState, StillChanging, wait_until_settled
+    from emojudge_models.ingest.audio import file_sha256
+
+    deadline = time.monotonic() + ADD_WAIT_SETTLES * settle_s
+    in_inbox = source.resolve().parent == folder.resolve()
+    staged = source if in_inbox else folder / f".{source.name}.partial"
+    while True:
+        try:
+            state = wait_until_settled(source, settle_s, max(0.0, deadline - time.monotonic()), _say_waiting(settle_s))
+        except (StillChanging, FileNotFoundError) as error:
+            raise UsageError(str(error)) from None
+        try:
+            if not in_inbox:
+                shutil.copy2(source, staged)
+            sha = file_sha256(staged)
+        except BaseException:  # interrupted or failed (a full disk): leave no partial copy behind
+            if not in_inbox:
+                staged.unlink(missing_ok=True)
+            raise
+        if FileState.of(source) == state:
+            return staged, sha
+        if not in_inbox:  # written to during the copy: wait for it again
+            staged.unlink()
+
+
+def _place(staged: Path, source: Path, folder: Path, sha: str) -> Path:
+    """Where the staged copy goes in the inbox: the source's name, or, when a different file holds that name, the
+    name with the hash in it (a file there with the same bytes is kept, and the staged copy dropped)."""
+    from emojudge_models.ingest.audio import file_sha256
+
+    if staged == source:
+        return source
+    target = folder / source.name
+    if target.exists() and file_sha256(target) != sha:
+        target = folder / f"{source.stem}-{sha[:12]}{source.suffix}"
+    return target
+
+
+def add_episodes(files: list[Path], speakers: int | None, settings: Settings) -> list[tuple[str, Path]]:
+    """Bring each file (and its .vtt/.srt sidecar) into the inbox once complete and register its set; returns
+    (set, inbox path) per file."""
     from emojudge_models.episodes.inbox import register_episode
     from emojudge_models.episodes.sidecar import find_sidecar
-    from emojudge_models.ingest.audio import file_sha256
     from emojudge_models.store import warehouse
     from emojudge_pipeline.partitions import EVAL_SETS_PARTITION
 
@@ -80,14 +137,16 @@ def add_episodes(files: list[Path], speakers: int | None, settings: Settings) ->
     folder.mkdir(parents=True, exist_ok=True)
     added: list[tuple[str, Path]] = []
     for path in files:
-        sha = file_sha256(path)
-        target = folder / path.name
-        if target.exists() and target.resolve() != path.resolve() and file_sha256(target) != sha:
-            target = folder / f"{path.stem}-{sha[:12]}{path.suffix}"
+        staged, sha = _settled_copy(path, folder, settings.inbox_settle_s)
+        target = _place(staged, path, folder, sha)
         sidecar = find_sidecar(path)
-        if sidecar is not None:
+        if sidecar is not None:  # before the audio, so whoever sees the episode sees its transcript
             _copy_in(sidecar, target.with_suffix(sidecar.suffix))
-        _copy_in(path, target)
+        if staged != target:
+            if target.exists():
+                staged.unlink()
+            else:
+                os.replace(staged, target)
         with warehouse.connect(settings.home) as con:
             name = register_episode(con, target, sha, speakers)
         launch.instance(settings).add_dynamic_partitions(EVAL_SETS_PARTITION, [name])
@@ -95,25 +154,44 @@ def add_episodes(files: list[Path], speakers: int | None, settings: Settings) ->
     return added
 
 
-def _episodes(settings: Settings, read_only: bool = False) -> pd.DataFrame | None:
-    """The registered episodes; ``read_only``: from the readers' snapshot, None when there is no warehouse yet."""
+EPISODE_COLUMNS = ["name", "state", "segments", "speakers", "path", "reason"]
+
+
+def _episodes(settings: Settings) -> pd.DataFrame:
+    """Every registered episode with its state, read from the readers' snapshot (a read never opens the warehouse
+    for writing, nor creates one)."""
+    import pandas as pd
+
     from emojudge_models.episodes.inbox import inbox_episodes
     from emojudge_models.store import warehouse
 
-    if read_only and not warehouse.warehouse_path(settings.home).exists():
-        return None
-    with warehouse.connect(settings.home, read_only=read_only) as con:
-        return inbox_episodes(con)
+    try:
+        with warehouse.connect(settings.home, read_only=True) as con:
+            return inbox_episodes(con)
+    except FileNotFoundError:  # no warehouse yet: nothing is registered
+        return pd.DataFrame(columns=EPISODE_COLUMNS)
+
+
+def _missing_line(row: pd.Series) -> str:
+    return f"missing: {row['path']}: {row['reason']}; skipped"
 
 
 def run_pending(settings: Settings) -> dict[str, str]:
     """Score every pending episode, one run each; a failing one is reported and the next one still runs.
 
-    Returns each episode's state afterwards (``failed: <reason>`` for a run that failed).
+    A missing episode (its file gone when a run came to ingest it) is skipped with one line while its file stays
+    gone, and scored again once it is back. Returns each episode's state afterwards (``failed: <reason>`` for a run
+    that failed).
     """
     from emojudge_pipeline.sensors import SCORE_JOB
 
-    pending = _episodes(settings).query("state == 'pending'")["name"].tolist()
+    episodes = _episodes(settings)
+    missing = episodes.query("state == 'missing'")
+    back = [row["name"] for _, row in missing.iterrows() if Path(row["path"]).is_file()]
+    for _, row in missing.iterrows():
+        if row["name"] not in back:
+            print(f"{row['name']}  {_missing_line(row)}")
+    pending = [*episodes.query("state == 'pending'")["name"], *back]
     if not pending:
         print("no pending episodes")
         return {}
@@ -135,6 +213,8 @@ def run_pending(settings: Settings) -> dict[str, str]:
             outcome[name] = f"failed: {failures[name]}"
         elif row["state"] == "rejected":
             outcome[name] = f"rejected: {row['reason']}"
+        elif row["state"] == "missing":
+            outcome[name] = _missing_line(row)
         else:
             outcome[name] = f"{row['state']} ({row['segments']} segments, {row['speakers']} speakers)"
         print(f"{name}  {outcome[name]}")
@@ -147,10 +227,9 @@ def list_episodes(settings: Settings) -> None:
     import pandas as pd
 
     print(f"home: {settings.home}")
-    frame = _episodes(settings, read_only=True)
-    if frame is None or frame.empty:
+    frame = _episodes(settings)
+    if frame.empty:
         print(f"no episodes registered; drop audio into {settings.inbox_dir} or run emojudge inbox add FILE")
         return
-    columns = ["name", "state", "segments", "speakers", "path", "reason"]
     with pd.option_context("display.max_colwidth", 60, "display.width", 200):
-        print(frame[columns].fillna("").to_string(index=False))
+        print(frame[EPISODE_COLUMNS].fillna("").to_string(index=False))

@@ -285,9 +285,11 @@ def default_judge(settings: Settings) -> JudgeResource:
 
 
 class InboxResource(dg.ConfigurableResource):
-    """The podcast inbox: where episodes are dropped, and the width of their emotion-timeline windows."""
+    """The podcast inbox: where episodes are dropped, how long a file must hold still before it is taken, and the
+    width of the episodes' emotion-timeline windows."""
 
     folder: str = Field(description=describe("inbox"))
+    settle_s: Seconds = setting("inbox_settle_s")
     timeline_window_s: Seconds = setting("timeline_window_s")
 
     @property

@@ -59,11 +59,11 @@ def dead_run_sensor(context: dg.SensorEvaluationContext):
     job_name=SCORE_JOB,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Podcast inbox (EMOJUDGE_INBOX): a file whose size and mtime held still over two ticks is "
-    "identified by its SHA-256, registered as evaluation set ep-<sha[:12]> and scored once (run_key = the hash).",
+    description="Podcast inbox (EMOJUDGE_INBOX): a file whose size and mtime held still for EMOJUDGE_INBOX_SETTLE_S "
+    "is identified by its SHA-256, registered as evaluation set ep-<sha[:12]> and scored once (run_key = the hash).",
 )
 def inbox_sensor(context: dg.SensorEvaluationContext, warehouse_db: WarehouseResource, inbox: InboxResource):
-    scan = scan_inbox(inbox.path, context.cursor)
+    scan = scan_inbox(inbox.path, context.cursor, inbox.settle_s)
     if not scan.ready:
         context.update_cursor(scan.cursor)
         waiting = f"; {len(scan.waiting)} file(s) still changing" if scan.waiting else ""
@@ -74,7 +74,11 @@ def inbox_sensor(context: dg.SensorEvaluationContext, warehouse_db: WarehouseRes
             states = dict(inbox_episodes(con)[["name", "state"]].itertuples(index=False))
     except warehouse.WarehouseBusyError:
         return dg.SkipReason("warehouse busy with a run; the inbox is scanned again on the next tick")
-    todo = [(name, sha) for name, (_, sha) in zip(names, scan.ready, strict=True) if states.get(name) == "pending"]
+    todo = [  # a missing episode whose bytes are back (registered here again, so pointing at them) is run too
+        (name, sha)
+        for name, (_, sha) in zip(names, scan.ready, strict=True)
+        if states.get(name) in ("pending", "missing")
+    ]
     known = set(context.instance.get_dynamic_partitions(EVAL_SETS_PARTITION))
     new = [name for name, _ in todo if name not in known]
     for path, sha in scan.ready:

@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,15 +41,25 @@ BUILD_SR = 44_100
 # --- the sensor's file logic -------------------------------------------------------------------------------------
 
 
+SETTLE_S = 0.3
+"""The tests' EMOJUDGE_INBOX_SETTLE_S: how long a file holds still before the sensor takes it."""
+
+
 class Ticks:
-    """Evaluates the inbox sensor like the daemon does: one tick at a time, keeping the cursor between ticks."""
+    """Evaluates the inbox sensor like the daemon does: one tick at a time, keeping the cursor between ticks;
+    ``settled=True`` waits the settle time first."""
 
     def __init__(self, home: Path, inbox: Path) -> None:
         self.instance = dg.DagsterInstance.ephemeral()
-        self.resources = {"warehouse_db": WarehouseResource(home=str(home)), "inbox": InboxResource(folder=str(inbox))}
+        self.resources = {
+            "warehouse_db": WarehouseResource(home=str(home)),
+            "inbox": InboxResource(folder=str(inbox), settle_s=SETTLE_S),
+        }
         self.cursor: str | None = None
 
-    def __call__(self) -> list[dg.RunRequest]:
+    def __call__(self, settled: bool = False) -> list[dg.RunRequest]:
+        if settled:
+            time.sleep(SETTLE_S)
         context = dg.build_sensor_context(cursor=self.cursor, instance=self.instance, resources=self.resources)
         result = inbox_sensor(context)
         if isinstance(result, dg.SkipReason):
@@ -74,7 +85,7 @@ def test_inbox_sensor_takes_stable_new_bytes_once(tmp_path: Path) -> None:
     first.write_bytes(b"episode one " * 1000)
     (inbox / "show.vtt").write_text("WEBVTT\n")  # a sidecar is not an episode
     assert tick() == [], "a file seen once may still be copying"
-    [request] = tick()
+    [request] = tick(settled=True)
     sha = hashlib.sha256(first.read_bytes()).hexdigest()
     assert (request.run_key, request.partition_key) == (sha, f"ep-{sha[:12]}")
     assert tick.instance.get_dynamic_partitions("eval_sets") == [f"ep-{sha[:12]}"]
@@ -85,7 +96,7 @@ def test_inbox_sensor_takes_stable_new_bytes_once(tmp_path: Path) -> None:
     assert tick() == []
 
     shutil.copy(first, inbox / "renamed.mp3")
-    assert tick() == [] and tick() == [], "the same bytes under another name are not a new episode"
+    assert tick() == [] and tick(settled=True) == [], "the same bytes under another name are not a new episode"
 
     growing = inbox / "growing.wav"
     growing.write_bytes(b"part one")
@@ -93,14 +104,14 @@ def test_inbox_sensor_takes_stable_new_bytes_once(tmp_path: Path) -> None:
     with growing.open("ab") as handle:
         handle.write(b" and part two")
     _touch_later(growing)
-    assert tick() == [], "a file that grew since the last tick waits"
-    [grown] = tick()
+    assert tick(settled=True) == [], "a file that grew since the last tick waits"
+    [grown] = tick(settled=True)
     assert grown.run_key == hashlib.sha256(b"part one and part two").hexdigest()
 
     first.write_bytes(b"episode one, edited " * 1000)
     _touch_later(first)
     assert tick() == []
-    [edited] = tick()
+    [edited] = tick(settled=True)
     assert edited.run_key not in (sha, grown.run_key) and edited.partition_key == f"ep-{edited.run_key[:12]}"
     assert tick() == []
     assert json.loads(tick.cursor)["files"].keys() == {"show.mp3", "renamed.mp3", "growing.wav"}
@@ -108,10 +119,11 @@ def test_inbox_sensor_takes_stable_new_bytes_once(tmp_path: Path) -> None:
 
 def test_scan_forgets_removed_files_but_not_their_bytes(tmp_path: Path) -> None:
     (tmp_path / "a.flac").write_bytes(b"abc")
-    cursor = scan_inbox(tmp_path, scan_inbox(tmp_path, None).cursor).cursor
+    now = time.time()
+    cursor = scan_inbox(tmp_path, scan_inbox(tmp_path, None, 10.0, now).cursor, 10.0, now + 10).cursor
     (tmp_path / "a.flac").rename(tmp_path / "b.flac")
-    first = scan_inbox(tmp_path, cursor)
-    second = scan_inbox(tmp_path, first.cursor)
+    first = scan_inbox(tmp_path, cursor, 10.0, now + 1)
+    second = scan_inbox(tmp_path, first.cursor, 10.0, now + 11)
     assert [p.name for p in first.waiting] == ["b.flac"] and second.ready == [] and second.waiting == []
 
 
@@ -181,6 +193,7 @@ def scored(ravdess_dir: Path, tmp_path_factory: pytest.TempPathFactory):
         **training,
         "EMOJUDGE_SEGMENT_MIN_S": "1.5",
         "EMOJUDGE_SEGMENT_MAX_S": "4.5",
+        "EMOJUDGE_INBOX_SETTLE_S": str(SETTLE_S),
     }
     with pytest.MonkeyPatch.context() as patch, FakeOpenAIServer(max_lifetime_s=600) as api:
         for name, value in env.items():
@@ -510,6 +523,7 @@ def test_inbox_rejects_silent_and_overlong_episodes_without_any_model(
     """A rejected episode's run skips every later asset, so no model is needed; re-adding the same bytes is a no-op
     and another file of the same name keeps both."""
     monkeypatch.setenv("EMOJUDGE_MAX_EPISODE_S", "15")
+    monkeypatch.setenv("EMOJUDGE_INBOX_SETTLE_S", str(SETTLE_S))
     drop = tmp_path / "drop"
     drop.mkdir()
     sf.write(drop / "silent.wav", np.zeros(12 * 16_000, dtype=np.float32), 16_000)

@@ -280,3 +280,51 @@ def test_corpus_broken_after_registration_fails_ingest_in_one_line(tmp_path: Pat
         f"{corpus / 'manifest.csv'}: not readable as UTF-8 (invalid continuation byte at byte 52); "
         "save it as UTF-8 or UTF-16 text"
     )
+
+
+def test_a_name_registered_for_another_corpus_is_re_pointed_only_with_replace(tmp_path: Path) -> None:
+    """`eval-set add demo OTHER.csv` silently re-pointed the training set; now it is one line and exit 2 unless
+    --replace is given. Adding the same corpus again stays a no-op."""
+    first, other = _write_corpus(tmp_path / "first"), _write_corpus(tmp_path / "other")
+    env = _cli_env(tmp_path)
+
+    def add(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(_emojudge("eval-set", "add", *args), env=env, capture_output=True, text=True, timeout=300)
+
+    def registered() -> list[tuple[str, str, str]]:
+        from emojudge_models.store import warehouse
+
+        with warehouse.connect(tmp_path / "home", read_only=True) as con:
+            return con.execute("SELECT name, format, path FROM eval_sets").fetchall()
+
+    assert add("demo", str(first / "manifest.csv")).returncode == 0
+    assert add("demo", str(first / "manifest.csv")).returncode == 0, "the same corpus again"
+    refused = add("demo", str(other / "manifest.csv"))
+    _assert_one_error_line(
+        refused,
+        f"evaluation set 'demo' already points at {first / 'manifest.csv'} (manifest); add --replace to point it at "
+        f"{other / 'manifest.csv'} (manifest)",
+    )
+    assert registered() == [("demo", "manifest", str(first / "manifest.csv"))]
+    assert add("demo", str(other), "--format", "folder", "--replace").returncode == 0
+    assert registered() == [("demo", "folder", str(other))]
+
+
+@pytest.mark.parametrize("corpus_format", ["manifest", "folder"])
+def test_a_symlinked_audio_folder_is_read_like_a_real_one(tmp_path: Path, corpus_format: str) -> None:
+    """A corpus whose audio/ is a symlink to a folder elsewhere was refused ("lists no usable clips": every path
+    'escaped' the corpus once resolved; a folder corpus listed no file, the walk not following the link). A link
+    inside the corpus is the corpus owner's choice; climbing out with `..` is still refused."""
+    shared = _write_corpus(tmp_path / "shared")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "audio").symlink_to(shared / "audio", target_is_directory=True)
+    if corpus_format == "manifest":
+        (corpus / "manifest.csv").write_bytes((shared / "manifest.csv").read_bytes() + b"x,../shared/audio/a.wav,,,\n")
+    assert check_corpus(corpus, corpus_format).audio_files == 3
+    result = ingest_corpus(corpus, corpus_format, workers=1)
+    assert len(result.utterances) == 3 and set(result.utterances["audio_path"]) == {
+        str(corpus / "audio" / name) for name in ("a.wav", "b.wav", "c.flac")
+    }
+    escaped = [r.reason for r in result.rejections if r.reason == "audio path escapes the corpus root"]
+    assert escaped == (["audio path escapes the corpus root"] if corpus_format == "manifest" else [])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import BinaryIO
 import av
 import numpy as np
 
+from emojudge_models.ingest.truncation import mp4_truncated_reason, truncated_reason
 from emojudge_models.sample_rate import SAMPLE_RATE_HZ
 
 DEFAULT_MAX_EPISODE_S = 4 * 3600.0
@@ -50,6 +52,8 @@ class EpisodeHeader:
     channels: int
     duration_s: float | None
     """From the container header; ``None`` when the container does not say (then limits are checked on decode)."""
+    bit_rate: int | None = None
+    """The audio stream's bits per second, where known (tells a declared duration from a size-based estimate)."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,8 @@ class EpisodeReader:
             raise EpisodeRejected(self.path, "file not found")
         if self.path.stat().st_size == 0:
             raise EpisodeRejected(self.path, "file is empty (0 bytes)")
+        if cut := mp4_truncated_reason(self.path):
+            raise EpisodeRejected(self.path, cut)
         self._handle = open(self.path, "rb")  # noqa: SIM115 - closed in close()
         self._reader = _HashingReader(self._handle)
         try:
@@ -168,6 +174,7 @@ class EpisodeReader:
             sample_rate_hz=int(stream.codec_context.sample_rate or 0),
             channels=int(stream.codec_context.channels or 0),
             duration_s=duration_s,
+            bit_rate=int(stream.codec_context.bit_rate or 0) or None,
         )
         if duration_s is not None:
             self._check(duration_s, "header says")
@@ -187,7 +194,8 @@ class EpisodeReader:
     def blocks(self) -> Iterator[np.ndarray]:
         """Yield the episode as consecutive 16 kHz mono float32 blocks (one per decoded frame, a few ms to ~100 ms).
 
-        Raises :class:`EpisodeRejected` if decoding fails or the decoded audio runs past the maximum duration.
+        Raises :class:`EpisodeRejected` if decoding fails, the decoded audio runs past the maximum duration or falls
+        far short of the duration the container declares (a truncated file: :mod:`emojudge_models.ingest.truncation`).
         """
         resampler: av.AudioResampler | None = None
         decoded = 0
@@ -208,10 +216,19 @@ class EpisodeReader:
                     decoded += len(block)
                     yield block
         except av.FFmpegError as error:
+            self._check_complete(decoded)
             raise EpisodeRejected(
                 self.path, f"decoding failed after {decoded / SAMPLE_RATE_HZ:.1f} s: {_ffmpeg_cause(error)}"
             ) from None
+        self._check_complete(decoded)
         self._sha256 = self._reader.finish()
+
+    def _check_complete(self, decoded: int) -> None:
+        """Reject a file cut short: ``decoded`` samples (16 kHz) far below what its container declares."""
+        size = os.fstat(self._handle.fileno()).st_size
+        cut = truncated_reason(self.header.duration_s, decoded / SAMPLE_RATE_HZ, size, self.header.bit_rate)
+        if cut is not None:
+            raise EpisodeRejected(self.path, cut)
 
     @property
     def sha256(self) -> str:

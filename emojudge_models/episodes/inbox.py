@@ -1,13 +1,16 @@
 """The podcast inbox: which dropped files are complete and new, and how an episode becomes an evaluation set.
 
-A file is taken once its size and modification time are unchanged between two scans (a copy still in progress keeps
+A file is taken once its size and modification time have held still for the settle time (the rule of
+:mod:`emojudge_models.episodes.admission`, which ``emojudge inbox add`` applies too; a copy still in progress keeps
 changing them); it is then identified by the SHA-256 of its bytes, so a renamed or re-copied file is not taken twice,
-while changed bytes are a new episode. The scan state is a small JSON cursor (the Dagster sensor keeps it).
+while changed bytes are a new episode. The scan state is a small JSON cursor (the Dagster sensor keeps it): per file
+its size, mtime, hash once taken, and when it was first seen with that size and mtime.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,10 +18,15 @@ import duckdb
 import pandas as pd
 
 from emojudge_models.episodes import EPISODE_SUFFIXES
+from emojudge_models.episodes.admission import DEFAULT_SETTLE_S, FileState, is_settled
 from emojudge_models.episodes.ingest import episode_set_name
 from emojudge_models.ingest.audio import file_sha256
+from emojudge_models.ingest.corpus import Rejection
 from emojudge_models.store.warehouse import query_df, sql_text
 
+MISSING_STAGE = "missing"
+"""The ``rejected_inputs`` stage that marks an episode whose file was gone when a run came to ingest it (state
+``missing`` in :func:`inbox_episodes`); the next run that finds the file replaces it."""
 SEEN_LIMIT = 10_000
 """Hashes remembered in the cursor (the newest); older ones are still known to the warehouse as registered sets."""
 
@@ -45,8 +53,12 @@ def episode_files(folder: Path) -> list[Path]:
     )
 
 
-def scan_inbox(folder: Path, cursor: str | None) -> InboxScan:
-    """Compare ``folder`` with the previous scan's ``cursor`` (JSON, or None on the first scan)."""
+def scan_inbox(
+    folder: Path, cursor: str | None, settle_s: float = DEFAULT_SETTLE_S, now: float | None = None
+) -> InboxScan:
+    """Compare ``folder`` with the previous scan's ``cursor`` (JSON, or None on the first scan) at wall-clock time
+    ``now`` (default: the current time); a file becomes ready once settled for ``settle_s``."""
+    now = time.time() if now is None else now
     state = json.loads(cursor) if cursor else {}
     previous: dict[str, list] = state.get("files", {})
     seen: list[str] = state.get("seen", [])
@@ -54,34 +66,53 @@ def scan_inbox(folder: Path, cursor: str | None) -> InboxScan:
     files: dict[str, list] = {}
     scan = InboxScan()
     for path in episode_files(folder):
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
+        current = FileState.of(path)
+        if current is None:
             continue
-        size_mtime = [stat.st_size, stat.st_mtime_ns]
         before = previous.get(path.name)
-        if before is None or before[:2] != size_mtime:
-            files[path.name] = [*size_mtime, None]
+        unchanged = before is not None and before[:2] == [current.size, current.mtime_ns]
+        since = before[3] if unchanged and len(before) > 3 and before[3] is not None else now
+        sha = before[2] if unchanged else None
+        if sha is None and is_settled(current, since, now, settle_s):
+            sha = _hash_if_unchanged(path, current)
+            if sha is not None and sha not in known:
+                known.add(sha)
+                seen.append(sha)
+                scan.ready.append((path, sha))
+        files[path.name] = [current.size, current.mtime_ns, sha, since]
+        if sha is None:
             scan.waiting.append(path)
-            continue
-        sha = before[2] or file_sha256(path)
-        files[path.name] = [*size_mtime, sha]
-        if before[2] is None and sha not in known:
-            known.add(sha)
-            seen.append(sha)
-            scan.ready.append((path, sha))
     scan.cursor = json.dumps({"files": files, "seen": seen[-SEEN_LIMIT:]}, sort_keys=True)
     return scan
+
+
+def _hash_if_unchanged(path: Path, state: FileState) -> str | None:
+    """SHA-256 of ``path``, or None when it was written to (or removed) while being hashed: not settled after all."""
+    try:
+        sha = file_sha256(path)
+    except OSError:
+        return None
+    return sha if FileState.of(path) == state else None
 
 
 def register_episode(con: duckdb.DuckDBPyConnection, path: Path, sha256: str, speakers_hint: int | None = None) -> str:
     """Record ``path`` as the evaluation set of its bytes (format 'episode'); returns the set's name.
 
-    The same bytes registered again keep their first registration (and speaker hint).
+    The same bytes registered again keep their first registration (and speaker hint), except that an episode whose
+    registered file is gone (state ``missing``) is pointed at ``path``, so adding the bytes again brings it back.
     """
     name = episode_set_name(sha256)
-    con.execute(sql_text("episodes/register_episode.sql"), [name, str(path.resolve()), speakers_hint])
+    here = str(path.resolve())
+    con.execute(sql_text("episodes/register_episode.sql"), [name, here, speakers_hint])
+    [registered] = con.execute(sql_text("episodes/episode_path.sql"), [name]).fetchone()
+    if registered != here and not Path(registered).is_file():
+        con.execute(sql_text("episodes/repoint_episode.sql"), [here, name])
     return name
+
+
+def missing_rejection(path: Path) -> Rejection:
+    """The row that marks the episode at ``path`` missing."""
+    return Rejection(None, str(path), MISSING_STAGE, "file not found (moved or deleted after it was registered)")
 
 
 def inbox_episodes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:

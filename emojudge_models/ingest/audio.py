@@ -18,6 +18,7 @@ import librosa
 import numpy as np
 import soundfile as sf
 
+from emojudge_models.ingest.truncation import truncated_reason
 from emojudge_models.sample_rate import SAMPLE_RATE_HZ
 
 MIN_DURATION_S = 0.5
@@ -81,6 +82,8 @@ class AudioHeader:
     duration_s: float
     frames: int | None
     """Exact frame count for WAV/FLAC; None where the container only estimates a duration."""
+    bit_rate: int | None = None
+    """The stream's bits per second where the container says (MP3, OGG); checks a declared duration for truncation."""
 
 
 def _wav_shortfall(path: Path) -> tuple[int, int] | None:
@@ -124,7 +127,8 @@ def read_header(path: Path) -> AudioHeader:
             duration = container.duration / av.time_base if container.duration else None
             if duration is None and stream.duration is not None and stream.time_base is not None:
                 duration = float(stream.duration * stream.time_base)
-            return AudioHeader(int(stream.sample_rate or 0), int(stream.channels or 0), duration or 0.0, None)
+            bit_rate = int(stream.codec_context.bit_rate or 0) or None
+            return AudioHeader(int(stream.sample_rate or 0), int(stream.channels or 0), duration or 0.0, None, bit_rate)
     except (av.FFmpegError, IndexError, ValueError) as error:
         cause = stable_text(getattr(error, "strerror", None) or str(error)) or type(error).__name__
         raise AudioRejected(path, f"cannot decode audio {path.name}: {cause}") from None
@@ -175,8 +179,8 @@ def decode(
     resample: bool = True,
     expected_sha256: str | None = None,
 ) -> DecodedAudio:
-    """Decode ``path`` to mono float32, rejecting empty, corrupt, truncated, silent, non-finite, too short or too
-    long clips.
+    """Decode ``path`` to mono float32, rejecting empty, corrupt, truncated (a WAV from its chunk sizes, an MP3 from
+    its declared duration: :mod:`emojudge_models.ingest.truncation`), silent, non-finite, too short or too long clips.
 
     The header is checked first, so an over-long or truncated file is rejected without reading its samples. Then
     the file is read once: its bytes are hashed (and checked against ``expected_sha256``, the identity recorded at
@@ -197,9 +201,13 @@ def decode(
         raise AudioRejected(
             path, f"file is truncated: its header declares {header.frames} frames, {data.shape[0]} decode"
         )
+    duration_s = data.shape[0] / sr
+    if header.frames is None and (
+        cut := truncated_reason(header.duration_s, duration_s, len(payload), header.bit_rate)
+    ):
+        raise AudioRejected(path, cut)
     if not np.isfinite(data).all():
         raise AudioRejected(path, "samples contain NaN or inf")
-    duration_s = data.shape[0] / sr
     if duration_s < MIN_DURATION_S:
         raise AudioRejected(path, f"clip is {duration_s:.2f} s long, shorter than the {MIN_DURATION_S} s minimum")
     if duration_s > max_duration_s:

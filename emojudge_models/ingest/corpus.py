@@ -7,6 +7,7 @@ audio is decoded (duplicate ids, paths escaping the corpus root, unknown labels,
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +83,24 @@ def utterance_id_from_path(relative: str | Path) -> str:
 
 
 def _inside(root: Path, candidate: Path) -> bool:
-    return candidate.resolve().is_relative_to(root.resolve())
+    """Whether ``candidate`` names a place under ``root``, by its path: ``..`` climbing out escapes, a symlink inside
+    the corpus does not (a corpus may link its audio folder in from elsewhere)."""
+    return Path(os.path.normpath(candidate)).is_relative_to(os.path.normpath(root))
+
+
+def _files_below(root: Path) -> list[Path]:
+    """Every file under ``root``, by path, following symlinked folders (each real folder read once, so a link
+    loop ends)."""
+    found: list[Path] = []
+    visited: set[str] = set()
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in visited:
+            subfolders.clear()
+            continue
+        visited.add(real)
+        found.extend(Path(folder) / name for name in names)
+    return sorted(path for path in found if path.is_file())
 
 
 def _text(value: object) -> str | None:
@@ -230,9 +248,10 @@ def read_manifest(manifest: Path) -> Iterator[CorpusEntry | Rejection]:
 
 
 def read_folder(root: Path) -> Iterator[CorpusEntry | Rejection]:
-    """A bare folder of audio (recursively), unlabelled; a ``.txt`` beside a clip is its transcript."""
+    """A bare folder of audio (recursively, symlinked folders too), unlabelled; a ``.txt`` beside a clip is its
+    transcript."""
     dedup = _Deduplicator()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    for path in _files_below(root):
         if path.suffix.lower() not in AUDIO_SUFFIXES:
             continue
         relative = path.relative_to(root)

@@ -91,3 +91,18 @@ def check_eval_set(name: str, path: Path, corpus_format: str | None = None) -> C
     """Everything ``emojudge eval-set add`` checks before registering ``name``: the name, then the corpus."""
     check_set_name(name)
     return check_corpus(path, corpus_format)
+
+
+def check_repoint(name: str, registered: tuple[str, str] | None, corpus_format: str, path: Path, replace: bool) -> bool:
+    """Whether registering ``name`` as ``corpus_format`` at ``path`` re-points a set already ``registered`` as
+    (format, path) elsewhere; refused (one line) unless ``replace``, so a typo cannot silently swap a set's corpus
+    (the training set's among them). Registering the same corpus again is not a re-point."""
+    if registered is None or registered == (corpus_format, str(path)):
+        return False
+    if not replace:
+        old_format, old_path = registered
+        raise CorpusInvalid(
+            f"evaluation set {name!r} already points at {old_path} ({old_format}); add --replace to point it at "
+            f"{path} ({corpus_format})"
+        )
+    return True

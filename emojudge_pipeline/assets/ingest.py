@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from emojudge_models.episodes.inbox import MISSING_STAGE, missing_rejection
 from emojudge_models.episodes.ingest import can_reuse, ingest_episode, ingest_key
 from emojudge_models.ingest.language import with_set_language
 from emojudge_models.ingest.tables import CorpusInvalid
@@ -82,6 +83,22 @@ def _speakers_hint(registered: dict) -> int | None:
     return None if hint is None or pd.isna(hint) else int(hint)
 
 
+def _missing(
+    context: dg.AssetExecutionContext, warehouse_db: WarehouseResource, path: Path
+) -> Iterator[dg.AssetObservation]:
+    """The episode's file is gone (moved or deleted after it was registered): mark the episode missing, keep any rows
+    it has, and materialise nothing, so the run skips every later asset and succeeds. The mark goes when a run finds
+    the file again."""
+    eval_set = context.partition_key
+    rejection = missing_rejection(path)
+    with warehouse_db.connect() as con:
+        warehouse.write_partitions(con, eval_set, [rejections_write((MISSING_STAGE,), [rejection], context.run.run_id)])
+    context.log.warning(f"episode {eval_set} missing: {rejection.reason}; skipped")
+    yield dg.AssetObservation(
+        asset_key=context.asset_key, partition=eval_set, metadata={"missing": rejection.reason, "path": str(path)}
+    )
+
+
 def _episode(
     context: dg.AssetExecutionContext, warehouse_db: WarehouseResource, ingest: IngestResource, registered: dict
 ) -> Iterator[dg.MaterializeResult | dg.AssetObservation]:
@@ -92,6 +109,9 @@ def _episode(
     eval_set = context.partition_key
     path = Path(registered["path"])
     run_id = context.run.run_id
+    if not path.is_file():
+        yield from _missing(context, warehouse_db, path)
+        return
     hint = _speakers_hint(registered)
     key = ingest_key(path, hint, ingest.segment_min_s, ingest.segment_max_s, ingest.episode_channels)
     with warehouse_db.connect() as con:
@@ -115,6 +135,9 @@ def _episode(
         channels=ingest.episode_channels,
         decoded_dir=warehouse_db.layout.decoded_episodes,
     )
+    if result.rejected_reason is not None and not path.is_file():  # it vanished while it was being read
+        yield from _missing(context, warehouse_db, path)
+        return
     frame = result.utterances.assign(run_id=run_id)
     frame["language"] = with_set_language(frame["language"], ingest.set_languages.get(eval_set))
     with warehouse_db.connect() as con:
@@ -124,7 +147,7 @@ def _episode(
             [
                 warehouse.PartitionWrite("utterances", frame),
                 warehouse.PartitionWrite("speakers", result.speakers.assign(run_id=run_id)),
-                rejections_write(("ingest", "transcript"), result.rejections, run_id),
+                rejections_write(("ingest", "transcript", MISSING_STAGE), result.rejections, run_id),
             ],
             [
                 ("ingest/record_split.sql", ["none", None, eval_set]),

@@ -23,7 +23,7 @@ import pandas as pd
 
 from emojudge_models.home import HomeLayout
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 12
 """Version created by ``sql/store/schema.sql``; ``sql/store/migrations/NNN_*.sql`` bring older files up to it."""
 
 PARTITIONED_TABLES = frozenset(

@@ -258,3 +258,33 @@ def test_write_partitions_replaces_several_tables_in_one_transaction(tmp_path: P
             [("ingest/record_split.sql", ["none", None, "s"])],
         )
         assert written == [0] and con.execute("SELECT count(*) FROM rejected_inputs").fetchone()[0] == 0
+
+
+def test_migration_from_version_9_adds_language_probability_and_model_trained_on(tmp_path: Path) -> None:
+    """A v9 file keeps its rows: language_probability NULL (stated or none), trained_on NULL (v_predictions then says
+    the model's training sets)."""
+    with warehouse.connect(tmp_path) as con:
+        con.execute("DROP VIEW v_predictions")
+        con.execute("ALTER TABLE utterances DROP COLUMN language_probability")
+        con.execute("ALTER TABLE model_registry DROP COLUMN trained_on")
+        con.execute("DELETE FROM schema_version")
+        con.execute("INSERT INTO schema_version (version) VALUES (9)")
+        con.execute(
+            "INSERT INTO utterances (eval_set, utterance_id, audio_path, audio_sha256, duration_s, sample_rate_hz, "
+            "channels, language, run_id) VALUES ('demo', 'u1', '/c/u1.wav', 'abc', 1.5, 16000, 1, 'de', 'r')"
+        )
+        con.execute(
+            "INSERT INTO model_registry (model_key, kind, task, train_eval_sets, hyperparameters, dev_metric_name, "
+            "path, run_id) VALUES ('m1', 'audio_head', 'categorical', ['demo'], '{}', 'f1_macro', '/m', 'r')"
+        )
+        con.execute(
+            "INSERT INTO logits (eval_set, utterance_id, modality, task, model_key, logits, run_id) "
+            "VALUES ('demo', 'u1', 'audio', 'categorical', 'm1', [0.0], 'r')"
+        )
+    with warehouse.connect(tmp_path) as con:
+        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 12
+        view = con.execute(
+            "SELECT language, language_probability, audio_model_trained_on, text_model_trained_on FROM v_predictions"
+        ).fetchall()
+        assert con.execute("SELECT trained_on FROM model_registry").fetchall() == [(None,)]
+    assert view == [("de", None, "sets:demo", None)]

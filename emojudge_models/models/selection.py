@@ -105,7 +105,7 @@ def choose_model(
             shipped,
             f"shipped real-speech model ({shipped.trained_on}; card {shipped.card}){demo_note}",
         )
-    return Choice(None, None, f"no model trained on real speech for this encoder{demo_note}")
+    return Choice(None, None, f"none registered for this encoder and none shipped{demo_note}")
 
 
 def choose_fusion(fusion_models: Sequence[RegisteredModel], used: set[str]) -> RegisteredModel | None:

@@ -295,7 +295,7 @@ def run_fold(
             scores.add(("audio", name, model), y_test, logits["test"].argmax(axis=1))
         picked[name, max(HEAD_NAMES, key=lambda head: models[head][1])] += 1
         scores.add(("audio", name, "probe"), y_test, probe_predictions(mean_std(frames[name]), labels, fold))
-        for policy in AUDIO_POLICIES:
+        for policy in (p for p in AUDIO_POLICIES if p in models):  # logreg: the probe rows, and the shipped row
             audio = models[policy][0]
             fused = fused_probabilities(audio, text, labels, fold)
             scores.add(("fused", name, f"{policy} + text"), y_test, fused.argmax(axis=1))

@@ -5,7 +5,8 @@ recipe of emojudge_models/models/shipped_recipe.py (per-speaker normalised mean+
 speaker-grouped CV, refitted on all 12 actors), measures the recipe under nested speaker-grouped CV, and writes
 ``emojudge_models/models/shipped/<name>/`` (config.json, model.safetensors, figures.json, MODEL_CARD.md).
 
-Run by hand: ``python bench/train_shipped_model.py [--data ../shared/data/ravdess-dev]``. The weights are
+Run by hand: ``python bench/train_shipped_model.py [--data ../shared/data/ravdess-dev] [--name NAME]``; ``--name
+ravdess-whisper-base-tinyen-logreg`` trains on base ++ tiny.en frames (the ``concat`` encoder) instead. The weights are
 deterministic for the same frames (lbfgs, seed 0); frames computed on another CPU can differ in the last bits.
 """
 
@@ -32,14 +33,22 @@ from emojudge_models.profiles import PROFILES
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared/data/ravdess-dev"
-NAME = "ravdess-whisper-base-logreg"
 TRAINED_ON = "shipped:ravdess-actors-01-12"
+ENCODERS = {
+    "ravdess-whisper-base-logreg": PROFILES["local"].audio_encoder,
+    "ravdess-whisper-base-tinyen-logreg": {
+        "kind": "concat",
+        "parts": [PROFILES["local"].audio_encoder, {"kind": "whisper-ct2", "model": "tiny.en", "window": "clip"}],
+    },
+}
+"""Shipped model name -> the encoder whose frames it is trained on: the local profile's default, and base ++ tiny.en
+(bench/RESULTS.md, "Shipped model levers")."""
 
 
-def encode(data: Path, cache: Path) -> tuple[list[dict], list[np.ndarray], dict]:
+def encode(data: Path, cache: Path, config: dict = PROFILES["local"].audio_encoder) -> tuple[list[dict], list, dict]:
     """Manifest rows and each clip's encoder frames (cached in ``cache`` by the clips' hashes and the spec)."""
     rows = list(csv.DictReader((data / "manifest.csv").open()))
-    encoder = build_audio_encoder(PROFILES["local"].audio_encoder, device="cpu")
+    encoder = build_audio_encoder(config, device="cpu")
     path = cache / f"frames-{encoder_key(encoder.spec)}-{encoder_key([r['sha256'] for r in rows])}.npz"
     if not path.exists():
         waves = [load_wave(data / row["path"]) for row in rows]
@@ -56,10 +65,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/emojudge-shipped-cache"))
-    parser.add_argument("--out", type=Path, default=shipped.SHIPPED_ROOT / NAME)
+    parser.add_argument("--name", choices=ENCODERS, default=next(iter(ENCODERS)))
     args = parser.parse_args()
+    out = shipped.SHIPPED_ROOT / args.name
     started = time.perf_counter()
-    rows, frames, spec = encode(args.data, args.cache)
+    rows, frames, spec = encode(args.data, args.cache, ENCODERS[args.name])
     y = np.array([emotion_index(row["emotion"]) for row in rows])
     speakers = np.array([row["speaker_id"] for row in rows])
     nested = shipped_recipe.nested_evaluation(frames, y, speakers)
@@ -76,13 +86,13 @@ def main() -> None:
         f"{time.perf_counter() - started:.0f} s wall",
     }
     metadata = shipped.model_metadata(
-        NAME, TRAINED_ON, spec, fit.model, shipped_recipe.RECIPE_VERSION, round(fit.cv_scores[fit.C], 4)
+        args.name, TRAINED_ON, spec, fit.model, shipped_recipe.RECIPE_VERSION, round(fit.cv_scores[fit.C], 4)
     )
-    save_checkpoint(fit.model, metadata, args.out)
-    (args.out / shipped.FIGURES_FILE).write_text(json.dumps(figures, indent=2) + "\n")
-    (args.out / shipped.CARD_FILE).write_text(shipped.model_card(metadata, figures))
+    save_checkpoint(fit.model, metadata, out)
+    (out / shipped.FIGURES_FILE).write_text(json.dumps(figures, indent=2) + "\n")
+    (out / shipped.CARD_FILE).write_text(shipped.model_card(metadata, figures))
     print(json.dumps({k: v for k, v in figures.items() if k != "speakers"}, indent=2))
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,11 @@ from emojudge_pipeline.resources import default_resources
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_KEY = "shipped:ravdess-actors-01-12"
+BASE_MODEL = "ravdess-whisper-base-logreg"
+
+
+def _shipped(name: str = BASE_MODEL):
+    return next(model for model in shipped_models() if model.name == name)
 
 
 def _model(key: str, trained: str | None, sets: list[str], inputs: list[str] | None = None) -> RegisteredModel:
@@ -58,7 +63,7 @@ def test_selection_prefers_user_models_keeps_demo_models_to_the_demo_and_falls_b
         _model("o", None, ["demo"]),
     )
     assert origin(old_demo, synthetic) == "synthetic" and origin(_model("o2", None, ["msp"]), synthetic) == "user"
-    shipped = shipped_models()[0]
+    shipped = _shipped()
 
     def pick(candidates, eval_set, opt_in=False):
         return choose_model(candidates, eval_set, synthetic, opt_in, shipped, "enc")
@@ -81,12 +86,16 @@ def test_selection_prefers_user_models_keeps_demo_models_to_the_demo_and_falls_b
 
 
 def test_the_shipped_model_fits_its_encoder_on_any_device_and_carries_its_card_and_licence() -> None:
-    (model,) = shipped_models()
+    model = _shipped()
     assert model.trained_on == SHIPPED_KEY and model.modality == "audio" and model.task == "categorical"
     spec = model.encoder_spec
     assert spec["model"] == "base" and spec["window"] == "clip"
     assert shipped_for("audio", "categorical", {**spec, "device": "cuda", "compute_type": "float16"}) is model
     assert shipped_for("audio", "categorical", {**spec, "model": "tiny.en"}) is None
+    both = _shipped("ravdess-whisper-base-tinyen-logreg")
+    parts = [{**part, "device": "cuda", "compute_type": "float16"} for part in both.encoder_spec["parts"]]
+    assert both.encoder_spec["parts"][0] == spec and both.card.is_file()
+    assert shipped_for("audio", "categorical", {"kind": "concat", "parts": parts}) is both
     assert shipped_for("text", "categorical", spec) is None and shipped_for("audio", "attributes", spec) is None
     assert encoder_identity(spec) == {k: v for k, v in spec.items() if k not in ("device", "compute_type")}
     card = model.card.read_text()
@@ -143,7 +152,7 @@ def test_fresh_home_scores_a_folder_with_the_shipped_model_and_demo_models_only_
     cli.main(["eval-set", "add", "mine", str(_folder(tmp_path, ravdess_dir)), "--format", "folder"])
     cli.main(["materialize", "mine"])
     out = capsys.readouterr().out
-    (model,) = shipped_models()
+    model = _shipped()
     assert f"audio categorical: {model.model_key} trained on {SHIPPED_KEY}; model card {model.card}" in out
     assert "fused categorical: no fusion model for these models, the audio prediction" in out
     with warehouse.connect(emojudge_home, read_only=True) as con:

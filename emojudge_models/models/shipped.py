@@ -38,8 +38,11 @@ DEVICE_FIELDS = ("device", "compute_type")
 
 
 def encoder_identity(spec: dict[str, Any]) -> dict[str, Any]:
-    """An encoder spec without the device and compute type."""
-    return {name: value for name, value in spec.items() if name not in DEVICE_FIELDS}
+    """An encoder spec without the device and compute type (of its parts too, for a ``concat`` encoder)."""
+    identity = {name: value for name, value in spec.items() if name not in DEVICE_FIELDS}
+    if isinstance(identity.get("parts"), list):
+        identity["parts"] = [encoder_identity(part) for part in identity["parts"]]
+    return identity
 
 
 @dataclass(frozen=True)
@@ -142,11 +145,18 @@ def model_card(metadata: dict[str, Any], figures: dict[str, Any]) -> str:
     folds = "; ".join(f"{'+'.join(f['test_speakers'])}: {f['f1_macro']:.3f} (C {f['C']:g})" for f in nested["folds"])
     low, high = nested["speaker_bootstrap_95"]
     spec = json.dumps(encoder_identity(metadata["encoder_spec"]), sort_keys=True)
+    if metadata["encoder_spec"].get("kind") == "concat":
+        encoder_note = (
+            "Whisper base ++ tiny.en CTranslate2 frames side by side, each clip at its own length; not the default: "
+            "select it with EMOJUDGE_AUDIO_ENCODER (encoders/concat.py)"
+        )
+    else:
+        encoder_note = "the `local` profile's default: Whisper base CTranslate2, each clip at its own length"
     return f"""# {metadata["name"]}
 
-The audio emotion model EmoJudge uses for any evaluation set nobody has trained models for (a fresh home, a
-folder of your own clips, a podcast episode). Categorical task only (8 EmoJudge classes); no arousal, valence or
-dominance (the corpus has no such ratings). Model key `{metadata["model_key"]}`, `trained_on`
+The audio emotion model EmoJudge uses, with the encoder below, for any evaluation set nobody has trained models
+for (a fresh home, a folder of your own clips, a podcast episode). Categorical task only (8 EmoJudge classes); no
+arousal, valence or dominance (the corpus has no such ratings). Model key `{metadata["model_key"]}`, `trained_on`
 `{metadata["trained_on"]}` (the value in `model_registry.trained_on` and `v_predictions`).
 
 ## Licence: CC BY-NC-SA 4.0 (non-commercial, attribution, share-alike)
@@ -165,17 +175,17 @@ is not used; contempt does not occur, so the model never predicts it (its logit 
 
 ## What it expects
 
-Frames of the encoder `{spec}` (the `local` profile's default: Whisper base CTranslate2, each clip at its own
-length), on any device or compute type. Frames are z-normalised per speaker over the scored set before pooling
-(speaker normalisation, features/speaker_norm.py); clips without a speaker id, or of a speaker with fewer than
-{MIN_SPEAKER_UTTERANCES} clips, are normalised with their whole set's statistics, so score several clips together:
-a set of one clip normalises to nothing and gets a constant label.
+Frames of the encoder `{spec}` ({encoder_note}), on any device or compute type. Frames are z-normalised per
+speaker over the scored set before pooling (speaker normalisation, features/speaker_norm.py); clips without a
+speaker id, or of a speaker with fewer than {MIN_SPEAKER_UTTERANCES} clips, are normalised with their whole set's
+statistics, so score several clips together: a set of one clip normalises to nothing and gets a constant label.
 
 ## How it was trained
 
-`python bench/train_shipped_model.py --data ../shared/data/ravdess-dev` rebuilds this folder from the clips (read
-by path, never copied). Recipe `{metadata["hyperparameters"]["recipe"]}` (emojudge_models/models/shipped_recipe.py):
-per-speaker z-normalised frames, per-clip mean ++ std (1024 values), standardised, L2 logistic regression; C chosen
+`python bench/train_shipped_model.py --data ../shared/data/ravdess-dev --name {metadata["name"]}` rebuilds this
+folder from the clips (read by path, never copied). Recipe `{metadata["hyperparameters"]["recipe"]}`
+(emojudge_models/models/shipped_recipe.py): per-speaker z-normalised frames, per-clip mean ++ std
+({2 * metadata["hyperparameters"]["input_dim"]} values), standardised, L2 logistic regression; C chosen
 from {{0.001, 0.01, 0.1, 1, 10}} by speaker-grouped CV over the 12 actors (6 groups of 2; F1-macro by C:
 {figures["cv_scores_by_C"]}), chosen C = {figures["C"]:g}, then refitted on all 168 clips.
 

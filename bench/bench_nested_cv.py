@@ -57,8 +57,9 @@ from emojudge_models.features.speaker_norm import SpeakerNormaliser
 from emojudge_models.fusion.strategy import fit_fusion
 from emojudge_models.ingest.audio import load_wave
 from emojudge_models.labels import EMOTIONS, emotion_index
-from emojudge_models.models import linear_probe
+from emojudge_models.models import linear_probe, shipped_recipe
 from emojudge_models.models.heads import HeadConfig
+from emojudge_models.models.linear_probe import pooled_stats
 from emojudge_models.models.loop import TrainConfig
 from emojudge_models.models.policy import AUDIO_HEADS, HEAD_TRAINING, text_head_config
 from emojudge_models.models.predict import predict_audio, predict_vectors
@@ -90,6 +91,10 @@ MEMBERS: dict[str, Member] = {
 }
 """Heads trained per split: the shipped candidates (policy.AUDIO_HEADS) and simpler or more regularised ones."""
 
+SHIPPED = "shipped"
+"""The shipped default model's recipe (models/shipped_recipe.py): logreg with C by speaker-grouped CV over the
+split's train and development actors, refitted on them; no text model ships, so its fused output is its audio one."""
+
 AUDIO_MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
     "ensemble": ("mean", ("attentive", "meanstd", "probe")),
     "auto": ("best-dev", ("attentive", "meanstd", "probe")),
@@ -103,6 +108,7 @@ AUDIO_MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
     "logreg": ("logreg", ()),
     "ensemble-logreg+meanstd": ("mean", ("logreg", "meanstd")),
     "ensemble-logreg+probe": ("mean", ("logreg", "probe")),
+    SHIPPED: ("shipped", ()),
 }
 """Audio models: how member heads' outputs combine (mean of probabilities, the best on development, or the
 shipped ``logreg`` probe, models/linear_probe.py: scikit-learn mean+std logistic regression, C on development)."""
@@ -227,6 +233,21 @@ class Trainer:
         key = [list(linear_probe.C_GRID), linear_probe.MAX_ITER, linear_probe.CODE_VERSION]
         return self._cached("logreg", key, split, train)
 
+    def shipped(self, split: Split) -> dict[str, np.ndarray]:
+        """Log-probabilities of the shipped model's recipe fitted on the split's train + development speakers."""
+        stats, labels, speakers = pooled_stats(self.corpus.frames), self.corpus.labels, self.corpus.speakers
+
+        def train() -> dict[str, np.ndarray]:
+            pool = np.concatenate([split.train, split.dev])
+            fit = shipped_recipe.train(stats[pool], labels[pool], speakers[pool], SEED)
+            out = {
+                part: shipped_recipe.predict_stats(fit.model, stats[idx])
+                for part, idx in (("train", split.train), ("dev", split.dev), ("test", split.test))
+            }
+            return out | {"C": np.array(fit.C)}
+
+        return self._cached(SHIPPED, [shipped_recipe.RECIPE_VERSION, list(linear_probe.C_GRID)], split, train)
+
     def text(self, split: Split) -> dict[str, np.ndarray]:
         vectors, labels = self.corpus.text, self.corpus.labels
 
@@ -253,6 +274,8 @@ class Trainer:
         combine, members = AUDIO_MODELS[model]
         if combine == "logreg":
             return self.logreg(split)
+        if combine == "shipped":
+            return self.shipped(split)
         heads = [self.logreg(split) if name == "logreg" else self.head(name, split) for name in members]
         if combine == "best-dev":
             heads = [max(heads, key=lambda h: float(h["dev_f1"]))]
@@ -265,6 +288,9 @@ class Trainer:
         """The pipeline on one split: audio model, text head, guarded fusion fitted with ``strategy``."""
 
         def run(split: Split) -> dict[str, np.ndarray]:
+            if model == SHIPPED:
+                audio = self.audio(model, split)["test"].argmax(axis=1)
+                return {"audio": audio, "fused": audio, "text": audio}
             audio, text = self.audio(model, split), self.text(split)
             rows = pd.DataFrame(
                 {
@@ -296,6 +322,8 @@ def _train_one(task: tuple[str, Split]) -> None:
         trainer.text(split)
     elif name == "logreg":
         trainer.logreg(split)
+    elif name == SHIPPED:
+        trainer.shipped(split)
     else:
         trainer.head(name, split)
 
@@ -307,7 +335,7 @@ def prefill(corpus: Corpus, data: Path, cache: Path, models: list[str], workers:
     names = {"text-head"}
     for model in models:
         combine, members = AUDIO_MODELS[model]
-        names |= {"logreg"} if combine == "logreg" else set(members)
+        names |= {"logreg"} if combine == "logreg" else {SHIPPED} if combine == "shipped" else set(members)
     tasks = [(name, split) for split in splits for name in sorted(names)]
     with multiprocessing.get_context("spawn").Pool(workers, _start_worker, (data, cache)) as pool:
         for done, _ in enumerate(pool.imap_unordered(_train_one, tasks), 1):
@@ -316,11 +344,13 @@ def prefill(corpus: Corpus, data: Path, cache: Path, models: list[str], workers:
 
 
 def candidates(trainer: Trainer, strategies: tuple[str, ...]) -> dict[str, Callable[[Split], Mapping[str, np.ndarray]]]:
-    return {
+    pool = {
         f"{model} / fusion {strategy}": trainer.candidate(model, strategy)
         for model in AUDIO_MODELS
         for strategy in strategies
+        if model != SHIPPED
     }
+    return pool | {f"{SHIPPED} / no fusion (audio only)": trainer.candidate(SHIPPED, "")}
 
 
 def fmt(values: list[float]) -> str:

@@ -50,7 +50,9 @@ from emojudge_models.judge import (
     ensure_local_model,
 )
 from emojudge_models.labels import EMOTIONS, emotion_index
+from emojudge_models.models import shipped_recipe
 from emojudge_models.models.heads import EnsembleEmotionModel
+from emojudge_models.models.linear_probe import pooled_stats
 from emojudge_models.models.loop import dev_metric
 from emojudge_models.models.policy import (
     AUDIO_HEADS,
@@ -78,6 +80,8 @@ AUDIO_ENCODERS: dict[str, dict[str, Any]] = {
 SPEAKER_NORM = " +spk"
 """Suffix of an encoder's frames z-normalised per speaker."""
 LOCAL_PROFILE_ENCODER = "whisper-clip" + SPEAKER_NORM
+SHIPPED = "shipped (logreg, C by grouped CV)"
+"""The shipped default model's recipe (models/shipped_recipe.py): its rows are the shipped model's figures."""
 HEAD_LABELS = {"probe": "linear"}
 """Table names of the library's audio heads (emojudge_models/models/policy.py AUDIO_HEADS) where they differ: a
 ``probe`` row here is the scikit-learn baseline, so the library's ``probe`` head is called ``linear``."""
@@ -257,18 +261,33 @@ class PipelineOutputs:
     text_pred: np.ndarray
 
 
+def shipped_predictions(frames: list[np.ndarray], labels: np.ndarray, actors: np.ndarray, fold: Fold) -> np.ndarray:
+    """The shipped model's recipe (models/shipped_recipe.py) run on the fold's 10 train and development actors (C by
+    their own speaker-grouped CV, refitted on all 10): test predictions. No text model ships, so this is its fused
+    label too."""
+    pool = np.concatenate([fold.train, fold.dev])
+    stats = pooled_stats(frames)
+    fit = shipped_recipe.train(stats[pool], labels[pool], actors[pool])
+    return shipped_recipe.predict_stats(fit.model, stats[fold.test]).argmax(axis=1)
+
+
 def run_fold(
     fold: Fold,
-    labels: np.ndarray,
+    corpus: Corpus,
     frames: dict[str, list[np.ndarray]],
     text_vectors: np.ndarray,
     scores: Scores,
     picked: Counter,
 ) -> dict[str, PipelineOutputs]:
-    """Score the text head, every audio model and both fusions of one fold; the pipeline's outputs per encoder."""
+    """Score the text head, every audio model and both fusions of one fold, and the shipped model's recipe on the
+    local profile's frames; the pipeline's outputs per encoder."""
+    labels = corpus.labels
     y_test = labels[fold.test]
     text = text_head_logits(text_vectors, labels, fold)
     scores.add(("text", "minilm", "head"), y_test, text["test"].argmax(axis=1))
+    shipped = shipped_predictions(frames[LOCAL_PROFILE_ENCODER], labels, corpus.actors, fold)
+    for stage in ("audio", "fused"):
+        scores.add((stage, LOCAL_PROFILE_ENCODER, SHIPPED), y_test, shipped)
     outputs = {}
     for name in frames:
         models = audio_heads(frames[name], labels, fold)
@@ -276,7 +295,7 @@ def run_fold(
             scores.add(("audio", name, model), y_test, logits["test"].argmax(axis=1))
         picked[name, max(HEAD_NAMES, key=lambda head: models[head][1])] += 1
         scores.add(("audio", name, "probe"), y_test, probe_predictions(mean_std(frames[name]), labels, fold))
-        for policy in AUDIO_POLICIES:
+        for policy in (p for p in AUDIO_POLICIES if p in models):  # logreg: the probe rows, and the shipped row
             audio = models[policy][0]
             fused = fused_probabilities(audio, text, labels, fold)
             scores.add(("fused", name, f"{policy} + text"), y_test, fused.argmax(axis=1))
@@ -399,7 +418,7 @@ def main() -> None:
             judge = ChatJudge(server.base_url, max_workers=1, max_retries=0, timeout_s=600, require_api_key=False)
         for fold in folds:
             fold_started = time.perf_counter()
-            outputs = run_fold(fold, corpus.labels, frames, text_vectors, scores, picked)
+            outputs = run_fold(fold, corpus, frames, text_vectors, scores, picked)
             if judge is not None:
                 final = refine(
                     judge, judge_config, corpus, fold, prosody, outputs[args.judge_encoder], args.judge_per_fold, tally
@@ -454,7 +473,10 @@ def main() -> None:
             "`probe` = the baseline: mean+std of the frames, standardised, scikit-learn LogisticRegression (C on "
             "development); `auto` = the attentive, meanstd or linear head, whichever scores the best development "
             "F1-macro; `ensemble` = the mean of the ENSEMBLE_HEADS' probabilities (the pipeline's default); "
-            "fusion = the pipeline's logistic regression on the audio model's and the text head's outputs. "
+            "fusion = the pipeline's logistic regression on the audio model's and the text head's outputs; "
+            f"`{SHIPPED}` = the shipped default model's recipe (emojudge_models/models/shipped_recipe.py) on the "
+            "fold's 10 train and development actors, C by their own speaker-grouped CV: the figure of the model "
+            "that scores sets nobody trained for (no text model ships, so its fused row is its audio row). "
             "`auto` choices per fold: "
             f"{auto_lines}.",
             "",

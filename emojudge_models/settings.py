@@ -254,6 +254,12 @@ class Settings(BaseModel):
     demo_data: Path | None = _setting(
         None, "a manifest.csv the demo ingests instead of the synthetic corpus", "(generated)"
     )
+    use_demo_models: bool = _setting(
+        False,
+        "1 lets models trained on the synthetic demo corpus score other sets; 0: those get user-trained models, "
+        "else the shipped real-speech ones (emojudge_models/models/selection.py)",
+        "0",
+    )
     judge: JudgeBackend | None = _setting(None, "local, openai-chat or openai-batch", "profile's")
     judge_model: str = _setting("", "judge model id", "backend's")
     judge_base_url: HttpUrl = _setting("", "endpoint for openai-chat / openai-batch", "(OpenAI)")

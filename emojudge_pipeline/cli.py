@@ -95,6 +95,7 @@ def demo(settings: Settings | None = None) -> None:
         print("\nTranscripts next to their predictions:")
         with pd.option_context("display.max_colwidth", 40, "display.width", 200):
             print(warehouse.query_df(con, "evaluation/demo_predictions.sql", ["demo"]).to_string(index=False))
+    print("\n" + "\n".join(own_audio_lines(settings)))
     print(f"\nWarehouse: {path}  (readers: {warehouse.snapshot_path(home)}, republished after every write)")
     python_hint, duckdb_hint = query_hints(home)
     print(f"Try:       {python_hint}")
@@ -116,6 +117,35 @@ def query_hints(home: Path) -> tuple[str, str]:
     duckdb_cli = Path(sys.executable).with_name("duckdb")
     duckdb_cli = duckdb_cli if duckdb_cli.is_file() else Path("duckdb")
     return python_hint, f"{duckdb_cli} -readonly {snapshot} < {examples / 'modality_disagreements.sql'}"
+
+
+def own_audio_lines(settings: Settings) -> list[str]:
+    """What scores a newcomer's own audio after the demo, and the two commands that do it."""
+    import json
+
+    from emojudge_models.models.shipped import shipped_for
+    from emojudge_models.store import warehouse
+
+    with warehouse.connect(settings.home, read_only=True) as con:
+        key = warehouse.scalar(con, "features/partition_encoder_key.sql", ["demo", "audio"])
+        spec = json.loads(warehouse.scalar(con, "features/encoder_spec.sql", [key]) or "{}") if key else {}
+    shipped = shipped_for("audio", "categorical", spec)
+    if settings.demo_data is not None or settings.use_demo_models:
+        why = "EMOJUDGE_USE_DEMO_MODELS=1" if settings.use_demo_models else f"trained on {settings.demo_data}"
+        scorer = f"the models trained by this demo ({why})"
+    elif shipped is not None:
+        scorer = (
+            f"the shipped real-speech audio model {shipped.name} (trained on {shipped.trained_on}; licence CC BY-NC-SA "
+            f"4.0, non-commercial, with attribution; model card {shipped.card}), not the demo's models: those learnt "
+            "from the synthetic corpus and score only it (EMOJUDGE_USE_DEMO_MODELS=1 lets them)"
+        )
+    else:
+        scorer = "no model: this encoder has no shipped model, and the demo's models score only the synthetic corpus"
+    return [
+        f"Your own audio: scored by {scorer}. Score a folder of clips (WAV/FLAC/OGG/MP3) with:",
+        "  emojudge eval-set add my-clips /path/to/folder --format folder",
+        "  emojudge materialize my-clips",
+    ]
 
 
 WORKSPACE_YAML = """\

@@ -78,8 +78,29 @@ def materialize(
     if not result.success:
         raise SystemExit(f"error: materialising {name} failed; see the run {result.run_id} in the Dagster UI")
     print(f"materialised {len(selection)} assets for {name} (run {result.run_id}; home {settings.home})")
+    for line in scored_by(settings.home, name):
+        print(line)
     if unavailable := judge_unavailable(settings.home, name):
         print(f"warning: judge: unavailable for {name}: {unavailable}", file=sys.stderr)
+
+
+def scored_by(home: Path, name: str) -> list[str]:
+    """One line per modality and task: the model that scored set ``name`` and what it was trained on (with the
+    model card of a shipped one), from ``models/models_scoring_set.sql``."""
+    from emojudge_models.models.shipped import CARD_FILE
+    from emojudge_models.store import warehouse
+
+    with warehouse.connect(home, read_only=True) as con:
+        rows = warehouse.query_df(con, "models/models_scoring_set.sql", [name, name])
+    lines = [f"scored {name} with:" if len(rows) else f"no model scored {name}"]
+    for row in rows.itertuples():
+        if not isinstance(row.trained_on, str):
+            lines.append(f"  {row.modality} {row.task}: no fusion model for these models, the audio prediction")
+            continue
+        card = Path(row.path) / CARD_FILE
+        shown = f"; model card {card}" if card.is_file() else ""
+        lines.append(f"  {row.modality} {row.task}: {row.model_key} trained on {row.trained_on}{shown}")
+    return lines
 
 
 def judge_unavailable(home: Path, name: str) -> str | None:

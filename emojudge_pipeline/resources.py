@@ -157,6 +157,7 @@ class ModelsResource(dg.ConfigurableResource):
     decode_workers: Workers | None = setting("decode_workers")
     write_workers: Workers | None = setting("write_workers")
     max_failed_share: UnitInterval = setting("max_failed_share")
+    use_demo_models: bool = setting("use_demo_models")
     seed: int = 13
 
     def resolved(self) -> Profile:

@@ -93,7 +93,7 @@ def test_the_asset_scores_an_utterance_without_text_and_the_check_passes(tmp_pat
             con,
             registry.RegisteredModel(model_key="fk", kind="fusion", task="categorical", path=str(path),
                                      train_eval_sets=["t"], hyperparameters={}, dev_metric_name="f1_macro",
-                                     dev_metric=0.9),
+                                     dev_metric=0.9, input_model_keys=["audio-model", "text-model"]),
             "r",
         )  # fmt: skip
     instance = dg.DagsterInstance.ephemeral()

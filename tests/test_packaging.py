@@ -18,8 +18,13 @@ from emojudge_models.store import warehouse
 REPO = Path(__file__).resolve().parents[1]
 BUILD_IGNORE = (".git", ".venv", ".emojudge", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "shared")
 SQL_FILES = sorted(f"emojudge_models/{p.relative_to(REPO).as_posix()}" for p in (REPO / "sql").rglob("*.sql"))
-PACKAGE_DATA = SQL_FILES + sorted(
-    p.relative_to(REPO).as_posix() for p in (REPO / "emojudge_models").rglob("judge/templates/*.txt")
+SHIPPED_MODEL_FILES = sorted(
+    p.relative_to(REPO).as_posix() for p in (REPO / "emojudge_models/models/shipped").glob("*/*") if p.is_file()
+)
+PACKAGE_DATA = (
+    SQL_FILES
+    + sorted(p.relative_to(REPO).as_posix() for p in (REPO / "emojudge_models").rglob("judge/templates/*.txt"))
+    + SHIPPED_MODEL_FILES
 )
 PACKAGES = sorted(
     p.parent.relative_to(REPO).as_posix().replace("/", ".")
@@ -40,6 +45,39 @@ with warehouse.connect(home) as con:
     print("migrations", len(warehouse.migrations()))
 from emojudge_models.judge.prompt import TEMPLATE_SHA256
 print("template", TEMPLATE_SHA256[:12])
+"""
+
+
+SCORE_FROM_WHEEL = """
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from emojudge_models.encoders.factory import build_audio_encoder
+from emojudge_models.features.speaker_norm import SpeakerNormaliser
+from emojudge_models.ingest.audio import load_wave
+from emojudge_models.labels import EMOTIONS
+from emojudge_models.models.checkpoints import load_checkpoint
+from emojudge_models.models.predict import predict_audio
+from emojudge_models.models.shipped import shipped_models
+from emojudge_models.profiles import PROFILES
+
+(shipped,) = [m for m in shipped_models() if m.name == "ravdess-whisper-base-logreg"]
+assert "site-packages" in str(shipped.path), shipped.path
+model = load_checkpoint(shipped.path, "cpu")
+data = Path(sys.argv[1])
+rows = [r for r in csv.DictReader((data / "manifest.csv").open()) if r["speaker_id"] == "ravdess_actor03"]
+encoder = build_audio_encoder(PROFILES["local"].audio_encoder, device="cpu")
+assert shipped.fits_encoder(encoder.spec)
+frames = [f.astype(np.float16) for f in encoder.encode_batch([load_wave(data / r["path"]) for r in rows])]
+keys = [("clips", r["utterance_id"]) for r in rows]
+table = pd.DataFrame({"eval_set": "clips", "utterance_id": [k[1] for k in keys], "speaker_id": "actor03"})
+normalised = SpeakerNormaliser.for_rows(table).add_all(zip(keys, frames)).apply(keys, frames)
+for row, index in zip(rows, predict_audio(model, normalised, "cpu").argmax(axis=1)):
+    print(row["path"], row["emotion"], EMOTIONS[index])
 """
 
 
@@ -76,7 +114,9 @@ def test_all_sql_lives_in_the_top_level_sql_folder() -> None:
     assert warehouse.sql_file("store/schema.sql").is_file() and warehouse.sql_file("examples").is_dir()
 
 
-def test_non_editable_install_creates_the_warehouse_and_runs_a_query(wheel: Path, tmp_path: Path) -> None:
+def _installed(wheel: Path, tmp_path: Path) -> Path:
+    """A fresh venv with the wheel installed (--no-deps); dependencies come from this environment's site-packages,
+    appended after the fresh venv's own (so the installed wheel, not the editable checkout, provides emojudge)."""
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=False)
     python = env_dir / "bin" / "python"
@@ -86,12 +126,19 @@ def test_non_editable_install_creates_the_warehouse_and_runs_a_query(wheel: Path
         capture_output=True,
         timeout=300,
     )
-    # Dependencies come from this environment's site-packages, appended after the fresh venv's own (so the
-    # installed wheel, not the editable checkout, provides emojudge_models).
     site = next(Path(p) for p in sys.path if p.endswith("site-packages") and Path(p).is_dir())
     fresh_site = next((env_dir / "lib").glob("python*/site-packages"))
     (fresh_site / "deps.pth").write_text(f"{site}\n")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return python
+
+
+def _wheel_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+def test_non_editable_install_creates_the_warehouse_and_runs_a_query(wheel: Path, tmp_path: Path) -> None:
+    python = _installed(wheel, tmp_path)
+    env = _wheel_env()
     result = subprocess.run(
         [str(python), "-c", QUERY_FROM_WHEEL, str(tmp_path / "home")],
         cwd=tmp_path,
@@ -106,3 +153,25 @@ def test_non_editable_install_creates_the_warehouse_and_runs_a_query(wheel: Path
     assert lines["rows"] == "0"
     assert int(lines["migrations"]) == len(warehouse.migrations()) >= 2
     assert len(lines["template"]) == 12
+
+
+@pytest.mark.slow
+def test_the_shipped_model_loads_from_the_installed_wheel_and_scores_real_clips(
+    wheel: Path, tmp_path: Path, ravdess_dir: Path
+) -> None:
+    """The shipped weights load from site-packages (not the checkout) and label actor 03's clips: nearly all right
+    (actor 03 is in its training data), the angry ones angry."""
+    assert len(SHIPPED_MODEL_FILES) == 8, "two shipped models, four files each"
+    result = subprocess.run(
+        [str(_installed(wheel, tmp_path)), "-c", SCORE_FROM_WHEEL, str(ravdess_dir)],
+        cwd=tmp_path,
+        env=_wheel_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    scored = [line.split() for line in result.stdout.splitlines()]
+    assert len(scored) == 14
+    assert sum(truth == label for _, truth, label in scored) >= 12, scored
+    assert all(label == "angry" for _, truth, label in scored if truth == "angry"), scored

@@ -43,7 +43,7 @@ def test_migration_from_version_1_keeps_rows(tmp_path: Path) -> None:
     old.execute((FIXTURES / "schema_v1.sql").read_text())
     old.close()
     with warehouse.connect(tmp_path) as con:
-        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 9
+        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 12
         row = con.execute("SELECT utterance_id, transcript, transcript_source FROM utterances").fetchall()
         assert row == [("u1", "hello there", "manifest")]
         assert con.execute("SELECT count(*) FROM feature_index").fetchone()[0] == 0
@@ -79,7 +79,7 @@ def test_migration_from_version_3_counts_responses_and_reopens_invalid_answers(t
                 [custom_id, custom_id, label, answered],
             )
     with warehouse.connect(tmp_path) as con:
-        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 9
+        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 12
         rows = con.execute("SELECT custom_id, label, answered, attempts FROM llm_judgments ORDER BY 1").fetchall()
     assert rows == [("http-500", None, False, 0), ("invalid", None, False, 1), ("valid", "sad", True, 1)]
 
@@ -106,7 +106,7 @@ def test_migration_from_version_4_adds_episode_columns_speakers_and_the_timeline
             "channels, run_id) VALUES ('demo', 'u1', '/c/u1.wav', 'abc', 1.5, 16000, 1, 'r')"
         )
     with warehouse.connect(tmp_path) as con:
-        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 9
+        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 12
         clip = con.execute("SELECT utterance_id, episode_sha256, start_s, end_s FROM utterances").fetchall()
         hint = con.execute("SELECT speakers_hint FROM eval_sets").fetchall()
         con.execute(
@@ -147,7 +147,7 @@ def test_migration_from_version_6_adds_gate_reasons_judgment_costs_and_the_gate_
             "120, 30, 'r1')"
         )
     with warehouse.connect(tmp_path) as con:
-        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 9
+        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 12
         prediction = con.execute("SELECT final_label, judge_gate, judge_gate_reason FROM predictions").fetchall()
         spend = con.execute(
             "SELECT eval_set, run_id, calls, prompt_tokens, completion_tokens, estimated_cost_usd FROM v_judge_spend"
@@ -179,7 +179,7 @@ def test_migration_from_version_6_adds_segment_channels_and_episode_ingest_keys(
             "VALUES ('ep-1', 'f00-0-3000', '/i/a.mp3', 'abc', 3.0, 48000, 2, 'f00', 0.0, 3.0, 'r')"
         )
     with warehouse.connect(tmp_path) as con:
-        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 9
+        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 12
         segment = con.execute("SELECT utterance_id, start_s, channel FROM utterances").fetchall()
         key = con.execute("SELECT name, ingest_key FROM eval_sets").fetchall()
         con.execute("UPDATE utterances SET channel = 2")
@@ -198,7 +198,7 @@ def test_migration_from_version_6_adds_the_utterance_language(tmp_path: Path) ->
             "channels, run_id) VALUES ('demo', 'u1', '/c/u1.wav', 'abc', 1.5, 16000, 1, 'r')"
         )
     with warehouse.connect(tmp_path) as con:
-        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 9
+        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 12
         assert con.execute("SELECT utterance_id, language FROM utterances").fetchall() == [("u1", None)]
         con.execute("UPDATE utterances SET language = 'de'")
         assert con.execute("SELECT language FROM utterances").fetchone() == ("de",)
@@ -259,3 +259,33 @@ def test_write_partitions_replaces_several_tables_in_one_transaction(tmp_path: P
             [("ingest/record_split.sql", ["none", None, "s"])],
         )
         assert written == [0] and con.execute("SELECT count(*) FROM rejected_inputs").fetchone()[0] == 0
+
+
+def test_migration_from_version_9_adds_language_probability_and_model_trained_on(tmp_path: Path) -> None:
+    """A v9 file keeps its rows: language_probability NULL (stated or none), trained_on NULL (v_predictions then says
+    the model's training sets)."""
+    with warehouse.connect(tmp_path) as con:
+        con.execute("DROP VIEW v_predictions")
+        con.execute("ALTER TABLE utterances DROP COLUMN language_probability")
+        con.execute("ALTER TABLE model_registry DROP COLUMN trained_on")
+        con.execute("DELETE FROM schema_version")
+        con.execute("INSERT INTO schema_version (version) VALUES (9)")
+        con.execute(
+            "INSERT INTO utterances (eval_set, utterance_id, audio_path, audio_sha256, duration_s, sample_rate_hz, "
+            "channels, language, run_id) VALUES ('demo', 'u1', '/c/u1.wav', 'abc', 1.5, 16000, 1, 'de', 'r')"
+        )
+        con.execute(
+            "INSERT INTO model_registry (model_key, kind, task, train_eval_sets, hyperparameters, dev_metric_name, "
+            "path, run_id) VALUES ('m1', 'audio_head', 'categorical', ['demo'], '{}', 'f1_macro', '/m', 'r')"
+        )
+        con.execute(
+            "INSERT INTO logits (eval_set, utterance_id, modality, task, model_key, logits, run_id) "
+            "VALUES ('demo', 'u1', 'audio', 'categorical', 'm1', [0.0], 'r')"
+        )
+    with warehouse.connect(tmp_path) as con:
+        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 12
+        view = con.execute(
+            "SELECT language, language_probability, audio_model_trained_on, text_model_trained_on FROM v_predictions"
+        ).fetchall()
+        assert con.execute("SELECT trained_on FROM model_registry").fetchall() == [(None,)]
+    assert view == [("de", None, "sets:demo", None)]

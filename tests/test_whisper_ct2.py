@@ -168,3 +168,20 @@ def test_bad_configuration_and_input_are_refused(clip_encoder: WhisperCT2Encoder
         WhisperCT2Encoder(window="half")
     with pytest.raises(ValueError, match="clip 1: expected a mono"):
         clip_encoder.encode_batch([np.zeros(16_000, np.float32), np.zeros((16_000, 2), np.float32)])
+
+
+def test_concat_encoder_puts_base_and_tiny_en_frames_side_by_side() -> None:
+    """The ``concat`` kind (encoders/concat.py): one frame per 20 ms with base's 512 and tiny.en's 384 values, in that
+    order; its spec lists both parts' specs."""
+    from emojudge_models.encoders.factory import build_audio_encoder
+
+    parts = [{"kind": "whisper-ct2", "model": "base"}, {"kind": "whisper-ct2", "model": "tiny.en"}]
+    encoder = build_audio_encoder({"kind": "concat", "parts": parts})
+    wave = np.random.default_rng(0).normal(scale=0.1, size=16_000).astype(np.float32)
+    (frames,) = encoder.encode_batch([wave])
+    alone = [build_audio_encoder(part).encode_batch([wave])[0] for part in parts]
+    assert encoder.dim == 896 and encoder.frame_rate_hz == 50.0 and frames.shape == (50, 896)
+    assert np.array_equal(frames, np.concatenate(alone, axis=1))
+    assert [part["model"] for part in encoder.spec["parts"]] == ["base", "tiny.en"]
+    with pytest.raises(ValueError, match="at least two parts"):
+        build_audio_encoder({"kind": "concat", "parts": parts[:1]})

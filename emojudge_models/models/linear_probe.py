@@ -141,6 +141,15 @@ def _to_module(config: LinearProbeConfig, scaler: StandardScaler, estimator: Any
     return model.eval()
 
 
+def fit_pooled_probe(x: np.ndarray, y: np.ndarray, config: LinearProbeConfig) -> LinearProbeModel:
+    """A probe fitted at ``config.C`` on pooled statistics ``x`` (N, 2D) and targets ``y`` (scaler included): what a
+    recipe that chose C by its own cross-validation refits on all its rows (models/shipped_recipe.py)."""
+    if config.C is None:
+        raise ValueError("fit_pooled_probe needs config.C")
+    scaler = StandardScaler().fit(x)
+    return _to_module(config, scaler, _estimator(config.task, config.C, config).fit(scaler.transform(x), y))
+
+
 def fit_linear_probe(
     train_items: FrameItems,
     dev_items: FrameItems,

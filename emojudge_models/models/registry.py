@@ -27,6 +27,8 @@ class RegisteredModel:
     dev_metric: float | None
     encoder_key: str | None = None
     input_model_keys: list[str] = field(default_factory=list)
+    trained_on: str | None = None
+    """``shipped:<corpus>``, ``synthetic:<sets>`` or ``sets:<sets>`` (models/selection.py); None before v12."""
 
 
 def git_revision() -> str | None:
@@ -47,10 +49,11 @@ def git_revision() -> str | None:
     return f"{rev}-dirty" if dirty else rev
 
 
-def register(con: duckdb.DuckDBPyConnection, model: RegisteredModel, run_id: str) -> None:
-    """Insert (or replace, for an identical key) the model's registry row."""
+def register(con: duckdb.DuckDBPyConnection, model: RegisteredModel, run_id: str, sql: str = "register_model") -> None:
+    """Insert (or replace, for an identical key) the model's registry row; ``sql="register_shipped_model"`` inserts
+    a shipped model's row once and afterwards only updates its path and encoder key."""
     con.execute(
-        sql_text("models/register_model.sql"),
+        sql_text(f"models/{sql}.sql"),
         [
             model.model_key,
             model.kind,
@@ -64,38 +67,47 @@ def register(con: duckdb.DuckDBPyConnection, model: RegisteredModel, run_id: str
             model.path,
             git_revision(),
             run_id,
+            model.trained_on,
         ],
     )
 
 
-def _fetch_model(cursor: duckdb.DuckDBPyConnection) -> RegisteredModel | None:
-    rows = cursor.fetchall()
-    if not rows:
-        return None
-    record = dict(zip([column[0] for column in cursor.description], rows[0], strict=True))
-    return RegisteredModel(
-        model_key=record["model_key"],
-        kind=record["kind"],
-        task=record["task"],
-        path=record["path"],
-        train_eval_sets=list(record["train_eval_sets"]),
-        hyperparameters=json.loads(record["hyperparameters"]),
-        dev_metric_name=record["dev_metric_name"],
-        dev_metric=record["dev_metric"],
-        encoder_key=record["encoder_key"],
-        input_model_keys=list(record["input_model_keys"] or []),
-    )
+def _fetch_models(cursor: duckdb.DuckDBPyConnection) -> list[RegisteredModel]:
+    names = [column[0] for column in cursor.description]
+    models = []
+    for row in cursor.fetchall():
+        record = dict(zip(names, row, strict=True))
+        models.append(
+            RegisteredModel(
+                model_key=record["model_key"],
+                kind=record["kind"],
+                task=record["task"],
+                path=record["path"],
+                train_eval_sets=list(record["train_eval_sets"]),
+                hyperparameters=json.loads(record["hyperparameters"]),
+                dev_metric_name=record["dev_metric_name"],
+                dev_metric=record["dev_metric"],
+                encoder_key=record["encoder_key"],
+                input_model_keys=list(record["input_model_keys"] or []),
+                trained_on=record["trained_on"],
+            )
+        )
+    return models
 
 
-def latest(
-    con: duckdb.DuckDBPyConnection, kind: str, task: str, encoder_key: str | None = None
-) -> RegisteredModel | None:
-    """The newest model of ``kind`` and ``task`` (for ``encoder_key`` when given), or None."""
-    return _fetch_model(con.execute(sql_text("models/latest_model.sql"), [kind, task, encoder_key, encoder_key]))
+def for_encoder(con: duckdb.DuckDBPyConnection, kind: str, task: str, encoder_key: str) -> list[RegisteredModel]:
+    """Every model of ``kind`` and ``task`` registered for ``encoder_key``, newest first."""
+    return _fetch_models(con.execute(sql_text("models/models_for_encoder.sql"), [kind, task, encoder_key]))
+
+
+def fusion_models(con: duckdb.DuckDBPyConnection, task: str) -> list[RegisteredModel]:
+    """Every fusion model of ``task``, newest first."""
+    return _fetch_models(con.execute(sql_text("models/fusion_models.sql"), [task]))
 
 
 def by_key(con: duckdb.DuckDBPyConnection, model_key: str) -> RegisteredModel | None:
-    return _fetch_model(con.execute(sql_text("models/model_by_key.sql"), [model_key]))
+    found = _fetch_models(con.execute(sql_text("models/model_by_key.sql"), [model_key]))
+    return found[0] if found else None
 
 
 def count(con: duckdb.DuckDBPyConnection) -> int:

@@ -17,7 +17,7 @@ from emojudge_models.features.waveform_stats import (
     save_waveform_stats,
 )
 from emojudge_models.ingest.corpus import Rejection
-from emojudge_models.ingest.language import asr_language, foreign, no_text_reason
+from emojudge_models.ingest.language import asr_language, no_text_reason, text_blocked
 from emojudge_models.store import warehouse
 from emojudge_pipeline.assets.common import rejections_write, rounded
 from emojudge_pipeline.partitions import eval_sets_partitions
@@ -140,7 +140,8 @@ def text_features(
     with warehouse_db.connect() as con:
         rows = warehouse.query_df(con, "ingest/partition_utterances.sql", [eval_set])
     language = asr_language(ingest.asr)
-    other_language = dict(zip(rows["utterance_id"], foreign(rows["language"], language), strict=True))
+    blocked = text_blocked(rows["language"], rows["language_probability"], rows["transcript_source"], language)
+    other_language = dict(zip(rows["utterance_id"], blocked, strict=True))
     report = extract_text_features(
         FeatureStore(warehouse_db.connect, warehouse_db.features_root),
         encoder,

@@ -6,7 +6,7 @@ import pandas as pd
 from emojudge_models.evaluation.plots import grid_curve_png
 from emojudge_models.fusion import data as fusion_data
 from emojudge_models.fusion.models import FusionModel
-from emojudge_models.fusion.predict import fused_rows
+from emojudge_models.fusion.predict import NO_FUSION_KEY, fused_rows
 from emojudge_models.fusion.strategy import (
     enough_rows,
     fit_fusion,
@@ -16,6 +16,7 @@ from emojudge_models.fusion.strategy import (
 )
 from emojudge_models.labels import TASKS
 from emojudge_models.models import registry
+from emojudge_models.models.selection import choose_fusion, synthetic_sets, trained_on
 from emojudge_models.store import warehouse
 from emojudge_pipeline.assets.common import image_metadata, markdown_preview, rounded, rounded_json
 from emojudge_pipeline.partitions import eval_sets_partitions
@@ -43,6 +44,10 @@ def build_fusion_model_asset(task: str) -> dg.AssetsDefinition:
             rows = con.execute(
                 warehouse.sql_text("fusion/logits_with_truth.sql"), [task, task, sets, splits, splits]
             ).df()
+            synthetic = synthetic_sets(
+                con.execute(warehouse.sql_text("models/eval_set_paths.sql")).fetchall(),
+                warehouse_db.layout.demo_corpus / "manifest.csv",
+            )
         # Fitting needs both modalities; utterances with one are scored from it alone (fusion/predict.py).
         rows = fusion_data.complete(fusion_data.labelled(rows, task))
         n_dev = int((rows["split"] == "development").sum())
@@ -67,6 +72,7 @@ def build_fusion_model_asset(task: str) -> dg.AssetsDefinition:
                     dev_metric_name=model.dev_metric_name,
                     dev_metric=model.dev_score,
                     input_model_keys=input_keys,
+                    trained_on=trained_on(sets, synthetic),
                 ),
                 context.run.run_id,
             )
@@ -106,7 +112,9 @@ fusion_models = [build_fusion_model_asset(task) for task in TASKS]
     deps=["logits", *[f"fusion_model_{task}" for task in TASKS]],
     group_name="fusion",
     kinds={"duckdb"},
-    description="Fused predictions (table fused_predictions) of one evaluation set, from the latest fusion models.",
+    description="Fused predictions (table fused_predictions) of one evaluation set, from the newest fusion model "
+    "fitted on the set's audio and text models; without one (e.g. the shipped audio model alone), the audio "
+    "prediction.",
 )
 def fused_predictions(context: dg.AssetExecutionContext, warehouse_db: WarehouseResource) -> dg.MaterializeResult:
     eval_set = context.partition_key
@@ -114,20 +122,26 @@ def fused_predictions(context: dg.AssetExecutionContext, warehouse_db: Warehouse
     with warehouse_db.connect() as con:
         inputs = {
             task: (
-                registry.latest(con, "fusion", task),
+                registry.fusion_models(con, task),
                 con.execute(
                     warehouse.sql_text("fusion/logits_with_truth.sql"), [task, task, [eval_set], None, None]
                 ).df(),
             )
             for task in TASKS
         }
-    for task, (model, rows) in inputs.items():
-        if model is None or rows.empty:
-            metadata[f"{task}_skipped"] = "no fusion model registered" if model is None else "no logits"
+    for task, (candidates, rows) in inputs.items():
+        if rows.empty:
+            metadata[f"{task}_skipped"] = "no logits"
             continue
-        frames.append(fused_rows(FusionModel.load(model.path), rows, task, model.model_key))
+        used = set(rows["audio_model_key"].dropna()) | set(rows["text_model_key"].dropna())
+        model = choose_fusion(candidates, used)
+        if model is None:
+            frames.append(fused_rows(None, rows, task, NO_FUSION_KEY))
+            metadata[f"{task}_fusion"] = "no fusion model fitted on this set's models: audio alone (else text)"
+        else:
+            frames.append(fused_rows(FusionModel.load(model.path), rows, task, model.model_key))
         metadata[f"{task}_single_modality_rows"] = int((frames[-1]["modalities"] != "audio+text").sum())
-        metadata[f"{task}_fusion_model_key"] = model.model_key
+        metadata[f"{task}_fusion_model_key"] = frames[-1]["fusion_model_key"].iloc[0]
         metadata[f"{task}_rows"] = len(rows)
     fused = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["utterance_id", "task"])
     fused["run_id"] = context.run.run_id

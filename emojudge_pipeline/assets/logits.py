@@ -1,5 +1,6 @@
 """Asset ``logits``: every registered audio and text model applied to one evaluation set."""
 
+import json
 from dataclasses import dataclass
 
 import dagster as dg
@@ -15,6 +16,8 @@ from emojudge_models.models.checkpoints import load_checkpoint
 from emojudge_models.models.policy import model_kind
 from emojudge_models.models.predict import predict_audio, predict_vectors
 from emojudge_models.models.scoring import logits_rows
+from emojudge_models.models.selection import Choice, choose_model, described, synthetic_sets
+from emojudge_models.models.shipped import shipped_for
 from emojudge_models.models.text_classifier import predict_texts
 from emojudge_models.store import warehouse
 from emojudge_pipeline.assets.training import MODALITIES
@@ -75,17 +78,44 @@ def _normalisers(store: FeatureStore, eval_set: str, key: str, registered: dict)
 
 @dataclass(frozen=True)
 class _Scoring:
-    """What one modality of a partition is scored with: its encoder key, rows and latest model per task."""
+    """What one modality of a partition is scored with: its encoder key, rows and chosen model per task."""
 
     modality: str
     kind: str
     key: str
     rows: pd.DataFrame
-    registered: dict
+    choices: dict[str, Choice]
+
+    @property
+    def registered(self) -> dict[str, registry.RegisteredModel]:
+        return {task: choice.model for task, choice in self.choices.items() if choice.model is not None}
 
 
-def _read_scoring(con, eval_set: str, text_training: str, metadata: dict) -> tuple[list[_Scoring], list[str]]:
-    """Per modality, the rows and models to score (skips noted in ``metadata``), and encoder keys with no model."""
+def _choices(con, eval_set: str, modality: str, kind: str, key: str, policy: dict) -> dict[str, Choice]:
+    """Per task, the model that may score ``eval_set`` (models/selection.py): the user's, the demo's, or shipped.
+    ``policy``: ``use_demo_models`` and the generated ``demo_manifest`` of this home."""
+    synthetic = synthetic_sets(
+        con.execute(warehouse.sql_text("models/eval_set_paths.sql")).fetchall(), policy["demo_manifest"]
+    )
+    spec = json.loads(warehouse.scalar(con, "features/encoder_spec.sql", [key]) or "{}")
+    return {
+        task: choose_model(
+            registry.for_encoder(con, kind, task, key),
+            eval_set,
+            synthetic,
+            policy["use_demo_models"],
+            shipped_for(modality, task, spec),
+            key,
+        )
+        for task in TASKS
+    }
+
+
+def _read_scoring(
+    con, eval_set: str, text_training: str, policy: dict, metadata: dict, log
+) -> tuple[list[_Scoring], list[str]]:
+    """Per modality, the rows and models to score (skips and choices noted in ``metadata``), and encoder keys with
+    no model."""
     scorings, untrained = [], []
     for modality in MODALITIES:
         key = warehouse.scalar(con, "features/partition_encoder_key.sql", [eval_set, modality])
@@ -97,12 +127,15 @@ def _read_scoring(con, eval_set: str, text_training: str, metadata: dict) -> tup
         if rows.empty:
             metadata[f"{modality}_skipped"] = "no utterance has features under the latest encoder"
             continue
-        registered = {task: registry.latest(con, kind, task, encoder_key=key) for task in TASKS}
-        for task in [t for t, m in registered.items() if m is None]:
-            metadata[f"{modality}_{task}_skipped"] = f"no {kind} model registered for encoder {key}"
-        registered = {task: m for task, m in registered.items() if m is not None}
-        if registered:
-            scorings.append(_Scoring(modality, kind, key, rows, registered))
+        choices = _choices(con, eval_set, modality, kind, key, policy)
+        for task, choice in choices.items():
+            metadata[f"{modality}_{task}_model"] = choice.reason
+            log.info(f"{modality} {task} model: {choice.reason}")
+            if choice.model is None:
+                metadata[f"{modality}_{task}_skipped"] = f"no {kind} model for encoder {key}: {choice.reason}"
+        scoring = _Scoring(modality, kind, key, rows, choices)
+        if scoring.registered:
+            scorings.append(scoring)
         else:
             untrained.append(key)
     return scorings, untrained
@@ -113,8 +146,9 @@ def _read_scoring(con, eval_set: str, text_training: str, metadata: dict) -> tup
     deps=["audio_features", "text_features", *[f"{m}_model_{t}" for m in MODALITIES for t in TASKS]],
     group_name="scoring",
     kinds={"pytorch", "duckdb"},
-    description="Audio and text logits, probabilities and labels (table logits) from the latest registered model "
-    "for the partition's encoder and each task.",
+    description="Audio and text logits, probabilities and labels (table logits) per task from the newest model for "
+    "the partition's encoder that may score it: the user's, the demo's for the demo corpus, else the shipped "
+    "real-speech model (models/selection.py); metadata says which and what it was trained on.",
 )
 def logits(
     context: dg.AssetExecutionContext, warehouse_db: WarehouseResource, models: ModelsResource
@@ -123,15 +157,25 @@ def logits(
     device = models.torch_device()
     frames, metadata = [], {}
     with warehouse_db.connect() as con:
-        if registry.count(con) == 0:
-            raise dg.Failure(NO_MODEL, allow_retries=False)
-        scorings, untrained = _read_scoring(con, eval_set, models.resolved().text_training, metadata)
-    if untrained and not scorings:
-        raise dg.Failure(
-            f"no model registered for encoder {', '.join(untrained)}: train first "
-            "(emojudge materialize <training set>)",
-            allow_retries=False,
+        policy = {
+            "use_demo_models": models.use_demo_models,
+            "demo_manifest": warehouse_db.layout.demo_corpus / "manifest.csv",
+        }
+        scorings, untrained = _read_scoring(
+            con, eval_set, models.resolved().text_training, policy, metadata, context.log
         )
+        if not scorings and registry.count(con) == 0:
+            raise dg.Failure(NO_MODEL, allow_retries=False)
+        if not scorings:
+            raise dg.Failure(
+                f"no model registered for encoder {', '.join(untrained)}: train first "
+                "(emojudge materialize <training set>)",
+                allow_retries=False,
+            )
+        for scoring in scorings:
+            for choice in scoring.choices.values():
+                if choice.shipped is not None:
+                    registry.register(con, choice.model, context.run.run_id, sql="register_shipped_model")
     # Scoring runs outside any warehouse session; the store opens a short one per read of features.
     store = FeatureStore(warehouse_db.connect, warehouse_db.features_root)
     for scoring in scorings:
@@ -150,6 +194,7 @@ def logits(
                 )
             )
             metadata[f"{modality}_{task}_model_key"] = model_key
+            metadata[f"{modality}_{task}_trained_on"] = described(registered[task])
             metadata[f"{modality}_{task}_rows"] = len(scoring.rows)
             context.log.info(f"{modality} {task}: {len(scoring.rows)} rows from {model_key}")
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["utterance_id"])

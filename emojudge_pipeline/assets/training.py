@@ -24,6 +24,7 @@ from emojudge_models.models.policy import (
     train_audio_policy,
     training_request_key,
 )
+from emojudge_models.models.selection import synthetic_sets, trained_on
 from emojudge_models.models.text_classifier import TextFinetuneConfig, finetune_text_classifier
 from emojudge_models.models.training import train_text_head
 from emojudge_models.profiles import text_encoder_path
@@ -150,6 +151,10 @@ def build_training_asset(modality: str, task: str) -> dg.AssetsDefinition:
                 raise dg.Failure(
                     f"no {modality} features for training set {sets[0]!r}: materialise {modality}_features"
                 )
+            synthetic = synthetic_sets(
+                con.execute(warehouse.sql_text("models/eval_set_paths.sql")).fetchall(),
+                warehouse_db.layout.demo_corpus / "manifest.csv",
+            )
             train = labelled_rows(con, sets, "train", key, task)
             dev = labelled_rows(con, sets, "development", key, task)
             if len(train) < 2 or len(dev) < 1:
@@ -201,6 +206,7 @@ def build_training_asset(modality: str, task: str) -> dg.AssetsDefinition:
                     dev_metric_name=result.dev_metric_name,
                     dev_metric=result.dev_metric,
                     encoder_key=key,
+                    trained_on=trained_on(sets, synthetic),
                 ),
                 context.run.run_id,
             )

@@ -9,7 +9,7 @@ import dagster as dg
 from emojudge_models.episodes.sources import audio_source
 from emojudge_models.ingest.audio import AudioRejected
 from emojudge_models.ingest.corpus import Rejection
-from emojudge_models.ingest.language import asr_language, foreign
+from emojudge_models.ingest.language import asr_language, text_blocked
 from emojudge_models.store import warehouse
 from emojudge_pipeline.assets.common import markdown_preview, rejections_write
 from emojudge_pipeline.partitions import eval_sets_partitions
@@ -43,29 +43,71 @@ def _transcribe_chunk(recognizer, chunk, failures: list[Rejection], decoded: Pat
         return texts
 
 
+def build_language_detector(options: Mapping[str, Any]):
+    """Spoken-language identification with the multilingual Whisper (the ASR's model if multilingual, else base)."""
+    from emojudge_models.asr.language_id import LanguageDetector
+
+    return LanguageDetector(options)
+
+
+def _detect_languages(warehouse_db: WarehouseResource, eval_set: str, options: Mapping[str, Any], log) -> dict:
+    """Detect and store the language of every utterance with none stated; returns metadata."""
+    with warehouse_db.connect() as con:
+        todo = warehouse.query_df(con, "asr/undetected_languages.sql", [eval_set])
+    if todo.empty:
+        return {"languages_detected": 0}
+    detector = build_language_detector(options)
+    decoded = warehouse_db.layout.decoded_episodes
+    found: list[list] = []
+    for start in range(0, len(todo), ASR_CHUNK):
+        chunk = todo.iloc[start : start + ASR_CHUNK]
+        for row in chunk.itertuples():
+            source = audio_source(row.audio_path, row.start_s, row.end_s, row.episode_sha256, row.channel, decoded)
+            try:
+                language, probability = detector.detect([source])[0]
+            except AudioRejected:
+                continue  # the ASR and the encoders report an unreadable clip
+            found.append([language, probability, eval_set, row.utterance_id])
+        log.info(f"detected the language of {min(start + ASR_CHUNK, len(todo))}/{len(todo)} clips")
+    with warehouse_db.connect() as con:
+        warehouse.write_partitions(con, eval_set, [], [("asr/set_detected_language.sql", row) for row in found])
+    counts: dict[str, int] = {}
+    for language, *_ in found:
+        counts[language] = counts.get(language, 0) + 1
+    return {"languages_detected": len(found), "language_detector": detector.key, "detected_languages": counts}
+
+
 @dg.asset(
     partitions_def=eval_sets_partitions,
     deps=["utterances"],
     group_name="ingest",
     kinds={"duckdb", "python"},
-    description="Machine transcripts (faster-whisper) where the corpus has none; utterances.transcript_source says "
-    "asr:<model key> for them.",
+    description="The spoken language of every clip with none stated (Whisper, utterances.language and "
+    "language_probability), and machine transcripts (faster-whisper) where the corpus has none and the language is "
+    "the ASR's; utterances.transcript_source says asr:<model key> for them.",
 )
 def transcripts(
     context: dg.AssetExecutionContext, warehouse_db: WarehouseResource, ingest: IngestResource
 ) -> dg.MaterializeResult:
     eval_set = context.partition_key
+    detected = _detect_languages(warehouse_db, eval_set, ingest.asr, context.log)
     with warehouse_db.connect() as con:
         todo = warehouse.query_df(con, "asr/missing_transcripts.sql", [eval_set])
     language = asr_language(ingest.asr)
-    other_language = foreign(todo["language"], language)
+    other_language = text_blocked(todo["language"], todo["language_probability"], todo["transcript_source"], language)
     todo = todo[~other_language]
     if todo.empty:
         note = "every utterance has a transcript"
         if other_language.any():
             note = f"{int(other_language.sum())} utterances are not in the ASR's language ({language}): no ASR"
         return dg.MaterializeResult(
-            metadata={"transcribed": 0, "reused": 0, "other_language": int(other_language.sum()), "note": note}
+            metadata={
+                "transcribed": 0,
+                "reused": 0,
+                "other_language": int(other_language.sum()),
+                "note": note,
+                **_shown(detected),
+            }
         )
     recognizer = build_recognizer(ingest.asr)
     key = recognizer.asr_model_key
@@ -106,5 +148,10 @@ def transcripts(
             "failed": len(failures),
             "other_language": int(other_language.sum()),
             "preview": markdown_preview(shown),
+            **_shown(detected),
         }
     )
+
+
+def _shown(detected: dict) -> dict:
+    return {k: dg.MetadataValue.json(v) if isinstance(v, dict) else v for k, v in detected.items()}

@@ -38,10 +38,11 @@ CREATE TABLE IF NOT EXISTS utterances (
     episode_sha256 VARCHAR,             -- episode segments: the episode file's SHA-256; NULL for clips
     start_s DOUBLE,                     -- episode segments: [start_s, end_s) of the episode; NULL for clips
     end_s DOUBLE,
-    language VARCHAR,                   -- stated language (manifest column or set_languages); NULL: the ASR's
+    language VARCHAR,                   -- stated (manifest column or set_languages), else detected; NULL: unknown
     run_id VARCHAR NOT NULL,
     ingested_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
     channel INTEGER,                    -- split episodes: 1-based channel the segment was cut from; NULL: mixed down
+    language_probability DOUBLE,        -- the detector's probability of a detected language; NULL: stated or none
     PRIMARY KEY (eval_set, utterance_id)
 );
 
@@ -123,7 +124,8 @@ CREATE TABLE IF NOT EXISTS model_registry (
     path VARCHAR NOT NULL,
     git_revision VARCHAR,
     run_id VARCHAR NOT NULL,
-    created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+    created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    trained_on VARCHAR                  -- shipped:<corpus> | synthetic:<sets> | sets:<sets>; NULL before v12
 );
 
 CREATE TABLE IF NOT EXISTS logits (

@@ -2,7 +2,9 @@
 
 -- One row per utterance: truth, each stage's label, the judge's verdict, the final label, and the keys that
 -- trace them. judge_accepted_by_rule: the paper's confidence rule accepted the judge's label; changed_by_judge:
--- it became the final label (the gate, judge_gate, decides).
+-- it became the final label (the gate, judge_gate, decides). audio_model_trained_on / text_model_trained_on: what the
+-- model that scored the utterance was trained on (shipped:<corpus>, synthetic:<sets> or sets:<sets>); language: stated,
+-- else detected (with language_probability).
 CREATE OR REPLACE VIEW v_predictions AS
 SELECT
     u.eval_set,
@@ -34,7 +36,11 @@ SELECT
     f.fusion_model_key,
     p.judgment_custom_id,
     p.judge_gate,
-    p.judge_gate_reason
+    p.judge_gate_reason,
+    coalesce(ra.trained_on, 'sets:' || array_to_string(ra.train_eval_sets, ',')) AS audio_model_trained_on,
+    coalesce(rt.trained_on, 'sets:' || array_to_string(rt.train_eval_sets, ',')) AS text_model_trained_on,
+    u.language,
+    u.language_probability
 FROM utterances u
 LEFT JOIN logits a
     ON a.eval_set = u.eval_set AND a.utterance_id = u.utterance_id AND a.modality = 'audio' AND a.task = 'categorical'
@@ -45,7 +51,11 @@ LEFT JOIN fused_predictions f
 LEFT JOIN predictions p
     ON p.eval_set = u.eval_set AND p.utterance_id = u.utterance_id
 LEFT JOIN llm_judgments j
-    ON j.custom_id = p.judgment_custom_id;
+    ON j.custom_id = p.judgment_custom_id
+LEFT JOIN model_registry ra
+    ON ra.model_key = a.model_key
+LEFT JOIN model_registry rt
+    ON rt.model_key = t.model_key;
 
 -- The latest overall metrics per evaluation set, stage and task (per-class rows stay in table metrics).
 CREATE OR REPLACE VIEW v_metrics AS

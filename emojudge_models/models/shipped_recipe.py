@@ -1,0 +1,146 @@
+"""The recipe of the shipped audio model, and its honest figure on unseen speakers.
+
+The model is the pipeline's default audio model (``logreg``, models/linear_probe.py: L2 logistic regression on the
+per-clip mean ++ std of speaker-normalised encoder frames). The pipeline chooses its C on a development split; a
+shipped model has no user development split, so the recipe chooses C by speaker-grouped cross-validation over every
+training speaker (``N_GROUPS`` groups, each held out in turn, F1-macro of the held-out clips pooled), then refits
+at that C on every training clip.
+
+:func:`nested_evaluation` is the recipe's figure: for each outer fold of speakers, the recipe runs on the other
+speakers alone (C chosen by their own grouped CV) and predicts the held-out speakers once. The held-out speakers'
+frames are normalised by their own statistics, as the pipeline normalises a scored set with speaker ids; the
+``set_norm`` predictions normalise all held-out clips together instead, as a folder without speaker ids is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from emojudge_models.evaluation.metrics import f1_macro_of_indices
+from emojudge_models.evaluation.nested import speaker_bootstrap, speaker_groups
+from emojudge_models.features.speaker_norm import SpeakerNormaliser
+from emojudge_models.models.linear_probe import (
+    C_GRID,
+    MAX_ITER,
+    LinearProbeConfig,
+    LinearProbeModel,
+    fit_pooled_probe,
+    pooled_stats,
+)
+
+RECIPE_VERSION = "shipped-logreg-grouped-cv-1"
+"""Bump when the recipe changes what it trains (part of the shipped model's key)."""
+N_GROUPS = 6
+"""Speaker groups of the cross-validation (RAVDESS actors 01-12: six groups of two actors)."""
+TASK = "categorical"
+
+
+def normalised_stats(frames: Sequence[np.ndarray], speakers: Sequence[str | None], group: str = "set") -> np.ndarray:
+    """(N, 2D) mean ++ std of each clip's frames after per-speaker z-normalisation, as the pipeline scores a set
+    (speakers with too few clips, or no id, share their set's statistics)."""
+    table = pd.DataFrame({"eval_set": group, "utterance_id": range(len(frames)), "speaker_id": list(speakers)})
+    keys = list(zip(table["eval_set"], table["utterance_id"], strict=True))
+    normaliser = SpeakerNormaliser.for_rows(table).add_all(zip(keys, frames, strict=True))
+    return pooled_stats(normaliser.apply(keys, list(frames)))
+
+
+def _config(x: np.ndarray, c: float | None, seed: int) -> LinearProbeConfig:
+    return LinearProbeConfig(task=TASK, input_dim=x.shape[1] // 2, c_grid=C_GRID, max_iter=MAX_ITER, seed=seed, C=c)
+
+
+def grouped_cv_scores(x: np.ndarray, y: np.ndarray, speakers: np.ndarray, seed: int = 0) -> dict[float, float]:
+    """F1-macro of each C of :data:`C_GRID` over the clips of every speaker group, each predicted by the probe
+    fitted on the other groups."""
+    groups = speaker_groups(speakers, min(N_GROUPS, len(set(speakers))))
+    scores = {}
+    for c in C_GRID:
+        predicted = np.empty(len(y), dtype=np.int64)
+        for group in groups:
+            held = np.isin(speakers, group)
+            model = fit_pooled_probe(x[~held], y[~held], _config(x, c, seed))
+            predicted[held] = predict_stats(model, x[held]).argmax(axis=1)
+        scores[float(c)] = f1_macro_of_indices(y, predicted)
+    return scores
+
+
+def predict_stats(model: LinearProbeModel, x: np.ndarray) -> np.ndarray:
+    """Log-probabilities (N, 8) of a fitted probe for pooled statistics (what its torch module computes from
+    frames)."""
+    buffers = {name: value.numpy().astype(np.float64) for name, value in model.state_dict().items()}
+    logits = ((x - buffers["scaler_mean"]) / buffers["scaler_scale"]) @ buffers["weight"].T + buffers["bias"]
+    return logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class RecipeFit:
+    """The refitted model and the cross-validation scores that chose its C."""
+
+    model: LinearProbeModel
+    cv_scores: dict[float, float]
+
+    @property
+    def C(self) -> float:
+        return float(self.model.config.C)
+
+
+def train(x: np.ndarray, y: np.ndarray, speakers: np.ndarray, seed: int = 0) -> RecipeFit:
+    """C by grouped CV over ``speakers`` (first best on ties), then the probe refitted on every row."""
+    scores = grouped_cv_scores(x, y, speakers, seed)
+    best = max(scores, key=lambda c: (scores[c], -C_GRID.index(c)))
+    return RecipeFit(fit_pooled_probe(x, y, _config(x, best, seed)), scores)
+
+
+@dataclass(frozen=True)
+class NestedFigures:
+    """Held-out predictions of every outer fold, and the figures reported from them."""
+
+    y: np.ndarray
+    speakers: np.ndarray
+    predicted: np.ndarray
+    predicted_set_norm: np.ndarray
+    folds: list[dict]
+
+    def summary(self) -> dict:
+        low, high = speaker_bootstrap(self.speakers, self.y, self.predicted)
+        fold_f1 = [fold["f1_macro"] for fold in self.folds]
+        return {
+            "f1_macro_mean_of_folds": round(float(np.mean(fold_f1)), 4),
+            "f1_macro_pooled": round(f1_macro_of_indices(self.y, self.predicted), 4),
+            "speaker_bootstrap_95": [round(low, 4), round(high, 4)],
+            "accuracy_pooled": round(float(np.mean(self.y == self.predicted)), 4),
+            "f1_macro_pooled_set_norm": round(f1_macro_of_indices(self.y, self.predicted_set_norm), 4),
+            "folds": self.folds,
+        }
+
+
+def nested_evaluation(
+    frames: Sequence[np.ndarray], y: np.ndarray, speakers: np.ndarray, seed: int = 0
+) -> NestedFigures:
+    """The recipe under nested speaker-grouped CV: each outer group held out, the recipe (C chosen by grouped CV
+    on the remaining speakers alone) fitted on the rest and scored once on it."""
+    speakers = np.asarray([str(s) for s in speakers])
+    x = normalised_stats(frames, speakers)
+    predicted = np.empty(len(y), dtype=np.int64)
+    predicted_set = np.empty(len(y), dtype=np.int64)
+    folds = []
+    for index, group in enumerate(speaker_groups(speakers, N_GROUPS)):
+        held = np.isin(speakers, group)
+        fit = train(x[~held], y[~held], speakers[~held], seed)
+        predicted[held] = predict_stats(fit.model, x[held]).argmax(axis=1)
+        held_frames = [frames[i] for i in np.flatnonzero(held)]
+        predicted_set[held] = predict_stats(fit.model, normalised_stats(held_frames, [None] * len(held_frames))).argmax(
+            axis=1
+        )
+        folds.append(
+            {
+                "fold": index,
+                "test_speakers": list(group),
+                "C": fit.C,
+                "f1_macro": round(f1_macro_of_indices(y[held], predicted[held]), 4),
+            }
+        )
+    return NestedFigures(y, speakers, predicted, predicted_set, folds)

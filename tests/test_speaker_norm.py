@@ -2,12 +2,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emojudge_models.features.speaker_norm import SET_GROUP, SpeakerNormaliser, assign_groups, check_mode
+from emojudge_models.features.speaker_norm import SET_GROUP, SpeakerNormaliser, check_mode, group_codes
 from emojudge_models.features.store import pooled_vector
 
 
 def test_speakers_with_too_few_utterances_or_no_id_fall_back_to_their_set() -> None:
-    groups = assign_groups(["a"] * 6 + ["b"] * 2, ["s1"] * 3 + ["s2", None, ""] + ["s1", "s1"], min_utterances=3)
+    names, codes = group_codes(["a"] * 6 + ["b"] * 2, ["s1"] * 3 + ["s2", None, ""] + ["s1", "s1"], min_utterances=3)
+    groups = [names[code] for code in codes]
     assert groups[:3] == [("a", "s1")] * 3
     assert groups[3:6] == [("a", SET_GROUP)] * 3
     assert groups[6:] == [("b", SET_GROUP)] * 2

@@ -3,13 +3,16 @@ normalisation applied on the fly, statistics from the stored vectors, and memory
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from emojudge_models.features.datasets import frame_stream, frames_for, labelled_rows, speaker_normaliser
@@ -166,3 +169,41 @@ def test_the_logreg_probe_pools_a_streamed_split_as_the_in_memory_frames(small_s
     assert stats.shape == (len(train), 2 * DIM)
     np.testing.assert_allclose(stats, want_stats, atol=2e-2)
     assert targets.tolist() == want_targets.tolist()
+
+
+def _kept_for_two_epochs(home: Path, n_utterances: int) -> tuple[int, int, int]:
+    """(Python allocations, bytes) still held, once two epochs have been streamed, by what the training asset keeps
+    across epochs (the train split's rows and targets, its stream; the normaliser is dropped as there), and the
+    number of train utterances. Allocations are tracemalloc's blocks (Python objects, numpy arrays) made under
+    emojudge_models (not pytest's own); bytes add what the Arrow pool holds."""
+    built = build_synthetic_store(home, n_utterances, dim=DIM, max_frames=8, speakers=20, shard_utterances=10**6)
+    gc.collect()
+    arrow_before = pa.total_allocated_bytes()
+    tracemalloc.start(64)
+    with built.store.connect() as con:
+        train = labelled_rows(con, [EVAL_SET], "train", ENCODER_KEY, "categorical")
+    stream = frame_stream(
+        built.store, train, ENCODER_KEY, speaker_normaliser(built.store, [EVAL_SET], ENCODER_KEY), 64, 0
+    )
+    plan = StreamPlan(stream, 16, collate_frames(DIM, "categorical"))
+    for epoch in (1, 2):
+        assert sum(len(indices) for indices, _, _ in plan.shuffled(seed=0, epoch=epoch)) == len(train)
+    gc.collect()
+    snapshot = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    held = [t for t in snapshot.traces if any("emojudge_models" in frame.filename for frame in t.traceback)]
+    blocks, traced = len(held), sum(trace.size for trace in held)
+    return blocks, traced + pa.total_allocated_bytes() - arrow_before, len(stream)
+
+
+def test_streaming_bookkeeping_keeps_no_python_object_per_utterance(tmp_path: Path) -> None:
+    """Ten times the utterances: the same number of Python allocations kept across epochs (arrays per split and
+    per shard row group, none per utterance) and a few tens of bytes more per utterance (ids, hashes, shard rows,
+    lengths, targets, groups in numpy and Arrow arrays). Before, each utterance kept two Python strings across
+    epochs and the normaliser a dict entry during preparation (about 1.5 KB per utterance at the peak)."""
+    _kept_for_two_epochs(tmp_path / "warm-up", 200)  # first-use allocations (imports, caches) out of the way
+    small_blocks, small_bytes, small_n = _kept_for_two_epochs(tmp_path / "small", 500)
+    large_blocks, large_bytes, large_n = _kept_for_two_epochs(tmp_path / "large", 5000)
+    assert large_n > 9 * small_n
+    assert large_blocks - small_blocks < 100, (small_blocks, large_blocks)
+    assert (large_bytes - small_bytes) / (large_n - small_n) < 256, (small_bytes, large_bytes)

@@ -6,27 +6,30 @@ Head training streams its frames (:func:`frame_stream`, see ``features/streaming
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from emojudge_models.features.frame_stats import FrameStats
 from emojudge_models.features.speaker_norm import MIN_SPEAKER_UTTERANCES, SpeakerNormaliser
-from emojudge_models.features.store import FeatureStore, MissingFeaturesError
+from emojudge_models.features.store import FeatureStore, MissingFeaturesError, arrow_rows
 from emojudge_models.features.streaming import FrameStream, Normalisation, shard_units
 from emojudge_models.labels import ATTRIBUTES, EMOTIONS
 from emojudge_models.settings import default
-from emojudge_models.store.warehouse import sql_text
 
 
 @dataclass
 class SplitData:
-    """Rows of one split with targets (class index or 3 attributes) aligned to ``frames``/``vectors``."""
+    """Rows of one split with targets aligned to them: class indices (N,) int64 or attributes (N, 3) float32 from
+    :func:`labelled_rows` (any sequence of either is accepted)."""
 
     rows: pd.DataFrame
-    targets: list
+    targets: Sequence[Any]
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -40,13 +43,13 @@ def labelled_rows(
     con: duckdb.DuckDBPyConnection, eval_sets: list[str], split: str, encoder_key: str, task: str
 ) -> SplitData:
     """Labelled utterances of ``split`` in ``eval_sets`` that have features under ``encoder_key``."""
-    rows = con.execute(sql_text("features/labelled_features.sql"), [encoder_key, eval_sets, split]).df()
+    rows = arrow_rows(con, "features/labelled_features.sql", [encoder_key, eval_sets, split]).to_pandas()
     if task == "categorical":
         rows = rows[rows["emotion"].isin(EMOTIONS)].reset_index(drop=True)
-        targets = [EMOTIONS.index(e) for e in rows["emotion"]]
+        targets = pd.Categorical(rows["emotion"], categories=EMOTIONS).codes.astype(np.int64)
     else:
         rows = rows[rows[list(ATTRIBUTES)].notna().all(axis=1)].reset_index(drop=True)
-        targets = list(rows[list(ATTRIBUTES)].to_numpy(dtype=np.float32))
+        targets = rows[list(ATTRIBUTES)].to_numpy(dtype=np.float32)
     return SplitData(rows, targets)
 
 
@@ -73,6 +76,17 @@ def vectors_for(store: FeatureStore, rows: pd.DataFrame, encoder_key: str) -> np
     return np.stack([table[(e, u)] for e, u in zip(rows["eval_set"], rows["utterance_id"], strict=True)])
 
 
+def _items(rows: pd.DataFrame | pa.Table) -> pa.Table:
+    """``rows``' keys numbered in row order (eval_set, utterance_id, item), to join with the store's tables in SQL."""
+    return pa.table(
+        {
+            "eval_set": rows["eval_set"],
+            "utterance_id": rows["utterance_id"],
+            "item": np.arange(len(rows), dtype=np.int64),
+        }
+    )
+
+
 def speaker_normaliser(
     store: FeatureStore,
     eval_sets: list[str],
@@ -83,64 +97,45 @@ def speaker_normaliser(
     (labels are not used, so test speakers are normalised by their own speech).
 
     Built from the stored utterance vectors (mean ++ std of each clip's frames) and frame counts, which determine
-    the pooled statistics exactly: no frame is read, and vectors are read a record batch at a time."""
+    the pooled statistics exactly: no frame is read, vectors are read a record batch at a time and matched to the
+    utterances in SQL."""
     rows = store.speaker_rows(eval_sets, encoder_key)
     normaliser = SpeakerNormaliser.for_rows(rows, min_utterances)
-    for eval_set, part in rows.groupby("eval_set", sort=False):
-        n_frames = dict(zip(part["utterance_id"], part["n_frames"], strict=True))
-        for ids, vectors in store.iter_vectors(eval_set, encoder_key):
-            keep = [i for i, utterance_id in enumerate(ids) if utterance_id in n_frames]
-            dim = vectors.shape[1] // 2
-            normaliser.add_pooled_many(
-                [(eval_set, ids[i]) for i in keep],
-                np.asarray([n_frames[ids[i]] for i in keep]),
-                vectors[keep, :dim],
-                vectors[keep, dim:],
-            )
+    n_frames = rows["n_frames"].to_numpy()
+    for items, vectors in store.iter_item_vectors(_items(rows), encoder_key):
+        dim = vectors.shape[1] // 2
+        normaliser.add_pooled_at(items, n_frames[items], vectors[:, :dim], vectors[:, dim:])
     return normaliser
 
 
 def _normalisation(rows: pd.DataFrame, normaliser: SpeakerNormaliser) -> Normalisation:
     """Each row's normalisation group, as an index into the groups' stacked float32 means and stds."""
-    index_of: dict[tuple[str, str], int] = {}
-    first_keys: list[tuple[str, str]] = []
-    groups = np.empty(len(rows), dtype=np.int32)
-    for position, key in enumerate(zip(rows["eval_set"], rows["utterance_id"], strict=True)):
-        group = normaliser.groups[key]
-        if group not in index_of:
-            index_of[group] = len(first_keys)
-            first_keys.append(key)
-        groups[position] = index_of[group]
-    stats = [normaliser.stats(key) for key in first_keys]
-    return Normalisation(groups, np.stack([m for m, _ in stats]), np.stack([s for _, s in stats]))
+    codes, groups = np.unique(normaliser.group_of(rows["eval_set"], rows["utterance_id"]), return_inverse=True)
+    stats = [normaliser.group_stats(int(code)) for code in codes]
+    return Normalisation(groups.astype(np.int32), np.stack([m for m, _ in stats]), np.stack([s for _, s in stats]))
 
 
 def _pooled_stats(
-    store: FeatureStore, rows: pd.DataFrame, encoder_key: str, normalisation: Normalisation | None
+    store: FeatureStore, items: pa.Table, lengths: np.ndarray, encoder_key: str, normalisation: Normalisation | None
 ) -> FrameStats:
-    """Statistics of the rows' (normalised) frames from their stored mean ++ std vectors and frame counts: a
+    """Statistics of the items' (normalised) frames from their stored mean ++ std vectors and frame counts: a
     group's normalisation maps an utterance's mean m and std s to (m - mean) / std and s / std."""
     stats = FrameStats()
-    lengths = rows["n_frames"].to_numpy()
-    for eval_set, part in rows.groupby("eval_set", sort=False):
-        position = dict(zip(part["utterance_id"], part.index, strict=True))
-        for ids, vectors in store.iter_vectors(eval_set, encoder_key):
-            keep = [i for i, utterance_id in enumerate(ids) if utterance_id in position]
-            items = np.asarray([position[ids[i]] for i in keep], dtype=np.int64)
-            dim = vectors.shape[1] // 2
-            mean, std = vectors[keep, :dim], vectors[keep, dim:]
-            if normalisation is not None:
-                group = normalisation.groups[items]
-                mean = (mean - normalisation.means[group]) / normalisation.stds[group]
-                std = std / normalisation.stds[group]
-            if len(items):
-                stats.add_pooled(lengths[items], mean, std)
+    for item, vectors in store.iter_item_vectors(items, encoder_key):
+        dim = vectors.shape[1] // 2
+        mean, std = vectors[:, :dim], vectors[:, dim:]
+        if normalisation is not None:
+            group = normalisation.groups[item]
+            mean = (mean - normalisation.means[group]) / normalisation.stds[group]
+            std = std / normalisation.stds[group]
+        if len(item):
+            stats.add_pooled(lengths[item], mean, std)
     return stats
 
 
-def _stream_targets(targets: list) -> np.ndarray:
+def _stream_targets(targets: Sequence[Any]) -> np.ndarray:
     """Class indices (N,) int64 or attributes (N, 3) float32: compact, one array per split."""
-    if targets and np.ndim(targets[0]) == 0:
+    if len(targets) and np.ndim(targets[0]) == 0:
         return np.asarray(targets, dtype=np.int64)
     return np.asarray(targets, dtype=np.float32).reshape(len(targets), -1)
 
@@ -154,33 +149,36 @@ def frame_stream(
     num_workers: int = default("loader_workers"),
 ) -> FrameStream:
     """``split``'s frames as a :class:`FrameStream` (speaker-normalised on the fly when ``normaliser`` is given):
-    locations from the feature index (one short session per evaluation set), statistics from the stored vectors;
-    no frame is read here."""
-    rows = split.rows[["eval_set", "utterance_id"]].reset_index(drop=True)
-    located = pd.concat(
-        [
-            store.frame_locations(eval_set, encoder_key).assign(eval_set=eval_set)
-            for eval_set in rows["eval_set"].unique()
-        ]
-    )
-    rows = rows.merge(located, on=["eval_set", "utterance_id"], how="left", validate="one_to_one")
-    missing = rows[rows["file"].isna()]
-    if len(missing):
+    locations from the feature index (joined to the split's rows in SQL, one short session), statistics from the
+    stored vectors; no frame is read here, and nothing per utterance is kept as a Python object."""
+    rows = split.rows.reset_index(drop=True)
+    items = _items(rows)
+    located = store.item_locations(items, encoder_key)
+    found = np.zeros(len(rows), dtype=bool)
+    found[located["item"].to_numpy()] = True
+    if not found.all():
+        absent = rows[~found]
         raise MissingFeaturesError(
-            f"{len(missing)} utterance(s) of {sorted(missing['eval_set'].unique())} have no audio frames under "
-            f"encoder {encoder_key} (first: {missing['utterance_id'].head(5).tolist()}); materialise the features first"
+            f"{len(absent)} utterance(s) of {sorted(absent['eval_set'].unique())} have no audio frames under "
+            f"encoder {encoder_key} (first: {absent['utterance_id'].head(5).tolist()}); materialise the features first"
         )
+    order = np.argsort(located["item"].to_numpy())
+
+    def column(name: str) -> np.ndarray:
+        return located[name].to_numpy()[order].astype(np.int64)
+
+    lengths, shard_rows = column("n_frames"), column("row")
     normalisation = None if normaliser is None else _normalisation(rows, normaliser)
     return FrameStream(
         store=store,
-        utterance_ids=rows["utterance_id"].to_numpy(dtype=object),
-        content_sha256=rows["content_sha256"].to_numpy(dtype=object),
-        rows=rows["row"].to_numpy(dtype=np.int64),
-        lengths=rows["n_frames"].to_numpy(dtype=np.int64),
-        dims=rows["dim"].to_numpy(dtype=np.int64),
+        utterance_ids=items["utterance_id"].combine_chunks(),
+        content_sha256=located["content_sha256"].take(order).combine_chunks(),
+        rows=shard_rows,
+        lengths=lengths,
+        dims=column("dim"),
         targets=_stream_targets(split.targets),
-        units=shard_units(store, rows["eval_set"], rows["file"], rows["row"].to_numpy(dtype=np.int64)),
-        frame_stats=_pooled_stats(store, rows, encoder_key, normalisation),
+        units=shard_units(store, items["eval_set"], located["file"].take(order), shard_rows),
+        frame_stats=_pooled_stats(store, items, lengths, encoder_key, normalisation),
         normalisation=normalisation,
         buffer_size=buffer_size,
         num_workers=num_workers,

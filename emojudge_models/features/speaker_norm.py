@@ -14,14 +14,15 @@ Corpora with ten or more clips per speaker (RAVDESS has 14) are normalised exact
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from emojudge_models.features.frame_stats import FrameStats
+from emojudge_models.features.utterance_index import UtteranceIndex
 
 MIN_SPEAKER_UTTERANCES = 5
 """A speaker needs at least this many utterances in a set for statistics of their own."""
@@ -54,16 +55,20 @@ def check_mode(mode: str) -> str:
     return mode
 
 
-def assign_groups(
-    eval_sets: Sequence[str], speaker_ids: Sequence[str | None], min_utterances: int = MIN_SPEAKER_UTTERANCES
-) -> list[tuple[str, str]]:
-    """The normalisation group of each utterance: (eval_set, speaker id) or (eval_set, SET_GROUP)."""
-    speakers = [None if s is None or pd.isna(s) or str(s).strip() == "" else str(s) for s in speaker_ids]
-    counts = pd.Series(list(zip(eval_sets, speakers, strict=True))).value_counts()
-    return [
-        (eval_set, speaker if speaker is not None and counts[(eval_set, speaker)] >= min_utterances else SET_GROUP)
-        for eval_set, speaker in zip(eval_sets, speakers, strict=True)
-    ]
+def group_codes(
+    eval_sets: ArrayLike, speaker_ids: ArrayLike, min_utterances: int = MIN_SPEAKER_UTTERANCES
+) -> tuple[list[tuple[str, str]], np.ndarray]:
+    """The normalisation group of each utterance, (eval_set, speaker id) or (eval_set, SET_GROUP), as group names
+    (every set's own group first, then its speakers) and each utterance's code (int32) into them, computed
+    column-wise: nothing per utterance is a Python object."""
+    frame = pd.DataFrame({"eval_set": pd.array(eval_sets, dtype="str"), "speaker": pd.array(speaker_ids, dtype="str")})
+    speaker = frame["speaker"].str.strip().where(lambda s: s != "")
+    counts = frame.assign(speaker=speaker).groupby(["eval_set", "speaker"])["speaker"].transform("size")
+    label = speaker.where(speaker.notna() & (counts >= min_utterances), SET_GROUP)
+    pairs = pd.MultiIndex.from_arrays([frame["eval_set"], label])
+    sets = frame["eval_set"].unique()
+    names = pd.MultiIndex.from_arrays([sets, [SET_GROUP] * len(sets)]).append(pairs.unique()).unique()
+    return list(names), names.get_indexer(pairs).astype(np.int32)
 
 
 @dataclass
@@ -71,28 +76,43 @@ class SpeakerNormaliser:
     """Statistics per group, accumulated from frames (or pooled utterance vectors), then applied to any utterance
     of a group.
 
-    Utterances are keyed by (eval_set, utterance_id); ``groups`` maps each key to its group (see
-    :func:`assign_groups`). Every set with at least one utterance gets a set-level group as well.
+    Utterances are keyed by (eval_set, utterance_id): ``index`` gives a key's position, ``codes`` that utterance's
+    group among ``names`` (see :func:`group_codes`); every set with at least one utterance has a set-level group.
     """
 
-    groups: dict[tuple[str, str], tuple[str, str]]
-    _moments: dict[tuple[str, str], FrameStats] = field(default_factory=lambda: defaultdict(FrameStats))
-    _stats: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-    _sizes: Counter | None = None
+    index: UtteranceIndex
+    codes: np.ndarray
+    names: list[tuple[str, str]]
+    _moments: list[FrameStats] = field(init=False)
+    _set_group: np.ndarray = field(init=False)
+    _sizes: np.ndarray = field(init=False)
+    _stats: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self._moments = [FrameStats() for _ in self.names]
+        first = {eval_set: code for code, (eval_set, speaker) in enumerate(self.names) if speaker == SET_GROUP}
+        self._set_group = np.asarray([first[eval_set] for eval_set, _ in self.names], dtype=np.int32)
+        self._sizes = np.bincount(self.codes, minlength=len(self.names))
 
     @classmethod
     def for_rows(cls, rows: pd.DataFrame, min_utterances: int = MIN_SPEAKER_UTTERANCES) -> SpeakerNormaliser:
         """Groups for rows with ``eval_set``, ``utterance_id`` and ``speaker_id`` columns."""
-        keys = list(zip(rows["eval_set"], rows["utterance_id"], strict=True))
-        return cls(dict(zip(keys, assign_groups(rows["eval_set"], rows["speaker_id"], min_utterances), strict=True)))
+        names, codes = group_codes(rows["eval_set"], rows["speaker_id"], min_utterances)
+        return cls(UtteranceIndex(rows["eval_set"], rows["utterance_id"]), codes, names)
+
+    def group_of(self, eval_sets: ArrayLike, utterance_ids: ArrayLike) -> np.ndarray:
+        """The group code of each utterance (``eval_sets[i]``, ``utterance_ids[i]``); ``KeyError`` naming the first
+        unknown one."""
+        return self.codes[self.index.positions(eval_sets, utterance_ids)]
+
+    def _groups_of(self, keys: Sequence[tuple[str, str]]) -> np.ndarray:
+        return self.group_of([eval_set for eval_set, _ in keys], [utterance_id for _, utterance_id in keys])
 
     def _accumulators(self, key: tuple[str, str]) -> list[FrameStats]:
         """The utterance's group and, for a speaker group, its set's group too."""
-        group = self.groups[key]
         self._stats.clear()
-        if group[1] == SET_GROUP:
-            return [self._moments[group]]
-        return [self._moments[group], self._moments[(group[0], SET_GROUP)]]
+        code = int(self._groups_of([key])[0])
+        return [self._moments[group] for group in dict.fromkeys((code, int(self._set_group[code])))]
 
     def add(self, key: tuple[str, str], frames: np.ndarray) -> None:
         """Accumulate one utterance's frames into its group and into its set's group."""
@@ -104,20 +124,14 @@ class SpeakerNormaliser:
         for stats in self._accumulators(key):
             stats.add_pooled(n_frames, mean, std)
 
-    def add_pooled_many(
-        self, keys: Sequence[tuple[str, str]], n_frames: np.ndarray, means: np.ndarray, stds: np.ndarray
-    ) -> None:
-        """``add_pooled`` for many utterances (``n_frames`` (K,), ``means``/``stds`` (K, D)), one vectorised sum per
-        group."""
+    def add_pooled_at(self, positions: np.ndarray, n_frames: np.ndarray, means: np.ndarray, stds: np.ndarray) -> None:
+        """``add_pooled`` for the utterances at index ``positions`` (K,) with ``n_frames`` (K,) and ``means``/``stds``
+        (K, D): one vectorised sum per group, rows in the order given."""
         self._stats.clear()
-        rows: dict[tuple[str, str], list[int]] = defaultdict(list)
-        for index, key in enumerate(keys):
-            group = self.groups[key]
-            rows[group].append(index)
-            if group[1] != SET_GROUP:
-                rows[(group[0], SET_GROUP)].append(index)
-        for group, indices in rows.items():
-            self._moments[group].add_pooled(n_frames[indices], means[indices], stds[indices])
+        codes = self.codes[positions]
+        for group in np.unique(np.concatenate([codes, self._set_group[codes]])):
+            rows = np.flatnonzero((codes == group) | (self._set_group[codes] == group))
+            self._moments[group].add_pooled(n_frames[rows], means[rows], stds[rows])
 
     def add_all(self, items: Iterable[tuple[tuple[str, str], np.ndarray]]) -> SpeakerNormaliser:
         for key, frames in items:
@@ -126,35 +140,37 @@ class SpeakerNormaliser:
 
     def stats(self, key: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
         """(mean, std) float32 that normalise utterance ``key`` (a thin speaker's shrunk toward its set's)."""
-        group = self.groups[key]
-        if group not in self._stats:
-            if self._moments[group].count == 0:
-                raise ValueError(f"no frames were accumulated for normalisation group {group}")
-            mean, std = self._moments[group].mean_std()
-            weight = self.speaker_weight(group)
-            if weight < 1.0:
-                mean, std = shrink_toward((mean, std), self._moments[(group[0], SET_GROUP)].mean_std(), weight)
-            self._stats[group] = (mean.astype(np.float32), np.maximum(std, STD_FLOOR).astype(np.float32))
-        return self._stats[group]
+        return self.group_stats(int(self._groups_of([key])[0]))
 
-    def speaker_weight(self, group: tuple[str, str]) -> float:
+    def group_stats(self, code: int) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, std) float32 of group ``code``."""
+        if code not in self._stats:
+            if self._moments[code].count == 0:
+                raise ValueError(f"no frames were accumulated for normalisation group {self.names[code]}")
+            mean, std = self._moments[code].mean_std()
+            weight = self._speaker_weight(code)
+            if weight < 1.0:
+                mean, std = shrink_toward((mean, std), self._moments[self._set_group[code]].mean_std(), weight)
+            self._stats[code] = (mean.astype(np.float32), np.maximum(std, STD_FLOOR).astype(np.float32))
+        return self._stats[code]
+
+    def _speaker_weight(self, code: int) -> float:
         """How much a group's own statistics count: 1 for a set group or a speaker with enough utterances."""
-        if group[1] == SET_GROUP:
+        if self._set_group[code] == code:
             return 1.0
-        if self._sizes is None:
-            self._sizes = Counter(self.groups.values())
-        return min(1.0, self._sizes[group] / FULL_SPEAKER_UTTERANCES)
+        return min(1.0, self._sizes[code] / FULL_SPEAKER_UTTERANCES)
 
     def apply(self, keys: Sequence[tuple[str, str]], frames: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Normalised copies of ``frames`` (in their dtype) for the utterances ``keys``."""
         out = []
-        for key, values in zip(keys, frames, strict=True):
-            mean, std = self.stats(key)
+        for code, values in zip(self._groups_of(keys), frames, strict=True):
+            mean, std = self.group_stats(int(code))
             out.append(((np.asarray(values, dtype=np.float32) - mean) / std).astype(values.dtype))
         return out
 
     def summary(self) -> dict[str, int]:
         """How many utterances got speaker statistics and how many fell back to their set's."""
-        fallback = sum(group[1] == SET_GROUP for group in self.groups.values())
-        speakers = len({group for group in self.groups.values() if group[1] != SET_GROUP})
-        return {"speakers": speakers, "speaker_utterances": len(self.groups) - fallback, "set_fallback": fallback}
+        speaker = self._set_group != np.arange(len(self.names))
+        fallback = int(self._sizes[~speaker].sum())
+        speakers = int((speaker & (self._sizes > 0)).sum())
+        return {"speakers": speakers, "speaker_utterances": len(self.codes) - fallback, "set_fallback": fallback}

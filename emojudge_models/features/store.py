@@ -54,8 +54,8 @@ FRAME_DTYPE = "float16"
 TEXT_VECTOR_DTYPE = "float32"
 ROW_GROUP_BYTES = 16 << 20
 """Target row-group size: a read of a few clips decodes at most this much of a shard."""
-VECTOR_BATCH_ROWS = 8192
-"""Utterance vectors per record batch of :meth:`FeatureStore.iter_vectors`."""
+VECTOR_BATCH_ROWS = 2048
+"""Rows per record batch of :meth:`FeatureStore.iter_item_vectors` and :func:`arrow_rows`."""
 
 SHARD_SCHEMA = pa.schema(
     [
@@ -139,6 +139,13 @@ def _query_arrow(con: duckdb.DuckDBPyConnection, query: str, params: list[Any]) 
     relation = con.sql(query, params=params)
     fetch = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table
     return fetch()
+
+
+def arrow_rows(con: duckdb.DuckDBPyConnection, name: str, params: list[Any]) -> pa.Table:
+    """The rows of the SQL file ``name`` as an Arrow table, fetched record batch by record batch: a fraction of the
+    transient memory of ``.df()`` or a relation's Arrow table for the same rows (no pandas conversion, no copy of the
+    whole result inside DuckDB)."""
+    return con.execute(sql_text(name), params).to_arrow_reader(VECTOR_BATCH_ROWS).read_all().combine_chunks()
 
 
 def _fsync(path: Path) -> None:
@@ -372,10 +379,11 @@ class FeatureStore:
 
     # Reads -----------------------------------------------------------------------------------------------
 
-    def speaker_rows(self, eval_sets: Sequence[str], key: str) -> pd.DataFrame:
-        """(eval_set, utterance_id, speaker_id, n_frames) of the utterances of ``eval_sets`` indexed under ``key``."""
-        with self.connect() as con:
-            return con.execute(sql_text("features/speaker_rows.sql"), [key, list(eval_sets)]).df()
+    def speaker_rows(self, eval_sets: Sequence[str], key: str) -> pa.Table:
+        """(eval_set, utterance_id, speaker_id, n_frames) of the utterances of ``eval_sets`` indexed under ``key``, in
+        no particular order."""
+        with self.connect() as con, _bounded_scan(con):
+            return arrow_rows(con, "features/speaker_rows.sql", [key, list(eval_sets)])
 
     def _index_rows(
         self, eval_set: str, utterance_ids: Iterable[str] | None, key: str, modality: Modality
@@ -413,11 +421,25 @@ class FeatureStore:
         for relative, rows in by_file.items():
             yield from self.read_shard_rows(eval_set, relative, rows)
 
-    def frame_locations(self, eval_set: str, key: str) -> pd.DataFrame:
-        """Where every frame matrix of ``eval_set`` under ``key`` is stored, one row per utterance: utterance_id,
-        content_sha256, file, row, n_frames, dim (one short session; what streaming readers plan with)."""
-        with self.connect() as con:
-            return con.execute(sql_text("features/index_rows.sql"), [eval_set, key, "audio", None, None]).df()
+    def item_locations(self, items: pa.Table, key: str) -> pa.Table:
+        """Where the audio frames of ``items`` (eval_set, utterance_id, item: 0..N-1) are stored: item,
+        content_sha256, file, row, n_frames, dim of each item indexed under ``key``, in no particular order. The join
+        runs in DuckDB, so no other utterance of the sets is read into Python."""
+        with self.connect() as con, _registered(con, "_emojudge_items", items), _bounded_scan(con):
+            return arrow_rows(con, "features/item_locations.sql", [key])
+
+    def iter_item_vectors(
+        self, items: pa.Table, key: str, batch_rows: int = VECTOR_BATCH_ROWS
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(item numbers (k,), float32 (k, dim)) of the stored vectors of ``items`` (eval_set, utterance_id, item)
+        under ``key``, at most ``batch_rows`` at a time and in no particular order: memory bounded by one batch and
+        DuckDB's bounded buffer pool whatever the set's size. The read session stays open until the iterator is
+        exhausted or closed, so consume it without slow work in between."""
+        with self.connect() as con, _registered(con, "_emojudge_items", items), _bounded_scan(con):
+            reader = con.execute(sql_text("features/item_vectors.sql"), [key]).to_arrow_reader(batch_rows)
+            for batch in reader:
+                flat = batch.column("vector").flatten().to_numpy(zero_copy_only=False)
+                yield batch.column("item").to_numpy(), flat.astype(np.float32).reshape(batch.num_rows, -1)
 
     def read_shard_rows(
         self, eval_set: str, relative: str, rows: Sequence[tuple[Any, ...]]
@@ -479,18 +501,16 @@ class FeatureStore:
             )
         return wanted, matrix[[position[u] for u in wanted]]
 
-    def iter_vectors(
-        self, eval_set: str, key: str, batch_rows: int = VECTOR_BATCH_ROWS
-    ) -> Iterator[tuple[list[str], np.ndarray]]:
-        """(utterance ids, float32 (k, dim)) for every vector of ``eval_set`` under ``key``, at most ``batch_rows`` at a
-        time and in no particular order: memory bounded by one batch whatever the set's size. The read session stays
-        open until the iterator is exhausted or closed, so consume it without slow work in between."""
-        with self.connect() as con:
-            reader = con.execute(sql_text("features/stream_vectors.sql"), [eval_set, key]).to_arrow_reader(batch_rows)
-            for batch in reader:
-                ids = batch.column("utterance_id").to_pylist()
-                flat = batch.column("vector").flatten().to_numpy(zero_copy_only=False)
-                yield ids, flat.astype(np.float32).reshape(len(ids), -1)
+
+@contextmanager
+def _bounded_scan(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """DuckDB's buffer pool and threads bounded for the statements inside the block (``features/bounded_scan.sql``):
+    a scan over every vector of a set otherwise keeps each table block it read until the session ends."""
+    con.execute(sql_text("features/bounded_scan.sql"))
+    try:
+        yield
+    finally:
+        con.execute(sql_text("features/unbounded_scan.sql"))
 
 
 @contextmanager

@@ -15,7 +15,8 @@ torch ``IterableDataset`` for a ``DataLoader`` (``batch_size=None``: the dataset
   a batch's frames as it is collated.
 
 Peak memory is the buffer, one decoded row group per worker and the batches in flight; the per-utterance metadata
-(shard row, length, target, group: tens of bytes each) is all that grows with the data. The batch order is a fixed
+is all that grows with the data, in numpy and Arrow arrays (shard row, length, dim, target, group, id and content
+hash: about 130 bytes each for MSP-Podcast's ids), never as Python objects per utterance. The batch order is a fixed
 function of (seed, epoch, buffer size, workers); a model's key does not include the last two, as it does not
 include the device.
 """
@@ -27,7 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from torch.utils.data import IterableDataset, get_worker_info
 
@@ -70,8 +72,8 @@ class FrameStream:
     """
 
     store: FeatureStore
-    utterance_ids: np.ndarray
-    content_sha256: np.ndarray
+    utterance_ids: pa.Array
+    content_sha256: pa.Array
     rows: np.ndarray
     lengths: np.ndarray
     dims: np.ndarray
@@ -95,7 +97,7 @@ class FrameStream:
         if len(bad):
             index = int(bad[0])
             raise ValueError(
-                f"{name} item {index} ({self.utterance_ids[index]}): stored frames have shape "
+                f"{name} item {index} ({self.utterance_ids[index].as_py()}): stored frames have shape "
                 f"({self.lengths[index]}, {self.dims[index]}); need T >= 1 and D = {input_dim}"
             )
 
@@ -106,16 +108,11 @@ class FrameStream:
 
     def read_unit(self, unit: Unit) -> Iterator[tuple[int, np.ndarray]]:
         """(item index, float16 frames) for every item of ``unit``, checked against the stored digests."""
+        ids = self.utterance_ids.take(unit.items).to_pylist()
+        hashes = self.content_sha256.take(unit.items).to_pylist()
         rows = [
-            (
-                self.utterance_ids[i],
-                self.content_sha256[i],
-                unit.file,
-                int(self.rows[i]),
-                int(self.lengths[i]),
-                int(self.dims[i]),
-            )
-            for i in unit.items
+            (utterance_id, sha, unit.file, int(self.rows[i]), int(self.lengths[i]), int(self.dims[i]))
+            for utterance_id, sha, i in zip(ids, hashes, unit.items, strict=True)
         ]
         for index, (_, frames) in zip(
             unit.items, self.store.read_shard_rows(unit.eval_set, unit.file, rows), strict=True
@@ -177,18 +174,33 @@ class ShardBatches(IterableDataset):
             )
 
 
-def shard_units(store: FeatureStore, eval_sets: Sequence[str], files: Sequence[str], rows: np.ndarray) -> list[Unit]:
-    """Item indices grouped by (eval set, shard, row group), in shard row order; each shard's footer is read once."""
-    frame = pd.DataFrame({"eval_set": eval_sets, "file": files, "row": rows})
-    units: list[Unit] = []
+def shard_units(
+    store: FeatureStore, eval_sets: pa.Array | pa.ChunkedArray, files: pa.Array | pa.ChunkedArray, rows: np.ndarray
+) -> list[Unit]:
+    """Item indices grouped by (eval set, shard, row group), ordered by eval set, shard name and row group, each in
+    shard row order; ``eval_sets``/``files`` name each item's set and shard. Each shard's footer is read once."""
+    set_codes, set_names = _ranked_codes(eval_sets)
+    file_codes, file_names = _ranked_codes(files)
+    order = np.lexsort((rows, file_codes, set_codes))
+    pairs = set_codes[order] * len(file_names) + file_codes[order]
     starts: dict[str, np.ndarray] = {}
-    for (eval_set, file), part in frame.groupby(["eval_set", "file"], sort=True):
+    units: list[Unit] = []
+    for part in np.split(order, np.flatnonzero(np.diff(pairs)) + 1) if len(order) else []:
+        eval_set, file = set_names[set_codes[part[0]]], file_names[file_codes[part[0]]]
         if file not in starts:
             metadata = pq.ParquetFile(store.root / file).metadata
             starts[file] = np.cumsum([0] + [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)])
-        part = part.sort_values("row", kind="stable")
-        groups = np.searchsorted(starts[file], part["row"].to_numpy(), side="right") - 1
-        items = part.index.to_numpy()
+        groups = np.searchsorted(starts[file], rows[part], side="right") - 1
         for group in np.unique(groups):
-            units.append(Unit(str(eval_set), str(file), items[groups == group]))
+            units.append(Unit(eval_set, file, part[groups == group]))
     return units
+
+
+def _ranked_codes(values: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
+    """Each value's index (int64) into the sorted distinct values, and those values."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    encoded = pc.dictionary_encode(values)
+    names = encoded.dictionary.to_pylist()
+    rank = np.argsort(np.argsort(names, kind="stable")).astype(np.int64)
+    return rank[encoded.indices.to_numpy()], sorted(names)

@@ -21,6 +21,7 @@ from torch import nn
 
 from emojudge_models.models.batches import Batch, BatchPlan, StreamPlan
 from emojudge_models.models.heads import output_dim
+from emojudge_models.models.heap import pin_mmap_threshold
 from emojudge_models.models.losses import CCCLoss, WeightedFocalLoss, ccc, class_alpha
 from emojudge_models.settings import default
 
@@ -110,18 +111,18 @@ def run_inference(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Model outputs (float32) over all batches and their targets (or None), put back in dataset order."""
     model.eval()
-    indices: list[int] = []
+    indices: list[np.ndarray] = []
     outputs: list[np.ndarray] = []
     targets: list[np.ndarray] = []
     with torch.inference_mode(), autocast(device):
         for batch_indices, inputs, batch_targets in batches:
-            indices += batch_indices
+            indices.append(np.asarray(batch_indices, dtype=np.int64))
             outputs.append(model(**_to_device(inputs, device)).float().cpu().numpy())
             if batch_targets is not None:
                 targets.append(batch_targets.numpy())
     if not outputs:
         return np.zeros((0, n_outputs), dtype=np.float32), None
-    order = np.argsort(np.asarray(indices), kind="stable")
+    order = np.argsort(np.concatenate(indices), kind="stable")
     return np.concatenate(outputs)[order], np.concatenate(targets)[order] if targets else None
 
 
@@ -149,6 +150,7 @@ def fit(
 ) -> TrainResult:
     """Train ``model`` with AdamW, keep the weights of the best development epoch, stop after ``patience``
     epochs without improvement. Epochs are numbered from 1; ``on_epoch(epoch, metrics)`` sees each one."""
+    pin_mmap_threshold()
     model.to(device)
     loss_fn.to(device)
     optimizer = torch.optim.AdamW(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -96,3 +98,17 @@ def test_fusion_model_key_tracks_inputs_rows_truth_and_strategy() -> None:
         fusion_model_key("categorical", rows, model, "development"),
     ]
     assert len({key, *others}) == 1 + len(others)
+
+
+def test_fusion_model_key_ignores_the_last_bits_of_the_scores_behind_its_choices() -> None:
+    """The same fit on a cluster worker (one BLAS thread) and in one process (two) gave two keys: the development
+    scores it records differ in their last bits. The key holds the choices (modalities, C, which were reliable)."""
+    rows = _rows()
+    model = fit_fusion("categorical", rows, "train")
+    key = fusion_model_key("categorical", rows, model, "train")
+    nudged = copy.deepcopy(model)
+    for record in nudged.reliability.values():
+        record["dev_score"] = np.nextafter(record["dev_score"], 1.0)
+    assert fusion_model_key("categorical", rows, nudged, "train") == key
+    nudged.modalities = ("audio",)
+    assert fusion_model_key("categorical", rows, nudged, "train") != key

@@ -84,12 +84,20 @@ def fusion_hyperparameters(model: FusionModel, strategy: str) -> dict[str, Any]:
 
 
 def fusion_model_key(task: str, rows: pd.DataFrame, model: FusionModel, strategy: str) -> str:
-    """The fitted fusion's key: its input models, the rows and truth it saw (by split), its settings and code."""
+    """The fitted fusion's key: its input models, the rows and truth it saw (by split), its settings, the choices its
+    fit made and its code.
+
+    Not the scores behind those choices (development scores, permutation nulls, the rule's text quoting them): they
+    are float sums over the input models' outputs, which differ in their last bits between a process with 2 BLAS
+    threads and a cluster worker with 1, so the same fit would get two keys."""
     truth = map(str, data.targets(rows, task).tolist())
     seen = zip(rows["eval_set"], rows["utterance_id"], rows["split"], truth, strict=True)
+    scores = ("rule", "reliability")
+    hyperparameters = {k: v for k, v in fusion_hyperparameters(model, strategy).items() if k not in scores}
+    hyperparameters["reliable"] = {modality: r["reliable"] for modality, r in model.reliability.items()}
     return model_key(
         "fusion",
         data_keys=[*input_model_keys(rows), data_key("fit", "fusion", seen)],
-        hyperparameters=fusion_hyperparameters(model, strategy),
+        hyperparameters=hyperparameters,
         code_version=FUSION_CODE_VERSION,
     )

@@ -84,6 +84,11 @@ class HomeLayout:
         return self.root / "episodes" / "decoded"
 
     @property
+    def timelines(self) -> Path:
+        """One PNG per inbox episode (``<episode>.png``), rewritten with its ``episode_emotions`` rows."""
+        return self.root / "episodes" / "timelines"
+
+    @property
     def inbox(self) -> Path:
         return self.root / "inbox"
 

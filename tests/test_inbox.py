@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -343,6 +344,20 @@ def test_episode_emotions_timeline_rows_view_and_png(scored) -> None:
             "SELECT DISTINCT fusion_model_key FROM fused_predictions WHERE eval_set = ? AND task = 'categorical'",
             [wav],
         ).fetchall()
+        segments = con.execute(
+            "SELECT s.start_s, s.end_s, s.speaker, s.label, s.confidence, p.final_label, p.fused_probability, "
+            "p.start_s FROM v_episode_segments s JOIN v_predictions p "
+            "ON p.eval_set = s.episode_id AND p.utterance_id = s.segment_id WHERE s.episode_id = ? ORDER BY 1",
+            [wav],
+        ).fetchall()
+        cut = con.execute(
+            "SELECT count(*) FROM utterances WHERE eval_set = ? AND start_s IS NOT NULL", [wav]
+        ).fetchone()
+    assert len(segments) == cut[0] > 0, "one row per segment"
+    assert all(start < end and label == final for start, end, _, label, _, final, _, _ in segments)
+    assert all(0 < confidence <= 1 for *_, confidence, _, _, _ in segments)
+    assert all(p_start == start for start, *_, p_start in segments), "v_predictions carries the segment's times"
+    assert {speaker for _, _, speaker, *_ in segments} == {f"{wav}:S1", f"{wav}:S2"}
     shares = rows[[c for c in rows.columns if c.startswith("share_")]].sum(axis=1)
     np.testing.assert_allclose(shares, 1.0, atol=1e-6)
     assert rows["speech_s"].sum() == pytest.approx(spoken, abs=1e-6)
@@ -361,6 +376,11 @@ def test_episode_emotions_timeline_rows_view_and_png(scored) -> None:
     metadata = records[0].asset_materialization.metadata
     assert metadata["timeline"].value.startswith("![plot](data:image/png;base64,iVBOR")
     assert metadata["windows"].value == len(rows)
+    picture = Path(metadata["timeline_png"].value)
+    assert picture == scored["home"] / "episodes" / "timelines" / f"{wav}.png"
+    assert picture.read_bytes().startswith(b"\x89PNG") and not picture.with_name(picture.name + ".partial").exists()
+    for speaker in (f"{wav}:S1", f"{wav}:S2"):
+        assert re.fullmatch(r"\d+\.\d s: [a-z]+ \d+%(, [a-z]+ \d+%){0,2}", metadata[f"speaker {speaker}"].value)
 
 
 class AudioWork:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -112,6 +114,20 @@ def episode_totals(segments: pd.DataFrame) -> pd.DataFrame:
     return totals.merge(counts, on="episode_id")
 
 
+def speaker_lines(segments: pd.DataFrame, top: int = 3) -> dict[str, str]:
+    """Per speaker (in order of first speech), one line a reader takes in at a glance: seconds spoken and the
+    speaker's ``top`` emotions by share, e.g. ``"42.5 s: neutral 55%, happy 30%, angry 15%"``."""
+    totals = speaker_totals(segments)
+    first = _checked(segments).sort_values("start_s").drop_duplicates("speaker_id")["speaker_id"].tolist()
+    lines = {}
+    for speaker in first:
+        row = totals[totals["speaker_id"] == speaker].iloc[0]
+        shares = sorted(((row[f"share_{e}"], e) for e in EMOTIONS if row[f"share_{e}"] > 0), reverse=True)[:top]
+        named = ", ".join(f"{emotion} {share:.0%}" for share, emotion in shares)
+        lines[str(speaker)] = f"{row['speech_s']:.1f} s: {named}"
+    return lines
+
+
 def timeline_png(segments: pd.DataFrame, title: str | None = None) -> bytes:
     """An emotion timeline of one episode as PNG: a lane per speaker, each segment a bar coloured by its emotion."""
     table = _checked(segments)
@@ -139,3 +155,12 @@ def timeline_png(segments: pd.DataFrame, title: str | None = None) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     return buffer.getvalue()
+
+
+def save_picture(png: bytes, path: Path) -> Path:
+    """Write ``png`` to ``path`` whole or not at all (a reader never sees half a picture); returns ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(png)
+    os.replace(partial, path)
+    return path

@@ -6,11 +6,12 @@ from emojudge_models.episodes.timeline import (
     SHARE_COLUMNS,
     emotion_timeline,
     episode_totals,
-    speaker_totals,
+    save_picture,
+    speaker_lines,
     timeline_png,
 )
 from emojudge_models.store import warehouse
-from emojudge_pipeline.assets.common import image_metadata, markdown_preview
+from emojudge_pipeline.assets.common import image_metadata
 from emojudge_pipeline.partitions import eval_sets_partitions
 from emojudge_pipeline.resources import InboxResource, WarehouseResource
 
@@ -21,7 +22,9 @@ from emojudge_pipeline.resources import InboxResource, WarehouseResource
     group_name="episodes",
     kinds={"duckdb", "python"},
     description="Per inbox episode, speaker and time window: seconds spoken, the share of each emotion and mean "
-    "arousal/valence/dominance (table episode_emotions, view v_episode_timeline); the timeline PNG in the metadata.",
+    "arousal/valence/dominance (table episode_emotions, view v_episode_timeline; segments in v_episode_segments). "
+    "Each speaker's seconds and main emotions in the metadata; the timeline picture there and as "
+    "episodes/timelines/<episode>.png under the home.",
 )
 def episode_emotions(
     context: dg.AssetExecutionContext, warehouse_db: WarehouseResource, inbox: InboxResource
@@ -41,11 +44,14 @@ def episode_emotions(
     if len(segments):
         totals = episode_totals(segments).iloc[0]
         shares = {column.removeprefix("share_"): round(float(totals[column]), 3) for column in SHARE_COLUMNS}
+        png = timeline_png(segments, title=f"emotion timeline: {eval_set}")
+        picture = save_picture(png, warehouse_db.layout.timelines / f"{eval_set}.png")
         metadata.update(
-            timeline=image_metadata(timeline_png(segments, title=f"emotion timeline: {eval_set}")),
+            {f"speaker {speaker}": line for speaker, line in speaker_lines(segments).items()},
+            timeline=image_metadata(png),
+            timeline_png=dg.MetadataValue.path(str(picture)),
             speech_minutes=round(float(totals["speech_s"]) / 60, 2),
             speakers=int(totals["speakers"]),
             episode_shares=dg.MetadataValue.json(shares),
-            per_speaker=markdown_preview(speaker_totals(segments).round(3), rows=20),
         )
     return dg.MaterializeResult(metadata=metadata)

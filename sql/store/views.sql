@@ -4,7 +4,7 @@
 -- trace them. judge_accepted_by_rule: the paper's confidence rule accepted the judge's label; changed_by_judge:
 -- it became the final label (the gate, judge_gate, decides). audio_model_trained_on / text_model_trained_on: what the
 -- model that scored the utterance was trained on (shipped:<corpus>, synthetic:<sets> or sets:<sets>); language: stated,
--- else detected (with language_probability).
+-- else detected (with language_probability). start_s / end_s: an episode segment's place in its episode (NULL for clips).
 CREATE OR REPLACE VIEW v_predictions AS
 SELECT
     u.eval_set,
@@ -40,7 +40,9 @@ SELECT
     coalesce(ra.trained_on, 'sets:' || array_to_string(ra.train_eval_sets, ',')) AS audio_model_trained_on,
     coalesce(rt.trained_on, 'sets:' || array_to_string(rt.train_eval_sets, ',')) AS text_model_trained_on,
     u.language,
-    u.language_probability
+    u.language_probability,
+    u.start_s,
+    u.end_s
 FROM utterances u
 LEFT JOIN logits a
     ON a.eval_set = u.eval_set AND a.utterance_id = u.utterance_id AND a.modality = 'audio' AND a.task = 'categorical'
@@ -98,6 +100,34 @@ SELECT
     e.run_id
 FROM episode_emotions e
 LEFT JOIN eval_sets s ON s.name = e.eval_set;
+
+-- Every scored segment of every inbox episode, in time order: who spoke when, the final label and how sure the fused
+-- model was of it (the fused probability of the final label; the judge's confidence where the judge changed it).
+CREATE OR REPLACE VIEW v_episode_segments AS
+SELECT
+    u.eval_set AS episode_id,
+    s.path AS episode_path,
+    u.utterance_id AS segment_id,
+    u.start_s,
+    u.end_s,
+    u.speaker_id AS speaker,
+    coalesce(p.final_label, f.predicted_label) AS label,
+    CASE
+        WHEN coalesce(p.changed, false) THEN j.confidence
+        ELSE f.probabilities[list_position(
+            ['angry', 'sad', 'happy', 'surprise', 'fear', 'disgust', 'contempt', 'neutral'],
+            coalesce(p.final_label, f.predicted_label))]
+    END AS confidence,
+    u.transcript
+FROM utterances u
+JOIN eval_sets s ON s.name = u.eval_set AND s.format = 'episode'
+LEFT JOIN fused_predictions f
+    ON f.eval_set = u.eval_set AND f.utterance_id = u.utterance_id AND f.task = 'categorical'
+LEFT JOIN predictions p
+    ON p.eval_set = u.eval_set AND p.utterance_id = u.utterance_id
+LEFT JOIN llm_judgments j
+    ON j.custom_id = p.judgment_custom_id
+WHERE u.start_s IS NOT NULL;
 
 -- What the judge cost, per evaluation set and run: the judgments each run asked (a judgment asked again on a later
 -- run counts there, with its last call's tokens), answered ones, tokens and the estimated cost in USD at list price

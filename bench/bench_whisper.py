@@ -1,12 +1,13 @@
 """Speed of the Whisper (CTranslate2, tiny.en) encoder and ASR on RAVDESS clips; run by hand.
 
-    .venv/bin/python bench/bench_whisper.py [--data ../shared/data/ravdess-dev] [--part encoder|asr|all]
+    .venv/bin/python bench/bench_whisper.py [--data ../shared/data/ravdess-dev] [--part encoder|asr|asr-models|all]
 
 Each configuration runs in a fresh subprocess so that its peak RSS is its own. The encoder is timed on all clips
 (seconds of audio per second of wall time, log-mel included). The ASR is timed on a ~10-minute episode built by
 concatenating clips with 0.3-1.0 s silences: real-time factor, and the share of segments whose transcript has a word
 error rate <= 0.2 against the manifest sentence. Prints a Markdown table per part; the load average is sampled
-before and after each run because the machine is shared.
+before and after each run because the machine is shared. ``asr-models``: tiny.en against base (the model the
+shipped audio model's features come from) as the ASR, beam 5 and greedy.
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ ASR_RUNS = [
     {"window_s": 30.0, "batch_size": 1},
     {"window_s": 30.0, "batch_size": 2},
     {"window_s": 30.0, "batch_size": 8},
+]
+ASR_MODEL_RUNS = [  # issue 31: Whisper base (the feature encoder's model) as the ASR too, greedy and beam
+    {"model_path": model, "window_s": 15.0, "batch_size": 2, "beam_size": beam}
+    for model in ("tiny.en", "base")
+    for beam in (5, 1)
 ]
 
 
@@ -150,7 +156,7 @@ def describe(config: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--part", choices=("encoder", "asr", "all"), default="all")
+    parser.add_argument("--part", choices=("encoder", "asr", "asr-models", "all"), default="all")
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the synthetic episode")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -187,14 +193,14 @@ def main() -> None:
                 f"| {r['cpu_per_audio_s']:.4f} | {r['rss_before_mib']:.0f} / {r['peak_rss_mib']:.0f} | {r['load']} |",
                 flush=True,
             )
-    if args.part in ("asr", "all"):
+    if args.part in ("asr", "asr-models", "all"):
         print(
             "\n| ASR config | episode s | segments | wall s | real time | CPU s per audio s | recovered | mean WER "
             "| RSS before / peak MiB | load |"
         )
         print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         misses = []
-        for config in ASR_RUNS:
+        for config in ASR_MODEL_RUNS if args.part == "asr-models" else ASR_RUNS:
             r = run_in_subprocess("asr", config, args)
             share = r["recovered"] / r["segments"]
             print(

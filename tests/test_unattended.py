@@ -205,6 +205,7 @@ def test_our_dagster_yaml_is_rewritten_with_run_monitoring_and_a_users_own_is_ke
     assert config.read_text() == own
 
 
+@pytest.mark.slow_fault
 def test_sigterm_and_sigint_end_a_materialize_waiting_for_the_warehouse(tmp_path: Path, msp_corpus: Path) -> None:
     """Another process keeps the warehouse's write lock; a materialize waiting for it ends on a signal in seconds."""
     home = tmp_path / "home"

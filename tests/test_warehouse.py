@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import duckdb
@@ -289,3 +290,28 @@ def test_migration_from_version_9_adds_language_probability_and_model_trained_on
         ).fetchall()
         assert con.execute("SELECT trained_on FROM model_registry").fetchall() == [(None,)]
     assert view == [("de", None, "sets:demo", None)]
+
+
+def _inserted_columns(statement: str) -> set[str]:
+    """The column list of a statement's INSERT (the MERGE's WHEN NOT MATCHED INSERT for a lake form)."""
+    found = re.search(r"INSERT(?: OR REPLACE)?(?: INTO \w+)? \(([^)]*)\)", statement, flags=re.S)
+    assert found, statement
+    return {column.strip() for column in found.group(1).split(",")}
+
+
+def test_every_upsert_has_a_lake_form_with_the_same_parameters_and_columns() -> None:
+    """The lake runs a MERGE in place of each ON CONFLICT / INSERT OR REPLACE statement, with the same parameters:
+    a column added to the packaged statement but not to its lake form (model_registry.trained_on) failed every
+    cluster run's training step with a parameter count mismatch."""
+    root = Path(str(warehouse.sql_root()))
+    upserts = [
+        path.relative_to(root).as_posix()
+        for path in root.rglob("*.sql")
+        if re.search(r"ON CONFLICT|INSERT OR REPLACE", path.read_text())
+        and not path.relative_to(root).as_posix().startswith(("store/", "judge/journal/"))  # the journal is SQLite
+    ]
+    assert "models/register_model.sql" in upserts and "models/register_shipped_model.sql" in upserts
+    for name in upserts:
+        packaged, lake = warehouse.sql_text(name), warehouse.sql_text(f"store/lake/{name}")
+        assert packaged.count("?") == lake.count("?"), name
+        assert _inserted_columns(packaged) == _inserted_columns(lake), name

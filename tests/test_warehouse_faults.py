@@ -229,7 +229,14 @@ def warehouse_contents(home: Path) -> list[tuple]:
         return con.execute("SELECT name, format, path FROM eval_sets ORDER BY name").fetchall()
 
 
-@pytest.mark.parametrize("free_bytes", [450_000, 1_900_000, 2_800_000])
+@pytest.mark.parametrize(
+    "free_bytes",
+    [
+        450_000,
+        pytest.param(1_900_000, marks=pytest.mark.slow_fault),  # the same rule at two more fill levels
+        pytest.param(2_800_000, marks=pytest.mark.slow_fault),
+    ],
+)
 def test_a_full_disk_is_reported_with_the_free_bytes_and_the_next_run_equals_a_clean_one(
     tmp_path: Path, corpus: Path, small_disk: Path, free_bytes: int
 ) -> None:

@@ -64,9 +64,10 @@ ui: install
 # The warehouse read-only in the DuckDB CLI (duckdb-cli, same version as the duckdb package); a query file on stdin
 # runs it and exits: make sql < sql/examples/per_class_f1.sql
 # The readers' snapshot (republished after every write session), so a session left open never holds up a run.
+# PROFILE=cluster: the DuckLake warehouse (EMOJUDGE_LAKE_CATALOG, EMOJUDGE_LAKE_DATA) attached read-only while
+# workers write, its extensions loaded from the installed packages.
 sql: install
-	@test -f $(EMOJUDGE_HOME)/emojudge.read.duckdb || { echo "error: no warehouse at $(EMOJUDGE_HOME)/emojudge.read.duckdb: run make demo or emojudge materialize NAME first" >&2; exit 1; }
-	@$(BIN)/duckdb -readonly $(EMOJUDGE_HOME)/emojudge.read.duckdb
+	@$(if $(filter cluster,$(PROFILE)),EMOJUDGE_WAREHOUSE=ducklake) $(BIN)/emojudge sql
 
 # llama.cpp's own llama-server for the local judge (one process, parallel slots, continuous batching): built for the
 # portable ISA above (not for this CPU) from the llama.cpp sources vendored in the installed llama-cpp-python's sdist

@@ -280,6 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
         default="dagster",
         help="serve with `dagster dev` (default, any install) or `dg dev` (a checkout: the [tool.dg] project)",
     )
+    commands.add_parser(
+        "sql",
+        help="the DuckDB CLI on the warehouse, read-only (the readers' snapshot; the lake in the cluster profile)",
+    )
     add_inbox_parser(commands)
     parser.epilog = command_synopsis(commands)
     return parser
@@ -321,7 +325,7 @@ def main(argv: list[str] | None = None) -> None:
         raise
 
 
-READ_COMMANDS = {("eval-set", "list"), ("inbox", "list")}
+READ_COMMANDS = {("eval-set", "list"), ("inbox", "list"), ("sql", None)}
 """Commands that only read: they create no folder and open the warehouse's readers' snapshot."""
 
 
@@ -345,6 +349,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
         materialize(args.name, args.train, settings)
     elif args.command == "ui":
         ui(args.host, args.port, settings, args.dev)
+    elif args.command == "sql":
+        from emojudge_pipeline.sql_shell import sql_shell
+
+        if code := sql_shell(settings):
+            raise SystemExit(code)
     else:
         demo(settings)
 

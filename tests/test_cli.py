@@ -139,3 +139,21 @@ def test_the_home_is_the_same_from_two_folders_and_is_printed(tmp_path: Path) ->
         homes.append(done.stdout.splitlines()[0])
     assert homes == [f"home: {REPO / '.emojudge'}"] * 2 + [f"home: {tmp_path / 'data' / 'emojudge'}"]
     assert not (tmp_path / "data").exists(), "a read created the home"
+
+
+def test_sql_opens_the_readers_snapshot_read_only_and_says_when_there_is_none(tmp_path: Path) -> None:
+    """`emojudge sql` (make sql): piped SQL runs on the snapshot and a write is refused; no warehouse, one line."""
+    from emojudge_models.store import warehouse
+
+    home = tmp_path / "home"
+    command = [sys.executable, "-m", "emojudge_pipeline.cli", "sql"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "EMOJUDGE_HOME": str(home)}
+    missing = subprocess.run(command, input="", env=env, capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and missing.stderr.startswith(f"error: no warehouse at {home}")
+    assert not home.exists(), "a read created nothing"
+    with warehouse.connect(home) as con:
+        con.execute("INSERT INTO eval_sets (name, format, path) VALUES ('a', 'folder', '/x'), ('b', 'folder', '/y')")
+    query = "SELECT count(*) AS sets FROM eval_sets; INSERT INTO eval_sets (name, format, path) VALUES ('c', 'x', 'z');"
+    done = subprocess.run(command, input=query, env=env, capture_output=True, text=True, timeout=120)
+    assert "│     2 │" in done.stdout, done.stdout + done.stderr
+    assert "read-only" in done.stderr.lower(), done.stderr

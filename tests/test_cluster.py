@@ -7,7 +7,10 @@ Skipped only where the PostgreSQL server binaries or redis-server are absent.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -85,6 +88,16 @@ def test_killed_worker_step_retried_and_tables_equal_single_machine(tmp_path: Pa
             assert killed, f"no worker was running {KILLED_STEP}"
             assert before >= 1 and after > 0
             reader.close()
+            shell = subprocess.run(  # make sql PROFILE=cluster: the DuckDB CLI on the lake, read-only
+                [sys.executable, "-m", "emojudge_pipeline.cli", "sql"],
+                input="SELECT count(*) AS sets FROM eval_sets; CREATE TABLE nope (x INTEGER);",
+                env={**os.environ, **running.env},
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert "│     2 │" in shell.stdout, shell.stdout + shell.stderr
+            assert "read-only" in shell.stderr.lower() or "read only" in shell.stderr.lower(), shell.stderr
             steps = running.steps_per_worker(runs)
             assert all(count > 0 for count in steps.values()), steps
             lake.configure(running.settings())

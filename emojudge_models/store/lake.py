@@ -112,6 +112,29 @@ def _quoted(value: str) -> str:
     return value.replace("'", "''")
 
 
+def attach_statement(lake: Lake, read_only: bool) -> str:
+    """The ``ATTACH`` of the lake as ``lake`` (ATTACH takes no bound parameters: the values are quoted here)."""
+    return sql_text("store/lake/attach.sql").format(
+        catalog=_quoted(lake.catalog),
+        data_path=_quoted(str(lake.data_path).rstrip("/") + "/"),
+        options=", READ_ONLY" if read_only else "",
+    )
+
+
+def cli_init(lake: Lake) -> str:
+    """What the DuckDB CLI (``duckdb -init FILE``) runs to read the lake as the pipeline does: the packaged extensions
+    loaded from :func:`extension_directory` (nothing downloaded), the lake attached read-only and in use."""
+    lines = [
+        f"SET extension_directory = '{_quoted(str(extension_directory()))}';",
+        "SET autoinstall_known_extensions = false;",
+        "SET autoload_known_extensions = false;",
+        *(f"LOAD {name};" for name in EXTENSIONS.values()),
+        attach_statement(lake, read_only=True) + ";",
+        f"USE {CATALOG_ALIAS};",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def attach(lake: Lake, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the lake attached as ``lake`` and in use."""
     con = duckdb.connect(
@@ -124,11 +147,7 @@ def attach(lake: Lake, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     try:
         for name in EXTENSIONS.values():
             con.execute(f"LOAD {name}")
-        options = ", READ_ONLY" if read_only else ""
-        statement = sql_text("store/lake/attach.sql").format(
-            catalog=_quoted(lake.catalog), data_path=_quoted(str(lake.data_path).rstrip("/") + "/"), options=options
-        )
-        con.execute(statement)
+        con.execute(attach_statement(lake, read_only))
         con.execute(f"USE {CATALOG_ALIAS}")
     except BaseException:
         con.close()

@@ -4,6 +4,7 @@ import pytest
 
 from emojudge_models.features.speaker_norm import SET_GROUP, SpeakerNormaliser, check_mode, group_codes
 from emojudge_models.features.store import pooled_vector
+from emojudge_models.features.utterance_index import UtteranceIndex
 
 
 def test_speakers_with_too_few_utterances_or_no_id_fall_back_to_their_set() -> None:
@@ -133,3 +134,19 @@ def test_a_thin_speaker_is_shrunk_toward_its_set_and_a_full_one_is_not() -> None
     mean_full, std_full = normaliser.stats(keys[-1])
     np.testing.assert_allclose(mean_full, np.full(2, -0.5), rtol=1e-6)
     np.testing.assert_allclose(std_full, np.full(2, np.sqrt(1.25)), rtol=1e-6)
+
+
+def test_the_utterance_index_finds_long_ids_in_any_order_and_names_a_missing_key() -> None:
+    """Ids longer than 15 bytes (the demo's ``demo_spk4_angry_0``) were never found: numpy's ``searchsorted`` on
+    ``StringDType`` misplaces them, and every speaker-normalised training run failed with a KeyError."""
+    rng = np.random.default_rng(0)
+    ids = [f"episode-{s}_speaker_{k}_utterance_{i:04d}" for s in range(3) for k in range(4) for i in range(50)]
+    sets = ["demo" if i % 3 else "ravdess-with-a-long-name" for i in range(len(ids))]
+    order = rng.permutation(len(ids))
+    index = UtteranceIndex([sets[i] for i in order], [ids[i] for i in order])
+    wanted = rng.permutation(len(ids))[:200]
+    found = index.positions([sets[order[w]] for w in wanted], [ids[order[w]] for w in wanted])
+    assert found.tolist() == wanted.tolist()
+    assert index.find("demo", ["ümlaut-not-there", ids[1]]).tolist() == [-1, int(np.flatnonzero(order == 1)[0])]
+    with pytest.raises(KeyError, match="no-such-utterance"):
+        index.positions(["demo"], ["no-such-utterance"])

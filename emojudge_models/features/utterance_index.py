@@ -1,9 +1,10 @@
-"""Positions of (eval_set, utterance_id) keys held as sorted numpy strings, not as a dict of Python tuples.
+"""Positions of (eval_set, utterance_id) keys held as sorted numpy byte strings, not as a dict of Python tuples.
 
 A dict over every utterance of a training set costs about 300 bytes per key (the tuple, its two strings, the hash
-slot) and, once freed, leaves the allocator fragmented; this index holds each id once in a numpy ``StringDType``
-array (16 bytes, plus the id itself when longer than 15 bytes) and its position as int64, per evaluation set, and
-looks keys up many at a time by binary search.
+slot) and, once freed, leaves the allocator fragmented; this index holds each id once as UTF-8 in a fixed-width
+numpy bytes array (the longest id's length per key) and its position as int64, per evaluation set, and looks keys up
+many at a time by binary search. Bytes, not ``StringDType``: numpy 2.4's ``searchsorted`` on ``StringDType`` arrays
+misplaces ids longer than 15 bytes (they live outside the array), so every lookup of such an id failed.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ MISSING = -1
 
 
 def as_text(values: ArrayLike) -> np.ndarray:
-    """``values`` (strings: a list, a numpy or pandas array) as a numpy ``StringDType`` array."""
-    return np.asarray(values, dtype=TEXT)
+    """``values`` (strings: a list, a numpy, pandas or Arrow array) as a numpy array of UTF-8 bytes (dtype ``S``)."""
+    return np.strings.encode(np.asarray(values, dtype=TEXT), "utf-8")
 
 
 class UtteranceIndex:
@@ -31,7 +32,7 @@ class UtteranceIndex:
             rows = np.flatnonzero(sets == name)
             # The last of equal ids first, so that binary search finds it (as a dict keeps the last value).
             order = np.lexsort((-rows, ids[rows]))
-            self._sets[str(name)] = (ids[rows[order]], rows[order])
+            self._sets[name.decode()] = (ids[rows[order]], rows[order])
 
     def __len__(self) -> int:
         return self._size
@@ -52,8 +53,8 @@ class UtteranceIndex:
         out = np.empty(len(ids), dtype=np.int64)
         for name in np.unique(sets):
             where = np.flatnonzero(sets == name)
-            out[where] = self.find(str(name), ids[where])
+            out[where] = self.find(name.decode(), ids[where])
         if (out == MISSING).any():
             first = int(np.flatnonzero(out == MISSING)[0])
-            raise KeyError((str(sets[first]), str(ids[first])))
+            raise KeyError((sets[first].decode(), ids[first].decode()))
         return out

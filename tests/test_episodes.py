@@ -43,7 +43,13 @@ from emojudge_models.episodes.segment import (
 )
 from emojudge_models.episodes.sidecar import Cue, find_sidecar, map_cues, parse_sidecar
 from emojudge_models.episodes.sources import audio_source, load_audio
-from emojudge_models.episodes.speakers import cluster_speakers, diarize, segment_and_diarize
+from emojudge_models.episodes.speakers import (
+    NO_HINT,
+    SpeakerHint,
+    cluster_speakers,
+    diarize,
+    segment_and_diarize,
+)
 from emojudge_models.episodes.timeline import (
     SHARE_COLUMNS,
     emotion_timeline,
@@ -356,6 +362,37 @@ def test_spectral_clustering_finds_the_speaker_count_and_scales_by_subsample(mon
     assert adjusted_rand_score(truth, cluster_speakers(vectors, n_speakers=3)) == 1.0, "the rest join the nearest mean"
 
 
+@pytest.mark.parametrize("per_speaker", [[40, 25, 15], [8, 6, 5]], ids=["spectral", "agglomerative"])
+def test_speaker_bounds_keep_the_estimated_count_within_them(per_speaker: list[int]) -> None:
+    """--min-speakers/--max-speakers: bounds the estimate already meets change nothing; otherwise the count is
+    estimated within them (both clustering paths: 80 vectors are spectral, 19 agglomerative)."""
+    vectors, truth = _voices(per_speaker, spread=1.2)
+    free = cluster_speakers(vectors)
+    found = len(set(free))
+    assert np.array_equal(cluster_speakers(vectors, min_speakers=found, max_speakers=found + 1), free)
+    assert adjusted_rand_score(truth, cluster_speakers(vectors, min_speakers=3, max_speakers=3)) == 1.0
+    assert 4 <= len(set(cluster_speakers(vectors, min_speakers=4))) <= speakers_module.DEFAULT_MAX_SPEAKERS
+    assert len(set(cluster_speakers(vectors, max_speakers=2))) in {1, 2}
+    assert len(set(cluster_speakers(vectors, min_speakers=5, max_speakers=5))) == 5
+    one, _ = _voices([per_speaker[0]], spread=1.2, seed=1)
+    assert len(set(cluster_speakers(one, min_speakers=2))) >= 2, "a minimum splits even one voice"
+
+
+@pytest.mark.parametrize(
+    ("hint", "message"),
+    [
+        ({"count": 0}, "--speakers must be at least 1"),
+        ({"minimum": 0}, "--min-speakers must be at least 1"),
+        ({"minimum": 4, "maximum": 2}, "--min-speakers 4 is above --max-speakers 2"),
+        ({"count": 5, "maximum": 3}, "--speakers 5 lies outside"),
+        ({"count": 1, "minimum": 2}, "--speakers 1 lies outside"),
+    ],
+)
+def test_contradictory_speaker_hints_are_refused(hint: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SpeakerHint(**hint)
+
+
 def _turns_episode(ravdess_dir: Path, actors: tuple[str, ...], seed: int) -> tuple[np.ndarray, list[Clip]]:
     """Every clip of ``actors`` at 16 kHz, in turns of 1-4 clips (0.25-0.8 s apart; 0.6-2.5 s between turns)."""
     rng = np.random.default_rng(seed)
@@ -615,7 +652,7 @@ def test_split_channels_make_a_speaker_per_channel_and_read_segments_from_their_
 
 def test_mix_is_the_default_and_split_skips_a_silent_channel(two_mics) -> None:
     double, left_only, clips = two_mics
-    mixed = ingest_episode(double, "show", speakers_hint=3)
+    mixed = ingest_episode(double, "show", speakers=SpeakerHint(3))
     assert mixed.utterances["channel"].isna().all()
     assert mixed.utterances["speaker_id"].str.fullmatch(r"show:S\d").all()
     with pytest.raises(EpisodeRejected, match="has 2 channel\\(s\\), no channel 3"):
@@ -630,22 +667,24 @@ def test_mix_is_the_default_and_split_skips_a_silent_channel(two_mics) -> None:
 def test_ingest_key_names_what_shapes_the_rows_and_reuse_needs_the_same_bytes(built: BuiltEpisode, tmp_path) -> None:
     episode = tmp_path / "show.wav"
     episode.write_bytes(built.wav.read_bytes())
-    key = ingest_key(episode, 2, 2.75, 11.0, "mix")
-    assert ingest_key(episode, 2, 2.75, 11.0, "mix") == key
+    key = ingest_key(episode, SpeakerHint(2), 2.75, 11.0, "mix")
+    assert ingest_key(episode, SpeakerHint(2), 2.75, 11.0, "mix") == key
     changed = {
-        ingest_key(episode, None, 2.75, 11.0, "mix"),
-        ingest_key(episode, 2, 1.5, 11.0, "mix"),
-        ingest_key(episode, 2, 2.75, 8.0, "mix"),
-        ingest_key(episode, 2, 2.75, 11.0, "split"),
+        ingest_key(episode, NO_HINT, 2.75, 11.0, "mix"),
+        ingest_key(episode, SpeakerHint(2), 1.5, 11.0, "mix"),
+        ingest_key(episode, SpeakerHint(2), 2.75, 8.0, "mix"),
+        ingest_key(episode, SpeakerHint(2), 2.75, 11.0, "split"),
+        ingest_key(episode, SpeakerHint(None, 2), 2.75, 11.0, "mix"),
+        ingest_key(episode, SpeakerHint(None, None, 3), 2.75, 11.0, "mix"),
     }
-    assert key not in changed and len(changed) == 4
+    assert key not in changed and len(changed) == 6
     sha = hashlib.sha256(episode.read_bytes()).hexdigest()
     assert can_reuse(episode, key, key, sha, 12)
     assert not can_reuse(episode, key, None, sha, 12), "ingested before keys were recorded"
     assert not can_reuse(episode, key, key, sha, 0), "a rejected episode is tried again"
     assert not can_reuse(tmp_path / "gone.wav", key, key, sha, 12)
     (tmp_path / "show.vtt").write_text("WEBVTT\n\n00:00:01.000 --> 00:00:03.000\nhello\n")
-    assert ingest_key(episode, 2, 2.75, 11.0, "mix") != key, "a sidecar added later maps new text"
+    assert ingest_key(episode, SpeakerHint(2), 2.75, 11.0, "mix") != key, "a sidecar added later maps new text"
     with episode.open("ab") as handle:
         handle.write(b"\0\0")
     assert not can_reuse(episode, key, key, sha, 12), "other bytes are another episode"

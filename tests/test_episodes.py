@@ -815,3 +815,16 @@ def test_pieces_whose_loudness_or_pitch_jump_are_never_merged() -> None:
     assert evidence_groups(wave, pieces, speakers=[0, 1, 1, 1]) == [0, 1, 2, 3]
     merged = merge_pieces(pieces, min_s=2.75, max_s=11.0, speakers=evidence_groups(wave, pieces))
     assert [(s.start_s, s.end_s) for s in merged] == [(0.0, 3.5), (4.0, 5.5), (6.0, 7.5)]
+
+
+def test_a_speaker_with_under_three_percent_of_the_speech_joins_the_nearest_voice() -> None:
+    """Three clusters, the third holding 2% of the speech: it joins the nearer of the other two, unless a minimum of
+    three speakers is asked for; shares at or above 3% are kept."""
+    vectors, truth = _voices([20, 20, 4], spread=0.8)
+    labels = cluster_speakers(vectors, n_speakers=3)
+    durations = np.where(truth == 2, 0.5, 4.5)
+    assert adjusted_rand_score(truth, labels) == 1.0 and durations[truth == 2].sum() / durations.sum() < 0.03
+    absorbed = speakers_module.absorb_small_speakers(vectors, labels, durations)
+    assert len(set(absorbed)) == 2 and adjusted_rand_score(truth[truth < 2], absorbed[truth < 2]) == 1.0
+    assert np.array_equal(speakers_module.absorb_small_speakers(vectors, labels, durations, keep=3), labels)
+    assert np.array_equal(speakers_module.absorb_small_speakers(vectors, labels, np.ones(len(truth))), labels)

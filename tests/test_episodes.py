@@ -42,6 +42,7 @@ from emojudge_models.episodes.segment import (
     segment_episode,
     segment_id,
     speech_regions,
+    with_pause_context,
 )
 from emojudge_models.episodes.sidecar import Cue, find_sidecar, map_cues, parse_sidecar
 from emojudge_models.episodes.sources import audio_source, load_audio
@@ -828,3 +829,14 @@ def test_a_speaker_with_under_three_percent_of_the_speech_joins_the_nearest_voic
     assert len(set(absorbed)) == 2 and adjusted_rand_score(truth[truth < 2], absorbed[truth < 2]) == 1.0
     assert np.array_equal(speakers_module.absorb_small_speakers(vectors, labels, durations, keep=3), labels)
     assert np.array_equal(speakers_module.absorb_small_speakers(vectors, labels, np.ones(len(truth))), labels)
+
+
+def test_segments_keep_up_to_a_second_of_the_pauses_around_them() -> None:
+    """Rule 4 of segment.py: widened into each pause by at most 1 s and at most half of it, never overlapping."""
+    segments = [Segment(0.5, 2.0), Segment(2.4, 5.0), Segment(9.0, 10.0)]
+    widened = with_pause_context(segments, duration_s=10.6)
+    assert [(round(s.start_s, 3), round(s.end_s, 3)) for s in widened] == [
+        (0.25, 2.2),
+        (2.2, 6.0),
+        (8.0, 10.3),
+    ]

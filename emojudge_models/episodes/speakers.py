@@ -64,6 +64,7 @@ from emojudge_models.episodes.segment import (
     merge_pieces,
     speech_regions,
     split_regions,
+    with_pause_context,
 )
 from emojudge_models.sample_rate import SAMPLE_RATE_HZ
 
@@ -270,9 +271,9 @@ def segment_and_diarize(
     min_speakers: int | None = None,
     max_speakers: int | None = None,
 ) -> tuple[list[Segment], Diarization]:
-    """The episode's segments and their speakers, by the two passes of the module doc (no segment spans two);
-    ``n_speakers`` is the count, else it is estimated within ``[min_speakers, max_speakers]`` (see
-    :func:`cluster_speakers`)."""
+    """The episode's segments and their speakers, by the two passes of the module doc (no segment spans two
+    speakers; each keeps up to ``segment.PAUSE_CONTEXT_S`` of the pauses around it); ``n_speakers`` is the count,
+    else it is estimated within ``[min_speakers, max_speakers]`` (see :func:`cluster_speakers`)."""
     bounds = {"max_speakers": max_speakers, "min_speakers": min_speakers}
     pieces = split_regions(wave, speech_regions(wave), min_s, max_s)
     if len(pieces) < MIN_CENTERED:
@@ -288,9 +289,10 @@ def segment_and_diarize(
         turn_vectors = _pooled(pieces, piece_vectors, turns)
         durations = np.array([turn.duration_s for turn in turns])
         turn_labels = _second_pass(turn_vectors, durations, piece_labels, n_speakers, min_speakers, max_speakers)
-    segments = merge_pieces(pieces, min_s, max_s, max_gap_s, speakers=evidence_groups(wave, pieces, piece_labels))
+    merged = merge_pieces(pieces, min_s, max_s, max_gap_s, speakers=evidence_groups(wave, pieces, piece_labels))
+    segments = with_pause_context(merged, len(wave) / SAMPLE_RATE_HZ)
     ends = np.array([turn.end_s for turn in turns])
-    middles = np.array([(segment.start_s + segment.end_s) / 2 for segment in segments])
+    middles = np.array([(segment.start_s + segment.end_s) / 2 for segment in merged])
     parent = np.minimum(np.searchsorted(ends, middles), len(turns) - 1)
     return segments, _diarization(episode, turn_vectors[parent], turn_labels[parent])
 

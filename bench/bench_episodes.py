@@ -188,7 +188,7 @@ def build(spec: Spec, folder: Path, data: Path) -> tuple[Path, list[Clip]]:
     import av
     import soundfile as sf
 
-    path = folder / f"{spec.name}{spec.suffix}"
+    path = folder / spec.name
     reference: list[Clip] = []
     if spec.suffix == ".wav":
         with sf.SoundFile(path, "w", samplerate=BUILD_SR, channels=2, subtype="PCM_16") as out:

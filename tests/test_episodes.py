@@ -840,3 +840,19 @@ def test_segments_keep_up_to_a_second_of_the_pauses_around_them() -> None:
         (2.2, 6.0),
         (8.0, 10.3),
     ]
+
+
+def test_overlapping_turns_add_no_phantom_speaker(ravdess_dir: Path) -> None:
+    """The turn-by-turn episode of three actors with the next speaker's first second laid over the previous
+    speaker's last at 6 of its turn changes: still three speakers, as without the overlaps."""
+    actors = ("ravdess_actor04", "ravdess_actor09", "ravdess_actor11")
+    wave, clips = _regime_episode(ravdess_dir, actors, "turn", seed=3)
+    rng = np.random.default_rng(3)
+    overlapped, laid = wave.copy(), 0
+    for before, after in itertools.pairwise(clips):
+        if before.speaker != after.speaker and rng.random() < 0.4:
+            start, end = round(after.start_s * SAMPLE_RATE_HZ), round(before.end_s * SAMPLE_RATE_HZ)
+            overlapped[end - SAMPLE_RATE_HZ : end] += wave[start : start + SAMPLE_RATE_HZ]
+            laid += 1
+    _, who = segment_and_diarize("show", overlapped)
+    assert laid == 6 and len(set(who.speaker_ids)) == len(actors)

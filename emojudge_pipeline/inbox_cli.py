@@ -23,6 +23,8 @@ from emojudge_pipeline.cli_support import UsageError, is_user_error
 if TYPE_CHECKING:
     import pandas as pd
 
+    from emojudge_models.episodes.speakers import SpeakerHint
+
 
 def add_inbox_parser(commands: argparse._SubParsersAction) -> None:
     """The ``inbox`` command and its ``add``, ``run`` and ``list`` subcommands."""
@@ -33,6 +35,8 @@ def add_inbox_parser(commands: argparse._SubParsersAction) -> None:
     add = inbox_commands.add_parser("add", help="copy episodes into the inbox and register each (prints its set)")
     add.add_argument("files", nargs="+", type=Path, metavar="FILE", help="episode audio (a .vtt/.srt beside it too)")
     add.add_argument("--speakers", type=int, default=None, help="how many speakers the episodes have, if known")
+    add.add_argument("--min-speakers", type=int, default=None, help="at least this many speakers (count estimated)")
+    add.add_argument("--max-speakers", type=int, default=None, help="at most this many speakers (count estimated)")
     inbox_commands.add_parser("run", help="score every pending episode now with the registered models")
     inbox_commands.add_parser("list", help="show each episode's state (pending, scored, rejected, missing)")
     inbox.set_defaults(handler=dispatch)
@@ -40,7 +44,13 @@ def add_inbox_parser(commands: argparse._SubParsersAction) -> None:
 
 def dispatch(args: argparse.Namespace, settings: Settings) -> None:
     if args.inbox_command == "add":
-        for name, target in add_episodes(args.files, args.speakers, settings):
+        from emojudge_models.episodes.speakers import SpeakerHint
+
+        try:
+            hint = SpeakerHint(args.speakers, args.min_speakers, args.max_speakers)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        for name, target in add_episodes(args.files, hint, settings):
             print(f"{name}  {target}")
     elif args.inbox_command == "run":
         run_pending(settings)
@@ -121,16 +131,14 @@ def _place(staged: Path, source: Path, folder: Path, sha: str) -> Path:
     return target
 
 
-def add_episodes(files: list[Path], speakers: int | None, settings: Settings) -> list[tuple[str, Path]]:
-    """Bring each file (and its .vtt/.srt sidecar) into the inbox once complete and register its set; returns
-    (set, inbox path) per file."""
+def add_episodes(files: list[Path], speakers: SpeakerHint, settings: Settings) -> list[tuple[str, Path]]:
+    """Bring each file (and its .vtt/.srt sidecar) into the inbox once complete and register its set with the
+    speaker hints; returns (set, inbox path) per file."""
     from emojudge_models.episodes.inbox import register_episode
     from emojudge_models.episodes.sidecar import find_sidecar
     from emojudge_models.store import warehouse
     from emojudge_pipeline.partitions import EVAL_SETS_PARTITION
 
-    if speakers is not None and speakers < 1:
-        raise UsageError(f"--speakers must be at least 1, got {speakers}")
     for path in files:
         _check_file(path)
     folder = settings.inbox_dir

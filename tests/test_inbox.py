@@ -31,8 +31,11 @@ from test_episodes import _write_mp3
 from tiny_models import demo_training_env
 
 from emojudge_models.episodes.inbox import scan_inbox, stale_episodes
+from emojudge_models.episodes.ingest import ingest_episode
+from emojudge_models.episodes.speakers import SpeakerHint
 from emojudge_models.store import warehouse
 from emojudge_pipeline import cli
+from emojudge_pipeline.assets.ingest import _speakers_hint
 from emojudge_pipeline.resources import InboxResource, WarehouseResource
 from emojudge_pipeline.sensors import RESCORE_JOB, RESCORE_KEEPS, inbox_sensor, rescore_schedule, rescore_sensor
 
@@ -569,6 +572,40 @@ def test_inbox_rejects_silent_and_overlong_episodes_without_any_model(
     assert _cli_lines(["inbox", "run"]) == ["no pending episodes"]
 
 
+def test_speaker_bounds_given_to_inbox_add_are_stored_and_kept_by_ingest(
+    emojudge_home: Path, ravdess_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """`inbox add --min-speakers/--max-speakers` registers the bounds with the episode (a contradiction is refused in
+    one line and nothing is copied), and the episode's ingest keeps the speaker count within them."""
+    monkeypatch.setenv("EMOJUDGE_INBOX_SETTLE_S", str(SETTLE_S))
+    rows = list(csv.DictReader((ravdess_dir / "manifest.csv").open(encoding="utf-8")))
+    parts = []
+    for row in [r for r in rows if r["speaker_id"] == "ravdess_actor01"][:3] + [
+        r for r in rows if r["speaker_id"] == "ravdess_actor02"
+    ][:3]:
+        wave, _ = librosa.load(ravdess_dir / row["path"], sr=16_000)
+        parts += [wave, np.zeros(12_000, dtype=np.float32)]
+    pair = tmp_path / "pair.wav"
+    sf.write(pair, np.concatenate(parts), 16_000)
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["inbox", "add", "--min-speakers", "3", "--max-speakers", "2", str(pair)])
+    assert refused.value.code == 2 and not (emojudge_home / "inbox" / "pair.wav").exists()
+    assert "--min-speakers 3 is above --max-speakers 2" in capsys.readouterr().err
+    louder = tmp_path / "louder.wav"
+    sf.write(louder, 0.9 * np.concatenate(parts), 16_000)
+    [one] = _cli_lines(["inbox", "add", "--max-speakers", "1", str(pair)])
+    [three] = _cli_lines(["inbox", "add", "--min-speakers", "3", "--max-speakers", "4", str(louder)])
+    found = []
+    for line, hint in ((one, SpeakerHint(None, None, 1)), (three, SpeakerHint(None, 3, 4))):
+        name = line.split()[0]
+        with warehouse.connect(emojudge_home, read_only=True) as con:
+            registered = con.execute(warehouse.sql_text("ingest/eval_set.sql"), [name]).df().iloc[0].to_dict()
+        assert _speakers_hint(registered) == hint
+        result = ingest_episode(Path(registered["path"]), name, speakers=hint)
+        found.append(result.utterances["speaker_id"].nunique())
+    assert found[0] == 1 and 3 <= found[1] <= 4
+
+
 def test_recurring_speakers_example_matches_the_same_voices_across_episodes(scored) -> None:
     """The MP3 is the WAV's first 20 s: each of its speakers' closest voice in the WAV is the same actor."""
     names = _names(scored)
@@ -590,7 +627,8 @@ def test_inbox_help_loads_no_heavy_module() -> None:
 
     done = run_cli("inbox", "add", "--help")
     assert done.returncode == 0, done.stderr
-    assert "--speakers" in done.stdout and done.stdout.strip().endswith("heavy: none")
+    assert "--speakers" in done.stdout and "--max-speakers" in done.stdout
+    assert done.stdout.strip().endswith("heavy: none")
 
 
 READ_SEGMENTS = """

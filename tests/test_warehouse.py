@@ -44,7 +44,7 @@ def test_migration_from_version_1_keeps_rows(tmp_path: Path) -> None:
     old.execute((FIXTURES / "schema_v1.sql").read_text())
     old.close()
     with warehouse.connect(tmp_path) as con:
-        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 12
+        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 13
         row = con.execute("SELECT utterance_id, transcript, transcript_source FROM utterances").fetchall()
         assert row == [("u1", "hello there", "manifest")]
         assert con.execute("SELECT count(*) FROM feature_index").fetchone()[0] == 0
@@ -80,7 +80,7 @@ def test_migration_from_version_3_counts_responses_and_reopens_invalid_answers(t
                 [custom_id, custom_id, label, answered],
             )
     with warehouse.connect(tmp_path) as con:
-        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 12
+        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 13
         rows = con.execute("SELECT custom_id, label, answered, attempts FROM llm_judgments ORDER BY 1").fetchall()
     assert rows == [("http-500", None, False, 0), ("invalid", None, False, 1), ("valid", "sad", True, 1)]
 
@@ -107,7 +107,7 @@ def test_migration_from_version_4_adds_episode_columns_speakers_and_the_timeline
             "channels, run_id) VALUES ('demo', 'u1', '/c/u1.wav', 'abc', 1.5, 16000, 1, 'r')"
         )
     with warehouse.connect(tmp_path) as con:
-        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 12
+        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 13
         clip = con.execute("SELECT utterance_id, episode_sha256, start_s, end_s FROM utterances").fetchall()
         hint = con.execute("SELECT speakers_hint FROM eval_sets").fetchall()
         con.execute(
@@ -148,7 +148,7 @@ def test_migration_from_version_6_adds_gate_reasons_judgment_costs_and_the_gate_
             "120, 30, 'r1')"
         )
     with warehouse.connect(tmp_path) as con:
-        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 12
+        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 13
         prediction = con.execute("SELECT final_label, judge_gate, judge_gate_reason FROM predictions").fetchall()
         spend = con.execute(
             "SELECT eval_set, run_id, calls, prompt_tokens, completion_tokens, estimated_cost_usd FROM v_judge_spend"
@@ -180,7 +180,7 @@ def test_migration_from_version_6_adds_segment_channels_and_episode_ingest_keys(
             "VALUES ('ep-1', 'f00-0-3000', '/i/a.mp3', 'abc', 3.0, 48000, 2, 'f00', 0.0, 3.0, 'r')"
         )
     with warehouse.connect(tmp_path) as con:
-        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 12
+        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 13
         segment = con.execute("SELECT utterance_id, start_s, channel FROM utterances").fetchall()
         key = con.execute("SELECT name, ingest_key FROM eval_sets").fetchall()
         con.execute("UPDATE utterances SET channel = 2")
@@ -199,7 +199,7 @@ def test_migration_from_version_6_adds_the_utterance_language(tmp_path: Path) ->
             "channels, run_id) VALUES ('demo', 'u1', '/c/u1.wav', 'abc', 1.5, 16000, 1, 'r')"
         )
     with warehouse.connect(tmp_path) as con:
-        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 12
+        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 13
         assert con.execute("SELECT utterance_id, language FROM utterances").fetchall() == [("u1", None)]
         con.execute("UPDATE utterances SET language = 'de'")
         assert con.execute("SELECT language FROM utterances").fetchone() == ("de",)
@@ -284,7 +284,7 @@ def test_migration_from_version_9_adds_language_probability_and_model_trained_on
             "VALUES ('demo', 'u1', 'audio', 'categorical', 'm1', [0.0], 'r')"
         )
     with warehouse.connect(tmp_path) as con:
-        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 12
+        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION
         view = con.execute(
             "SELECT language, language_probability, audio_model_trained_on, text_model_trained_on FROM v_predictions"
         ).fetchall()
@@ -315,3 +315,22 @@ def test_every_upsert_has_a_lake_form_with_the_same_parameters_and_columns() -> 
         packaged, lake = warehouse.sql_text(name), warehouse.sql_text(f"store/lake/{name}")
         assert packaged.count("?") == lake.count("?"), name
         assert _inserted_columns(packaged) == _inserted_columns(lake), name
+
+
+def test_migration_from_version_12_adds_speaker_bounds_to_episodes(tmp_path: Path) -> None:
+    """A v12 file keeps its episodes: no bounds (NULL), the count hint as it was; new ones store their bounds."""
+    with warehouse.connect(tmp_path) as con:
+        con.execute("ALTER TABLE eval_sets DROP COLUMN min_speakers")
+        con.execute("ALTER TABLE eval_sets DROP COLUMN max_speakers")
+        con.execute("DELETE FROM schema_version")
+        con.execute("INSERT INTO schema_version (version) VALUES (12)")
+        con.execute(
+            "INSERT INTO eval_sets (name, format, path, speakers_hint) VALUES ('ep-1', 'episode', '/i/a.mp3', 2)"
+        )
+    with warehouse.connect(tmp_path) as con:
+        assert warehouse.current_version(con) == warehouse.SCHEMA_VERSION == 13
+        con.execute(warehouse.sql_text("episodes/register_episode.sql"), ["ep-2", "/i/b.mp3", None, 2, 4])
+        rows = con.execute(
+            "SELECT name, speakers_hint, min_speakers, max_speakers FROM eval_sets ORDER BY name"
+        ).fetchall()
+    assert rows == [("ep-1", 2, None, None), ("ep-2", None, 2, 4)]

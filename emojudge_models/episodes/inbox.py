@@ -20,6 +20,7 @@ import pandas as pd
 from emojudge_models.episodes import EPISODE_SUFFIXES
 from emojudge_models.episodes.admission import DEFAULT_SETTLE_S, FileState, is_settled
 from emojudge_models.episodes.ingest import episode_set_name
+from emojudge_models.episodes.speakers import NO_HINT, SpeakerHint
 from emojudge_models.ingest.audio import file_sha256
 from emojudge_models.ingest.corpus import Rejection
 from emojudge_models.store.warehouse import query_df, sql_text
@@ -95,15 +96,18 @@ def _hash_if_unchanged(path: Path, state: FileState) -> str | None:
     return sha if FileState.of(path) == state else None
 
 
-def register_episode(con: duckdb.DuckDBPyConnection, path: Path, sha256: str, speakers_hint: int | None = None) -> str:
-    """Record ``path`` as the evaluation set of its bytes (format 'episode'); returns the set's name.
+def register_episode(con: duckdb.DuckDBPyConnection, path: Path, sha256: str, speakers: SpeakerHint = NO_HINT) -> str:
+    """Record ``path`` as the evaluation set of its bytes (format 'episode') with its speaker hints; returns the
+    set's name.
 
-    The same bytes registered again keep their first registration (and speaker hint), except that an episode whose
+    The same bytes registered again keep their first registration (and speaker hints), except that an episode whose
     registered file is gone (state ``missing``) is pointed at ``path``, so adding the bytes again brings it back.
     """
     name = episode_set_name(sha256)
     here = str(path.resolve())
-    con.execute(sql_text("episodes/register_episode.sql"), [name, here, speakers_hint])
+    con.execute(
+        sql_text("episodes/register_episode.sql"), [name, here, speakers.count, speakers.minimum, speakers.maximum]
+    )
     [registered] = con.execute(sql_text("episodes/episode_path.sql"), [name]).fetchone()
     if registered != here and not Path(registered).is_file():
         con.execute(sql_text("episodes/repoint_episode.sql"), [here, name])

@@ -46,7 +46,7 @@ from emojudge_models.episodes.segment import (
     segment_id,
 )
 from emojudge_models.episodes.sidecar import SidecarError, find_sidecar, map_cues, parse_sidecar
-from emojudge_models.episodes.speakers import segment_and_diarize, voice_vectors
+from emojudge_models.episodes.speakers import NO_HINT, SpeakerHint, segment_and_diarize, voice_vectors
 from emojudge_models.ingest.audio import file_sha256
 from emojudge_models.ingest.corpus import Rejection
 from emojudge_models.ingest.utterances import UTTERANCE_COLUMNS
@@ -54,7 +54,7 @@ from emojudge_models.ingest.utterances import UTTERANCE_COLUMNS
 EPISODE_COLUMNS = [*UTTERANCE_COLUMNS, "episode_sha256", "start_s", "end_s", "channel"]
 SPEAKER_COLUMNS = ["speaker_id", "episode_sha256", "n_segments", "speech_s", "centroid"]
 SET_PREFIX = "ep-"
-SEGMENTATION_VERSION = 2
+SEGMENTATION_VERSION = 3
 """Bump when decoding, VAD, the split/merge rule or diarization change what an episode's rows would be: every episode
 is then ingested again on its next run instead of reusing its segments."""
 ChannelMode = Literal["mix", "split"]
@@ -93,12 +93,12 @@ def _rejected(path: Path, reason: str) -> EpisodeIngest:
 
 def ingest_key(
     path: Path,
-    speakers_hint: int | None,
+    speakers: SpeakerHint,
     min_s: float,
     max_s: float,
     channels: ChannelMode,
 ) -> str:
-    """JSON of what shapes an episode's rows besides its bytes: segment range, channel mode, speaker hint, the
+    """JSON of what shapes an episode's rows besides its bytes: segment range, channel mode, speaker hints, the
     sidecar's bytes (a sidecar added or edited later maps new text) and :data:`SEGMENTATION_VERSION`."""
     sidecar = find_sidecar(path)
     return json.dumps(
@@ -107,7 +107,9 @@ def ingest_key(
             "segment_min_s": min_s,
             "segment_max_s": max_s,
             "channels": channels,
-            "speakers_hint": speakers_hint,
+            "speakers_hint": speakers.count,
+            "min_speakers": speakers.minimum,
+            "max_speakers": speakers.maximum,
             "sidecar_sha256": file_sha256(sidecar) if sidecar is not None else None,
         },
         sort_keys=True,
@@ -142,11 +144,17 @@ def _channel_count(path: Path, max_episode_s: float) -> int:
         return reader.header.channels
 
 
-def _mixed(
-    episode: str, speakers_hint: int | None, decoded: DecodedEpisode, min_s: float, max_s: float
-) -> list[_Track]:
+def _mixed(episode: str, speakers: SpeakerHint, decoded: DecodedEpisode, min_s: float, max_s: float) -> list[_Track]:
     """The mixed-down episode as one track, its speakers found by voice (no track when the VAD heard no speech)."""
-    segments, who = segment_and_diarize(episode, decoded.wave, min_s=min_s, max_s=max_s, n_speakers=speakers_hint)
+    segments, who = segment_and_diarize(
+        episode,
+        decoded.wave,
+        min_s=min_s,
+        max_s=max_s,
+        n_speakers=speakers.count,
+        min_speakers=speakers.minimum,
+        max_speakers=speakers.maximum,
+    )
     if not segments:
         return []
     return [_Track(None, segments, who.speaker_ids, who.vectors)]
@@ -155,7 +163,7 @@ def _mixed(
 def _decode_tracks(
     path: Path,
     episode: str,
-    speakers_hint: int | None,
+    speakers: SpeakerHint,
     max_episode_s: float,
     min_s: float,
     max_s: float,
@@ -170,7 +178,7 @@ def _decode_tracks(
     if count < 2:
         decoded = _decode_and_keep(path, max_episode_s, None, decoded_store)
         _check_identity(path, episode, decoded.sha256)
-        return decoded.sha256, decoded.header, _mixed(episode, speakers_hint, decoded, min_s, max_s)
+        return decoded.sha256, decoded.header, _mixed(episode, speakers, decoded, min_s, max_s)
     tracks: list[_Track] = []
     first: tuple[str, EpisodeHeader] | None = None
     for channel in range(1, count + 1):
@@ -228,25 +236,25 @@ def _texts(path: Path, tracks: list[_Track], rejections: list[Rejection]) -> tup
 def ingest_episode(
     path: Path,
     episode: str,
-    speakers_hint: int | None = None,
+    speakers: SpeakerHint = NO_HINT,
     max_episode_s: float = DEFAULT_MAX_EPISODE_S,
     min_s: float = DEFAULT_MIN_S,
     max_s: float = DEFAULT_MAX_S,
     channels: ChannelMode = "mix",
     decoded_dir: Path | None = None,
 ) -> EpisodeIngest:
-    """Decode ``path`` (streaming), cut it into ``[min_s, max_s]`` segments, find its speakers (``speakers_hint``:
-    the count, if known; with ``channels='split'`` a speaker per channel) and map a ``.vtt``/``.srt`` beside it onto
-    the segments.
+    """Decode ``path`` (streaming), cut it into ``[min_s, max_s]`` segments, find its speakers (``speakers``: the
+    count or bounds on it, if known; with ``channels='split'`` a speaker per channel) and map a ``.vtt``/``.srt``
+    beside it onto the segments.
 
     ``episode`` names the evaluation set; a set named ``ep-<sha prefix>`` whose file no longer hashes to that
     prefix is rejected (the inbox file was replaced by other bytes, which are a new episode of their own). The
     decoded audio is kept in ``decoded_dir`` (:mod:`emojudge_models.episodes.decoded`) for the steps that follow.
     """
-    key = ingest_key(path, speakers_hint, min_s, max_s, channels) if Path(path).is_file() else None
+    key = ingest_key(path, speakers, min_s, max_s, channels) if Path(path).is_file() else None
     try:
         store = None if decoded_dir is None else DecodedEpisodes(decoded_dir)
-        sha, header, tracks = _decode_tracks(path, episode, speakers_hint, max_episode_s, min_s, max_s, channels, store)
+        sha, header, tracks = _decode_tracks(path, episode, speakers, max_episode_s, min_s, max_s, channels, store)
     except EpisodeRejected as rejected:
         return _rejected(path, rejected.reason)
     if not tracks:
@@ -277,7 +285,7 @@ def ingest_episode(
     vectors = np.concatenate([track.vectors for track in tracks])
     speaker_of = np.array([speaker for track in tracks for speaker in track.speaker_ids])
     spoken = utterances.groupby("speaker_id")["duration_s"].agg(["count", "sum"])
-    speakers = pd.DataFrame(
+    speaker_rows = pd.DataFrame(
         [
             {
                 "speaker_id": speaker,
@@ -290,4 +298,4 @@ def ingest_episode(
         ],
         columns=SPEAKER_COLUMNS,
     )
-    return EpisodeIngest(utterances, speakers, rejections, str(sidecar) if sidecar else None, key)
+    return EpisodeIngest(utterances, speaker_rows, rejections, str(sidecar) if sidecar else None, key)

@@ -9,25 +9,36 @@ segment) on the AMI excerpts and lowered clustering: frame ARI with the speaker 
 :func:`segment_and_diarize` is the episode path, in two passes:
 
 1. The VAD's speech regions, split to at most ``max_s``, are embedded and clustered, and short pieces are merged
-   only with a neighbour of the same cluster (``segment.merge_pieces``). Merging first and embedding after, a short
+   only with a neighbour of the same cluster (``segment.merge_pieces``) whose loudness and pitch agree
+   (``segment.evidence_groups``: one emotion per segment). Merging first and embedding after, a short
    clip merged across a turn change put two voices in one segment: on eight 5-minute RAVDESS-built episodes (four
    or five actors each) one segment in five did, which capped the frame ARI of a perfect labelling at 0.80.
-2. Each segment's vector is the duration-weighted mean of its pieces' vectors (no second embedding pass), and the
-   segments are clustered again: longer stretches of speech give steadier vectors than the pieces.
+2. Each stretch merged by speaker alone gets the duration-weighted mean of its pieces' vectors (no second embedding
+   pass), and the stretches are clustered again: longer stretches of speech give steadier vectors than the pieces.
+   The episode's segments (merged by speaker and emotion evidence, so within those stretches) take the speaker and
+   vector of the stretch holding their midpoint: splitting by emotion evidence then costs the speakers nothing (on
+   the bench's 32 episodes frame ARI 0.736 with the vectors of the shorter segments, 0.767 this way).
 
 Clustering (:func:`cluster_speakers`), from 30 vectors up: the vectors minus the episode's mean vector (what every
-voice of a recording shares: channel, room, codec), then spectral clustering of a pruned cosine affinity (each row
-keeps its 20% strongest links; symmetrised, diffused, row-normalised: Wang et al., "Speaker diarization with LSTM",
-ICASSP 2018), with the speaker count from the hint or from the largest gap among the smallest eigenvalues of the
-affinity's normalised Laplacian (at most :data:`DEFAULT_MAX_SPEAKERS`). Measured on those eight episodes (frame ARI
-with the count): average-linkage clustering of merged segments 0.46; the mean removed 0.63; this two-pass rule 0.78
-(0.82 with the estimated count). Under 30 vectors (a short excerpt) neither an episode mean nor a pruned affinity
-means much, and the rule is average-linkage agglomerative clustering with cosine distance, cut at the hinted count
-or at :data:`DEFAULT_DISTANCE_THRESHOLD`; and an episode of under 30 pieces is merged without speakers and clustered
-once, by segment (on an 82-s three-actor episode, 27 pieces, the average-linkage threshold splits short pieces of one
-voice apart: frame ARI 0.57 with the two passes, 1.0 with one), each segment embedded whole (on the AMI excerpts
-with 1-4 s segments, pooled piece vectors lowered the mean ARI from 0.39 to 0.33). Speakers are numbered by first
-appearance: ``<episode>:S1`` speaks first.
+voice of a recording shares: channel, room, codec), re-normalised, then average-linkage agglomerative clustering
+with cosine distance, cut at the hinted count or at :data:`CENTERED_DISTANCE_THRESHOLD` (1.0: clusters merge while
+their members are, on average, positively correlated once the episode's mean voice is out), the count kept within
+the hinted bounds; an episode whose vectors are all alike (mean pairwise cosine at least
+:data:`ONE_VOICE_SIMILARITY`) is one voice. Chosen on ``bench/bench_episodes.py``'s two speaker-grouped folds of
+RAVDESS-built episodes (32 of 2 minutes, 2-5 actors, one emotion per turn or per clip; bench/RESULTS.md): the
+spectral rule used before (pruned cosine affinity, count at the largest eigengap of its Laplacian; Wang et al.,
+ICASSP 2018) found the exact count on 22% and was within one on 38%, frame ARI 0.709; this rule 34%, 81% and 0.769
+(47% exact once speakers with under :data:`MIN_SPEECH_SHARE` of the speech join the nearest voice), and its
+threshold was the best of 0.6-1.1 on each fold alone. Acted emotion moves Resemblyzer vectors of one voice far apart
+(centroids of one actor's high- and low-arousal speech: cosine from 0.63, median 0.85; of two actors: 0.50-0.88),
+which the eigengap read as extra speakers and average linkage on centred vectors tolerates better. Under 30 vectors
+(a short excerpt) neither an episode mean nor a one-voice test means much, and the rule is the same average linkage
+on the vectors as they are, cut at the hinted count or at :data:`DEFAULT_DISTANCE_THRESHOLD`; and an episode of
+under 30 pieces is merged without speakers into stretches, each embedded whole and clustered once, whose speaker its
+segments (split further by emotion evidence) take: on an 82-s three-actor episode, 27 pieces, the average-linkage
+threshold splits short pieces of one voice apart (frame ARI 0.57 with the two passes, 1.0 with one), and on the AMI
+excerpts with 1-4 s segments pooled piece vectors lowered the mean ARI from 0.39 to 0.33.
+Speakers are numbered by first appearance: ``<episode>:S1`` speaks first.
 """
 
 from __future__ import annotations
@@ -41,8 +52,7 @@ import torch
 from resemblyzer import VoiceEncoder
 from resemblyzer.audio import normalize_volume
 from resemblyzer.hparams import audio_norm_target_dBFS
-from scipy.linalg import eigh
-from sklearn.cluster import AgglomerativeClustering, SpectralClustering
+from sklearn.cluster import AgglomerativeClustering
 
 from emojudge_models.episodes.segment import (
     DEFAULT_MAX_GAP_S,
@@ -50,9 +60,11 @@ from emojudge_models.episodes.segment import (
     DEFAULT_MIN_S,
     Segment,
     cut,
+    evidence_groups,
     merge_pieces,
     speech_regions,
     split_regions,
+    with_pause_context,
 )
 from emojudge_models.sample_rate import SAMPLE_RATE_HZ
 
@@ -61,18 +73,50 @@ DEFAULT_DISTANCE_THRESHOLD = 0.3
 
 Measured (frame-level ARI on single-speaker reference frames): a RAVDESS-built 3-speaker episode 1.0 at 0.25-0.30,
 0.55 at 0.35, 0.0 at 0.40; the ten AMI excerpts (1-4 s segments) mean 0.43 at 0.25, 0.52 at 0.30, 0.37 at 0.35."""
-MIN_SPECTRAL = 30
-"""From this many vectors up, clustering is spectral on mean-removed vectors; below, average-linkage (module doc)."""
-AFFINITY_KEEP = 0.2
-"""Share of each row's strongest affinities kept before symmetrising (the rest are scaled by 0.01)."""
-MAX_AFFINITY = 2500
-"""Spectral clustering runs on at most this many vectors (evenly spaced over the episode); the rest join the nearest
-cluster mean. Its dense matrices grow with the square: 7,500 vectors (about 4 h of speech pieces) measured 2.4 GB
-and 40 s, 2,500 a few hundred MB and a few seconds."""
+MIN_CENTERED = 30
+"""From this many vectors up, clustering is on episode-centred vectors (module doc); below, on the vectors as given."""
+CENTERED_DISTANCE_THRESHOLD = 1.0
+"""Cosine distance (average linkage) between clusters of episode-centred vectors above which they are different
+speakers, when no count is given (chosen by bench_episodes.py's folds; module doc)."""
+ONE_VOICE_SIMILARITY = 0.65
+"""Mean pairwise cosine of an episode's vectors (as embedded, not centred) from which it is one voice. Measured on
+the bench's RAVDESS-built episodes: one actor's pieces 0.59-0.82 (median 0.70), two to five actors at most 0.61."""
+MIN_SPEECH_SHARE = 0.03
+"""A speaker found with less than this share of an episode's speech (30 pieces or more, no count given) joins the
+nearest other voice: on the bench's 32 episodes such clusters were parts of one actor's voice (emotional outliers),
+and absorbing them raised the exact count from 34% to 47% (each fold alone: 31% -> 44%, 38% -> 50%) at the same frame
+ARI (0.767). The price: a real speaker with under 3% of the speech (a one-line guest in an hour) is attributed to the
+nearest voice; ``--speakers`` or ``--min-speakers`` keeps them."""
+MAX_LINKAGE = 2500
+"""Clustering runs on at most this many vectors (evenly spaced over the episode); the rest join the nearest cluster
+mean. Its distance matrix grows with the square: 2,500 vectors (about 80 minutes of speech pieces) are 50 MB."""
 DEFAULT_MAX_SPEAKERS = 10
 """Upper bound of the estimated speaker count when no hint is given."""
 MIN_EMBED_S = 0.5
 """Segments shorter than this are zero-padded to it before embedding (Resemblyzer needs some frames)."""
+
+
+@dataclass(frozen=True)
+class SpeakerHint:
+    """What the user knows of an episode's speakers (``emojudge inbox add --speakers/--min-speakers/--max-speakers``):
+    the count, or bounds the estimated count is kept within (each bound optional, as pyannote's hints)."""
+
+    count: int | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+
+    def __post_init__(self) -> None:
+        for option, value in (("speakers", self.count), ("min-speakers", self.minimum), ("max-speakers", self.maximum)):
+            if value is not None and value < 1:
+                raise ValueError(f"--{option} must be at least 1, got {value}")
+        if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
+            raise ValueError(f"--min-speakers {self.minimum} is above --max-speakers {self.maximum}")
+        if self.count is not None and not (self.minimum or 1) <= self.count <= (self.maximum or self.count):
+            raise ValueError(f"--speakers {self.count} lies outside --min-speakers/--max-speakers")
+
+
+NO_HINT = SpeakerHint()
+"""Nothing known of an episode's speakers: the count is estimated within 1 and :data:`DEFAULT_MAX_SPEAKERS`."""
 
 
 @dataclass(frozen=True)
@@ -132,74 +176,72 @@ def centered(vectors: np.ndarray) -> np.ndarray:
     return shifted / np.maximum(np.linalg.norm(shifted, axis=1, keepdims=True), 1e-12)
 
 
-def refined_affinity(vectors: np.ndarray, keep: float = AFFINITY_KEEP) -> np.ndarray:
-    """Symmetric float32 affinity of unit vectors: cosine, each row pruned to its ``keep`` strongest, diffused."""
-    affinity = np.clip(vectors @ vectors.T, 0.0, None).astype(np.float32)
-    np.fill_diagonal(affinity, 0.0)
-    np.fill_diagonal(affinity, affinity.max(axis=1))
-    cutoff = np.quantile(affinity, 1.0 - keep, axis=1, keepdims=True)
-    affinity = np.where(affinity < cutoff, affinity * 0.01, affinity)
-    affinity = np.maximum(affinity, affinity.T)
-    affinity = affinity @ affinity.T
-    affinity /= np.maximum(affinity.max(axis=1, keepdims=True), 1e-12)
-    return (affinity + affinity.T) / 2 + 1e-9
-
-
-def estimate_speaker_count(affinity: np.ndarray, max_speakers: int = DEFAULT_MAX_SPEAKERS) -> int:
-    """The count at the largest gap among the smallest eigenvalues of the normalised Laplacian of ``affinity``."""
-    top = min(max_speakers, len(affinity) - 1)
-    if top < 2:
-        return 1
-    scale = 1.0 / np.sqrt(affinity.sum(axis=1))
-    laplacian = np.eye(len(affinity), dtype=np.float64) - affinity * scale[:, None] * scale[None, :]
-    eigenvalues = eigh(laplacian, eigvals_only=True, subset_by_index=[0, top])
-    return int(np.argmax(np.diff(eigenvalues))) + 1
+def is_one_voice(vectors: np.ndarray) -> bool:
+    """Whether unit ``vectors`` are all alike: their mean pairwise cosine is at least :data:`ONE_VOICE_SIMILARITY`."""
+    count = len(vectors)
+    total = vectors.astype(np.float64).sum(axis=0)
+    return (float(total @ total) - count) / (count * (count - 1)) >= ONE_VOICE_SIMILARITY
 
 
 def cluster_speakers(
     vectors: np.ndarray,
     n_speakers: int | None = None,
     distance_threshold: float = DEFAULT_DISTANCE_THRESHOLD,
-    max_speakers: int = DEFAULT_MAX_SPEAKERS,
+    max_speakers: int | None = None,
+    min_speakers: int | None = None,
+    centred: bool | None = None,
 ) -> np.ndarray:
-    """Cluster label per vector (0, 1, ... numbered by first appearance); ``n_speakers`` overrides the estimate."""
+    """Cluster label per vector (0, 1, ... numbered by first appearance); ``n_speakers`` overrides the estimate, which
+    otherwise lies in ``[min_speakers, max_speakers]`` (default 1 and :data:`DEFAULT_MAX_SPEAKERS`, or the minimum).
+    ``centred``: cluster episode-centred vectors (default: from :data:`MIN_CENTERED` vectors up; module doc)."""
+    hint = SpeakerHint(n_speakers, min_speakers, max_speakers)
+    low = hint.minimum or 1
+    high = hint.maximum or max(DEFAULT_MAX_SPEAKERS, low)
     count = len(vectors)
     if count == 0:
         return np.zeros(0, dtype=np.int64)
-    if n_speakers is not None and n_speakers < 1:
-        raise ValueError(f"speaker-count hint must be at least 1, got {n_speakers}")
-    if count == 1 or n_speakers == 1:
+    if count == 1 or n_speakers == 1 or high == 1:
         return np.zeros(count, dtype=np.int64)
-    if count >= MIN_SPECTRAL:
-        raw = _spectral(centered(vectors), n_speakers, max_speakers)
-    elif n_speakers is not None:
-        model = AgglomerativeClustering(n_clusters=min(n_speakers, count), metric="cosine", linkage="average")
-        raw = model.fit_predict(vectors)
+    if not (count >= MIN_CENTERED if centred is None else centred):
+        raw = _linkage(vectors, n_speakers, distance_threshold, low, high)
+    elif n_speakers is None and low == 1 and is_one_voice(vectors):
+        raw = np.zeros(count, dtype=np.int64)
     else:
-        model = AgglomerativeClustering(
-            n_clusters=None, distance_threshold=distance_threshold, metric="cosine", linkage="average"
-        )
-        raw = model.fit_predict(vectors)
+        raw = _linkage(centered(vectors), n_speakers, CENTERED_DISTANCE_THRESHOLD, low, high)
     order: dict[int, int] = {}
     for label in raw:
         order.setdefault(int(label), len(order))
     return np.array([order[int(label)] for label in raw], dtype=np.int64)
 
 
-def _spectral(vectors: np.ndarray, n_speakers: int | None, max_speakers: int) -> np.ndarray:
-    """Spectral labels of (centred) unit vectors; beyond :data:`MAX_AFFINITY`, fitted on an even subsample."""
-    sample = np.linspace(0, len(vectors) - 1, min(len(vectors), MAX_AFFINITY)).round().astype(int)
-    affinity = refined_affinity(vectors[sample])
-    clusters = min(n_speakers, len(sample) - 1) if n_speakers else estimate_speaker_count(affinity, max_speakers)
-    if clusters == 1:
-        return np.zeros(len(vectors), dtype=np.int64)
-    model = SpectralClustering(n_clusters=clusters, affinity="precomputed", assign_labels="discretize", random_state=0)
-    fitted = model.fit_predict(affinity)
+def _linkage(vectors: np.ndarray, n_speakers: int | None, threshold: float, low: int, high: int) -> np.ndarray:
+    """Average-linkage cosine clusters of unit ``vectors``: ``n_speakers`` of them, or cut at ``threshold`` and moved
+    to the nearer of ``low``/``high`` when the cut lies outside them; beyond :data:`MAX_LINKAGE` vectors, fitted on an
+    even subsample."""
+    sample = np.linspace(0, len(vectors) - 1, min(len(vectors), MAX_LINKAGE)).round().astype(int)
+    fit = vectors[sample]
+
+    def cut(clusters: int | None) -> np.ndarray:
+        model = AgglomerativeClustering(
+            n_clusters=clusters,
+            distance_threshold=None if clusters else threshold,
+            metric="cosine",
+            linkage="average",
+        )
+        return model.fit_predict(fit)
+
+    if n_speakers is not None:
+        fitted = cut(min(n_speakers, len(fit) - 1))
+    else:
+        fitted = cut(None)
+        found = len(np.unique(fitted))
+        if not low <= found <= high:
+            fitted = cut(min(max(found, low), high, len(fit) - 1))
     if len(sample) == len(vectors):
         return fitted
-    found = np.unique(fitted)
-    means = np.stack([vectors[sample[fitted == label]].mean(axis=0) for label in found])
-    return found[np.argmax(vectors @ means.T, axis=1)]
+    found_labels = np.unique(fitted)
+    means = np.stack([fit[fitted == label].mean(axis=0) for label in found_labels])
+    return found_labels[np.argmax(vectors @ means.T, axis=1)]
 
 
 def diarize(
@@ -209,10 +251,13 @@ def diarize(
     n_speakers: int | None = None,
     distance_threshold: float = DEFAULT_DISTANCE_THRESHOLD,
     encoder: VoiceEncoder | None = None,
+    min_speakers: int | None = None,
+    max_speakers: int | None = None,
 ) -> Diarization:
     """Speaker ids ``<episode>:S<k>`` for given segments of ``wave`` (one vector each), plus per-speaker centroids."""
     vectors = voice_vectors(wave, segments, encoder)
-    return _diarization(episode, vectors, cluster_speakers(vectors, n_speakers, distance_threshold))
+    labels = cluster_speakers(vectors, n_speakers, distance_threshold, max_speakers, min_speakers)
+    return _diarization(episode, vectors, labels)
 
 
 def segment_and_diarize(
@@ -223,17 +268,72 @@ def segment_and_diarize(
     max_gap_s: float = DEFAULT_MAX_GAP_S,
     n_speakers: int | None = None,
     encoder: VoiceEncoder | None = None,
+    min_speakers: int | None = None,
+    max_speakers: int | None = None,
 ) -> tuple[list[Segment], Diarization]:
-    """The episode's segments and their speakers, by the two passes of the module doc (no segment spans two)."""
+    """The episode's segments and their speakers, by the two passes of the module doc (no segment spans two
+    speakers; each keeps up to ``segment.PAUSE_CONTEXT_S`` of the pauses around it); ``n_speakers`` is the count,
+    else it is estimated within ``[min_speakers, max_speakers]`` (see :func:`cluster_speakers`)."""
+    bounds = {"max_speakers": max_speakers, "min_speakers": min_speakers}
     pieces = split_regions(wave, speech_regions(wave), min_s, max_s)
-    if len(pieces) < MIN_SPECTRAL:
-        segments = merge_pieces(pieces, min_s, max_s, max_gap_s)
-        return segments, diarize(episode, wave, segments, n_speakers, encoder=encoder)
-    spans = [Segment(start / SAMPLE_RATE_HZ, end / SAMPLE_RATE_HZ) for start, end in pieces]
-    piece_vectors = voice_vectors(wave, spans, encoder)
-    segments = merge_pieces(pieces, min_s, max_s, max_gap_s, speakers=cluster_speakers(piece_vectors, n_speakers))
-    vectors = _pooled(pieces, piece_vectors, segments)
-    return segments, _diarization(episode, vectors, cluster_speakers(vectors, n_speakers))
+    if len(pieces) < MIN_CENTERED:
+        turns = merge_pieces(pieces, min_s, max_s, max_gap_s)
+        turn_vectors = voice_vectors(wave, turns, encoder)
+        turn_labels = cluster_speakers(turn_vectors, n_speakers, **bounds)
+        piece_labels = None
+    else:
+        spans = [Segment(start / SAMPLE_RATE_HZ, end / SAMPLE_RATE_HZ) for start, end in pieces]
+        piece_vectors = voice_vectors(wave, spans, encoder)
+        piece_labels = cluster_speakers(piece_vectors, n_speakers, centred=True, **bounds)
+        turns = merge_pieces(pieces, min_s, max_s, max_gap_s, speakers=piece_labels)
+        turn_vectors = _pooled(pieces, piece_vectors, turns)
+        durations = np.array([turn.duration_s for turn in turns])
+        turn_labels = _second_pass(turn_vectors, durations, piece_labels, n_speakers, min_speakers, max_speakers)
+    merged = merge_pieces(pieces, min_s, max_s, max_gap_s, speakers=evidence_groups(wave, pieces, piece_labels))
+    segments = with_pause_context(merged, len(wave) / SAMPLE_RATE_HZ)
+    ends = np.array([turn.end_s for turn in turns])
+    middles = np.array([(segment.start_s + segment.end_s) / 2 for segment in merged])
+    parent = np.minimum(np.searchsorted(ends, middles), len(turns) - 1)
+    return segments, _diarization(episode, turn_vectors[parent], turn_labels[parent])
+
+
+def _second_pass(
+    vectors: np.ndarray,
+    durations: np.ndarray,
+    piece_labels: np.ndarray,
+    n_speakers: int | None,
+    min_speakers: int | None,
+    max_speakers: int | None,
+) -> np.ndarray:
+    """Speaker labels of the speaker-merged stretches: one voice when the pieces said so (pooled vectors are alike by
+    construction, so the one-voice test is not asked again), else clustered anew, at least two unless hinted, and
+    without speakers of under :data:`MIN_SPEECH_SHARE` of the speech unless a count is given."""
+    if not piece_labels.any():
+        return np.zeros(len(vectors), dtype=np.int64)
+    at_least_two = max(min_speakers or 1, 2) if n_speakers is None else min_speakers
+    labels = cluster_speakers(vectors, n_speakers, centred=True, max_speakers=max_speakers, min_speakers=at_least_two)
+    if n_speakers is not None:
+        return labels
+    return absorb_small_speakers(vectors, labels, durations, min_speakers or 1)
+
+
+def absorb_small_speakers(vectors: np.ndarray, labels: np.ndarray, durations: np.ndarray, keep: int = 1) -> np.ndarray:
+    """``labels`` with each speaker holding under :data:`MIN_SPEECH_SHARE` of ``durations`` moved, smallest first, to
+    the speaker whose centred mean vector is nearest, while more than ``keep`` speakers remain; renumbered by first
+    appearance."""
+    labels = labels.copy()
+    shifted = centered(vectors)
+    while len(found := np.unique(labels)) > keep:
+        shares = np.array([durations[labels == label].sum() for label in found]) / durations.sum()
+        if shares.min() >= MIN_SPEECH_SHARE:
+            break
+        small = found[int(np.argmin(shares))]
+        means = {label: shifted[labels == label].mean(axis=0) for label in found}
+        others = [label for label in found if label != small]
+        similarity = [means[small] @ means[o] / max(float(np.linalg.norm(means[o])), 1e-12) for o in others]
+        labels[labels == small] = others[int(np.argmax(similarity))]
+    order: dict[int, int] = {}
+    return np.array([order.setdefault(int(label), len(order)) for label in labels], dtype=np.int64)
 
 
 def _pooled(pieces: Sequence[tuple[int, int]], vectors: np.ndarray, segments: Sequence[Segment]) -> np.ndarray:

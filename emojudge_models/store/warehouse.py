@@ -31,7 +31,7 @@ from emojudge_models.store.lock_holder import lock_holder
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 """Version created by ``sql/store/schema.sql``; ``sql/store/migrations/NNN_*.sql`` bring older files up to it."""
 
 PARTITIONED_TABLES = frozenset(

@@ -9,6 +9,7 @@ import pandas as pd
 
 from emojudge_models.episodes.inbox import MISSING_STAGE, missing_rejection
 from emojudge_models.episodes.ingest import can_reuse, ingest_episode, ingest_key
+from emojudge_models.episodes.speakers import SpeakerHint
 from emojudge_models.ingest.language import with_set_language
 from emojudge_models.ingest.tables import CorpusInvalid
 from emojudge_models.ingest.utterances import ingest_corpus
@@ -78,9 +79,14 @@ def utterances(
     )
 
 
-def _speakers_hint(registered: dict) -> int | None:
-    hint = registered.get("speakers_hint")
-    return None if hint is None or pd.isna(hint) else int(hint)
+def _speakers_hint(registered: dict) -> SpeakerHint:
+    """The count and bounds registered with the episode (``inbox add --speakers/--min-speakers/--max-speakers``)."""
+
+    def number(column: str) -> int | None:
+        value = registered.get(column)
+        return None if value is None or pd.isna(value) else int(value)
+
+    return SpeakerHint(number("speakers_hint"), number("min_speakers"), number("max_speakers"))
 
 
 def _missing(
@@ -128,7 +134,7 @@ def _episode(
     result = ingest_episode(
         path,
         eval_set,
-        speakers_hint=hint,
+        speakers=hint,
         max_episode_s=ingest.max_episode_s,
         min_s=ingest.segment_min_s,
         max_s=ingest.segment_max_s,

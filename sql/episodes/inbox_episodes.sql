@@ -12,6 +12,8 @@ SELECT
     coalesce(u.n, 0) AS segments,
     coalesce(s.n, 0) AS speakers,
     e.speakers_hint,
+    e.min_speakers,
+    e.max_speakers,
     e.path,
     coalesce(m.reason, r.reason) AS reason,
     e.added_at

@@ -1,1 +1,1 @@
-SELECT name, format, path, split_source, split_seed, speakers_hint, added_at FROM eval_sets WHERE name = ?
+SELECT name, format, path, split_source, split_seed, speakers_hint, min_speakers, max_speakers, added_at FROM eval_sets WHERE name = ?

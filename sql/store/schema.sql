@@ -15,7 +15,9 @@ CREATE TABLE IF NOT EXISTS eval_sets (
     split_source VARCHAR,               -- corpus | speaker-seeded | none
     split_seed INTEGER,
     added_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
-    ingest_key VARCHAR                  -- episode: JSON of what shaped its segments and speakers (reused while equal)
+    ingest_key VARCHAR,                 -- episode: JSON of what shaped its segments and speakers (reused while equal)
+    min_speakers INTEGER,               -- episode: bounds of the estimated speaker count (`inbox add --min-speakers`,
+    max_speakers INTEGER                -- `--max-speakers`); NULL: no bound
 );
 
 CREATE TABLE IF NOT EXISTS utterances (

@@ -47,6 +47,8 @@ class Cluster:
 
     root: Path
     env: dict[str, str]
+    postgres: servers.Postgres | None = None
+    """Dagster's storage and the lake's catalog (``postgres.restart()``: the catalog restarted under the runs)."""
     workers: dict[str, servers.Server] = field(default_factory=dict)
     stack: ExitStack = field(default_factory=ExitStack)
 
@@ -154,7 +156,7 @@ def cluster(root: Path, settings: Mapping[str, str], workers: int = 2) -> Iterat
             "EMOJUDGE_CELERY_BROKER": redis_url,
             "OMP_NUM_THREADS": "1",
         }
-        found = Cluster(root, env)
+        found = Cluster(root, env, postgres)
         stack.enter_context(found.stack)
         # this process orchestrates the runs: Dagster loads the code location (and its executor) from os.environ
         stack.enter_context(_environ(env))

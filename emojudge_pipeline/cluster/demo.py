@@ -78,7 +78,8 @@ class Cluster:
     def materialize(self, name: str, train: bool) -> str:
         """Run every asset of ``name`` (training too with ``train``) through Dagster on the workers; the run id.
 
-        Raises when the run fails."""
+        Raises when the run fails, in one line: the run, its first failed step and that step's error's first line
+        (a rerun replaces every partition the failed run wrote)."""
         import dagster as dg
         from dagster._core.definitions.reconstruct import ReconstructableRepository
 
@@ -98,7 +99,7 @@ class Cluster:
             raise_on_error=False,
         )
         if not result.success:
-            raise RuntimeError(f"cluster run of {name} failed: run {result.run_id}")
+            raise RuntimeError(f"cluster run of {name} failed: run {result.run_id}{_first_failure(result)}")
         return result.run_id
 
     def steps_per_worker(self, run_ids: list[str]) -> dict[str, int]:
@@ -115,6 +116,17 @@ class Cluster:
                 event = record.event_log_entry.dagster_event
                 counts[names.get(event.pid, f"pid-{event.pid}")] += 1
         return dict(counts)
+
+
+def _first_failure(result) -> str:
+    """``, step S: error`` (the root cause's first line) for the first failed step of an ``execute_job`` result."""
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        while error is not None and error.cause is not None:
+            error = error.cause
+        lines = error.message.strip().splitlines() if error is not None else []
+        return f", step {event.step_key}: {lines[0] if lines else 'failed'}"
+    return ""
 
 
 @contextmanager

@@ -16,6 +16,10 @@ against the wall time times the workers (busy share; the rest is dispatch, step 
 dependencies). The judge is ``openai-chat`` against a local OpenAI-compatible server (tests/batch_api_server.py),
 the text encoder the tests' tiny RoBERTa, so the figures are the pipeline's, not an LLM's.
 
+``--part commits``: 1, 2 and 4 processes each replacing its own set's ``utterances`` and ``predictions``
+partitions (1,000 rows) on one lake as fast as they can for ``--seconds``: the replacements landed per second
+(DuckLake replays the commits that conflict; the rate is what one table's writers get from one catalog).
+
 ``--part warehouse``: one evaluation set's ``utterances`` and ``predictions`` partitions of ``--sizes`` rows
 replaced (``warehouse.write_partitions``, one transaction, in a session opened and closed as an asset does) and
 a reader's session running a ``v_predictions`` query over the partition (timed with the session's opening, and
@@ -270,6 +274,53 @@ def bench_warehouse(sizes: tuple[int, ...], repeats: int) -> dict[str, dict[int,
     return results
 
 
+def replace_for(found, eval_set: str, rows: int, seconds: float) -> int:
+    """A writer process: replace ``eval_set``'s partition of ``rows`` rows, one session each, for ``seconds``."""
+    from emojudge_models.store import lake, warehouse
+
+    utterances, predictions = partition_frames(rows)
+    writes = [warehouse.PartitionWrite("utterances", utterances), warehouse.PartitionWrite("predictions", predictions)]
+    commits, deadline = 0, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with lake.connect(found) as con:
+            warehouse.write_partitions(con, eval_set, writes)
+        commits += 1
+    return commits
+
+
+def bench_commit_rate(writers: tuple[int, ...], rows: int, seconds: float) -> dict[int, float]:
+    """Partition replacements per second landed on one lake (the same two tables) by ``writers`` processes at once,
+    each replacing its own set's partitions as fast as it can."""
+    import multiprocessing
+
+    from emojudge_models.store import lake
+    from emojudge_pipeline.cluster import servers
+
+    root = Path(tempfile.mkdtemp(prefix="emojudge-bench-commits-"))
+    os.chmod(root, 0o755)
+    postgres = servers.Postgres(root / "postgres").start(["lake"])
+    rates = {}
+    try:
+        found = lake.Lake(postgres.conninfo("lake"), root / "lake-data")
+        with lake.connect(found):
+            pass
+        for count in writers:
+            with multiprocessing.get_context("spawn").Pool(count) as pool:
+                args = [(found, f"writer{index}", rows, seconds) for index in range(count)]
+                rates[count] = sum(pool.starmap(replace_for, args)) / seconds
+    finally:
+        postgres.server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    return rates
+
+
+def print_commit_rate(rates: dict[int, float], rows: int) -> None:
+    print(f"| writers (processes, one set each, {rows:,} rows) | partition replacements landed per second |")
+    print("|---|---|")
+    for count, rate in rates.items():
+        print(f"| {count} | {rate:.1f} |")
+
+
 def print_warehouse(results: dict[str, dict[int, tuple[float, ...]]]) -> None:
     print("| warehouse | rows per partition | commit (ms) | read, new session (ms) | read, session held open (ms) |")
     print("|---|---|---|---|---|")
@@ -280,18 +331,22 @@ def print_warehouse(results: dict[str, dict[int, tuple[float, ...]]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("engine", "workers", "warehouse"), action="append",
-                        help="what to measure (repeatable; default all three)")  # fmt: skip
+    parser.add_argument("--part", choices=("engine", "workers", "warehouse", "commits"), action="append",
+                        help="what to measure (repeatable; default all)")  # fmt: skip
     parser.add_argument("--ray-python", help="an interpreter with ray installed (ray is not in the cluster extra)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="cluster sizes compared")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000], help="rows per partition")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--writers", type=int, nargs="+", default=[1, 2, 4], help="concurrent writers compared")
+    parser.add_argument("--seconds", type=float, default=10.0, help="each commit-rate measurement's length")
     args = parser.parse_args()
-    parts = args.part or ["engine", "workers", "warehouse"]
+    parts = args.part or ["engine", "workers", "warehouse", "commits"]
     if "engine" in parts:
         print_engines(args.ray_python)
     if "warehouse" in parts:
         print_warehouse(bench_warehouse(tuple(args.sizes), args.repeats))
+    if "commits" in parts:
+        print_commit_rate(bench_commit_rate(tuple(args.writers), 1000, args.seconds), 1000)
     if "workers" in parts:
         print_workers(bench_workers(tuple(args.workers)))
 

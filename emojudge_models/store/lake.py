@@ -13,7 +13,8 @@ What differs from the single file, and how it is bridged:
 - Concurrent commits to one table can conflict (DuckLake's optimistic concurrency: "another transaction has deleted
   from it"). A conflicting COMMIT is rolled back and the transaction's statements replayed, with backoff; the
   writes the code base makes in a transaction (partition replacement, judgment groups) depend only on their own
-  inputs, so a replay writes exactly what the first attempt would have.
+  inputs, so a replay writes exactly what the first attempt would have. A transaction whose catalog connection the
+  server cut (a restart) is replayed the same way, and an ATTACH waits for a server that refuses connections.
 - Extensions are loaded from the PyPI packages' files (``duckdb-extension-ducklake``, ``-postgres``), never
   downloaded.
 """
@@ -46,8 +47,14 @@ EXTENSIONS = {"duckdb_extension_postgres": "postgres_scanner", "duckdb_extension
 CATALOG_ALIAS = "lake"
 COMMIT_ATTEMPTS = 30
 """Replays of a transaction whose commit conflicted with another writer's, before the error is raised."""
+CONNECT_WAIT_S = 60.0
+"""How long an ATTACH waits, with backoff, for a catalog server that refuses connections (restarting, failing over)
+before the error is raised."""
+_UNREACHABLE = "Unable to connect to Postgres"
 _PRIMARY_KEY = re.compile(r",\s*PRIMARY KEY\s*\([^)]*\)|\s+PRIMARY KEY\b", re.IGNORECASE)
 _CONFLICT = ("Transaction conflict", "conflict", "Failed to commit DuckLake transaction")
+_DISCONNECTED = ('Failed to execute query "ROLLBACK"', "server closed the connection", "terminating connection")
+"""A catalog connection cut under an open transaction (the server restarted): nothing of it was committed."""
 
 
 @dataclass(frozen=True)
@@ -147,12 +154,28 @@ def attach(lake: Lake, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     try:
         for name in EXTENSIONS.values():
             con.execute(f"LOAD {name}")
-        con.execute(attach_statement(lake, read_only))
+        _attach_waiting(con, attach_statement(lake, read_only))
         con.execute(f"USE {CATALOG_ALIAS}")
     except BaseException:
         con.close()
         raise
     return con
+
+
+def _attach_waiting(con: duckdb.DuckDBPyConnection, statement: str) -> None:
+    """Run the ATTACH, waiting up to :data:`CONNECT_WAIT_S` while the catalog server refuses connections (an
+    attached session needs no such wait: the postgres extension reconnects after a restart by itself)."""
+    deadline = time.monotonic() + CONNECT_WAIT_S
+    attempt = 0
+    while True:
+        try:
+            con.execute(statement)
+            return
+        except duckdb.IOException as error:
+            if _UNREACHABLE not in str(error) or time.monotonic() > deadline:
+                raise
+        _backoff(attempt)
+        attempt += 1
 
 
 @functools.cache
@@ -179,7 +202,8 @@ def lake_statement(sql: str) -> str:
 
 
 def _is_conflict(error: duckdb.Error) -> bool:
-    return any(marker in str(error) for marker in _CONFLICT)
+    """A commit to replay: another writer's conflicting commit, or the catalog server restarted under it."""
+    return any(marker in str(error) for marker in (*_CONFLICT, *_DISCONNECTED))
 
 
 def _backoff(attempt: int) -> None:

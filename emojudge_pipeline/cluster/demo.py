@@ -47,6 +47,8 @@ class Cluster:
 
     root: Path
     env: dict[str, str]
+    postgres: servers.Postgres | None = None
+    """Dagster's storage and the lake's catalog (``postgres.restart()``: the catalog restarted under the runs)."""
     workers: dict[str, servers.Server] = field(default_factory=dict)
     stack: ExitStack = field(default_factory=ExitStack)
 
@@ -76,7 +78,8 @@ class Cluster:
     def materialize(self, name: str, train: bool) -> str:
         """Run every asset of ``name`` (training too with ``train``) through Dagster on the workers; the run id.
 
-        Raises when the run fails."""
+        Raises when the run fails, in one line: the run, its first failed step and that step's error's first line
+        (a rerun replaces every partition the failed run wrote)."""
         import dagster as dg
         from dagster._core.definitions.reconstruct import ReconstructableRepository
 
@@ -96,7 +99,7 @@ class Cluster:
             raise_on_error=False,
         )
         if not result.success:
-            raise RuntimeError(f"cluster run of {name} failed: run {result.run_id}")
+            raise RuntimeError(f"cluster run of {name} failed: run {result.run_id}{_first_failure(result)}")
         return result.run_id
 
     def steps_per_worker(self, run_ids: list[str]) -> dict[str, int]:
@@ -113,6 +116,17 @@ class Cluster:
                 event = record.event_log_entry.dagster_event
                 counts[names.get(event.pid, f"pid-{event.pid}")] += 1
         return dict(counts)
+
+
+def _first_failure(result) -> str:
+    """``, step S: error`` (the root cause's first line) for the first failed step of an ``execute_job`` result."""
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        while error is not None and error.cause is not None:
+            error = error.cause
+        lines = error.message.strip().splitlines() if error is not None else []
+        return f", step {event.step_key}: {lines[0] if lines else 'failed'}"
+    return ""
 
 
 @contextmanager
@@ -154,7 +168,7 @@ def cluster(root: Path, settings: Mapping[str, str], workers: int = 2) -> Iterat
             "EMOJUDGE_CELERY_BROKER": redis_url,
             "OMP_NUM_THREADS": "1",
         }
-        found = Cluster(root, env)
+        found = Cluster(root, env, postgres)
         stack.enter_context(found.stack)
         # this process orchestrates the runs: Dagster loads the code location (and its executor) from os.environ
         stack.enter_context(_environ(env))

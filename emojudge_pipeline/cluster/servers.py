@@ -149,6 +149,18 @@ class Postgres:
                 capture_output=True,
                 user=os_user,
             )
+        self._serve()
+        for database in databases:
+            subprocess.run(
+                [binaries / "createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, database],
+                check=True,
+                capture_output=True,
+            )
+        return self
+
+    def _serve(self) -> None:
+        """The server on the existing data folder, until it accepts connections."""
+        os_user = self._os_user()
         options = ["-h", "127.0.0.1", "-p", str(self.port), "-k", str(self.root), "-c", "max_connections=200"]
         options += ["-c", "fsync=off"]  # a throwaway demo cluster; a real one keeps fsync
         log = self.root / "server.log"
@@ -158,19 +170,20 @@ class Postgres:
         # postgres itself (not pg_ctl, which detaches it), so it dies with this process; SIGINT is a fast shutdown
         self.server = start(
             "postgres",
-            [str(binaries / "postgres"), "-D", str(self.data), *options],
+            [str(postgres_bin() / "postgres"), "-D", str(self.data), *options],
             log,
             user=os_user,
             stop_signal=signal.SIGINT,
         )
         _wait(self.server, self._ready, "accepting connections")
-        for database in databases:
-            subprocess.run(
-                [binaries / "createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, database],
-                check=True,
-                capture_output=True,
-            )
-        return self
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """A fast shutdown (every open connection is cut), ``down_s`` with no server, then the server again on the
+        same port and data: what ``pg_ctl restart -m fast`` does to the clients of a real catalog. The parent-death
+        signal follows the thread that starts a child: call it from a thread that outlives the server."""
+        self.server.stop()
+        time.sleep(down_s)
+        self._serve()
 
     def _ready(self) -> bool:
         binaries = postgres_bin()

@@ -113,6 +113,9 @@ cluster-install: install
 	$(BIN)/pip install -q --only-binary llama-cpp-python --find-links $(LLAMA_WHEELS) -e ".[dev,cluster]"
 	@command -v redis-server >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q redis-server >/dev/null; } || \
 		echo "warning: no redis-server (apt-get install redis-server)" >&2
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+		{ [ "$$(id -u)" = 0 ] && apt-get install -y -q postgresql >/dev/null; } || \
+		echo "warning: no PostgreSQL server binaries (apt-get install postgresql)" >&2
 
 # PostgreSQL, Redis and two Celery workers on 127.0.0.1 in a temporary folder; two evaluation sets materialised
 # through them; one `cluster: ...` line; everything it started is stopped.

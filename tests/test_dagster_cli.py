@@ -88,7 +88,7 @@ def test_webserver_serves_the_asset_graph(emojudge_home: Path) -> None:
 
 
 @pytest.mark.reliability
-@pytest.mark.parametrize("dev", ["dagster", "dg"])
+@pytest.mark.parametrize("dev", ["dagster", pytest.param("dg", marks=pytest.mark.slow_fault)])
 def test_emojudge_ui_serves_from_a_fresh_home_with_no_demo_run(tmp_path: Path, dev: str) -> None:
     """`make ui` on a fresh clone: no DAGSTER_HOME yet, no warehouse; `dagster dev` (the workspace the CLI writes)
     and `dg dev` (the checkout's [tool.dg] project) both answer /server_info and load the location emojudge; Ctrl-C

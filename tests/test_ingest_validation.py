@@ -229,6 +229,7 @@ def _assert_run_error(done: subprocess.CompletedProcess, expected: str) -> None:
     assert "Traceback" not in done.stderr and 'File "' not in done.stderr
 
 
+@pytest.mark.slow_fault
 def test_materialize_with_no_usable_clips_says_what_to_do(tmp_path: Path) -> None:
     corpus = tmp_path / "broken"
     corpus.mkdir()
@@ -244,6 +245,7 @@ def test_materialize_with_no_usable_clips_says_what_to_do(tmp_path: Path) -> Non
     )
 
 
+@pytest.mark.slow_fault
 def test_scoring_with_no_trained_model_says_train_first(tmp_path: Path) -> None:
     corpus = _write_corpus(tmp_path / "fresh")
     _register(tmp_path, "fresh", corpus)

@@ -80,6 +80,7 @@ def test_a_judge_nobody_answers_is_unavailable_after_three_requests_not_each_one
     assert [r.error for r in results[3:]] == [judge.unavailable] * 17
 
 
+@pytest.mark.slow_fault
 def test_an_unreachable_judge_closes_the_gate_as_unavailable_not_for_lack_of_evidence(tmp_path: Path) -> None:
     """The refinement asset against a port where nothing listens, with labelled development utterances: the gate
     says judge-unavailable with the cause, the metadata says ``judge: unavailable``, and the fused labels stand."""

@@ -117,6 +117,7 @@ def test_a_warehouse_from_a_newer_duckdb_is_a_one_line_error(tmp_path: Path) -> 
         warehouse.check_storage_version(home)
 
 
+@pytest.mark.slow_fault
 def test_materialize_reports_a_newer_warehouse_in_one_line(tmp_path: Path) -> None:
     home = tmp_path / "home"
     with warehouse.connect(home):

@@ -191,6 +191,7 @@ def test_leftover_partial_files_are_removed_at_the_next_write_session(tmp_path: 
     assert "removed 3 temporary file(s) left by an earlier run" in added.stderr
 
 
+@pytest.mark.slow_fault
 def test_read_commands_create_nothing_and_never_open_the_main_file_for_writing(
     tmp_path: Path, corpus: Path, holder
 ) -> None:

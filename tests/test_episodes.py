@@ -50,6 +50,7 @@ from emojudge_models.episodes.speakers import (
     NO_HINT,
     SpeakerHint,
     cluster_speakers,
+    cluster_to_count,
     diarize,
     segment_and_diarize,
 )
@@ -365,6 +366,23 @@ def test_clustering_finds_the_speaker_count_and_scales_by_subsample(monkeypatch)
     assert 1 < len(set(capped)) < len(one), "a hint above the vector count is capped"
     monkeypatch.setattr(speakers_module, "MAX_LINKAGE", 31)
     assert adjusted_rand_score(truth, cluster_speakers(vectors, n_speakers=3)) == 1.0, "the rest join the nearest mean"
+
+
+def test_a_given_count_is_not_spent_on_one_voices_outliers() -> None:
+    """Three voices (two of them alike) and two far outliers of the first (emotional extremes): cut straight at
+    three clusters, average linkage gave the outliers clusters of their own and merged the two alike voices; the
+    count rule cuts finer, then lets clusters under 3% of the speech join the nearest voice."""
+    rng = np.random.default_rng(0)
+    truth = np.repeat(np.arange(3), [40, 30, 30])
+    rng.shuffle(truth)
+    voices = rng.normal(size=(3, 256))
+    voices[2] = 0.8 * voices[1] + 0.6 * rng.normal(size=256)
+    vectors = rng.normal(size=256) + voices[truth] + 0.8 * rng.normal(size=(len(truth), 256))
+    vectors[np.flatnonzero(truth == 0)[:2]] += 8.0 * rng.normal(size=256)
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    assert adjusted_rand_score(truth, cluster_speakers(vectors, 3, centred=True)) < 0.7, "the failure it fixes"
+    labels = cluster_to_count(vectors, np.ones(len(vectors)), 3)
+    assert len(set(labels)) == 3 and adjusted_rand_score(truth, labels) == 1.0
 
 
 @pytest.mark.parametrize("per_speaker", [[40, 25, 15], [8, 6, 5]], ids=["spectral", "agglomerative"])

@@ -284,7 +284,12 @@ def segment_and_diarize(
     else:
         spans = [Segment(start / SAMPLE_RATE_HZ, end / SAMPLE_RATE_HZ) for start, end in pieces]
         piece_vectors = voice_vectors(wave, spans, encoder)
-        piece_labels = cluster_speakers(piece_vectors, n_speakers, centred=True, **bounds)
+        piece_durations = np.array([end - start for start, end in pieces], dtype=np.float64)
+        piece_labels = (
+            cluster_speakers(piece_vectors, centred=True, **bounds)
+            if n_speakers is None
+            else cluster_to_count(piece_vectors, piece_durations, n_speakers)
+        )
         turns = merge_pieces(pieces, min_s, max_s, max_gap_s, speakers=piece_labels)
         turn_vectors = _pooled(pieces, piece_vectors, turns)
         durations = np.array([turn.duration_s for turn in turns])
@@ -310,11 +315,33 @@ def _second_pass(
     without speakers of under :data:`MIN_SPEECH_SHARE` of the speech unless a count is given."""
     if not piece_labels.any():
         return np.zeros(len(vectors), dtype=np.int64)
-    at_least_two = max(min_speakers or 1, 2) if n_speakers is None else min_speakers
-    labels = cluster_speakers(vectors, n_speakers, centred=True, max_speakers=max_speakers, min_speakers=at_least_two)
     if n_speakers is not None:
-        return labels
+        return cluster_to_count(vectors, durations, n_speakers)
+    at_least_two = max(min_speakers or 1, 2)
+    labels = cluster_speakers(vectors, centred=True, max_speakers=max_speakers, min_speakers=at_least_two)
     return absorb_small_speakers(vectors, labels, durations, min_speakers or 1)
+
+
+def cluster_to_count(vectors: np.ndarray, durations: np.ndarray, n_speakers: int) -> np.ndarray:
+    """Exactly ``n_speakers`` labels for episode vectors (30 or more, clustered centred) when the count is given.
+
+    Cut straight at the count, average linkage spends clusters on emotional outliers of one voice (a few pieces
+    far from the rest) and merges two real voices to keep the count. So the tree is cut at the count, then one
+    cluster finer at a time (up to :data:`DEFAULT_MAX_SPEAKERS` more) until ``n_speakers`` clusters each hold
+    :data:`MIN_SPEECH_SHARE` of the speech, and the smaller ones join the nearest of those (the rule the estimated
+    count follows, :func:`absorb_small_speakers`)."""
+    if n_speakers <= 1 or len(vectors) <= n_speakers:
+        return cluster_speakers(vectors, n_speakers, centred=True)
+    total = float(durations.sum()) or 1.0
+    for clusters in range(n_speakers, min(n_speakers + DEFAULT_MAX_SPEAKERS, len(vectors) - 1) + 1):
+        labels = cluster_speakers(vectors, clusters, centred=True)
+        shares = np.bincount(labels, weights=durations) / total
+        if int((shares >= MIN_SPEECH_SHARE).sum()) >= n_speakers:
+            break
+    labels = absorb_small_speakers(vectors, labels, durations, n_speakers)
+    if len(np.unique(labels)) != n_speakers:  # a finer cut of a subsampled tree split two large voices at once
+        return cluster_speakers(vectors, n_speakers, centred=True)
+    return labels
 
 
 def absorb_small_speakers(vectors: np.ndarray, labels: np.ndarray, durations: np.ndarray, keep: int = 1) -> np.ndarray:

@@ -54,7 +54,7 @@ from emojudge_models.ingest.utterances import UTTERANCE_COLUMNS
 EPISODE_COLUMNS = [*UTTERANCE_COLUMNS, "episode_sha256", "start_s", "end_s", "channel"]
 SPEAKER_COLUMNS = ["speaker_id", "episode_sha256", "n_segments", "speech_s", "centroid"]
 SET_PREFIX = "ep-"
-SEGMENTATION_VERSION = 3
+SEGMENTATION_VERSION = 4
 """Bump when decoding, VAD, the split/merge rule or diarization change what an episode's rows would be: every episode
 is then ingested again on its next run instead of reusing its segments."""
 ChannelMode = Literal["mix", "split"]

@@ -23,7 +23,8 @@ Clustering (:func:`cluster_speakers`), from 30 vectors up: the vectors minus the
 voice of a recording shares: channel, room, codec), re-normalised, then average-linkage agglomerative clustering
 with cosine distance, cut at the hinted count or at :data:`CENTERED_DISTANCE_THRESHOLD` (1.0: clusters merge while
 their members are, on average, positively correlated once the episode's mean voice is out), the count kept within
-the hinted bounds; an episode whose vectors are all alike (mean pairwise cosine at least
+the hinted bounds (an episode's given count goes through :func:`cluster_to_count`, which keeps emotional outliers
+from taking a speaker's place); an episode whose vectors are all alike (mean pairwise cosine at least
 :data:`ONE_VOICE_SIMILARITY`) is one voice. Chosen on ``bench/bench_episodes.py``'s two speaker-grouped folds of
 RAVDESS-built episodes (32 of 2 minutes, 2-5 actors, one emotion per turn or per clip; bench/RESULTS.md): the
 spectral rule used before (pruned cosine affinity, count at the largest eigengap of its Laplacian; Wang et al.,

@@ -165,6 +165,7 @@ def _assert_one_error_line(done: subprocess.CompletedProcess, expected: str) -> 
     assert done.stdout == ""
 
 
+@pytest.mark.slow_fault
 def test_cli_misuses_give_one_line_and_exit_2(tmp_path: Path) -> None:
     utf8 = _write_corpus(tmp_path / "utf8")
     latin1 = _write_corpus(tmp_path / "latin1", "latin-1")

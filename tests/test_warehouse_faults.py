@@ -86,6 +86,7 @@ def stderr_lines_until(process: subprocess.Popen, pattern: str, timeout_s: float
     raise AssertionError(f"no line matching {pattern!r} within {timeout_s} s: {lines[-20:]}")
 
 
+@pytest.mark.slow_fault
 def test_a_held_main_file_is_reported_within_10_s_naming_the_holder(tmp_path: Path, corpus: Path, holder) -> None:
     """The DuckDB CLI (here: python) holding emojudge.duckdb used to leave a writer silent for 600 s."""
     home = tmp_path / "home"

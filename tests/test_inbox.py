@@ -382,6 +382,7 @@ def test_episode_emotions_timeline_rows_view_and_png(scored) -> None:
     picture = Path(metadata["timeline_png"].value)
     assert picture == scored["home"] / "episodes" / "timelines" / f"{wav}.png"
     assert picture.read_bytes().startswith(b"\x89PNG") and not picture.with_name(picture.name + ".partial").exists()
+    assert not list(picture.parent.glob(".*.partial")), "the picture's temporary file was renamed into place"
     for speaker in (f"{wav}:S1", f"{wav}:S2"):
         assert re.fullmatch(r"\d+\.\d s: [a-z]+ \d+%(, [a-z]+ \d+%){0,2}", metadata[f"speaker {speaker}"].value)
 

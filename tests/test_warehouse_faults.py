@@ -192,6 +192,23 @@ def test_leftover_partial_files_are_removed_at_the_next_write_session(tmp_path: 
     assert "removed 3 temporary file(s) left by an earlier run" in added.stderr
 
 
+def test_a_killed_writers_timeline_picture_is_a_leftover_and_a_running_ones_is_not(tmp_path: Path) -> None:
+    """A kill during save_picture left ``<episode>.png.partial`` under episodes/timelines/ for ever: the temporary
+    file now carries the writer's pid, and the next write session's sweep takes it once that process is gone."""
+    from emojudge_models.episodes.timeline import save_picture
+    from emojudge_models.home import HomeLayout
+    from emojudge_models.store.leftovers import stale_files
+
+    timelines = HomeLayout(tmp_path).timelines
+    saved = save_picture(b"\x89PNG picture", timelines / "ep-1.png")
+    assert saved.read_bytes() == b"\x89PNG picture" and sorted(timelines.iterdir()) == [saved]
+    killed = timelines / f".ep-2.png.{dead_pid()}.partial"
+    writing = timelines / f".ep-3.png.{os.getpid()}.partial"
+    for path in (killed, writing):
+        path.write_bytes(b"\x89PNG half")
+    assert stale_files(tmp_path) == [killed]
+
+
 @pytest.mark.slow_fault
 def test_read_commands_create_nothing_and_never_open_the_main_file_for_writing(
     tmp_path: Path, corpus: Path, holder

@@ -158,9 +158,10 @@ def timeline_png(segments: pd.DataFrame, title: str | None = None) -> bytes:
 
 
 def save_picture(png: bytes, path: Path) -> Path:
-    """Write ``png`` to ``path`` whole or not at all (a reader never sees half a picture); returns ``path``."""
+    """Write ``png`` to ``path`` whole or not at all (a reader never sees half a picture); returns ``path``. The
+    temporary file carries the writer's pid, so a killed writer's is found and removed (``store.leftovers``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     partial.write_bytes(png)
     os.replace(partial, path)
     return path

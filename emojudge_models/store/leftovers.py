@@ -2,7 +2,8 @@
 
 Snapshot copies (``.emojudge.read.duckdb.<pid>.partial``) are written only while their process holds the warehouse's
 write lock, so one whose process is gone (or that is older than :data:`STALE_AFTER_S`, for a pid reused since) is
-a leftover; so is a feature shard's ``.shard-*.parquet.partial`` older than :data:`STALE_AFTER_S` (shards carry no
+a leftover, as is a timeline picture's (``episodes/timelines/.<episode>.png.<pid>.partial``); so is a feature
+shard's ``.shard-*.parquet.partial`` older than :data:`STALE_AFTER_S` (shards carry no
 pid, and no shard takes that long to write).
 """
 
@@ -32,13 +33,19 @@ def stale_files(home: Path, now: float | None = None) -> list[Path]:
     """The leftover temporary files of ``home`` (see the module's docstring)."""
     layout = HomeLayout(home)
     cutoff = (time.time() if now is None else now) - STALE_AFTER_S
-    stale = []
-    for path in layout.root.glob(f".{layout.snapshot.name}.*.partial"):
-        pid = path.name.rsplit(".", 2)[-2]
-        if (pid.isdigit() and not pid_alive(int(pid))) or _older_than(path, cutoff):
-            stale.append(path)
+    stale = [
+        path
+        for path in (*layout.root.glob(f".{layout.snapshot.name}.*.partial"), *layout.timelines.glob(".*.partial"))
+        if _writer_gone(path) or _older_than(path, cutoff)
+    ]
     stale.extend(path for path in layout.features.glob("*/.*.partial") if _older_than(path, cutoff))
     return sorted(stale)
+
+
+def _writer_gone(path: Path) -> bool:
+    """Whether the pid in ``.<name>.<pid>.partial`` names no running process."""
+    pid = path.name.rsplit(".", 2)[-2]
+    return pid.isdigit() and not pid_alive(int(pid))
 
 
 _SWEPT: set[Path] = set()

@@ -291,6 +291,13 @@ class Settings(BaseModel):
     judge_timeout_s: Seconds = _setting(
         120.0, "total deadline of one judge request attempt (connect, send and the whole answer); retried after"
     )
+    judge_journal: str = _setting(
+        "",
+        "where the judge's per-prompt claims and paid answers are kept: a PostgreSQL connection string (one journal "
+        "for every host of a cluster); unset: the lake's catalog database when EMOJUDGE_WAREHOUSE=ducklake, else "
+        "$EMOJUDGE_HOME/judge/journal.sqlite",
+        "(unset)",
+    )
     llama_server: Path | None = _setting(
         None,
         "local judge: a llama.cpp llama-server binary (make llama-server) run as one process with EMOJUDGE_JUDGE_SLOTS "

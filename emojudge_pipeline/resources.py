@@ -222,6 +222,7 @@ class JudgeResource(dg.ConfigurableResource):
     slots: Workers = setting("judge_slots")
     timeout_s: Seconds = setting("judge_timeout_s")
     llama_server: str = Field("", description=describe("llama_server"))
+    journal: str = Field("", description=describe("judge_journal") + " (here: empty for the home's SQLite file)")
     max_workers: int = 4
     poll_interval_s: float = 30.0
     max_wait_s: float = 26 * 3600.0
@@ -274,12 +275,21 @@ class JudgeResource(dg.ConfigurableResource):
                 )
 
 
+def _postgres_journal(settings: Settings) -> str:
+    """The judge journal's PostgreSQL connection string, or '' for the home's SQLite file."""
+    from emojudge_models.judge.journal import journal_location
+
+    location = journal_location(settings)
+    return location if isinstance(location, str) else ""
+
+
 def default_judge(settings: Settings) -> JudgeResource:
     return from_settings(
         JudgeResource,
         settings,
         backend=settings.judge or resolve(settings.profile).judge,
         llama_server=str(settings.llama_server or ""),
+        journal=_postgres_journal(settings),
         model_cache=str(HomeLayout(settings.home).judge_models),
         log_dir=str(HomeLayout(settings.home).logs),
     )

@@ -2,7 +2,8 @@
 
 Two promises, kept in one SQLite file per home (``$EMOJUDGE_HOME/judge/journal.sqlite``, WAL mode, every write its
 own short transaction, so any number of processes share it and a commit is durable in about a millisecond; the
-warehouse cannot be that file, since each of its write sessions republishes the readers' snapshot):
+warehouse cannot be that file, since each of its write sessions republishes the readers' snapshot), or, on a
+cluster, in PostgreSQL, so a claim holds across hosts (:func:`journal_location`, :mod:`.journal_store`):
 
 - **Claims.** A run claims a prompt (its custom_id) before sending it: a lease with the owner run, host, pid and an
   expiry that a heartbeat renews while the run judges. A second run of the same set gets only the unclaimed
@@ -20,7 +21,6 @@ import json
 import logging
 import os
 import socket
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from emojudge_models.home import HomeLayout
+from emojudge_models.judge.journal_store import JournalStore, open_store
 from emojudge_models.processes import pid_alive
-from emojudge_models.store.warehouse import sql_text
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,17 @@ _TIMESTAMPS = ("requested_at", "completed_at")
 
 def journal_path(home: Path) -> Path:
     return HomeLayout(home).judge_journal
+
+
+def journal_location(settings: Any) -> Path | str:
+    """Where the settings keep the journal: ``EMOJUDGE_JUDGE_JOURNAL`` (a PostgreSQL connection string) when set,
+    else the lake's PostgreSQL catalog database on a cluster (``EMOJUDGE_WAREHOUSE=ducklake``: every host must see
+    one journal, and a SQLite file's locks do not cross hosts), else the home's SQLite file."""
+    if settings.judge_journal:
+        return settings.judge_journal
+    if settings.warehouse == "ducklake":
+        return settings.lake_catalog
+    return journal_path(settings.home)
 
 
 @dataclass(frozen=True)
@@ -72,43 +83,19 @@ def _row_from_json(text: str) -> dict[str, Any]:
 class JudgeJournal:
     """Claims and paid answers of one owner (a run) in the journal at ``path``; thread-safe."""
 
-    def __init__(self, path: Path, owner: str, *, lease_s: float = LEASE_S, busy_timeout_s: float = 30.0) -> None:
+    def __init__(self, location: Path | str, owner: str, *, lease_s: float = LEASE_S) -> None:
         if lease_s <= 0:
             raise ValueError(f"lease_s must be positive, got {lease_s}")
-        self.path = Path(path)
+        self.store: JournalStore = open_store(location)
         self.owner = owner
         self.lease_s = lease_s
-        self.busy_timeout_s = busy_timeout_s
         self.host = socket.gethostname()
         self.pid = os.getpid()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as con:
-            con.executescript(sql_text("judge/journal/schema.sql"))
-            now = time.time()
-            con.execute(sql_text("judge/journal/prune_answers.sql"), [now - KEEP_STORED_S])
-            con.execute(sql_text("judge/journal/prune_claims.sql"), [now - KEEP_STORED_S])
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
-        try:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute("PRAGMA synchronous=FULL")
-            yield con
-        finally:
-            con.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, taken at its start (``BEGIN IMMEDIATE``), so a read-then-claim is atomic."""
-        with self._connect() as con:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                yield con
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
+        self.store.create()
+        now = time.time()
+        with self.store.session() as run:
+            run("prune_answers", [now - KEEP_STORED_S])
+            run("prune_claims", [now - KEEP_STORED_S])
 
     def _live(self, owner: str, host: str, pid: int, expires_at: float, now: float) -> bool:
         """Whether another owner's claim still stands."""
@@ -122,55 +109,45 @@ class JudgeJournal:
         if not ids:
             return Claims([], {}, {})
         now = time.time()
-        with self._transaction() as con:
-            answered = {
-                custom_id: _row_from_json(text)
-                for custom_id, text in con.execute(sql_text("judge/journal/final_answers.sql"), [json.dumps(ids)])
-            }
+        with self.store.session(exclusive=True) as run:
+            answered = {custom_id: _row_from_json(text) for custom_id, text in run("final_answers", [json.dumps(ids)])}
             held = {
                 custom_id: owner
-                for custom_id, owner, host, pid, expires_at in con.execute(
-                    sql_text("judge/journal/claims_of.sql"), [json.dumps(ids)]
-                )
+                for custom_id, owner, host, pid, expires_at in run("claims_of", [json.dumps(ids)])
                 if custom_id not in answered and self._live(owner, host, pid, expires_at, now)
             }
             mine = [custom_id for custom_id in ids if custom_id not in answered and custom_id not in held]
-            con.executemany(
-                sql_text("judge/journal/claim.sql"),
-                [(custom_id, self.owner, self.host, self.pid, now + self.lease_s) for custom_id in mine],
-            )
+            for custom_id in mine:
+                run("claim", [custom_id, self.owner, self.host, self.pid, now + self.lease_s])
         return Claims(mine, answered, held)
 
     def renew(self) -> None:
-        with self._connect() as con:
-            con.execute(sql_text("judge/journal/renew_claims.sql"), [time.time() + self.lease_s, self.owner])
+        with self.store.session() as run:
+            run("renew_claims", [time.time() + self.lease_s, self.owner])
 
     def release(self, custom_ids: Iterable[str] | None = None) -> None:
         """Give up this owner's claims on ``custom_ids`` (all of them when None)."""
-        with self._connect() as con:
+        with self.store.session() as run:
             if custom_ids is None:
-                con.execute(sql_text("judge/journal/release_owner.sql"), [self.owner])
+                run("release_owner", [self.owner])
             else:
-                con.execute(sql_text("judge/journal/release_claims.sql"), [self.owner, json.dumps(list(custom_ids))])
+                run("release_claims", [self.owner, json.dumps(list(custom_ids))])
 
     def record(self, eval_set: str, row: dict[str, Any], final: bool) -> None:
         """Keep one paid answer's ``llm_judgments`` row (durable when this returns)."""
-        with self._connect() as con:
-            con.execute(
-                sql_text("judge/journal/record_answer.sql"),
-                [row["custom_id"], eval_set, int(final), _row_to_json(row), time.time()],
-            )
+        with self.store.session() as run:
+            run("record_answer", [row["custom_id"], eval_set, int(final), _row_to_json(row), time.time()])
 
     def unstored(self, eval_set: str) -> list[dict[str, Any]]:
         """Rows of ``eval_set`` answered but not yet marked stored in the warehouse, oldest first."""
-        with self._connect() as con:
-            found = con.execute(sql_text("judge/journal/unstored_answers.sql"), [eval_set]).fetchall()
+        with self.store.session() as run:
+            found = run("unstored_answers", [eval_set])
         return [_row_from_json(text) for _, text in found]
 
     def mark_stored(self, custom_ids: Sequence[str]) -> None:
         if custom_ids:
-            with self._connect() as con:
-                con.execute(sql_text("judge/journal/mark_stored.sql"), [json.dumps(list(custom_ids))])
+            with self.store.session() as run:
+                run("mark_stored", [json.dumps(list(custom_ids))])
 
     @contextmanager
     def heartbeat(self) -> Iterator[None]:
@@ -181,8 +158,8 @@ class JudgeJournal:
             while not stop.wait(self.lease_s / 3):
                 try:
                     self.renew()
-                except sqlite3.Error as error:  # a busy journal: the next beat tries again, well within the lease
-                    log.warning("judge journal %s: claims not renewed this time (%s)", self.path, error)
+                except self.store.errors as error:  # busy or restarting: the next beat tries again, within the lease
+                    log.warning("judge journal %s: claims not renewed this time (%s)", self.store.describe(), error)
 
         thread = threading.Thread(target=beat, name="judge-claims-heartbeat", daemon=True)
         thread.start()

@@ -58,7 +58,7 @@ def refinement(context: dg.AssetExecutionContext, warehouse_db: WarehouseResourc
                 judge.gate, judge.evidence_max, judge.max_calls, frozenset(judge.splits), judge.show_probability
             ),
             connect=warehouse_db.connect,
-            journal=JudgeJournal(journal_path(warehouse_db.home_path), owner=run_id),
+            journal=JudgeJournal(judge.journal or journal_path(warehouse_db.home_path), owner=run_id),
             run_id=run_id,
             session=judge.session,
             log=context.log.info,

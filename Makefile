@@ -118,7 +118,8 @@ cluster-install: install
 		echo "warning: no PostgreSQL server binaries (apt-get install postgresql)" >&2
 
 # PostgreSQL, Redis and two Celery workers on 127.0.0.1 in a temporary folder; two evaluation sets materialised
-# through them; one `cluster: ...` line; everything it started is stopped.
+# through them, then an inbox episode scored by a dagster-daemon's sensor run on the same workers; one `cluster: ...`
+# line and one `episode ...` line; everything it started is stopped.
 cluster-demo: cluster-install
 	$(BIN)/python -m emojudge_pipeline.cluster.demo
 

@@ -238,3 +238,41 @@ def _bad_inputs(audio_dir: Path, rng: np.random.Generator) -> list[list]:
         bad("bad_escape", "../outside.wav"),
         bad(first, f"audio/{first}.wav"),
     ]
+
+
+def write_demo_episode(
+    manifest: Path, path: Path, speakers: tuple[str, ...] = ("spk5", "spk6"), turns: int = 2, clips_per_turn: int = 3
+) -> Path:
+    """A short podcast-like episode at ``path`` (16 kHz mono WAV) from the corpus's clips of ``speakers``: they take
+    ``turns`` turns each of ``clips_per_turn`` clips (0.5 s apart, 2.5 s between turns), with a WebVTT sidecar of
+    the clips' transcripts beside it, so the inbox needs no ASR. Both files are written under temporary names and
+    renamed, sidecar first: an inbox watching ``path``'s folder never sees half an episode."""
+    with open(manifest, newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["speaker_id"] in speakers]
+    queues = {speaker: [row for row in rows if row["speaker_id"] == speaker] for speaker in speakers}
+    parts, cues, position = [np.zeros(SAMPLE_RATE_HZ, dtype=np.float32)], [], SAMPLE_RATE_HZ
+    for turn in range(turns):
+        for speaker in speakers:
+            for row in queues[speaker][turn * clips_per_turn : (turn + 1) * clips_per_turn]:
+                wave, _ = sf.read(manifest.parent / row["path"], dtype="float32")
+                cues.append((position / SAMPLE_RATE_HZ, (position + len(wave)) / SAMPLE_RATE_HZ, row["transcript"]))
+                parts += [wave, np.zeros(SAMPLE_RATE_HZ // 2, dtype=np.float32)]
+                position += len(wave) + SAMPLE_RATE_HZ // 2
+            parts.append(np.zeros(5 * SAMPLE_RATE_HZ // 2, dtype=np.float32))
+            position += 5 * SAMPLE_RATE_HZ // 2
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sidecar = path.with_suffix(".vtt")
+    staged_sidecar = sidecar.with_name(f".{sidecar.name}.partial")
+    staged_sidecar.write_text(
+        "WEBVTT\n\n" + "\n".join(f"{_stamp(start)} --> {_stamp(end)}\n{text}\n" for start, end, text in cues)
+    )
+    staged_sidecar.rename(sidecar)
+    staged = path.with_name(f".{path.name}.partial")
+    sf.write(staged, np.concatenate(parts), SAMPLE_RATE_HZ, format="WAV")
+    staged.rename(path)
+    return path
+
+
+def _stamp(seconds: float) -> str:
+    minutes, rest = divmod(seconds, 60)
+    return f"00:{int(minutes):02d}:{rest:06.3f}"

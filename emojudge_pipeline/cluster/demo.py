@@ -1,8 +1,10 @@
 """``make cluster-demo``: a real cluster on loopback in a temporary folder, two evaluation sets through it.
 
-PostgreSQL (Dagster's storage and the DuckLake catalog), Redis (Celery's broker) and two Celery workers, each its own
-process group, are started; this process registers the sets and runs ``materialize_eval_set`` for each through
-Dagster with the Celery executor, so every step runs on one of the workers. It prints one line::
+PostgreSQL (Dagster's storage, the DuckLake catalog and the judge journal), Redis (Celery's broker) and two Celery
+workers, each its own process group, are started; this process registers the sets and runs ``materialize_eval_set``
+for each through Dagster with the Celery executor, so every step runs on one of the workers. Then a real
+``dagster-daemon`` starts, a short episode is dropped into the inbox, and the daemon's inbox sensor registers it and
+launches its score run, whose steps run on the workers too. It prints one line::
 
     cluster: workers 2, steps worker-1 N worker-2 M, sets 2, rows lost 0, duplicate rows 0, paid calls repeated 0
 
@@ -17,8 +19,10 @@ import csv
 import importlib
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -37,8 +41,12 @@ DEMO_SETTINGS = {
     "EMOJUDGE_JUDGE_SLOTS": "1",
     "EMOJUDGE_JUDGE_MAX_CALLS": "8",
     "EMOJUDGE_LOG_LEVEL": "WARNING",
+    "EMOJUDGE_INBOX_SETTLE_S": "2",
 }
-"""What keeps the demo to a few minutes on 2 cores: librosa frames, short head training, a capped local judge."""
+"""What keeps the demo to a few minutes on 2 cores: librosa frames, short head training, a capped local judge, an
+inbox that takes a file once it held still for 2 s."""
+EPISODE_TIMEOUT_S = 900.0
+"""How long the demo waits for the daemon to pick the episode up and its run to end."""
 
 
 @dataclass
@@ -102,6 +110,47 @@ class Cluster:
             raise RuntimeError(f"cluster run of {name} failed: run {result.run_id}{_first_failure(result)}")
         return result.run_id
 
+    def score_through_daemon(self, episode: Path, timeout_s: float = EPISODE_TIMEOUT_S) -> tuple[str, str]:
+        """Drop ``episode`` (with its sidecar) into the inbox while a real ``dagster-daemon`` runs: its inbox sensor
+        registers the episode and launches the score job; the run id once that run succeeded.
+
+        Raises when the run fails or does not end within ``timeout_s``, in one line; the daemon is stopped either
+        way."""
+        import dagster as dg
+
+        from emojudge_models.episodes.ingest import episode_set_name
+        from emojudge_models.ingest.audio import file_sha256
+        from emojudge_pipeline.instance import instance
+
+        settings = self.settings()
+        name = episode_set_name(file_sha256(episode))
+        inst = instance(settings)
+        daemon = servers.start_daemon({**os.environ, **self.env}, self.root / "logs")
+        self.stack.callback(daemon.stop)
+        try:
+            settings.inbox_dir.mkdir(parents=True, exist_ok=True)
+            for path in (episode.with_suffix(".vtt"), episode):  # the sidecar first: the sensor reads it with the audio
+                if path.exists():
+                    shutil.copyfile(path, settings.inbox_dir / f".{path.name}.partial")
+                    os.replace(settings.inbox_dir / f".{path.name}.partial", settings.inbox_dir / path.name)
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                if not daemon.alive():
+                    raise RuntimeError(f"dagster-daemon exited ({daemon.process.returncode}): {daemon.tail(500)}")
+                runs = inst.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": name}), limit=1)
+                if runs and runs[0].is_finished:
+                    break
+                time.sleep(2.0)
+            else:
+                raise RuntimeError(f"the daemon did not score episode {name} within {timeout_s:.0f} s")
+        finally:
+            daemon.stop()
+        if runs[0].status != dg.DagsterRunStatus.SUCCESS:
+            raise RuntimeError(
+                f"daemon run of episode {name} failed: run {runs[0].run_id}{_first_run_failure(inst, runs[0].run_id)}"
+            )
+        return name, runs[0].run_id
+
     def steps_per_worker(self, run_ids: list[str]) -> dict[str, int]:
         """Steps each worker started in ``run_ids`` (a step redelivered after a kill counts on both)."""
         import dagster as dg
@@ -121,6 +170,20 @@ class Cluster:
 def _first_failure(result) -> str:
     """``, step S: error`` (the root cause's first line) for the first failed step of an ``execute_job`` result."""
     for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        while error is not None and error.cause is not None:
+            error = error.cause
+        lines = error.message.strip().splitlines() if error is not None else []
+        return f", step {event.step_key}: {lines[0] if lines else 'failed'}"
+    return ""
+
+
+def _first_run_failure(inst, run_id: str) -> str:
+    """``, step S: error`` of a run's first failed step, read from its event log (a daemon's run)."""
+    import dagster as dg
+
+    for record in inst.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records:
+        event = record.event_log_entry.dagster_event
         error = event.step_failure_data.error
         while error is not None and error.cause is not None:
             error = error.cause
@@ -202,12 +265,31 @@ def summary_line(steps: Mapping[str, int], sets: int, lost: int, duplicates: int
     )
 
 
+def episode_line(home: Path, name: str, run_id: str, speakers: int) -> str:
+    """What became of the inbox episode of ``speakers`` voices: its state, segments and the speakers found, and the
+    daemon's run that scored it."""
+    from emojudge_models.episodes.inbox import inbox_episodes
+    from emojudge_models.store import warehouse
+
+    with warehouse.connect(home, read_only=True) as con:
+        episodes = inbox_episodes(con).set_index("name")
+    row = episodes.loc[name]
+    if row.state != "scored":
+        raise RuntimeError(f"episode {name} is {row.state} after the daemon's run {run_id}: {row.reason}")
+    return (
+        f"episode {name}: dropped into the inbox, scored by the daemon's run {run_id} on the workers: "
+        f"segments {row.segments}, speakers found {row.speakers} of {speakers}"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
-    from emojudge_models.ingest.demo_corpus import write_demo_corpus
+    from emojudge_models.ingest.demo_corpus import write_demo_corpus, write_demo_episode
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, lake data)")
     args = parser.parse_args(argv)
+    # a SIGTERM (make interrupted, a CI timeout) unwinds like Ctrl-C: every server stopped, the temporary folders gone
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     root = Path(tempfile.mkdtemp(prefix="emojudge-cluster-"))
     os.chmod(root, 0o755)
     try:
@@ -218,10 +300,17 @@ def main(argv: list[str] | None = None) -> None:
             for name, (path, train) in sets.items():
                 running.add_eval_set(name, path)
                 runs.append(running.materialize(name, train))
+            voices = ("spk5", "spk6")
+            episode, episode_run = running.score_through_daemon(
+                write_demo_episode(manifest, root / "episode" / "demo-episode.wav", voices)
+            )
             found = audit(running.home, {name: path for name, (path, _) in sets.items()})
-            print(summary_line(running.steps_per_worker(runs), len(sets), *found), flush=True)
+            print(summary_line(running.steps_per_worker([*runs, episode_run]), len(sets), *found), flush=True)
+            print(episode_line(running.home, episode, episode_run, len(voices)), flush=True)
             if args.keep:
                 print(f"kept {root}; the lake: {running.env['EMOJUDGE_LAKE_CATALOG']}")
+    except RuntimeError as error:  # a failed run, a server that would not start: one line (the logs stay with --keep)
+        raise SystemExit(f"cluster-demo: {error}") from None
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

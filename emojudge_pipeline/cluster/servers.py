@@ -246,3 +246,11 @@ def start_worker(name: str, env: dict[str, str], log_dir: Path) -> Server:
     server = start(name, argv, log_dir / f"{name}.log", env=env)
     _wait(server, lambda: " ready." in server.tail(20_000), "ready")
     return server
+
+
+def start_daemon(env: dict[str, str], log_dir: Path) -> Server:
+    """A real ``dagster-daemon`` on the cluster's instance (its sensors, schedules and run queue), loading this
+    project's code location; its runs' steps go wherever the executor setting sends them."""
+    argv = [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-m", "emojudge_pipeline.definitions"]
+    log_dir.mkdir(parents=True, exist_ok=True)
+    return start("dagster-daemon", argv, log_dir / "dagster-daemon.log", env=env)

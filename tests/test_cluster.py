@@ -250,6 +250,55 @@ def replace_repeatedly(found: lake.Lake, eval_set: str, rounds: int, rows: int) 
     return exact
 
 
+PROMPTS = [f"prompt-{index:04d}" for index in range(400)]
+
+
+def judge_on_host(conninfo: str, host: str, seed: int) -> list[str]:
+    """A judge on ``host``: claim the prompts in its own order, ten at a time, and answer every one it got."""
+
+    journal = JudgeJournal(conninfo, owner=f"run-on-{host}")
+    journal.host = host
+    order = PROMPTS[:]
+    random.Random(seed).shuffle(order)
+    answered = []
+    with journal.heartbeat():
+        for start in range(0, len(order), 10):
+            for custom_id in journal.claim(order[start : start + 10]).mine:
+                journal.record("cluster-set", {"custom_id": custom_id, "host": host}, final=True)
+                answered.append(custom_id)
+    return answered
+
+
+def test_judge_claims_hold_across_hosts(catalog) -> None:
+    """The cluster's judge journal is in PostgreSQL (the lake's catalog database): two hosts judging the same prompts
+    at once answer each exactly once, and an answer given on one host is what the other gets."""
+    _, found = catalog
+    settings = Settings.from_env({"EMOJUDGE_WAREHOUSE": "ducklake", "EMOJUDGE_LAKE_CATALOG": found.catalog})
+    assert journal_location(settings) == found.catalog
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        pending = [pool.apply_async(judge_on_host, (found.catalog, f"host-{index}", index)) for index in (1, 2)]
+        answered = [result.get(timeout=300) for result in pending]
+    assert all(answered), "one host answered nothing: the race was not run"
+    assert sorted(answered[0] + answered[1]) == PROMPTS
+    late = JudgeJournal(found.catalog, owner="run-late")
+    claims = late.claim(PROMPTS)
+    assert claims.mine == [] and len(claims.answered) == len(PROMPTS)
+    assert {row["host"] for row in claims.answered.values()} == {"host-1", "host-2"}
+    assert len(late.unstored("cluster-set")) == len(PROMPTS)
+
+
+def test_a_judge_claim_on_another_host_holds_for_its_lease_across_a_catalog_restart(catalog) -> None:
+    postgres, found = catalog
+    holder = JudgeJournal(found.catalog, owner="run-holder", lease_s=2.0)
+    holder.host = "worker-gone"  # on another host: only the lease speaks for it
+    assert holder.claim(["held-prompt"]).mine == ["held-prompt"]
+    postgres.restart()
+    other = JudgeJournal(found.catalog, owner="run-other")
+    assert other.claim(["held-prompt"]).held == {"held-prompt": "run-holder"}
+    time.sleep(2.2)
+    assert other.claim(["held-prompt"]).mine == ["held-prompt"]
+
+
 def test_two_processes_replacing_partitions_of_one_table_lose_and_duplicate_nothing(catalog) -> None:
     _, found = catalog
     sets = ("set-a", "set-b")
@@ -303,52 +352,3 @@ def test_lake_write_survives_catalog_restart(catalog) -> None:
         release.set()
         server.join(timeout=60)
     assert sorted(row[0] for row in ids) == sorted(frame["utterance_id"])
-
-
-PROMPTS = [f"prompt-{index:04d}" for index in range(400)]
-
-
-def judge_on_host(conninfo: str, host: str, seed: int) -> list[str]:
-    """A judge on ``host``: claim the prompts in its own order, ten at a time, and answer every one it got."""
-
-    journal = JudgeJournal(conninfo, owner=f"run-on-{host}")
-    journal.host = host
-    order = PROMPTS[:]
-    random.Random(seed).shuffle(order)
-    answered = []
-    with journal.heartbeat():
-        for start in range(0, len(order), 10):
-            for custom_id in journal.claim(order[start : start + 10]).mine:
-                journal.record("cluster-set", {"custom_id": custom_id, "host": host}, final=True)
-                answered.append(custom_id)
-    return answered
-
-
-def test_judge_claims_hold_across_hosts(catalog) -> None:
-    """The cluster's judge journal is in PostgreSQL (the lake's catalog database): two hosts judging the same prompts
-    at once answer each exactly once, and an answer given on one host is what the other gets."""
-    _, found = catalog
-    settings = Settings.from_env({"EMOJUDGE_WAREHOUSE": "ducklake", "EMOJUDGE_LAKE_CATALOG": found.catalog})
-    assert journal_location(settings) == found.catalog
-    with multiprocessing.get_context("spawn").Pool(2) as pool:
-        pending = [pool.apply_async(judge_on_host, (found.catalog, f"host-{index}", index)) for index in (1, 2)]
-        answered = [result.get(timeout=300) for result in pending]
-    assert all(answered), "one host answered nothing: the race was not run"
-    assert sorted(answered[0] + answered[1]) == PROMPTS
-    late = JudgeJournal(found.catalog, owner="run-late")
-    claims = late.claim(PROMPTS)
-    assert claims.mine == [] and len(claims.answered) == len(PROMPTS)
-    assert {row["host"] for row in claims.answered.values()} == {"host-1", "host-2"}
-    assert len(late.unstored("cluster-set")) == len(PROMPTS)
-
-
-def test_a_judge_claim_on_another_host_holds_for_its_lease_across_a_catalog_restart(catalog) -> None:
-    postgres, found = catalog
-    holder = JudgeJournal(found.catalog, owner="run-holder", lease_s=2.0)
-    holder.host = "worker-gone"  # on another host: only the lease speaks for it
-    assert holder.claim(["held-prompt"]).mine == ["held-prompt"]
-    postgres.restart()
-    other = JudgeJournal(found.catalog, owner="run-other")
-    assert other.claim(["held-prompt"]).held == {"held-prompt": "run-holder"}
-    time.sleep(2.2)
-    assert other.claim(["held-prompt"]).mine == ["held-prompt"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ def test_the_demo_episode_holds_two_speakers_turns_with_their_captions(tmp_path:
     assert rate == 16_000 and wave.ndim == 1
     assert len(cues) == 12 and all(cue.text in transcripts for cue in cues)
     assert cues[-1].end_s < len(wave) / rate
-    for cue, after in zip(cues, cues[1:], strict=False):
+    for cue, after in itertools.pairwise(cues):
         inside = wave[int(cue.start_s * rate) : int(cue.end_s * rate)]
         gap = wave[int(cue.end_s * rate) + 80 : int(after.start_s * rate) - 80]
         assert np.sqrt(np.mean(inside**2)) > 0.01 and not np.any(gap), cue

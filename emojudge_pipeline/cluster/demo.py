@@ -167,29 +167,28 @@ class Cluster:
         return dict(counts)
 
 
-def _first_failure(result) -> str:
-    """``, step S: error`` (the root cause's first line) for the first failed step of an ``execute_job`` result."""
-    for event in result.get_step_failure_events():
+def _failure_line(events) -> str:
+    """``, step S: error`` (the root cause's first line) for the first of some step-failure events; '' for none."""
+    for event in events:
         error = event.step_failure_data.error
         while error is not None and error.cause is not None:
             error = error.cause
         lines = error.message.strip().splitlines() if error is not None else []
         return f", step {event.step_key}: {lines[0] if lines else 'failed'}"
     return ""
+
+
+def _first_failure(result) -> str:
+    """The first failed step of an ``execute_job`` result, as :func:`_failure_line`."""
+    return _failure_line(result.get_step_failure_events())
 
 
 def _first_run_failure(inst, run_id: str) -> str:
-    """``, step S: error`` of a run's first failed step, read from its event log (a daemon's run)."""
+    """The first failed step of a run, read from its event log (a daemon's run), as :func:`_failure_line`."""
     import dagster as dg
 
-    for record in inst.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records:
-        event = record.event_log_entry.dagster_event
-        error = event.step_failure_data.error
-        while error is not None and error.cause is not None:
-            error = error.cause
-        lines = error.message.strip().splitlines() if error is not None else []
-        return f", step {event.step_key}: {lines[0] if lines else 'failed'}"
-    return ""
+    records = inst.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
+    return _failure_line(record.event_log_entry.dagster_event for record in records)
 
 
 @contextmanager

@@ -29,10 +29,11 @@ INBOX_LOCK_WAIT_S = 20.0
     "does not know yet (e.g. registered against another Dagster instance or by SQL).",
 )
 def eval_set_registry_sensor(context: dg.SensorEvaluationContext, warehouse_db: WarehouseResource):
-    if not warehouse_db.path.exists():
-        return dg.SkipReason(f"no warehouse at {warehouse_db.path} yet")
-    with warehouse_db.connect(read_only=True) as con:
-        names = [row[0] for row in con.execute(warehouse.sql_text("ingest/eval_set_names.sql")).fetchall()]
+    try:
+        with warehouse_db.connect(read_only=True) as con:
+            names = [row[0] for row in con.execute(warehouse.sql_text("ingest/eval_set_names.sql")).fetchall()]
+    except FileNotFoundError as missing:
+        return dg.SkipReason(str(missing))
     known = set(context.instance.get_dynamic_partitions(EVAL_SETS_PARTITION))
     missing = [name for name in names if name not in known]
     if not missing:
@@ -91,12 +92,14 @@ def inbox_sensor(context: dg.SensorEvaluationContext, warehouse_db: WarehouseRes
 
 
 def _stale_requests(warehouse_db: WarehouseResource, keyed: bool) -> list[dg.RunRequest] | dg.SkipReason:
-    """A run request per episode scored by an older model; ``keyed``: once per episode and set of latest models."""
-    if not warehouse_db.path.exists():
-        return dg.SkipReason(f"no warehouse at {warehouse_db.path} yet")
-    with warehouse_db.connect(read_only=True) as con:
-        stale = stale_episodes(con)
-        latest = con.execute(warehouse.sql_text("episodes/latest_model_keys.sql")).fetchall()
+    """A run request per episode scored by an older model; ``keyed``: once per episode and set of latest models.
+    Whatever the warehouse is (the file, or a cluster's lake, where no file exists), a missing one is a skip."""
+    try:
+        with warehouse_db.connect(read_only=True) as con:
+            stale = stale_episodes(con)
+            latest = con.execute(warehouse.sql_text("episodes/latest_model_keys.sql")).fetchall()
+    except FileNotFoundError as missing:
+        return dg.SkipReason(str(missing))
     if not stale:
         return dg.SkipReason("every episode was scored by the latest registered models")
     models = hashlib.sha256(repr(latest).encode()).hexdigest()[:16]

@@ -30,10 +30,11 @@ from tiny_models import demo_training_env
 from emojudge_models.judge.journal import JudgeJournal, journal_location
 from emojudge_models.settings import Settings
 from emojudge_models.store import lake, warehouse
-from emojudge_pipeline import cli
+from emojudge_pipeline import cli, sensors
 from emojudge_pipeline.cluster import servers
 from emojudge_pipeline.cluster.audit import audit
 from emojudge_pipeline.cluster.demo import cluster, second_set
+from emojudge_pipeline.resources import WarehouseResource
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 if servers.postgres_bin() is None or shutil.which("redis-server") is None:
@@ -248,6 +249,44 @@ def replace_repeatedly(found: lake.Lake, eval_set: str, rounds: int, rows: int) 
             ids = con.execute("SELECT utterance_id FROM predictions WHERE eval_set = ?", [eval_set]).fetchall()
         exact += sorted(row[0] for row in ids) == sorted(frame["utterance_id"])
     return exact
+
+
+def test_rescoring_reads_the_lake(catalog, tmp_path: Path) -> None:
+    """On a cluster there is no warehouse file: the daemon's rescore sensor and schedule read the lake, and request
+    the episode scored by an older model (once per set of latest models), not the one scored by the newest."""
+    _, found = catalog
+    home = tmp_path / "home"
+    lake.register(home, found)
+    resource = WarehouseResource(home=str(home))
+    try:
+        with lake.connect(found) as con:
+            con.execute(
+                "INSERT INTO eval_sets (name, format, path) VALUES "
+                "('ep-stale', 'episode', '/inbox/a.mp3'), ('ep-fresh', 'episode', '/inbox/b.mp3')"
+            )
+            for key, created in (("model-old", "2026-01-01"), ("model-new", "2026-02-01")):
+                con.execute(
+                    "INSERT INTO model_registry (model_key, kind, task, train_eval_sets, hyperparameters, "
+                    "dev_metric_name, path, run_id, created_at, trained_on) VALUES "
+                    "(?, 'audio_head', 'categorical', ['train'], '{}', 'f1_macro', '/m', 'r', ?, 'sets:train')",
+                    [key, created],
+                )
+            con.execute(
+                "INSERT INTO logits (eval_set, utterance_id, modality, task, model_key, logits, run_id) VALUES "
+                "('ep-stale', 'u1', 'audio', 'categorical', 'model-old', [0.0], 'r'), "
+                "('ep-fresh', 'u1', 'audio', 'categorical', 'model-new', [0.0], 'r')"
+            )
+        assert not resource.path.exists()
+        keyed = sensors._stale_requests(resource, keyed=True)
+        assert [request.partition_key for request in keyed] == ["ep-stale"]
+        assert keyed[0].run_key.startswith("ep-stale:")
+        assert [request.run_key for request in sensors._stale_requests(resource, keyed=False)] == [None]
+    finally:
+        with lake.connect(found) as con:
+            con.execute("DELETE FROM logits WHERE eval_set IN ('ep-stale', 'ep-fresh')")
+            con.execute("DELETE FROM model_registry WHERE model_key IN ('model-old', 'model-new')")
+            con.execute("DELETE FROM eval_sets WHERE name IN ('ep-stale', 'ep-fresh')")
+        lake.register(home, None)
 
 
 PROMPTS = [f"prompt-{index:04d}" for index in range(400)]

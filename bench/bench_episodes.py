@@ -1,6 +1,7 @@
 """Episodes that tell the truth (issue 32): speakers and emotions of built episodes, scored as the inbox scores them.
 
 Usage: python bench/bench_episodes.py [--quick] [--long] [--seeds 2] [--diarize-only] [--no-ami] [--work DIR]
+       [--models trained|recipe]
 
 1. **Folds of speakers.** RAVDESS actors 01-12 (``../shared/data/ravdess-dev``) in two speaker-grouped folds: fold A
    holds out actors 01-06, fold B actors 07-12. For each fold the default local profile is trained on the other six
@@ -22,6 +23,10 @@ Usage: python bench/bench_episodes.py [--quick] [--long] [--seeds 2] [--diarize-
 5. **AMI** excerpts beside (``../shared/data/ami-debug``): speakers found against the reference, frame ARI, reference
    speech inside segments, the episode path's defaults, no count given.
 
+``--models recipe`` scores with the shipped model's recipe instead (models/shipped_recipe.py: clips and their speech
+copies, C by grouped CV), trained by ``bench/train_shipped_model.py`` on the fold's training actors alone into a
+folder the fold's home reads as ``EMOJUDGE_SHIPPED_MODELS``; nothing is trained in the home: what a user who trains
+nothing gets, on voices the model never heard.
 ``--quick`` is fold A only with four 2-minute episodes (both regimes, MP3 and WAV, 3 and 5 speakers): a few minutes.
 ``--diarize-only`` skips training and scoring: segments and speakers only, in this process (``segment_and_diarize``
 as ingest calls it), for every fold. ``--long`` adds one 60-minute episode per fold.
@@ -323,14 +328,16 @@ def fold_manifest(folder: Path, data: Path, actors: tuple[str, ...]) -> Path:
     return manifest
 
 
-def child_train(train_manifest: str, test_manifest: str) -> dict:
-    """Train on the training actors' set, then score the held-out actors' isolated clips without training."""
+def child_train(train_manifest: str, test_manifest: str, models: str) -> dict:
+    """Train on the training actors' set (``models`` "trained"; "recipe": nothing to train, the shipped-models folder
+    holds the fold's model), then score the held-out actors' isolated clips without training."""
     from emojudge_models.settings import Settings
     from emojudge_models.store import warehouse
 
     started = time.perf_counter()
-    _cli(["eval-set", "add", "train", train_manifest, "--format", "manifest"])
-    _cli(["materialize", "train"])
+    if models == "trained":
+        _cli(["eval-set", "add", "train", train_manifest, "--format", "manifest"])
+        _cli(["materialize", "train"])
     trained_s = time.perf_counter() - started
     _cli(["eval-set", "add", "heldout", test_manifest, "--format", "manifest"])
     _cli(["materialize", "heldout", "--no-train"])
@@ -431,6 +438,12 @@ def main() -> None:
     parser.add_argument("--no-ami", action="store_true", help="skip the AMI excerpts")
     parser.add_argument("--work", type=Path, default=None, help="work folder (fold homes are reused from it)")
     parser.add_argument("--data", type=Path, default=RAVDESS, help="RAVDESS folder with manifest.csv")
+    parser.add_argument(
+        "--models",
+        choices=("trained", "recipe"),
+        default="trained",
+        help="trained: the pipeline's models trained on the fold; recipe: the shipped recipe trained on the fold",
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -449,7 +462,7 @@ def main() -> None:
         flush=True,
     )
     rows, isolated_f1 = [], {}
-    scorer = None if args.diarize_only else _FoldScorer(work, args.data)
+    scorer = None if args.diarize_only else _FoldScorer(work, args.data, args.models)
     for spec in specs:
         path, reference = build(spec, work, args.data)
         if scorer is None:
@@ -491,18 +504,20 @@ def main() -> None:
 class _FoldScorer:
     """Each fold's home, trained once on the other actors (reused from ``work`` when present), scoring episodes."""
 
-    def __init__(self, work: Path, data: Path) -> None:
-        self.work, self.data = work, data
+    def __init__(self, work: Path, data: Path, models: str) -> None:
+        self.work, self.data, self.models = work, data, models
         self.isolated: dict[str, list] = {}
 
     def _env(self, fold: str) -> dict[str, str]:
-        home = self.work / f"home-{fold}"
+        home = self.work / f"home-{self.models}-{fold}"
+        shipped = {"EMOJUDGE_SHIPPED_MODELS": str(self._recipe(fold))} if self.models == "recipe" else {}
         return {
+            **shipped,
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
             "EMOJUDGE_HOME": str(home),
             "DAGSTER_HOME": str(home / "dagster"),
-            "EMOJUDGE_INBOX": str(self.work / f"inbox-{fold}"),
+            "EMOJUDGE_INBOX": str(self.work / f"inbox-{self.models}-{fold}"),
             "EMOJUDGE_TRAIN_SETS": "train",
             "EMOJUDGE_JUDGE": "openai-chat",
             "EMOJUDGE_JUDGE_BASE_URL": self._api().base_url,
@@ -516,16 +531,29 @@ class _FoldScorer:
 
         return FakeOpenAIServer(max_lifetime_s=7200).__enter__()
 
+    def _training_actors(self, fold: str) -> tuple[str, ...]:
+        return tuple(a for actors in FOLDS.values() for a in actors if a not in FOLDS[fold])
+
+    @functools.cache  # noqa: B019  (one scorer per run)
+    def _recipe(self, fold: str) -> Path:
+        """The fold's shipped-models folder: the recipe trained on the fold's training actors alone."""
+        from train_shipped_model import build
+
+        folder = self.work / f"shipped-{fold}"
+        name = "ravdess-whisper-base-logreg"
+        if not (folder / name / "model.safetensors").is_file():
+            actors = [actor.removeprefix("ravdess_actor") for actor in self._training_actors(fold)]
+            build(self.data, self.work / "frames", name, folder / name, actors)
+        return folder
+
     def _trained(self, fold: str) -> dict[str, str]:
         env = self._env(fold)
         if fold not in self.isolated:
-            cache = self.work / f"isolated-{fold}.json"
+            cache = self.work / f"isolated-{self.models}-{fold}.json"
             if not cache.is_file():
-                held = FOLDS[fold]
-                others = tuple(a for actors in FOLDS.values() for a in actors if a not in held)
-                train = fold_manifest(self.work / f"corpus-{fold}-train", self.data, others)
-                test = fold_manifest(self.work / f"corpus-{fold}-heldout", self.data, held)
-                result = _child(["train", str(train), str(test)], env)
+                train = fold_manifest(self.work / f"corpus-{fold}-train", self.data, self._training_actors(fold))
+                test = fold_manifest(self.work / f"corpus-{fold}-heldout", self.data, FOLDS[fold])
+                result = _child(["train", str(train), str(test), self.models], env)
                 print(f"fold {fold}: trained in {result['train_s']:.0f} s", flush=True)
                 cache.write_text(json.dumps(result["isolated"]))
             self.isolated[fold] = json.loads(cache.read_text())

@@ -1,8 +1,9 @@
 """Rebuild the shipped audio model from the shared RAVDESS actors 01-12 (read by path; no clip enters the repository).
 
-Encodes every clip with the local profile's audio encoder (Whisper base CTranslate2, clip windows), trains the
-recipe of emojudge_models/models/shipped_recipe.py (per-speaker normalised mean+std, logistic regression, C by
-speaker-grouped CV, refitted on all 12 actors), measures the recipe under nested speaker-grouped CV, and writes
+Encodes every clip, and its speech copy (the clip trimmed of its silence), with the local profile's audio encoder
+(Whisper base CTranslate2, clip windows), trains the recipe of emojudge_models/models/shipped_recipe.py
+(per-speaker normalised mean+std, logistic regression on clips and speech copies, C by speaker-grouped CV,
+refitted on all 12 actors), measures the recipe under nested speaker-grouped CV, and writes
 ``emojudge_models/models/shipped/<name>/`` (config.json, model.safetensors, figures.json, MODEL_CARD.md).
 
 Run by hand: ``python bench/train_shipped_model.py [--data ../shared/data/ravdess-dev] [--name NAME]``; ``--name
@@ -45,13 +46,19 @@ ENCODERS = {
 (bench/RESULTS.md, "Shipped model levers")."""
 
 
-def encode(data: Path, cache: Path, config: dict = PROFILES["local"].audio_encoder) -> tuple[list[dict], list, dict]:
-    """Manifest rows and each clip's encoder frames (cached in ``cache`` by the clips' hashes and the spec)."""
+def encode(
+    data: Path, cache: Path, config: dict = PROFILES["local"].audio_encoder, speech_copies: bool = False
+) -> tuple[list[dict], list, dict]:
+    """Manifest rows and each clip's encoder frames, or its speech copy's (``shipped_recipe.speech_copy``), cached
+    in ``cache`` by the clips' hashes, the spec and the copy rule."""
     rows = list(csv.DictReader((data / "manifest.csv").open()))
     encoder = build_audio_encoder(config, device="cpu")
-    path = cache / f"frames-{encoder_key(encoder.spec)}-{encoder_key([r['sha256'] for r in rows])}.npz"
+    copy = f"speech-{shipped_recipe.TRIM_TOP_DB:g}dB-" if speech_copies else ""
+    path = cache / f"frames-{copy}{encoder_key(encoder.spec)}-{encoder_key([r['sha256'] for r in rows])}.npz"
     if not path.exists():
         waves = [load_wave(data / row["path"]) for row in rows]
+        if speech_copies:
+            waves = [shipped_recipe.speech_copy(wave) for wave in waves]
         frames = [f for start in range(0, len(waves), 16) for f in encoder.encode_batch(waves[start : start + 16])]
         cache.mkdir(parents=True, exist_ok=True)
         np.savez(path, frames=np.concatenate(frames), lengths=[len(f) for f in frames])
@@ -66,15 +73,42 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/emojudge-shipped-cache"))
     parser.add_argument("--name", choices=ENCODERS, default=next(iter(ENCODERS)))
+    parser.add_argument(
+        "--actors", default="", help="comma-separated actor numbers to train on (e.g. 07,08,09); default: all"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="the folder of shipped models to write into (EMOJUDGE_SHIPPED_MODELS); default: the package's",
+    )
     args = parser.parse_args()
-    out = shipped.SHIPPED_ROOT / args.name
+    build(
+        args.data,
+        args.cache,
+        args.name,
+        (args.out or shipped.SHIPPED_ROOT) / args.name,
+        args.actors.split(",") if args.actors else None,
+    )
+
+
+def build(data: Path, cache: Path, name: str, out: Path, actors: list[str] | None = None) -> dict:
+    """Train shipped model ``name`` on ``actors`` (numbers; None: all), measure it, write its folder ``out``."""
     started = time.perf_counter()
-    rows, frames, spec = encode(args.data, args.cache, ENCODERS[args.name])
+    rows, frames, spec = encode(data, cache, ENCODERS[name])
+    _, speech_frames, _ = encode(data, cache, ENCODERS[name], speech_copies=True)
+    if actors is not None:
+        keep = [i for i, row in enumerate(rows) if row["speaker_id"].removeprefix("ravdess_actor") in actors]
+        rows, frames, speech_frames = (
+            [rows[i] for i in keep],
+            [frames[i] for i in keep],
+            [speech_frames[i] for i in keep],
+        )
     y = np.array([emotion_index(row["emotion"]) for row in rows])
     speakers = np.array([row["speaker_id"] for row in rows])
-    nested = shipped_recipe.nested_evaluation(frames, y, speakers)
+    nested = shipped_recipe.nested_evaluation(frames, y, speakers, speech_frames)
     x = shipped_recipe.normalised_stats(frames, speakers)
-    fit = shipped_recipe.train(x, y, speakers)
+    copies = shipped_recipe.normalised_stats(speech_frames, speakers)
+    fit = shipped_recipe.train(*shipped_recipe.with_copies(x, copies, y, speakers))
     figures = {
         "nested_speaker_grouped_cv": nested.summary(),
         "cv_scores_by_C": {str(c): round(v, 4) for c, v in fit.cv_scores.items()},
@@ -85,14 +119,16 @@ def main() -> None:
         "measured": f"{date.today()}, {platform.machine()}, {os.cpu_count()} CPUs, "
         f"{time.perf_counter() - started:.0f} s wall",
     }
+    trained_on = TRAINED_ON if actors is None else f"shipped:ravdess-actors-{'-'.join(sorted(actors))}"
     metadata = shipped.model_metadata(
-        args.name, TRAINED_ON, spec, fit.model, shipped_recipe.RECIPE_VERSION, round(fit.cv_scores[fit.C], 4)
+        name, trained_on, spec, fit.model, shipped_recipe.RECIPE_VERSION, round(fit.cv_scores[fit.C], 4)
     )
     save_checkpoint(fit.model, metadata, out)
     (out / shipped.FIGURES_FILE).write_text(json.dumps(figures, indent=2) + "\n")
     (out / shipped.CARD_FILE).write_text(shipped.model_card(metadata, figures))
     print(json.dumps({k: v for k, v in figures.items() if k != "speakers"}, indent=2))
     print(f"wrote {out}")
+    return figures
 
 
 if __name__ == "__main__":

@@ -260,6 +260,12 @@ class Settings(BaseModel):
         "else the shipped real-speech ones (emojudge_models/models/selection.py)",
         "0",
     )
+    shipped_models: Path | None = _setting(
+        None,
+        "a folder of pretrained audio models that score sets nobody trained models for, in place of the package's "
+        "(one checkpoint folder each, as bench/train_shipped_model.py --out writes)",
+        "emojudge_models/models/shipped",
+    )
     judge: JudgeBackend | None = _setting(None, "local, openai-chat or openai-batch", "profile's")
     judge_model: str = _setting("", "judge model id", "backend's")
     judge_base_url: HttpUrl = _setting("", "endpoint for openai-chat / openai-batch", "(OpenAI)")
@@ -361,7 +367,7 @@ class Settings(BaseModel):
         "exceed the longest step",
     )
 
-    @field_validator("home", "dagster_home", "demo_data", "inbox", "llama_server", "lake_data")
+    @field_validator("home", "dagster_home", "demo_data", "inbox", "llama_server", "lake_data", "shipped_models")
     @classmethod
     def _absolute(cls, value: Path | None, info) -> Path | None:
         if value is None:
@@ -369,6 +375,8 @@ class Settings(BaseModel):
         value = value.expanduser().resolve()
         if info.field_name in FOLDERS and (cause := not_a_folder(value)):
             raise ValueError(cause)
+        if info.field_name == "shipped_models" and not value.is_dir():
+            raise ValueError("no such folder")
         return value
 
     @field_validator("audio_encoder", "text_encoder")

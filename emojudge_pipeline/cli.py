@@ -123,13 +123,13 @@ def own_audio_lines(settings: Settings) -> list[str]:
     """What scores a newcomer's own audio after the demo, and the two commands that do it."""
     import json
 
-    from emojudge_models.models.shipped import shipped_for
+    from emojudge_models.models.shipped import SHIPPED_ROOT, shipped_for
     from emojudge_models.store import warehouse
 
     with warehouse.connect(settings.home, read_only=True) as con:
         key = warehouse.scalar(con, "features/partition_encoder_key.sql", ["demo", "audio"])
         spec = json.loads(warehouse.scalar(con, "features/encoder_spec.sql", [key]) or "{}") if key else {}
-    shipped = shipped_for("audio", "categorical", spec)
+    shipped = shipped_for("audio", "categorical", spec, settings.shipped_models or SHIPPED_ROOT)
     if settings.demo_data is not None or settings.use_demo_models:
         why = "EMOJUDGE_USE_DEMO_MODELS=1" if settings.use_demo_models else f"trained on {settings.demo_data}"
         scorer = f"the models trained by this demo ({why})"

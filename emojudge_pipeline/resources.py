@@ -158,7 +158,15 @@ class ModelsResource(dg.ConfigurableResource):
     write_workers: Workers | None = setting("write_workers")
     max_failed_share: UnitInterval = setting("max_failed_share")
     use_demo_models: bool = setting("use_demo_models")
+    shipped_models: str = Field("", description=describe("shipped_models"))
     seed: int = 13
+
+    @property
+    def shipped_root(self) -> Path:
+        """Where the shipped models that may score a set are: EMOJUDGE_SHIPPED_MODELS, else the package's."""
+        from emojudge_models.models.shipped import SHIPPED_ROOT
+
+        return Path(self.shipped_models) if self.shipped_models else SHIPPED_ROOT
 
     def resolved(self) -> Profile:
         return resolve(self.profile, self.audio_encoder, self.text_encoder, self.text_training)
@@ -196,7 +204,12 @@ def _cached_text_encoder(config_json: str, device: str) -> TextEncoder:
 
 
 def default_models(settings: Settings) -> ModelsResource:
-    return from_settings(ModelsResource, settings, text_training=settings.text_training or "")
+    return from_settings(
+        ModelsResource,
+        settings,
+        text_training=settings.text_training or "",
+        shipped_models=str(settings.shipped_models or ""),
+    )
 
 
 class JudgeResource(dg.ConfigurableResource):

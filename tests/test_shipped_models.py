@@ -13,15 +13,16 @@ import pandas as pd
 import pytest
 import torch
 
+from emojudge_models.evaluation.metrics import f1_macro_of_indices
 from emojudge_models.features.speaker_norm import SpeakerNormaliser
 from emojudge_models.models import registry, shipped_recipe
-from emojudge_models.models.checkpoints import save_checkpoint
+from emojudge_models.models.checkpoints import read_checkpoint_config, save_checkpoint
 from emojudge_models.models.linear_probe import LinearProbeConfig, LinearProbeModel
 from emojudge_models.models.predict import predict_audio
 from emojudge_models.models.registry import RegisteredModel
 from emojudge_models.models.selection import choose_fusion, choose_model, origin, synthetic_sets, trained_on
 from emojudge_models.models.shipped import encoder_identity, shipped_for, shipped_models
-from emojudge_models.settings import Settings
+from emojudge_models.settings import Settings, SettingsError
 from emojudge_models.store import warehouse
 from emojudge_pipeline import cli
 from emojudge_pipeline.assets.fusion import fused_predictions
@@ -35,6 +36,11 @@ BASE_MODEL = "ravdess-whisper-base-logreg"
 
 def _shipped(name: str = BASE_MODEL):
     return next(model for model in shipped_models() if model.name == name)
+
+
+def model_metadata_of(model) -> dict:
+    """A shipped model's config metadata, as bench/train_shipped_model.py wrote it."""
+    return read_checkpoint_config(model.path)["metadata"]
 
 
 def _model(key: str, trained: str | None, sets: list[str], inputs: list[str] | None = None) -> RegisteredModel:
@@ -126,6 +132,27 @@ def test_recipe_chooses_c_by_speaker_groups_and_its_numpy_scores_match_the_torch
     assert len(nested["folds"]) == 6 and nested["f1_macro_pooled"] > 0.8
 
 
+def test_speech_copies_teach_the_recipe_what_a_clip_without_its_silence_looks_like() -> None:
+    """Clips as recorded carry a class cue in their frames that their speech copies lack (the copies carry it in
+    other dimensions): trained on the clips alone the recipe cannot score held-out copies; trained with them it can,
+    and a clip and its copy are never on two sides of a fold."""
+    rng = np.random.default_rng(1)
+    speakers = np.repeat([f"s{i}" for i in range(6)], 12)
+    y = np.tile(np.arange(3), 24)
+    clips = [rng.normal(size=(10, 6)) + 3.0 * np.eye(6)[label] for label in y]
+    copies = [rng.normal(size=(6, 6)) + 3.0 * np.eye(6)[3 + label] for label in y]
+    without = shipped_recipe.nested_evaluation(clips, y, speakers).summary()
+    assert "f1_macro_pooled_speech_copies" not in without
+    summary = shipped_recipe.nested_evaluation(clips, y, speakers, copies).summary()
+    assert summary["f1_macro_pooled"] > 0.9 and summary["f1_macro_pooled_speech_copies"] > 0.9
+    x = shipped_recipe.normalised_stats(clips, speakers)
+    raw_only = shipped_recipe.train(x, y, speakers)
+    copies_x = shipped_recipe.normalised_stats(copies, speakers)
+    assert f1_macro_of_indices(y, shipped_recipe.predict_stats(raw_only.model, copies_x).argmax(axis=1)) < 0.6
+    rows = shipped_recipe.with_copies(x, copies_x, y, speakers)
+    assert [len(column) for column in rows] == [2 * len(y)] * 3 and (rows[2][len(y) :] == speakers).all()
+
+
 def _folder(tmp_path: Path, ravdess_dir: Path, actor: str = "01") -> Path:
     """A folder of one actor's 14 clips (a copy under tmp_path; no clip enters the repository)."""
     folder = tmp_path / "my-clips"
@@ -197,6 +224,19 @@ def test_fresh_home_scores_a_folder_with_the_shipped_model_and_demo_models_only_
     without = score(opt_in=False)
     assert {trained for trained, _ in without} == {SHIPPED_KEY} and len({label for _, label in without}) > 3
     assert score(opt_in=True) == {("synthetic:demo", "angry")}
+
+    # A folder of one's own pretrained models (EMOJUDGE_SHIPPED_MODELS) replaces the package's; a missing one is
+    # refused in one line.
+    own = LinearProbeModel(LinearProbeConfig(task="categorical", input_dim=512, C=1.0))
+    own.bias.copy_(torch.tensor([0, 5.0, 0, 0, 0, 0, 0, 0]))  # says "sad" to everything
+    metadata = {**model_metadata_of(model), "model_key": "my-probe", "trained_on": "shipped:my-voices"}
+    save_checkpoint(own, metadata, tmp_path / "my-models" / "my-probe")
+    monkeypatch.setenv("EMOJUDGE_SHIPPED_MODELS", str(tmp_path / "my-models"))
+    assert score(opt_in=False) == {("shipped:my-voices", "sad")}
+    monkeypatch.setenv("EMOJUDGE_SHIPPED_MODELS", str(tmp_path / "nowhere"))
+    with pytest.raises(SettingsError, match=r"EMOJUDGE_SHIPPED_MODELS: no such folder"):
+        Settings.from_env()
+    monkeypatch.delenv("EMOJUDGE_SHIPPED_MODELS")
 
     # What `make demo` ends with: the shipped model, its card, and the two commands for a folder of one's own.
     with warehouse.connect(emojudge_home) as con:

@@ -27,6 +27,7 @@ from emojudge_models.features.speaker_norm import MIN_SPEAKER_UTTERANCES
 from emojudge_models.models.checkpoints import CONFIG_FILE, WEIGHTS_FILE, read_checkpoint_config
 from emojudge_models.models.keys import model_key
 from emojudge_models.models.linear_probe import CODE_VERSION as LINEAR_PROBE_CODE_VERSION
+from emojudge_models.models.shipped_recipe import TRIM_TOP_DB
 
 SHIPPED_ROOT = Path(__file__).resolve().parent / "shipped"
 CARD_FILE = "MODEL_CARD.md"
@@ -144,6 +145,13 @@ def model_card(metadata: dict[str, Any], figures: dict[str, Any]) -> str:
     nested = figures["nested_speaker_grouped_cv"]
     folds = "; ".join(f"{'+'.join(f['test_speakers'])}: {f['f1_macro']:.3f} (C {f['C']:g})" for f in nested["folds"])
     low, high = nested["speaker_bootstrap_95"]
+    numbers = [speaker.removeprefix("ravdess_actor") for speaker in figures["speakers"]]
+    consecutive = [int(number) for number in numbers] == list(range(int(numbers[0]), int(numbers[0]) + len(numbers)))
+    actors = f"{numbers[0]}-{numbers[-1]}" if consecutive and len(numbers) > 2 else ", ".join(numbers)
+    n, groups = len(numbers), len(nested["folds"])
+    actors_option = "" if n == 12 else f" --actors {','.join(numbers)}"
+    speech = nested.get("f1_macro_pooled_speech_copies")
+    speech_copies = "not measured" if speech is None else f"{speech:.3f}"
     spec = json.dumps(encoder_identity(metadata["encoder_spec"]), sort_keys=True)
     if metadata["encoder_spec"].get("kind") == "concat":
         encoder_note = (
@@ -169,8 +177,8 @@ Attribution: Livingstone SR, Russo FA (2018) The Ryerson Audio-Visual Database o
 
 ## Training data
 
-RAVDESS speech, actors 01-12 (6 female, 6 male), repetition 1: {figures["clips"]} clips of acted North-American
-English, two fixed sentences, 24 per class. Classes present: {", ".join(figures["classes_trained"])}. RAVDESS "calm"
+RAVDESS speech, actors {actors}, repetition 1: {figures["clips"]} clips of acted North-American English, two
+fixed sentences. Classes present: {", ".join(figures["classes_trained"])}. RAVDESS "calm"
 is not used; contempt does not occur, so the model never predicts it (its logit is fixed at -30).
 
 ## What it expects
@@ -182,22 +190,27 @@ statistics, so score several clips together: a set of one clip normalises to not
 
 ## How it was trained
 
-`python bench/train_shipped_model.py --data ../shared/data/ravdess-dev --name {metadata["name"]}` rebuilds this
-folder from the clips (read by path, never copied). Recipe `{metadata["hyperparameters"]["recipe"]}`
+`python bench/train_shipped_model.py --data ../shared/data/ravdess-dev --name {metadata["name"]}{actors_option}`
+rebuilds this folder from the clips (read by path, never copied). Recipe `{metadata["hyperparameters"]["recipe"]}`
 (emojudge_models/models/shipped_recipe.py): per-speaker z-normalised frames, per-clip mean ++ std
-({2 * metadata["hyperparameters"]["input_dim"]} values), standardised, L2 logistic regression; C chosen
-from {{0.001, 0.01, 0.1, 1, 10}} by speaker-grouped CV over the 12 actors (6 groups of 2; F1-macro by C:
-{figures["cv_scores_by_C"]}), chosen C = {figures["C"]:g}, then refitted on all 168 clips.
+({2 * metadata["hyperparameters"]["input_dim"]} values), standardised, L2 logistic regression. Every clip trains
+twice: as recorded (about a second of silence around the speech) and as its speech copy (trimmed of leading and
+trailing silence, {TRIM_TOP_DB:g} dB under its peak, encoded on its own), so that speech cut from an episode,
+with little silence around it, is scored as well as a studio clip. C chosen from {{0.001, 0.01, 0.1, 1, 10}}
+by speaker-grouped CV over the {n} actors ({groups} groups, a clip and its copy always together; F1-macro by C:
+{figures["cv_scores_by_C"]}), chosen C = {figures["C"]:g}, then refitted on all {figures["clips"]} clips and
+their copies.
 
 ## Figures on unseen speakers (nested, speaker-grouped)
 
-Nested CV over actors 01-12: each group of 2 actors held out in turn, the whole recipe (C included, by grouped CV
-on the other 10 actors alone) run on the other 10 actors and scored once on the held-out 2:
+Nested CV over actors {actors}: each of {groups} groups of actors held out in turn, the whole recipe (C included,
+by grouped CV on the other actors alone) run on the other actors and scored once on the held-out group:
 
 | figure | value |
 |---|---|
 | F1-macro, mean of 6 outer folds | **{nested["f1_macro_mean_of_folds"]:.3f}** |
-| F1-macro, 168 held-out clips pooled | {nested["f1_macro_pooled"]:.3f} |
+| F1-macro, {figures["clips"]} held-out clips pooled | {nested["f1_macro_pooled"]:.3f} |
+| F1-macro pooled, the held-out clips trimmed of their silence (speech copies) | {speech_copies} |
 | speaker bootstrap 95% interval (pooled) | {low:.3f} - {high:.3f} |
 | accuracy, pooled | {nested["accuracy_pooled"]:.3f} |
 | F1-macro pooled, held-out clips normalised as one set without speaker ids | {nested["f1_macro_pooled_set_norm"]:.3f} |

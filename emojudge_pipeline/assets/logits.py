@@ -93,7 +93,7 @@ class _Scoring:
 
 def _choices(con, eval_set: str, modality: str, kind: str, key: str, policy: dict) -> dict[str, Choice]:
     """Per task, the model that may score ``eval_set`` (models/selection.py): the user's, the demo's, or shipped.
-    ``policy``: ``use_demo_models`` and the generated ``demo_manifest`` of this home."""
+    ``policy``: ``use_demo_models``, the generated ``demo_manifest`` of this home and the ``shipped_root``."""
     synthetic = synthetic_sets(
         con.execute(warehouse.sql_text("models/eval_set_paths.sql")).fetchall(), policy["demo_manifest"]
     )
@@ -104,7 +104,7 @@ def _choices(con, eval_set: str, modality: str, kind: str, key: str, policy: dic
             eval_set,
             synthetic,
             policy["use_demo_models"],
-            shipped_for(modality, task, spec),
+            shipped_for(modality, task, spec, policy["shipped_root"]),
             key,
         )
         for task in TASKS
@@ -160,6 +160,7 @@ def logits(
         policy = {
             "use_demo_models": models.use_demo_models,
             "demo_manifest": warehouse_db.layout.demo_corpus / "manifest.csv",
+            "shipped_root": models.shipped_root,
         }
         scorings, untrained = _read_scoring(
             con, eval_set, models.resolved().text_training, policy, metadata, context.log

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy.special import softmax
+from train_shipped_model import encode
 
 from emojudge_models.encoders.base import encoder_key
 from emojudge_models.encoders.factory import build_audio_encoder, build_text_encoder
@@ -122,6 +123,8 @@ class Corpus:
     labels: np.ndarray
     speakers: np.ndarray
     frames: list[np.ndarray]
+    speech_stats: np.ndarray
+    """Per-speaker normalised mean ++ std of each clip's speech copy (the shipped recipe trains on them too)."""
     text: np.ndarray
     audio_seconds: float
     encoder_spec: dict[str, Any]
@@ -160,11 +163,13 @@ def load_corpus(data: Path, cache: Path) -> Corpus:
     table = pd.DataFrame({"eval_set": "ravdess", "utterance_id": range(len(rows)), "speaker_id": speakers})
     keys = list(zip(table["eval_set"], table["utterance_id"], strict=True))
     normaliser = SpeakerNormaliser.for_rows(table).add_all(zip(keys, frames, strict=True))
+    _, speech, _ = encode(data, cache, spec, speech_copies=True)
     return Corpus(
         rows,
         labels,
         speakers,
         normaliser.apply(keys, frames),
+        shipped_recipe.normalised_stats(speech, speakers),
         stored["text"],
         float(stored["seconds"]),
         json.loads(str(stored["spec"])),
@@ -234,12 +239,14 @@ class Trainer:
         return self._cached("logreg", key, split, train)
 
     def shipped(self, split: Split) -> dict[str, np.ndarray]:
-        """Log-probabilities of the shipped model's recipe fitted on the split's train + development speakers."""
+        """Log-probabilities of the shipped model's recipe fitted on the split's train + development speakers and
+        their speech copies."""
         stats, labels, speakers = pooled_stats(self.corpus.frames), self.corpus.labels, self.corpus.speakers
 
         def train() -> dict[str, np.ndarray]:
             pool = np.concatenate([split.train, split.dev])
-            fit = shipped_recipe.train(stats[pool], labels[pool], speakers[pool], SEED)
+            rows = shipped_recipe.with_copies(stats[pool], self.corpus.speech_stats[pool], labels[pool], speakers[pool])
+            fit = shipped_recipe.train(*rows, SEED)
             out = {
                 part: shipped_recipe.predict_stats(fit.model, stats[idx])
                 for part, idx in (("train", split.train), ("dev", split.dev), ("test", split.test))

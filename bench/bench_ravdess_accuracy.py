@@ -80,6 +80,8 @@ AUDIO_ENCODERS: dict[str, dict[str, Any]] = {
 SPEAKER_NORM = " +spk"
 """Suffix of an encoder's frames z-normalised per speaker."""
 LOCAL_PROFILE_ENCODER = "whisper-clip" + SPEAKER_NORM
+SPEECH_COPIES = "whisper-clip speech copies" + SPEAKER_NORM
+"""The local profile's frames of every clip trimmed of its silence (the shipped recipe trains on them too)."""
 SHIPPED = "shipped (logreg, C by grouped CV)"
 """The shipped default model's recipe (models/shipped_recipe.py): its rows are the shipped model's figures."""
 HEAD_LABELS = {"probe": "linear"}
@@ -261,13 +263,15 @@ class PipelineOutputs:
     text_pred: np.ndarray
 
 
-def shipped_predictions(frames: list[np.ndarray], labels: np.ndarray, actors: np.ndarray, fold: Fold) -> np.ndarray:
-    """The shipped model's recipe (models/shipped_recipe.py) run on the fold's 10 train and development actors (C by
-    their own speaker-grouped CV, refitted on all 10): test predictions. No text model ships, so this is its fused
-    label too."""
+def shipped_predictions(
+    frames: list[np.ndarray], speech: list[np.ndarray], labels: np.ndarray, actors: np.ndarray, fold: Fold
+) -> np.ndarray:
+    """The shipped model's recipe (models/shipped_recipe.py) run on the fold's 10 train and development actors and
+    their speech copies (``speech``: frames of the clips trimmed of their silence; C by their own speaker-grouped CV,
+    refitted on all 10): test predictions. No text model ships, so this is its fused label too."""
     pool = np.concatenate([fold.train, fold.dev])
-    stats = pooled_stats(frames)
-    fit = shipped_recipe.train(stats[pool], labels[pool], actors[pool])
+    stats, copies = pooled_stats(frames), pooled_stats(speech)
+    fit = shipped_recipe.train(*shipped_recipe.with_copies(stats[pool], copies[pool], labels[pool], actors[pool]))
     return shipped_recipe.predict_stats(fit.model, stats[fold.test]).argmax(axis=1)
 
 
@@ -285,7 +289,7 @@ def run_fold(
     y_test = labels[fold.test]
     text = text_head_logits(text_vectors, labels, fold)
     scores.add(("text", "minilm", "head"), y_test, text["test"].argmax(axis=1))
-    shipped = shipped_predictions(frames[LOCAL_PROFILE_ENCODER], labels, corpus.actors, fold)
+    shipped = shipped_predictions(frames[LOCAL_PROFILE_ENCODER], frames[SPEECH_COPIES], labels, corpus.actors, fold)
     for stage in ("audio", "fused"):
         scores.add((stage, LOCAL_PROFILE_ENCODER, SHIPPED), y_test, shipped)
     outputs = {}
@@ -403,6 +407,10 @@ def main() -> None:
     for name in AUDIO_ENCODERS:
         frames[name], *speed[name] = encode_audio(name, corpus.waves, corpus.audio_seconds)
         frames[name + SPEAKER_NORM] = speaker_normalised(frames[name], corpus)
+    speech_waves = [shipped_recipe.speech_copy(wave) for wave in corpus.waves]
+    speech_seconds = sum(len(wave) for wave in speech_waves) / SAMPLE_RATE_HZ
+    copies = encode_audio(LOCAL_PROFILE_ENCODER.removesuffix(SPEAKER_NORM), speech_waves, speech_seconds)[0]
+    frames[SPEECH_COPIES] = speaker_normalised(copies, corpus)
     text_vectors = build_text_encoder({"kind": "minilm"}).encode_batch([row["transcript"] for row in corpus.rows])
     prosody = [compute_prosody(w, row["transcript"]) for w, row in zip(corpus.waves, corpus.rows, strict=True)]
     print(f"features ready after {time.perf_counter() - started:.0f} s", flush=True)

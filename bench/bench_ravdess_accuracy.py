@@ -80,8 +80,6 @@ AUDIO_ENCODERS: dict[str, dict[str, Any]] = {
 SPEAKER_NORM = " +spk"
 """Suffix of an encoder's frames z-normalised per speaker."""
 LOCAL_PROFILE_ENCODER = "whisper-clip" + SPEAKER_NORM
-SPEECH_COPIES = "whisper-clip speech copies" + SPEAKER_NORM
-"""The local profile's frames of every clip trimmed of its silence (the shipped recipe trains on them too)."""
 SHIPPED = "shipped (logreg, C by grouped CV)"
 """The shipped default model's recipe (models/shipped_recipe.py): its rows are the shipped model's figures."""
 HEAD_LABELS = {"probe": "linear"}
@@ -279,17 +277,18 @@ def run_fold(
     fold: Fold,
     corpus: Corpus,
     frames: dict[str, list[np.ndarray]],
+    speech: list[np.ndarray],
     text_vectors: np.ndarray,
     scores: Scores,
     picked: Counter,
 ) -> dict[str, PipelineOutputs]:
     """Score the text head, every audio model and both fusions of one fold, and the shipped model's recipe on the
-    local profile's frames; the pipeline's outputs per encoder."""
+    local profile's frames and their speech copies (``speech``); the pipeline's outputs per encoder."""
     labels = corpus.labels
     y_test = labels[fold.test]
     text = text_head_logits(text_vectors, labels, fold)
     scores.add(("text", "minilm", "head"), y_test, text["test"].argmax(axis=1))
-    shipped = shipped_predictions(frames[LOCAL_PROFILE_ENCODER], frames[SPEECH_COPIES], labels, corpus.actors, fold)
+    shipped = shipped_predictions(frames[LOCAL_PROFILE_ENCODER], speech, labels, corpus.actors, fold)
     for stage in ("audio", "fused"):
         scores.add((stage, LOCAL_PROFILE_ENCODER, SHIPPED), y_test, shipped)
     outputs = {}
@@ -410,7 +409,7 @@ def main() -> None:
     speech_waves = [shipped_recipe.speech_copy(wave) for wave in corpus.waves]
     speech_seconds = sum(len(wave) for wave in speech_waves) / SAMPLE_RATE_HZ
     copies = encode_audio(LOCAL_PROFILE_ENCODER.removesuffix(SPEAKER_NORM), speech_waves, speech_seconds)[0]
-    frames[SPEECH_COPIES] = speaker_normalised(copies, corpus)
+    speech = speaker_normalised(copies, corpus)
     text_vectors = build_text_encoder({"kind": "minilm"}).encode_batch([row["transcript"] for row in corpus.rows])
     prosody = [compute_prosody(w, row["transcript"]) for w, row in zip(corpus.waves, corpus.rows, strict=True)]
     print(f"features ready after {time.perf_counter() - started:.0f} s", flush=True)
@@ -426,7 +425,7 @@ def main() -> None:
             judge = ChatJudge(server.base_url, max_workers=1, max_retries=0, timeout_s=600, require_api_key=False)
         for fold in folds:
             fold_started = time.perf_counter()
-            outputs = run_fold(fold, corpus, frames, text_vectors, scores, picked)
+            outputs = run_fold(fold, corpus, frames, speech, text_vectors, scores, picked)
             if judge is not None:
                 final = refine(
                     judge, judge_config, corpus, fold, prosody, outputs[args.judge_encoder], args.judge_per_fold, tally

@@ -2,8 +2,10 @@
 
 Each is a real server binary started as a child of this process in its own process group, bound to 127.0.0.1 at a
 free port, with a parent-death signal so it stops itself if this process dies, and stopped by its pid (only what was
-started here). PostgreSQL refuses to run as root: as root, its folder is handed to the ``postgres`` user and the
-server runs as that user.
+started here). Linux sends that signal when the *thread* that started the child ends, so every server is started by
+one long-lived thread of this process (:data:`_SPAWNER`): a server restarted from a short-lived thread (a test's
+fault injector) outlives it. PostgreSQL refuses to run as root: as root, its folder is handed to the ``postgres``
+user and the server runs as that user.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
 _PR_SET_PDEATHSIG = 1
+_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emojudge-server-spawner")
+"""The one thread that starts every server (it lives as long as this process)."""
 
 
 def free_port() -> int:
@@ -89,18 +94,20 @@ def start(
     user: str | None = None,
     stop_signal: int = signal.SIGTERM,
 ) -> Server:
-    with open(log, "ab") as handle:  # the child keeps its own descriptor
-        process = subprocess.Popen(
-            list(argv),
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            user=user,
-            start_new_session=True,
-            preexec_fn=lambda: _die_with_parent(stop_signal),
-        )
-    return Server(name, process, log, stop_signal)
+    def spawn() -> subprocess.Popen:
+        with open(log, "ab") as handle:  # the child keeps its own descriptor
+            return subprocess.Popen(
+                list(argv),
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                user=user,
+                start_new_session=True,
+                preexec_fn=lambda: _die_with_parent(stop_signal),
+            )
+
+    return Server(name, _SPAWNER.submit(spawn).result(), log, stop_signal)
 
 
 def _wait(server: Server, ready, what: str) -> None:
@@ -179,8 +186,8 @@ class Postgres:
 
     def restart(self, down_s: float = 0.0) -> None:
         """A fast shutdown (every open connection is cut), ``down_s`` with no server, then the server again on the
-        same port and data: what ``pg_ctl restart -m fast`` does to the clients of a real catalog. The parent-death
-        signal follows the thread that starts a child: call it from a thread that outlives the server."""
+        same port and data: what ``pg_ctl restart -m fast`` does to the clients of a real catalog. Any thread may
+        call it (the server is started by the spawner thread)."""
         self.server.stop()
         time.sleep(down_s)
         self._serve()

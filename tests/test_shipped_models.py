@@ -132,6 +132,17 @@ def test_recipe_chooses_c_by_speaker_groups_and_its_numpy_scores_match_the_torch
     assert len(nested["folds"]) == 6 and nested["f1_macro_pooled"] > 0.8
 
 
+def test_a_speech_copy_is_the_clip_without_the_silence_around_its_speech() -> None:
+    rng = np.random.default_rng(2)
+    rate = 16_000
+    speech = (0.3 * np.sin(2 * np.pi * 220 * np.arange(rate) / rate)).astype(np.float32)
+    quiet = (1e-4 * rng.standard_normal(rate)).astype(np.float32)  # -80 dB: far under the 30 dB rule
+    copy = shipped_recipe.speech_copy(np.concatenate([quiet, speech, quiet]))
+    assert rate <= len(copy) <= rate + 2 * 2048  # the speech, give or take librosa's analysis frames
+    assert np.abs(copy).max() == pytest.approx(0.3, rel=0.01)
+    assert len(shipped_recipe.speech_copy(speech)) == rate
+
+
 def test_speech_copies_teach_the_recipe_what_a_clip_without_its_silence_looks_like() -> None:
     """Clips as recorded carry a class cue in their frames that their speech copies lack (the copies carry it in
     other dimensions): trained on the clips alone the recipe cannot score held-out copies; trained with them it can,

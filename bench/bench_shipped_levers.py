@@ -15,12 +15,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from train_shipped_model import DEFAULT_DATA, encode
+from train_shipped_model import DEFAULT_CACHE, DEFAULT_DATA, encode, targets
 
 from emojudge_models.encoders.base import encoder_key
 from emojudge_models.encoders.factory import build_audio_encoder
 from emojudge_models.ingest.audio import load_wave
-from emojudge_models.labels import emotion_index
 from emojudge_models.models import shipped_recipe
 
 TINY = {"kind": "whisper-ct2", "model": "tiny.en", "window": "clip"}
@@ -41,13 +40,12 @@ def tiny_frames(rows: list[dict], data: Path, cache: Path) -> list[np.ndarray]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/emojudge-shipped-cache"))
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     args = parser.parse_args()
     rows, base, _ = encode(args.data, args.cache)
     tiny = tiny_frames(rows, args.data, args.cache)
     both = [np.concatenate([b[: len(t)], t[: len(b)]], axis=1) for b, t in zip(base, tiny, strict=True)]
-    y = np.array([emotion_index(row["emotion"]) for row in rows])
-    speakers = np.array([row["speaker_id"] for row in rows])
+    y, speakers = targets(rows)
     print("| frames | F1-macro (mean of 6 outer folds) | pooled | speaker bootstrap 95% | pooled, set norm | wall |")
     print("|---|---|---|---|---|---|")
     for name, frames in (("base (shipped)", base), ("tiny.en", tiny), ("base ++ tiny.en", both)):

@@ -17,11 +17,10 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from train_shipped_model import DEFAULT_DATA, encode
+from train_shipped_model import DEFAULT_CACHE, DEFAULT_DATA, encode, targets
 
 from emojudge_models.evaluation.nested import speaker_groups
 from emojudge_models.features.speaker_norm import STD_FLOOR, shrink_toward
-from emojudge_models.labels import emotion_index
 from emojudge_models.models import shipped_recipe
 from emojudge_models.models.linear_probe import pooled_stats
 
@@ -38,12 +37,11 @@ def moments(frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/emojudge-shipped-cache"))
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     args = parser.parse_args()
     rows, frames, _ = encode(args.data, args.cache)
     _, speech, _ = encode(args.data, args.cache, speech_copies=True)
-    y = np.array([emotion_index(row["emotion"]) for row in rows])
-    speakers = np.array([row["speaker_id"] for row in rows])
+    y, speakers = targets(rows)
     x = shipped_recipe.normalised_stats(frames, speakers)
     copies = shipped_recipe.normalised_stats(speech, speakers)
     hits = {(k, w): [] for k in EMOTION_COUNTS for w in WEIGHTS}

@@ -16,17 +16,15 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
-from train_shipped_model import DEFAULT_DATA, ENCODERS, encode
+from train_shipped_model import DEFAULT_CACHE, DEFAULT_DATA, ENCODERS, encode, targets
 
-from emojudge_models.labels import emotion_index
 from emojudge_models.models import shipped_recipe
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/emojudge-shipped-cache"))
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--models", nargs="+", choices=ENCODERS, default=list(ENCODERS))
     args = parser.parse_args()
     print("| frames of | trained on | F1-macro, mean of 6 folds | pooled: clips | pooled: speech copies | wall |")
@@ -34,8 +32,7 @@ def main() -> None:
     for name in args.models:
         rows, frames, _ = encode(args.data, args.cache, ENCODERS[name])
         _, speech, _ = encode(args.data, args.cache, ENCODERS[name], speech_copies=True)
-        y = np.array([emotion_index(row["emotion"]) for row in rows])
-        speakers = np.array([row["speaker_id"] for row in rows])
+        y, speakers = targets(rows)
         for copies in (False, True):
             started = time.perf_counter()
             s = shipped_recipe.nested_evaluation(frames, y, speakers, speech, train_on_copies=copies).summary()

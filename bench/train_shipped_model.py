@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import os
 import platform
@@ -34,6 +35,8 @@ from emojudge_models.profiles import PROFILES
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared/data/ravdess-dev"
+DEFAULT_CACHE = Path("/tmp/emojudge-shipped-cache")
+"""Where encoded frames are kept between runs (shared by the benches that import :func:`encode`)."""
 TRAINED_ON = "shipped:ravdess-actors-01-12"
 ENCODERS = {
     "ravdess-whisper-base-logreg": PROFILES["local"].audio_encoder,
@@ -46,13 +49,24 @@ ENCODERS = {
 (bench/RESULTS.md, "Shipped model levers")."""
 
 
+@functools.cache
+def _encoder(config: str):
+    """One encoder per config for the process (clips and their speech copies share it; it names the cache)."""
+    return build_audio_encoder(json.loads(config), device="cpu")
+
+
+def targets(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Class indices and speaker ids of manifest rows."""
+    return np.array([emotion_index(row["emotion"]) for row in rows]), np.array([row["speaker_id"] for row in rows])
+
+
 def encode(
     data: Path, cache: Path, config: dict = PROFILES["local"].audio_encoder, speech_copies: bool = False
 ) -> tuple[list[dict], list, dict]:
     """Manifest rows and each clip's encoder frames, or its speech copy's (``shipped_recipe.speech_copy``), cached
     in ``cache`` by the clips' hashes, the spec and the copy rule."""
     rows = list(csv.DictReader((data / "manifest.csv").open()))
-    encoder = build_audio_encoder(config, device="cpu")
+    encoder = _encoder(json.dumps(config, sort_keys=True))
     copy = f"speech-{shipped_recipe.TRIM_TOP_DB:g}dB-" if speech_copies else ""
     path = cache / f"frames-{copy}{encoder_key(encoder.spec)}-{encoder_key([r['sha256'] for r in rows])}.npz"
     if not path.exists():
@@ -71,7 +85,7 @@ def encode(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/emojudge-shipped-cache"))
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--name", choices=ENCODERS, default=next(iter(ENCODERS)))
     parser.add_argument(
         "--actors", default="", help="comma-separated actor numbers to train on (e.g. 07,08,09); default: all"
@@ -103,8 +117,7 @@ def build(data: Path, cache: Path, name: str, out: Path, actors: list[str] | Non
             [frames[i] for i in keep],
             [speech_frames[i] for i in keep],
         )
-    y = np.array([emotion_index(row["emotion"]) for row in rows])
-    speakers = np.array([row["speaker_id"] for row in rows])
+    y, speakers = targets(rows)
     nested = shipped_recipe.nested_evaluation(frames, y, speakers, speech_frames)
     x = shipped_recipe.normalised_stats(frames, speakers)
     copies = shipped_recipe.normalised_stats(speech_frames, speakers)

@@ -16,8 +16,8 @@ Usage: python bench/bench_inbox.py [--minutes 60] [--home DIR] [--decode-hours 2
    (it keeps the fused label, answering at once): the rest of the local profile is unchanged, and the run's time
    is then the pipeline's without the judge's (which on a loaded 2-core machine can dominate it).
 3b. The daemon path: the same audio dropped into the inbox of a real ``dagster-daemon`` (inbox sensor, score job,
-   multiprocess executor); drop-to-done time, steps, and the episode's decodes across the run's processes; the report
-   ends with ``inbox: hour cli=<s>s daemon=<s>s recall=<r> decodes=<n>``.
+   with its executor: the steps in the run's process on one machine); drop-to-done time, steps, and the episode's
+   decodes across the run's processes; the report ends with ``inbox: hour cli=<s>s daemon=<s>s recall=<r> decodes=<n>``.
 4. Reads the segments and speakers the run wrote: segment recall (a reference clip counts when one segment covers it,
    each boundary within 0.5 s), reference speech covered by segments, frame ARI of the speakers (10 ms frames with one
    reference speaker). In another process, the ``utterances`` step split into decode and segments + speakers (VAD,
@@ -299,8 +299,8 @@ def child_score(episode: Path, speakers: int) -> dict:
 def child_daemon(episode: Path, timeout_s: float = 3600.0) -> dict:
     """The path users leave running: a real ``dagster-daemon`` whose inbox sensor finds ``episode`` dropped into the
     inbox (an ID3v1 tag appended, so it is a new episode with the same audio), registers it and launches the score
-    job (run launcher: its own process, steps: Dagster's multiprocess executor, each in its own process). Times the
-    drop to the run's end and counts the episode's decodes in ``decodes.log`` across those processes."""
+    job (run launcher: its own process, which runs the steps with the score job's executor). Times the drop to the
+    run's end and counts the episode's decodes in ``decodes.log`` across the run's processes."""
     import hashlib
     import shutil
     import signal
@@ -581,7 +581,7 @@ def _report(args: argparse.Namespace, work: Path, home: Path, env: dict[str, str
         daemon = _child(["daemon", str(episode)], env)
         daemon_spans, daemon_labels, _ = _segments_from_warehouse(home, daemon["name"])
         lines += [
-            f"- daemon path (dagster-daemon, inbox sensor, multiprocess steps; no speaker count): "
+            f"- daemon path (dagster-daemon, inbox sensor, the score job's executor; no speaker count): "
             f"**{daemon['wall_s']:.1f} s** from the drop to the run's end (the sensor waits two 30 s ticks for a "
             f"settled file), {daemon['decodes']} decode(s) of the episode across the run's processes; frame ARI "
             f"{frame_ari(daemon_spans, daemon_labels, reference, seconds):.3f}",

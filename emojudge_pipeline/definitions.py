@@ -18,7 +18,7 @@ from emojudge_pipeline.assets import (
 )
 from emojudge_pipeline.catalog import describe
 from emojudge_pipeline.checks import asset_checks
-from emojudge_pipeline.cluster.executor import executor
+from emojudge_pipeline.cluster.executor import executor, scoring_executor
 from emojudge_pipeline.resources import default_resources
 from emojudge_pipeline.sensors import (
     RESCORE_JOB,
@@ -69,6 +69,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         selection=dg.AssetSelection.assets(*partitioned),
         description="Score one evaluation set with the registered models (every partitioned asset, no training): "
         "what the inbox sensor runs.",
+        executor_def=scoring_executor(settings),
     )
     rescore = dg.define_asset_job(
         RESCORE_JOB,
@@ -76,6 +77,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         description="Rescore one ingested inbox episode with the latest registered models: the score job without "
         f"{', '.join(RESCORE_KEEPS)}, which depend on the audio alone (nothing is decoded); features are cache "
         "lookups unless a new encoder needs them. What the rescore sensor and schedule run.",
+        executor_def=scoring_executor(settings),
     )
     return dg.Definitions(
         assets=assets,

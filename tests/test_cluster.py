@@ -249,6 +249,15 @@ def replace_repeatedly(found: lake.Lake, eval_set: str, rounds: int, rows: int) 
     return exact
 
 
+def test_scoring_jobs_send_their_steps_to_the_cluster(tmp_path: Path) -> None:
+    """With the Celery executor selected, the scoring jobs (in one process on one machine) use it too."""
+    from emojudge_pipeline.definitions import build_definitions
+
+    defs = build_definitions(Settings(home=tmp_path, executor="celery"))
+    for job in (sensors.SCORE_JOB, sensors.RESCORE_JOB, "materialize_eval_set"):
+        assert defs.resolve_job_def(job).executor_def.name == "celery"
+
+
 def test_rescoring_reads_the_lake(catalog, tmp_path: Path) -> None:
     """On a cluster there is no warehouse file: the daemon's rescore sensor and schedule read the lake, and request
     the episode scored by an older model (once per set of latest models), not the one scored by the newest."""

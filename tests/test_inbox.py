@@ -515,6 +515,18 @@ def test_inbox_automation_runs_by_default_and_rescoring_keeps_the_audio_assets(t
     assert {"audio_features", "logits", "predictions", "episode_emotions"} <= rescored
 
 
+def test_scoring_runs_keep_their_steps_in_one_process_on_one_machine(tmp_path: Path) -> None:
+    """The inbox sensor's and the rescoring's runs execute in one process (a process per step only re-imports the
+    pipeline and the models); runs of the other jobs keep Dagster's default (multiprocess) executor."""
+    from emojudge_models.settings import Settings
+    from emojudge_pipeline.definitions import build_definitions
+
+    defs = build_definitions(Settings(home=tmp_path))
+    executors = {job: defs.resolve_job_def(job).executor_def.name for job in ("score_eval_set", RESCORE_JOB)}
+    assert executors == {"score_eval_set": "in_process", RESCORE_JOB: "in_process"}
+    assert defs.resolve_job_def("materialize_eval_set").executor_def.name == "multi_or_in_process_executor"
+
+
 @pytest.mark.reliability
 def test_segment_sources_map_one_decode_and_refuse_changed_bytes_once_it_is_gone(tmp_path: Path) -> None:
     """Segments are cut from the episode's decoded file, keyed by the hash ingest recorded: decoded once, whoever

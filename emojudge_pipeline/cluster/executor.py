@@ -1,4 +1,4 @@
-"""The cluster's executor and Dagster instance storage, from the settings (nothing here runs unless selected)."""
+"""The jobs' executors and Dagster instance storage, from the settings (nothing of the cluster runs unless selected)."""
 
 from __future__ import annotations
 
@@ -40,6 +40,18 @@ def executor(settings: Settings) -> dg.ExecutorDefinition | None:
     from dagster_celery import celery_executor
 
     return celery_executor.configured(celery_config(settings), name="celery")
+
+
+def scoring_executor(settings: Settings) -> dg.ExecutorDefinition:
+    """The executor of the scoring jobs (the inbox sensor's runs and the rescoring's): the cluster's when one is
+    selected, else Dagster's in-process executor.
+
+    On one machine a scoring run's steps are parallel inside (one ASR worker per core, the feature loader's threads,
+    prosody's worker processes) and mostly wait for one another, so a process per step only adds an import of the
+    pipeline and the models (about 10 s each on 2 cores) and another copy of them in memory: from the drop into the
+    inbox to the run's end, the daemon scored a built 10-minute episode in 182 s with a process per step and 120 s
+    with the steps in its run's process (bench/RESULTS.md, "Podcast inbox")."""
+    return executor(settings) or dg.in_process_executor
 
 
 def storage_yaml(settings: Settings) -> str:

@@ -41,15 +41,15 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_episodes import FOLDS, Clip, Spec, build, f1_macro, plan
-from train_shipped_model import DEFAULT_CACHE, DEFAULT_DATA, _encoder, encode, targets
+from bench_episodes import FOLDS, Clip, Spec, build, clip_labels, f1_macro, plan
+from bench_speaker_norm_skew import moments
+from train_shipped_model import DEFAULT_CACHE, DEFAULT_DATA, encode, frames_of, targets
 
 from emojudge_models.episodes.decode import decode_episode
 from emojudge_models.features.speaker_norm import STD_FLOOR, shrink_toward
 from emojudge_models.labels import EMOTIONS
 from emojudge_models.models import shipped_recipe
 from emojudge_models.models.linear_probe import pooled_stats
-from emojudge_models.profiles import PROFILES
 from emojudge_models.sample_rate import SAMPLE_RATE_HZ
 
 DRAWS = 20
@@ -96,11 +96,6 @@ class Data:
         return int(found[0])
 
 
-def moments(frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    stacked = np.concatenate(frames).astype(np.float64)
-    return stacked.mean(axis=0), stacked.std(axis=0)
-
-
 def normalised(
     frames: list[np.ndarray],
     speakers: list[str],
@@ -143,10 +138,7 @@ class Fold:
 
 def oracle_cuts(wave: np.ndarray, reference: list[Clip]) -> list[np.ndarray]:
     """Encoder frames of each reference clip's span cut from the decoded episode (as the feature store keeps them)."""
-    encoder = _encoder(json.dumps(PROFILES["local"].audio_encoder, sort_keys=True))
-    waves = [wave[int(c.start_s * SAMPLE_RATE_HZ) : int(c.end_s * SAMPLE_RATE_HZ)] for c in reference]
-    frames = [f for start in range(0, len(waves), 16) for f in encoder.encode_batch(waves[start : start + 16])]
-    return [f.astype(np.float16).astype(np.float32) for f in frames]
+    return frames_of([wave[int(c.start_s * SAMPLE_RATE_HZ) : int(c.end_s * SAMPLE_RATE_HZ)] for c in reference])
 
 
 def drawn(data: Data, fold: Fold, reference: list[Clip], stats: np.ndarray, rng: np.random.Generator) -> float:
@@ -205,18 +197,11 @@ def short_rows(data: Data, folds: dict[str, Fold], work: Path) -> dict[str, list
 
 def found_speakers(wave: np.ndarray, reference: list[Clip]) -> list[str]:
     """The speaker the episode path finds (``segment_and_diarize``, no count) for each reference clip: that of the
-    segment covering the clip's midpoint, or of the segment nearest to it."""
+    segment covering the clip's midpoint (``none`` where no segment does)."""
     from emojudge_models.episodes.speakers import segment_and_diarize
 
     segments, diarization = segment_and_diarize("episode", wave)
-    middles = np.array([(s.start_s + s.end_s) / 2 for s in segments])
-    found = []
-    for clip in reference:
-        middle = (clip.start_s + clip.end_s) / 2
-        covering = [i for i, s in enumerate(segments) if s.start_s <= middle < s.end_s]
-        index = covering[0] if covering else int(np.argmin(np.abs(middles - middle)))
-        found.append(diarization.speaker_ids[index])
-    return found
+    return clip_labels([(s.start_s, s.end_s) for s in segments], diarization.speaker_ids, reference)
 
 
 def long_rows(data: Data, folds: dict[str, Fold], work: Path) -> list[dict]:

@@ -60,6 +60,13 @@ def targets(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     return np.array([emotion_index(row["emotion"]) for row in rows]), np.array([row["speaker_id"] for row in rows])
 
 
+def frames_of(waves: list[np.ndarray], config: dict = PROFILES["local"].audio_encoder) -> list[np.ndarray]:
+    """Encoder frames of 16 kHz waves, 16 at a time, as the feature store keeps them (float16, read as float32)."""
+    encoder = _encoder(json.dumps(config, sort_keys=True))
+    frames = [f for start in range(0, len(waves), 16) for f in encoder.encode_batch(waves[start : start + 16])]
+    return [f.astype(np.float16).astype(np.float32) for f in frames]
+
+
 def encode(
     data: Path, cache: Path, config: dict = PROFILES["local"].audio_encoder, speech_copies: bool = False
 ) -> tuple[list[dict], list, dict]:
@@ -73,7 +80,7 @@ def encode(
         waves = [load_wave(data / row["path"]) for row in rows]
         if speech_copies:
             waves = [shipped_recipe.speech_copy(wave) for wave in waves]
-        frames = [f for start in range(0, len(waves), 16) for f in encoder.encode_batch(waves[start : start + 16])]
+        frames = frames_of(waves, config)
         cache.mkdir(parents=True, exist_ok=True)
         np.savez(path, frames=np.concatenate(frames), lengths=[len(f) for f in frames])
     stored = np.load(path)

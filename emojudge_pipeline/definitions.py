@@ -19,6 +19,7 @@ from emojudge_pipeline.assets import (
 from emojudge_pipeline.catalog import describe
 from emojudge_pipeline.checks import asset_checks
 from emojudge_pipeline.cluster.executor import executor, scoring_executor
+from emojudge_pipeline.hooks import STEP_HOOKS
 from emojudge_pipeline.resources import default_resources
 from emojudge_pipeline.sensors import (
     RESCORE_JOB,
@@ -38,6 +39,7 @@ materialize_eval_set = dg.define_asset_job(
     selection=dg.AssetSelection.all(),
     description="Every asset for one evaluation set (a partition), training included when selected: what "
     "`emojudge materialize NAME` runs.",
+    hooks=STEP_HOOKS,
 )
 train_models = dg.define_asset_job(
     "train_models",
@@ -46,6 +48,7 @@ train_models = dg.define_asset_job(
     | dg.AssetSelection.assets("fusion_model_attributes")
     | dg.AssetSelection.assets("waveform_stats"),
     description="The unpartitioned models: heads on the training sets' cached features, and the fusion models.",
+    hooks=STEP_HOOKS,
 )
 
 
@@ -70,6 +73,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         description="Score one evaluation set with the registered models (every partitioned asset, no training): "
         "what the inbox sensor runs.",
         executor_def=scoring_executor(settings),
+        hooks=STEP_HOOKS,
     )
     rescore = dg.define_asset_job(
         RESCORE_JOB,
@@ -78,6 +82,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         f"{', '.join(RESCORE_KEEPS)}, which depend on the audio alone (nothing is decoded); features are cache "
         "lookups unless a new encoder needs them. What the rescore sensor and schedule run.",
         executor_def=scoring_executor(settings),
+        hooks=STEP_HOOKS,
     )
     return dg.Definitions(
         assets=assets,

@@ -7,7 +7,6 @@ through these resources.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ from pydantic import Field, create_model
 
 from emojudge_models.encoders.base import AudioEncoder, TextEncoder
 from emojudge_models.home import HomeLayout
+from emojudge_models.loaded_models import kept_loaded
 from emojudge_models.profiles import Profile, resolve
 from emojudge_models.settings import (
     AtLeastOne,
@@ -189,14 +189,14 @@ def _freeze(config: dict) -> str:
     return json.dumps(config, sort_keys=True)
 
 
-@functools.lru_cache(maxsize=2)
+@kept_loaded(maxsize=2)
 def _cached_audio_encoder(config_json: str, device: str) -> AudioEncoder:
     from emojudge_models.encoders.factory import build_audio_encoder
 
     return build_audio_encoder(json.loads(config_json), device=device)
 
 
-@functools.lru_cache(maxsize=2)
+@kept_loaded(maxsize=2)
 def _cached_text_encoder(config_json: str, device: str) -> TextEncoder:
     from emojudge_models.encoders.factory import build_text_encoder
 

@@ -33,6 +33,7 @@ from tiny_models import demo_training_env
 from emojudge_models.episodes.inbox import scan_inbox, stale_episodes
 from emojudge_models.episodes.ingest import ingest_episode
 from emojudge_models.episodes.speakers import SpeakerHint
+from emojudge_models.loaded_models import models_kept
 from emojudge_models.store import warehouse
 from emojudge_pipeline import cli
 from emojudge_pipeline.assets.ingest import _speakers_hint
@@ -211,7 +212,9 @@ def scored(ravdess_dir: Path, tmp_path_factory: pytest.TempPathFactory):
             cli.main(["inbox", "add", "--speakers", "0", str(built.wav)])
         assert refused.value.code == 2 and not (home / "inbox" / "interview.wav").exists()
         added = _cli_lines(["inbox", "add", "--speakers", "2", str(built.corrupt), str(built.wav), str(built.mp3)])
+        releases = ModelReleases(patch)
         ran = _cli_lines(["inbox", "run"])
+        kept_after_run = models_kept()
         listed = _cli_lines(["inbox", "list"])
         again = _cli_lines(["inbox", "run"])
         yield {
@@ -222,6 +225,8 @@ def scored(ravdess_dir: Path, tmp_path_factory: pytest.TempPathFactory):
             "listed": listed,
             "again": again,
             "decodes": work.counts["decodes"],
+            "models_released": releases.count,
+            "models_kept_after_run": kept_after_run,
             "judged": len(api.chat_bodies) - judged_before,
         }
 
@@ -282,7 +287,8 @@ def test_segments_have_speakers_sidecar_transcripts_and_predictions(scored) -> N
     with warehouse.connect(scored["home"], read_only=True) as con:
         segments = con.execute(
             "SELECT u.eval_set, u.utterance_id, u.speaker_id, u.start_s, u.end_s, u.transcript_source, u.audio_path, "
-            "u.audio_sha256, u.episode_sha256, v.final_label FROM utterances u JOIN v_predictions v "
+            "u.audio_sha256, u.episode_sha256, u.language, u.language_probability, v.final_label "
+            "FROM utterances u JOIN v_predictions v "
             "USING (eval_set, utterance_id) WHERE u.eval_set IN (?, ?) ORDER BY u.eval_set, u.start_s",
             [wav, mp3],
         ).df()
@@ -305,6 +311,10 @@ def test_segments_have_speakers_sidecar_transcripts_and_predictions(scored) -> N
     for row in segments.itertuples():
         assert row.audio_sha256 == segment_audio_sha256(row.episode_sha256, row.start_s, row.end_s)
         assert row.final_label is not None
+    mp3_segments = segments[segments["eval_set"] == mp3]
+    assert (mp3_segments["language"] == "en").all(), "English speech, detected once per speaker"
+    per_speaker = mp3_segments.groupby("speaker_id")["language_probability"].nunique()
+    assert (per_speaker == 1).all() and (mp3_segments["language_probability"] > 0.5).all()
     first_turn_end = scored["built"].clips[2][2]
     turn_ids = interview[interview["end_s"] <= first_turn_end + 0.5]["speaker_id"].unique()
     assert len(turn_ids) == 1, "the first actor's turn is one speaker"
@@ -318,6 +328,13 @@ def test_segments_are_read_from_one_decode_per_episode(scored) -> None:
     """Ingest's decode is kept: features, ASR and prosody cut every segment from it. Three files, three decodes (the
     corrupt one's attempt included); the second `inbox run` finds nothing pending and decodes nothing."""
     assert scored["decodes"] == 3
+
+
+def test_each_step_releases_the_models_it_loaded(scored) -> None:
+    """A scoring run's steps share one process: the voice encoder, the Whisper models and the text encoder are
+    released when the step that loaded them ends, so the run holds one step's models at a time and none after it."""
+    assert scored["models_released"] >= 6
+    assert scored["models_kept_after_run"] == 0
 
 
 def test_inbox_judge_scope_asks_only_about_disagreements(scored) -> None:
@@ -412,6 +429,23 @@ class AudioWork:
         monkeypatch.setattr(decode.EpisodeReader, "__init__", counting_open)
         monkeypatch.setattr(segment, "get_speech_timestamps", counting_vad)
         monkeypatch.setattr(speakers, "_embed", counting_embed)
+
+
+class ModelReleases:
+    """Counts, while active, the models the step hooks release."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from emojudge_pipeline import hooks
+
+        self.count = 0
+        release = hooks.release_loaded_models
+
+        def counting_release() -> int:
+            released = release()
+            self.count += released
+            return released
+
+        monkeypatch.setattr(hooks, "release_loaded_models", counting_release)
 
 
 def _utterance_rows(home: Path, eval_set: str) -> list[tuple]:

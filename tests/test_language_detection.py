@@ -1,6 +1,7 @@
 """Each clip's language is detected by the multilingual Whisper (asr/language_id.py) when none is stated: a German
 clip (synthesised with espeak-ng, no download) is marked German and gets no ASR and no text modality; an English
-RAVDESS clip is marked English and transcribed; a stated language still wins."""
+RAVDESS clip is marked English and transcribed; a stated language still wins. An episode's speaker is asked once, on
+a sample of their segments spread over the episode."""
 
 from __future__ import annotations
 
@@ -9,8 +10,12 @@ import subprocess
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pytest
 
+from emojudge_models.asr.language_id import SPEAKER_SAMPLE_SEGMENTS, LanguageDetector, speaker_sample
+from emojudge_models.episodes.sources import SegmentSource
+from emojudge_models.ingest.audio import load_wave
 from emojudge_models.ingest.language import MIN_DETECTED_PROBABILITY, text_blocked
 from emojudge_models.settings import Settings
 from emojudge_models.store import warehouse
@@ -98,3 +103,25 @@ def test_a_german_clip_is_detected_and_gets_no_asr_and_no_text(
     with warehouse.connect(emojudge_home, read_only=True) as con:
         stated = con.execute("SELECT language, language_probability FROM utterances").fetchall()
     assert stated == [("en", None), ("en", None)] and heard == [1, 1], "the English clip's ASR is cached"
+
+
+def test_a_speaker_sample_spreads_over_the_turns_stops_at_30_s_and_skips_unreadable_segments(tmp_path: Path) -> None:
+    turns = [np.full(5 * 16_000, index, dtype=np.float32) for index in range(40)]
+    sample = speaker_sample(turns)
+    assert [int(wave[0]) for wave in sample] == [0, 3, 5, 8, 10, 13]
+    missing = SegmentSource(str(tmp_path / "gone.wav"), 0.0, 1.0, "0" * 64, None, str(tmp_path / "decoded"))
+    assert [int(wave[0]) for wave in speaker_sample([missing, turns[1]])] == [1]
+    assert speaker_sample([]) == [] and SPEAKER_SAMPLE_SEGMENTS == 16
+
+
+@pytest.mark.slow
+def test_each_speaker_of_an_episode_gets_their_own_language(tmp_path: Path, ravdess_dir: Path) -> None:
+    german = [
+        load_wave(_espeak(tmp_path / f"de{index}.wav", text, "de"))
+        for index, text in enumerate([GERMAN, "Guten Morgen, wie geht es dir heute?", "Das Wetter ist schoen."])
+    ]
+    english = [load_wave(path) for path in sorted((ravdess_dir / "audio").glob("03-01-0[1-3]-01-01-01-0*.wav"))[:3]]
+    detector = LanguageDetector({})
+    (de, de_p), (en, en_p) = detector.detect_speaker(german), detector.detect_speaker(english)
+    assert (de, en) == ("de", "en") and de_p > 0.8 and en_p > 0.8
+    assert detector.detect_speaker([]) is None

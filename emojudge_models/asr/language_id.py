@@ -9,6 +9,12 @@ to that length, encoded, and CTranslate2's ``detect_language`` gives the probabi
 Why a 10-s window: on a 2-core CPU the full 30-s window cost about 0.9 CPU-s per clip, 10 s about 0.15, the clip's
 own length about 0.06; on RAVDESS English (8 clips) all three found English at 0.95-0.99, while on a 1-s German
 sentence (espeak-ng) the clip's own length said Russian (0.35) and 10 s German (0.90).
+
+An episode's speaker is asked once (:meth:`LanguageDetector.detect_speaker`): up to ``SPEAKER_SAMPLE_S`` of their
+segments, spread over the episode, in one 30-s window, whose language and probability every segment of theirs takes.
+Per segment, language identification was half of the transcripts step of a built hour (113 of 216 s for 1,027
+segments, bench/RESULTS.md); per speaker it is one window each, and more speech than any one segment to decide on. A
+speaker who changes language within an episode gets the language of most of the sample.
 """
 
 from __future__ import annotations
@@ -28,8 +34,14 @@ from emojudge_models.encoders.whisper_ct2 import (
     weights_sha256,
 )
 from emojudge_models.episodes.sources import SegmentSource, load_audio
+from emojudge_models.ingest.audio import AudioRejected
+from emojudge_models.sample_rate import SAMPLE_RATE_HZ
 
 DETECTION_WINDOW_S = 10.0
+SPEAKER_SAMPLE_S = 30.0
+"""Speech of one episode speaker that decides their language: Whisper's own window, as faster-whisper uses."""
+SPEAKER_SAMPLE_SEGMENTS = 16
+"""Segments read for a speaker's sample at most, spread evenly over their turns in the episode."""
 MEL_FRAMES_PER_SECOND = 100
 BATCH_SIZE = 8
 
@@ -70,6 +82,42 @@ class LanguageDetector:
                 token, probability = ranked[0]
                 found.append((token.strip("<|>"), float(probability)))
         return found
+
+    def detect_speaker(self, segments: Sequence[np.ndarray | str | Path | SegmentSource]) -> tuple[str, float] | None:
+        """(language tag, probability) of one speaker from their segments in time order: a sample of up to
+        ``SPEAKER_SAMPLE_S`` seconds of segments spread over the episode, encoded in one window. Unreadable segments
+        are left out; None when none can be read."""
+        import ctranslate2
+        from faster_whisper.audio import pad_or_trim
+
+        waves = speaker_sample(segments)
+        if not waves:
+            return None
+        mel = self.model.feature_extractor(np.concatenate(waves))[..., :-1]
+        mel = pad_or_trim(mel, int(SPEAKER_SAMPLE_S * MEL_FRAMES_PER_SECOND))[None]
+        encoded = self.model.model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel)))
+        token, probability = self.model.model.detect_language(encoded)[0][0]
+        return token.strip("<|>"), float(probability)
+
+
+def speaker_sample(
+    segments: Sequence[np.ndarray | str | Path | SegmentSource], sample_s: float = SPEAKER_SAMPLE_S
+) -> list[np.ndarray]:
+    """Waves of up to :data:`SPEAKER_SAMPLE_SEGMENTS` segments, evenly spaced over ``segments`` (time order), in
+    order, until they hold ``sample_s`` seconds; unreadable ones are skipped."""
+    picks = np.unique(np.linspace(0, len(segments) - 1, min(len(segments), SPEAKER_SAMPLE_SEGMENTS)).round())
+    waves: list[np.ndarray] = []
+    held = 0
+    for index in picks.astype(int):
+        try:
+            wave = _wave(segments[index])
+        except AudioRejected:
+            continue
+        waves.append(wave)
+        held += len(wave)
+        if held >= sample_s * SAMPLE_RATE_HZ:
+            break
+    return waves
 
 
 def _wave(clip: np.ndarray | str | Path | SegmentSource) -> np.ndarray:

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from emojudge_models.loaded_models import kept_loaded
+
 PREPROCESSING_VERSION = 1
 """Bump when the log-mel input or the window/chunk handling changes: it is part of every spec and cache key."""
 
@@ -153,7 +155,7 @@ def default_compute_type(device: str) -> str:
     return "int8" if device == "cpu" else "float16"
 
 
-@functools.lru_cache(maxsize=4)
+@kept_loaded(maxsize=4)
 def load_whisper_model(source: ModelSource, device: str, compute_type: str, cpu_threads: int, workers: int = 1):
     """One faster-whisper model per (model, device, compute type, threads, workers), shared by the encoder and the
     ASR; ``workers`` CTranslate2 replicas serve that many calls from different Python threads at once."""

@@ -44,7 +44,6 @@ Speakers are numbered by first appearance: ``<episode>:S1`` speaks first.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -67,6 +66,7 @@ from emojudge_models.episodes.segment import (
     split_regions,
     with_pause_context,
 )
+from emojudge_models.loaded_models import kept_loaded
 from emojudge_models.sample_rate import SAMPLE_RATE_HZ
 
 DEFAULT_DISTANCE_THRESHOLD = 0.3
@@ -132,7 +132,7 @@ class Diarization:
     """The unit-length segment vectors, shape (segments, 256)."""
 
 
-@functools.cache
+@kept_loaded()
 def voice_encoder() -> VoiceEncoder:
     """The CPU voice encoder, loaded once per process from the weights inside the resemblyzer wheel."""
     return VoiceEncoder("cpu", verbose=False)

@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 SHARD_FORMAT_VERSION = "2"
 FRAME_DTYPE = "float16"
 TEXT_VECTOR_DTYPE = "float32"
-ROW_GROUP_BYTES = 16 << 20
+ROW_GROUP_BYTES = 4 << 20
 """Target row-group size: a read of a few clips decodes at most this much of a shard."""
 VECTOR_BATCH_ROWS = 2048
 """Rows per record batch of :meth:`FeatureStore.iter_item_vectors` and :func:`arrow_rows`."""
@@ -472,6 +472,8 @@ class FeatureStore:
                     ):
                         raise CorruptShardError(f"{path}: row {row} does not match its index entry or digest")
                     yield utterance_id, np.frombuffer(value, dtype="<f2").reshape(n_frames, dim).copy()
+                del table, values
+                pa.default_memory_pool().release_unused()
         except (OSError, pa.ArrowException, CorruptShardError, IndexError) as error:
             self._quarantine(relative, str(error))
             self._forget(relative.split("/", 1)[0])

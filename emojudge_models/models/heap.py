@@ -22,11 +22,21 @@ MMAP_THRESHOLD_BYTES = 128 * 1024
 
 
 @functools.cache
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    return None if name is None else ctypes.CDLL(name)
+
+
+@functools.cache
 def pin_mmap_threshold() -> bool:
     """Fix glibc's mmap threshold at its default for the rest of the process; False where the C library is not
     glibc (nothing to do)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    mallopt = getattr(ctypes.CDLL(name), "mallopt", None)
+    mallopt = getattr(_libc(), "mallopt", None)
     return mallopt is not None and mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
+
+
+def trim_heap() -> bool:
+    """Give the free memory at the top of glibc's heaps back to the system (``malloc_trim``); False where the C
+    library is not glibc or nothing could be returned."""
+    malloc_trim = getattr(_libc(), "malloc_trim", None)
+    return malloc_trim is not None and malloc_trim(0) == 1

@@ -26,7 +26,7 @@ from emojudge_pipeline.resources import ModelsResource, WarehouseResource
 
 NO_MODEL = "no model registered: train first (emojudge materialize <training set>)"
 """Why scoring stops when nothing was trained for this warehouse (or for the partition's encoders)."""
-SCORING_CHUNK = 512
+SCORING_CHUNK = 128
 """Utterances whose features are read and scored together; bounds memory whatever the partition size."""
 
 

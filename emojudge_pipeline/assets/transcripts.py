@@ -10,6 +10,7 @@ from emojudge_models.episodes.sources import audio_source
 from emojudge_models.ingest.audio import AudioRejected
 from emojudge_models.ingest.corpus import Rejection
 from emojudge_models.ingest.language import asr_language, text_blocked
+from emojudge_models.loaded_models import release_loaded_models
 from emojudge_models.store import warehouse
 from emojudge_pipeline.assets.common import markdown_preview, rejections_write
 from emojudge_pipeline.partitions import eval_sets_partitions
@@ -51,30 +52,46 @@ def build_language_detector(options: Mapping[str, Any]):
 
 
 def _detect_languages(warehouse_db: WarehouseResource, eval_set: str, options: Mapping[str, Any], log) -> dict:
-    """Detect and store the language of every utterance with none stated; returns metadata."""
+    """Detect and store the language of every utterance with none stated: an episode's segments once per speaker,
+    other clips one by one; returns metadata."""
     with warehouse_db.connect() as con:
         todo = warehouse.query_df(con, "asr/undetected_languages.sql", [eval_set])
     if todo.empty:
         return {"languages_detected": 0}
     detector = build_language_detector(options)
     decoded = warehouse_db.layout.decoded_episodes
+
+    def source(row):
+        return audio_source(row.audio_path, row.start_s, row.end_s, row.episode_sha256, row.channel, decoded)
+
     found: list[list] = []
-    for start in range(0, len(todo), ASR_CHUNK):
-        chunk = todo.iloc[start : start + ASR_CHUNK]
-        for row in chunk.itertuples():
-            source = audio_source(row.audio_path, row.start_s, row.end_s, row.episode_sha256, row.channel, decoded)
+    by_speaker = todo["episode_sha256"].notna() & todo["speaker_id"].notna()
+    speakers = todo[by_speaker].groupby(["episode_sha256", "speaker_id"], sort=False)
+    for (_, speaker), turns in speakers:
+        detected = detector.detect_speaker([source(row) for row in turns.itertuples()])
+        if detected is not None:
+            found += [[*detected, eval_set, utterance_id] for utterance_id in turns["utterance_id"]]
+            log.info(f"speaker {speaker}: {detected[0]} ({detected[1]:.2f}) for {len(turns)} segments")
+    clips = todo[~by_speaker]
+    for start in range(0, len(clips), ASR_CHUNK):
+        for row in clips.iloc[start : start + ASR_CHUNK].itertuples():
             try:
-                language, probability = detector.detect([source])[0]
+                language, probability = detector.detect([source(row)])[0]
             except AudioRejected:
                 continue  # the ASR and the encoders report an unreadable clip
             found.append([language, probability, eval_set, row.utterance_id])
-        log.info(f"detected the language of {min(start + ASR_CHUNK, len(todo))}/{len(todo)} clips")
+        log.info(f"detected the language of {min(start + ASR_CHUNK, len(clips))}/{len(clips)} clips")
     with warehouse_db.connect() as con:
         warehouse.write_partitions(con, eval_set, [], [("asr/set_detected_language.sql", row) for row in found])
     counts: dict[str, int] = {}
     for language, *_ in found:
         counts[language] = counts.get(language, 0) + 1
-    return {"languages_detected": len(found), "language_detector": detector.key, "detected_languages": counts}
+    return {
+        "languages_detected": len(found),
+        "languages_detected_by_speaker": int(by_speaker.sum()),
+        "language_detector": detector.key,
+        "detected_languages": counts,
+    }
 
 
 @dg.asset(
@@ -91,6 +108,7 @@ def transcripts(
 ) -> dg.MaterializeResult:
     eval_set = context.partition_key
     detected = _detect_languages(warehouse_db, eval_set, ingest.asr, context.log)
+    release_loaded_models()  # the detector's Whisper: the ASR's model is loaded next, one at a time
     with warehouse_db.connect() as con:
         todo = warehouse.query_df(con, "asr/missing_transcripts.sql", [eval_set])
     language = asr_language(ingest.asr)

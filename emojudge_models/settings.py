@@ -241,8 +241,9 @@ class Settings(BaseModel):
     )
     asr: dict[str, Any] = _setting(
         {},
-        'ASR options as JSON ({"model": path or HF id, "beam_size": 5, "workers": 0, ...}); default Whisper tiny.en, '
-        "on CPU one single-thread worker per core (workers 0)",
+        'ASR options as JSON ({"model": path or HF id, "beam_size": 5, "workers": 0, "pad_s": 5, ...}); default '
+        "Whisper tiny.en, on CPU one single-thread worker per core (workers 0), a short segment's window its length "
+        "+ 5 s (pad_s; null: 15-s windows)",
     )
     set_languages: dict[str, str] = _setting(
         {}, 'language of sets whose manifest has no language column, JSON ({"emodb": "de"}); not the ASR\'s: no text'

@@ -16,6 +16,7 @@ from emojudge_models.asr.whisper import (
     WhisperASR,
     asr_lanes,
     build_asr,
+    repeats_a_sentence,
     segment_waves,
     split_at_pauses,
     transcribe_in_pieces,
@@ -91,6 +92,46 @@ def test_workers_decode_batches_at_once_and_keep_the_order() -> None:
         transcribe_in_pieces(waves[:2], 16_000, decode, batch_size=1, workers=1)
 
 
+def test_batches_hold_one_group_each_in_the_order_pieces_come() -> None:
+    seen: list[list[int]] = []
+
+    def decode(batch: list[np.ndarray]) -> list[str]:
+        seen.append([len(piece) for piece in batch])
+        return [str(len(piece)) for piece in batch]
+
+    waves = [np.ones(n, np.float32) for n in (1_000, 5_000, 2_000, 6_000, 3_000)]
+    texts = transcribe_in_pieces(waves, 16_000, decode, batch_size=2, group=lambda piece: len(piece) > 4_000)
+    assert texts == ["1000", "5000", "2000", "6000", "3000"]
+    assert seen == [[1_000, 2_000], [3_000], [5_000, 6_000]]
+
+
+def test_a_looping_text_is_told_from_a_sentence_said_once() -> None:
+    assert repeats_a_sentence("Dogs are sitting by the door. Dogs are sitting by the door")
+    assert repeats_a_sentence("No. no!")
+    assert not repeats_a_sentence("Kids are talking by the door.")
+    assert not repeats_a_sentence("Hi there. Yes. Hi there.") and not repeats_a_sentence("")
+
+
+@requires_whisper
+def test_short_pieces_get_padded_windows_and_a_looping_one_the_full_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 3-s piece gets an 8-s window (3 s + 5 s of padding), a 12-s piece the full 15 s; a short window whose text
+    loops is decoded again in the full window and that text kept."""
+    asr = WhisperASR(workers=1)
+    calls: list[tuple[list[int], int]] = []
+
+    def generate(pieces: list[np.ndarray], window_frames: int) -> list[str]:
+        calls.append(([len(piece) for piece in pieces], window_frames))
+        return ["Hello. Hello." if window_frames < 1_500 else "Hello." for _ in pieces]
+
+    monkeypatch.setattr(asr, "_generate", generate)
+    texts = asr.transcribe_clips([np.ones(48_000, np.float32), np.ones(192_000, np.float32)])
+    assert texts == ["Hello.", "Hello."]
+    assert calls == [([48_000], 800), ([48_000], 1_500), ([192_000], 1_500)]
+    assert WhisperASR(workers=1, pad_s=None).window_frames(np.ones(48_000, np.float32)) == 1_500
+    with pytest.raises(ValueError, match="pad_s must be at least 0"):
+        WhisperASR(pad_s=-1.0)
+
+
 def test_segments_outside_the_episode_are_refused() -> None:
     episode = np.zeros(16_000 * 5, np.float32)
     assert [len(wave) for wave in segment_waves(episode, [(0.5, 1.0), (4.0, 6.0)])] == [8000, 16_000]
@@ -143,6 +184,7 @@ def test_model_key_names_the_model_and_every_decoding_option(asr: WhisperASR) ->
     assert WhisperASR(workers=1, cpu_threads=1).asr_model_key == asr.asr_model_key
     assert WhisperASR(beam_size=1).asr_model_key != asr.asr_model_key
     assert WhisperASR(window_s=10).asr_model_key != asr.asr_model_key
+    assert WhisperASR(pad_s=None).asr_model_key != asr.asr_model_key
     assert isinstance(build_asr({"beam_size": 5}), WhisperASR)
     assert build_asr({}).asr_model_key == asr.asr_model_key
     with pytest.raises(ValueError, match="unknown ASR kind"):

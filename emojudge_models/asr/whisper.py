@@ -6,15 +6,21 @@ its own window, zero-padded like faster-whisper pads its 30-s windows, so text n
 segments. Measured on RAVDESS (bench/RESULTS.md): packing several segments into one 30-s window and splitting the text
 back by word timestamps, segment timestamps or forced start timestamps misassigned words or merged sentences, and
 faster-whisper's VAD chunks dropped sentences; a 15-s window per segment recovered as many sentences as the 30-s
-window (162 against 160 of 168) at about three times the speed, so it is the default. ``HFWhisperASR`` is the path
-for Hugging Face Whisper checkpoints (transformers pipeline).
+window (162 against 160 of 168) at about three times the speed, so it is the default. A short segment's window is
+shorter still: the segment plus ``pad_s`` (5 s) of zero padding, rounded up to whole seconds; without that much silence
+after the speech the decoder repeats the sentence, and a window whose text repeats a sentence is decoded again in the
+full window. On the 168 RAVDESS sentences trimmed of their silence (what episode segments hold) that halved the time
+(9.0 against 18.8 s) and recovered 162 against 161 (bench/RESULTS.md). ``HFWhisperASR`` is the path for Hugging Face
+Whisper checkpoints (transformers pipeline).
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,6 +46,7 @@ DEFAULT_MODEL = "tiny.en"
 MEL_FRAMES_PER_SECOND = 100
 MAX_WINDOW_S = 30.0
 DEFAULT_WINDOW_S = 15.0
+DEFAULT_PAD_S = 5.0
 SPLIT_SEARCH_S = 5.0
 """A piece longer than the window is cut at the quietest 20 ms within this many seconds before the window end."""
 MAX_AUTO_WORKERS = 4
@@ -110,16 +117,23 @@ def transcribe_in_pieces(
     decode: Callable[[list[np.ndarray]], list[str]],
     batch_size: int,
     workers: int = 1,
+    group: Callable[[np.ndarray], Hashable] = lambda piece: None,
 ) -> list[str]:
     """Decode every wave in batches of pieces of at most ``max_samples``; a wave's piece texts are joined in order.
 
-    ``workers`` batches are decoded at once, on as many threads (``decode`` must be thread-safe).
+    A batch holds only pieces of one ``group`` (e.g. their window length), in the order they come. ``workers``
+    batches are decoded at once, on as many threads (``decode`` must be thread-safe).
     """
     for index, wave in enumerate(waves):
         if wave.ndim != 1 or len(wave) == 0:
             raise ValueError(f"clip {index}: expected a non-empty mono 1-D 16 kHz wave, got shape {wave.shape}")
-    pieces = [(index, piece) for index, wave in enumerate(waves) for piece in split_at_pauses(wave, max_samples)]
-    batches = [pieces[start : start + batch_size] for start in range(0, len(pieces), batch_size)]
+    groups: dict[Hashable, list[tuple[int, np.ndarray]]] = {}
+    for index, wave in enumerate(waves):
+        for piece in split_at_pauses(wave, max_samples):
+            groups.setdefault(group(piece), []).append((index, piece))
+    batches = [
+        pieces[start : start + batch_size] for pieces in groups.values() for start in range(0, len(pieces), batch_size)
+    ]
     inputs = [[piece for _, piece in batch] for batch in batches]
     if workers > 1 and len(batches) > 1:
         pool = ThreadPoolExecutor(min(workers, len(batches)), thread_name_prefix="asr")
@@ -135,6 +149,15 @@ def transcribe_in_pieces(
             if text:
                 texts[index].append(text)
     return [" ".join(parts) for parts in texts]
+
+
+def repeats_a_sentence(text: str) -> bool:
+    """Whether two consecutive sentences of ``text`` have the same words (case and punctuation aside): Whisper's
+    loop when a window ends right after the speech. A speaker's own "No. No." is decoded again too, in the full
+    window, which only costs time."""
+    sentences = [normalized_words(part) for part in re.split(r"(?<=[.!?])\s+", text)]
+    sentences = [words for words in sentences if words]
+    return any(first == second for first, second in itertools.pairwise(sentences))
 
 
 def normalized_words(text: str) -> list[str]:
@@ -161,6 +184,9 @@ class DecodingOptions:
     language: str = "en"
     beam_size: int = 5
     window_s: float = DEFAULT_WINDOW_S
+    pad_s: float | None = DEFAULT_PAD_S
+    """A piece's window: the piece plus at least this much padding, in whole seconds, at most ``window_s``; None:
+    always ``window_s``."""
     max_new_tokens: int = 220
     no_speech_threshold: float = 0.6
     log_prob_threshold: float = -1.0
@@ -189,14 +215,17 @@ class WhisperASR:
         language: str = "en",
         cpu_threads: int = 0,
         workers: int = 0,
+        pad_s: float | None = DEFAULT_PAD_S,
     ) -> None:
         if not 1.0 <= window_s <= MAX_WINDOW_S:
             raise ValueError(f"window_s must lie between 1 and {MAX_WINDOW_S:g} s, got {window_s}")
+        if pad_s is not None and pad_s < 0:
+            raise ValueError(f"pad_s must be at least 0 s (or None for full windows), got {pad_s}")
         if batch_size < 1 or beam_size < 1:
             raise ValueError(f"batch_size and beam_size must be at least 1, got {batch_size} and {beam_size}")
         source = resolve_model(model_path if model_path is not None else DEFAULT_MODEL)
         compute_type = compute_type or default_compute_type(device)
-        self.options = DecodingOptions(language=language, beam_size=beam_size, window_s=window_s)
+        self.options = DecodingOptions(language=language, beam_size=beam_size, window_s=window_s, pad_s=pad_s)
         self.batch_size = batch_size
         self.workers, threads = asr_lanes(device, workers, cpu_threads)
         self.model = load_whisper_model(source, device, compute_type, threads, self.workers)
@@ -228,13 +257,34 @@ class WhisperASR:
 
     def _transcribe(self, waves: list[np.ndarray]) -> list[str]:
         max_samples = int(self.options.window_s * SAMPLE_RATE_HZ)
-        return transcribe_in_pieces(waves, max_samples, self._decode, self.batch_size, self.workers)
+        return transcribe_in_pieces(
+            waves, max_samples, self._decode, self.batch_size, self.workers, group=self.window_frames
+        )
+
+    def window_frames(self, piece: np.ndarray) -> int:
+        """Mel frames of ``piece``'s window: the piece and ``pad_s`` of padding in whole seconds, at most the full
+        window."""
+        full = int(self.options.window_s * MEL_FRAMES_PER_SECOND)
+        if self.options.pad_s is None:
+            return full
+        seconds = math.ceil(len(piece) / SAMPLE_RATE_HZ + self.options.pad_s)
+        return min(full, seconds * MEL_FRAMES_PER_SECOND)
 
     def _decode(self, pieces: list[np.ndarray]) -> list[str]:
+        """Texts of pieces that share a window length; one whose text loops is decoded again in the full window."""
+        frames = self.window_frames(pieces[0])
+        texts = self._generate(pieces, frames)
+        full = int(self.options.window_s * MEL_FRAMES_PER_SECOND)
+        again = [index for index, text in enumerate(texts) if frames < full and repeats_a_sentence(text)]
+        if again:
+            for index, text in zip(again, self._generate([pieces[i] for i in again], full), strict=True):
+                texts[index] = text
+        return texts
+
+    def _generate(self, pieces: list[np.ndarray], window_frames: int) -> list[str]:
         import ctranslate2
         from faster_whisper.audio import pad_or_trim
 
-        window_frames = int(self.options.window_s * MEL_FRAMES_PER_SECOND)
         mels = np.stack([pad_or_trim(self.model.feature_extractor(piece)[..., :-1], window_frames) for piece in pieces])
         encoded = self.model.model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(mels)))
         results = self.model.model.generate(

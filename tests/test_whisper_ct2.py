@@ -16,6 +16,7 @@ from emojudge_models.encoders.whisper_ct2 import (
     ModelSource,
     WhisperCT2Encoder,
     assemble_weights,
+    assembled_folder,
     resolve_model,
 )
 from emojudge_models.ingest.audio import load_wave
@@ -157,6 +158,36 @@ def test_a_corrupted_or_truncated_part_is_refused(tmp_path: Path) -> None:
         assemble_weights(_split_source(tmp_path, [whole[:5000], bytes(flipped)], whole))
     with pytest.raises(ValueError, match=r"16,383 bytes, expected 16,384 \(reinstall\)"):
         assemble_weights(_split_source(tmp_path, [whole[:5000], whole[5000:-1]], whole))
+
+
+def test_a_split_model_is_assembled_once_into_a_folder_named_by_its_hash(tmp_path: Path) -> None:
+    """The parts are concatenated into the cache once; a cached copy that no longer hashes to the pin is written
+    again; parts that do not hash to it leave nothing behind."""
+    whole = bytes(range(256)) * 64
+    packaged = tmp_path / "package"
+    packaged.mkdir()
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        (packaged / name).write_text(name)
+    source = _split_source(packaged, [whole[:5000], whole[5000:]], whole)
+    folder = assembled_folder(source, tmp_path / "cache")
+    assert folder.name == f"fake-{source.sha256[:16]}" and (folder / "model.bin").read_bytes() == whole
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "config.json",
+        "model.bin",
+        "tokenizer.json",
+        "vocabulary.txt",
+    ]
+    written = (folder / "model.bin").stat().st_mtime_ns
+    assert assembled_folder(source, tmp_path / "cache") == folder
+    assert (folder / "model.bin").stat().st_mtime_ns == written
+    (folder / "model.bin").write_bytes(whole[:-1] + b"x")
+    assert (assembled_folder(source, tmp_path / "cache") / "model.bin").read_bytes() == whole
+    flipped = bytearray(whole[5000:])
+    flipped[100] ^= 1
+    bad = _split_source(packaged, [whole[:5000], bytes(flipped)], whole)
+    with pytest.raises(ValueError, match=r"fake weights .*SHA-256 [0-9a-f]{64}, expected"):
+        assembled_folder(bad, tmp_path / "other")
+    assert list((tmp_path / "other").rglob("*model.bin*")) == []
 
 
 def test_bad_configuration_and_input_are_refused(clip_encoder: WhisperCT2Encoder, tmp_path: Path) -> None:

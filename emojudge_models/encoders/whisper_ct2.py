@@ -11,16 +11,22 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import math
+import os
 import re
+import shutil
+import threading
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from emojudge_models.loaded_models import kept_loaded
+
+log = logging.getLogger(__name__)
 
 PREPROCESSING_VERSION = 1
 """Bump when the log-mel input or the window/chunk handling changes: it is part of every spec and cache key."""
@@ -40,8 +46,9 @@ class ModelSource:
     """Where a CTranslate2 Whisper model's files are.
 
     ``weight_parts`` is ``(model.bin,)`` for a plain folder; a model split across packages lists its parts in order,
-    with the ``size`` and ``sha256`` their concatenation must have. Such a model is loaded from memory (faster-whisper's
-    ``files=``) and never written to disk: nothing to cache, to race on between processes or to go stale.
+    with the ``size`` and ``sha256`` their concatenation must have. Such a model is concatenated once into a cache
+    folder named by its hash (:func:`assembled_folder`) and loaded from there: loading it from memory
+    (faster-whisper's ``files=``) peaked 280 MB higher and kept 140 MB more resident (bench/RESULTS.md).
     """
 
     name: str
@@ -151,6 +158,56 @@ def assemble_weights(source: ModelSource) -> bytes:
     return bytes(buffer)
 
 
+def cache_root() -> Path:
+    """Where assembled models are kept: ``$XDG_CACHE_HOME/emojudge/whisper-ct2`` (``~/.cache`` by default)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "emojudge" / "whisper-ct2"
+
+
+def assembled_folder(source: ModelSource, root: Path | None = None) -> Path:
+    """A folder holding a split model as one ``model.bin`` beside its other files, under ``root`` (default
+    :func:`cache_root`) in ``<name>-<sha256 prefix>``. The parts are streamed into a temporary file, which is
+    renamed into place only when its size and SHA-256 are the pinned ones (ValueError otherwise); a ``model.bin``
+    already there is used when it still hashes to the pin, else written again. OSError where ``root`` cannot be
+    written."""
+    if source.sha256 is None:
+        raise ValueError(f"Whisper {source.name}: a split model needs its pinned SHA-256")
+    folder = (root or cache_root()) / f"{source.name}-{source.sha256[:16]}"
+    target = folder / "model.bin"
+    cached = replace(source, folder=folder, weight_parts=(target,), size=None, sha256=None)
+    if not target.is_file() or weights_sha256(cached) != source.sha256:
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f".model.bin.{os.getpid()}.{threading.get_ident()}.partial"
+        try:
+            _write_parts(source, partial)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+    for name in (*MODEL_FILES[1:], "vocabulary.txt"):
+        if not (folder / name).is_file():
+            copied = folder / f".{name}.{os.getpid()}.partial"
+            shutil.copyfile(source.folder / name, copied)
+            os.replace(copied, folder / name)
+    return folder
+
+
+def _write_parts(source: ModelSource, path: Path) -> None:
+    """Concatenate the parts into ``path``, checking size and SHA-256 as they stream through."""
+    parts = ", ".join(str(part) for part in source.weight_parts)
+    digest, size = hashlib.sha256(), 0
+    with open(path, "wb") as out:
+        for part in source.weight_parts:
+            with open(part, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 22), b""):
+                    digest.update(block)
+                    size += out.write(block)
+    if source.size is not None and size != source.size:
+        raise ValueError(f"Whisper {source.name} weights {parts}: {size:,} bytes, expected {source.size:,} (reinstall)")
+    if digest.hexdigest() != source.sha256:
+        raise ValueError(
+            f"Whisper {source.name} weights {parts}: SHA-256 {digest.hexdigest()}, expected {source.sha256} (reinstall)"
+        )
+
+
 def default_compute_type(device: str) -> str:
     return "int8" if device == "cpu" else "float16"
 
@@ -161,12 +218,16 @@ def load_whisper_model(source: ModelSource, device: str, compute_type: str, cpu_
     ASR; ``workers`` CTranslate2 replicas serve that many calls from different Python threads at once."""
     from faster_whisper import WhisperModel
 
-    files = None
+    folder, files = source.folder, None
     if source.split:
-        files = {name: (source.folder / name).read_bytes() for name in (*MODEL_FILES[1:], "vocabulary.txt")}
-        files["model.bin"] = assemble_weights(source)
+        try:
+            folder = assembled_folder(source)
+        except OSError as error:  # no writable cache: the parts go to CTranslate2 from memory
+            log.warning(f"Whisper {source.name} loaded from memory, no cache folder to assemble it in: {error}")
+            files = {name: (source.folder / name).read_bytes() for name in (*MODEL_FILES[1:], "vocabulary.txt")}
+            files["model.bin"] = assemble_weights(source)
     return WhisperModel(
-        str(source.folder),
+        str(folder),
         device=device,
         compute_type=compute_type,
         cpu_threads=cpu_threads,

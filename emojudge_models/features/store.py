@@ -317,6 +317,8 @@ class FeatureStore:
             write_statistics=["content_sha256", "n_frames", "dim"],
             write_page_checksum=True,
         )
+        del table
+        pa.default_memory_pool().release_unused()  # the shard's buffers: Arrow's pool would keep them
         _fsync(partial)
         os.replace(partial, directory / name)
         _fsync(directory)
@@ -473,7 +475,7 @@ class FeatureStore:
                         raise CorruptShardError(f"{path}: row {row} does not match its index entry or digest")
                     yield utterance_id, np.frombuffer(value, dtype="<f2").reshape(n_frames, dim).copy()
                 del table, values
-                pa.default_memory_pool().release_unused()
+                pa.default_memory_pool().release_unused()  # a decoded row group is several times its frames
         except (OSError, pa.ArrowException, CorruptShardError, IndexError) as error:
             self._quarantine(relative, str(error))
             self._forget(relative.split("/", 1)[0])

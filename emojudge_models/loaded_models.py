@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 
-from emojudge_models.models.heap import trim_heap
+from emojudge_models.heap import trim_heap
 
 Loader = TypeVar("Loader", bound=Callable[..., Any])
 

@@ -10,7 +10,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 LAYERS: list[set[str]] = [
-    {"labels", "sample_rate", "home", "cron", "disk", "folders", "processes"},
+    {"labels", "sample_rate", "home", "cron", "disk", "folders", "processes", "heap"},
+    {"loaded_models"},
     {"encoders", "store"},
     {"profiles"},
     {"settings"},

@@ -19,9 +19,9 @@ import torch
 from sklearn.metrics import f1_score
 from torch import nn
 
+from emojudge_models.heap import pin_mmap_threshold
 from emojudge_models.models.batches import Batch, BatchPlan, StreamPlan
 from emojudge_models.models.heads import output_dim
-from emojudge_models.models.heap import pin_mmap_threshold
 from emojudge_models.models.losses import CCCLoss, WeightedFocalLoss, ccc, class_alpha
 from emojudge_models.settings import default
 

@@ -46,9 +46,10 @@ def release_loaded_models() -> int:
     Returns how many models were forgotten. Models a caller still holds stay alive until it lets them go.
     """
     kept = models_kept()
-    for cache in _CACHES:
-        cache.cache_clear()
-    gc.collect()
-    trim_heap()
+    if kept:
+        for cache in _CACHES:
+            cache.cache_clear()
+        gc.collect()
+        trim_heap()
     pa.default_memory_pool().release_unused()
     return kept

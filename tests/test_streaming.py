@@ -119,6 +119,8 @@ def test_the_ensemble_policy_learns_from_streamed_frames(small_store) -> None:
     assert trained.result.dev_metric > 0.5  # 8 classes: chance is about 0.125
 
 
+@pytest.mark.reliability
+@pytest.mark.slow_fault
 def test_training_peak_memory_is_bounded_by_the_buffer_not_the_data(tmp_path: Path) -> None:
     """20,000 utterances (about 150 MB of float16 frames, 110 MB in train): one epoch streamed from the store raises
     the peak resident memory of a warmed-up training process by less than the train frames' size (measured: 12-60 MB,

@@ -10,7 +10,7 @@ window (162 against 160 of 168) at about three times the speed, so it is the def
 shorter still: the segment plus ``pad_s`` (5 s) of zero padding, rounded up to whole seconds; without that much silence
 after the speech the decoder repeats the sentence, and a window whose text repeats a sentence is decoded again in the
 full window. On the 168 RAVDESS sentences trimmed of their silence (what episode segments hold) that halved the time
-(9.0 against 18.8 s) and recovered 162 against 161 (bench/RESULTS.md). ``HFWhisperASR`` is the path for Hugging Face
+(6.7 against 13.4 s) and recovered 162 against 161 (bench/RESULTS.md). ``HFWhisperASR`` is the path for Hugging Face
 Whisper checkpoints (transformers pipeline).
 """
 

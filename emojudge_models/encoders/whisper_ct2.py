@@ -150,12 +150,19 @@ def assemble_weights(source: ModelSource) -> bytes:
     for path in source.weight_parts:
         with open(path, "rb") as handle:
             offset += handle.readinto(view[offset:])
-    digest = hashlib.sha256(buffer).hexdigest()
+    _check_assembled(source, size, hashlib.sha256(buffer).hexdigest())
+    return bytes(buffer)
+
+
+def _check_assembled(source: ModelSource, size: int, digest: str) -> None:
+    """ValueError naming the parts unless the concatenation has the pinned size and SHA-256."""
+    parts = ", ".join(str(path) for path in source.weight_parts)
+    if source.size is not None and size != source.size:
+        raise ValueError(f"Whisper {source.name} weights {parts}: {size:,} bytes, expected {source.size:,} (reinstall)")
     if source.sha256 is not None and digest != source.sha256:
         raise ValueError(
             f"Whisper {source.name} weights {parts}: SHA-256 {digest}, expected {source.sha256} (reinstall)"
         )
-    return bytes(buffer)
 
 
 def cache_root() -> Path:
@@ -192,7 +199,6 @@ def assembled_folder(source: ModelSource, root: Path | None = None) -> Path:
 
 def _write_parts(source: ModelSource, path: Path) -> None:
     """Concatenate the parts into ``path``, checking size and SHA-256 as they stream through."""
-    parts = ", ".join(str(part) for part in source.weight_parts)
     digest, size = hashlib.sha256(), 0
     with open(path, "wb") as out:
         for part in source.weight_parts:
@@ -200,12 +206,7 @@ def _write_parts(source: ModelSource, path: Path) -> None:
                 for block in iter(lambda: handle.read(1 << 22), b""):
                     digest.update(block)
                     size += out.write(block)
-    if source.size is not None and size != source.size:
-        raise ValueError(f"Whisper {source.name} weights {parts}: {size:,} bytes, expected {source.size:,} (reinstall)")
-    if digest.hexdigest() != source.sha256:
-        raise ValueError(
-            f"Whisper {source.name} weights {parts}: SHA-256 {digest.hexdigest()}, expected {source.sha256} (reinstall)"
-        )
+    _check_assembled(source, size, digest.hexdigest())
 
 
 def default_compute_type(device: str) -> str:

@@ -216,3 +216,44 @@ def test_concat_encoder_puts_base_and_tiny_en_frames_side_by_side() -> None:
     assert [part["model"] for part in encoder.spec["parts"]] == ["base", "tiny.en"]
     with pytest.raises(ValueError, match="at least two parts"):
         build_audio_encoder({"kind": "concat", "parts": parts[:1]})
+
+
+def test_a_model_cut_after_an_encoder_layer_gives_that_layer_s_frames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cut after its last layer, the model's frames are the full model's bit for bit; cut after layer 2 they are
+    another layer's (same shape); the cut file holds the lower layers and the whole decoder, is written once in the
+    cache, and is rebuilt in memory where the cache cannot be written."""
+    from emojudge_models.encoders.ct2_layers import model_bin_chunks, read_model_bin
+    from emojudge_models.loaded_models import release_loaded_models
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    rng = np.random.default_rng(3)
+    wave = (0.1 * np.sin(2 * np.pi * 180 * np.arange(32_000) / 16_000) + rng.normal(0, 0.02, 32_000)).astype(np.float32)
+    full = WhisperCT2Encoder("tiny.en").encode_batch([wave])[0]
+    assert np.array_equal(WhisperCT2Encoder("tiny.en", layer=4).encode_batch([wave])[0], full)
+    second = WhisperCT2Encoder("tiny.en", layer=2)
+    frames = second.encode_batch([wave])[0]
+    assert frames.shape == full.shape and np.abs(frames - full).mean() > 0.1
+    assert second.spec["layer"] == 2 and encoder_key(second.spec) != encoder_key(WhisperCT2Encoder("tiny.en").spec)
+    [folder] = (tmp_path / "cache" / "emojudge" / "whisper-ct2").glob("tiny.en-*-layer2")
+    original, cut = read_model_bin(resolve_model("tiny.en").weight_parts[0]), read_model_bin(folder / "model.bin")
+    assert (original.encoder_layers(), cut.encoder_layers()) == (4, 2)
+    decoder = [v.name for v in original.variables if v.name.startswith("decoder/")]
+    assert decoder and decoder == [v.name for v in cut.variables if v.name.startswith("decoder/")]
+    assert b"".join(model_bin_chunks(original)) == resolve_model("tiny.en").weight_parts[0].read_bytes()
+    written = (folder / "model.bin").stat().st_mtime_ns
+    release_loaded_models()
+    WhisperCT2Encoder("tiny.en", layer=2)
+    assert (folder / "model.bin").stat().st_mtime_ns == written, "reused, not written again"
+
+    release_loaded_models()
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not-a-folder"))
+    assert np.array_equal(WhisperCT2Encoder("tiny.en", layer=2).encode_batch([wave])[0], frames)
+    with pytest.raises(ValueError, match=r"Whisper tiny\.en: encoder layer must be between 1 and 4, got 5"):
+        WhisperCT2Encoder("tiny.en", layer=5)
+    (tmp_path / "short.bin").write_bytes((folder / "model.bin").read_bytes()[:1000])
+    with pytest.raises(ValueError, match=r"short\.bin: CTranslate2 model file ends early"):
+        read_model_bin(tmp_path / "short.bin")
+    release_loaded_models()

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from emojudge_models.encoders.ct2_layers import cut_folder, model_bin_chunks, read_model_bin
 from emojudge_models.loaded_models import kept_loaded
 
 log = logging.getLogger(__name__)
@@ -214,19 +215,32 @@ def default_compute_type(device: str) -> str:
 
 
 @kept_loaded(maxsize=4)
-def load_whisper_model(source: ModelSource, device: str, compute_type: str, cpu_threads: int, workers: int = 1):
-    """One faster-whisper model per (model, device, compute type, threads, workers), shared by the encoder and the
-    ASR; ``workers`` CTranslate2 replicas serve that many calls from different Python threads at once."""
+def load_whisper_model(
+    source: ModelSource, device: str, compute_type: str, cpu_threads: int, workers: int = 1, layer: int | None = None
+):
+    """One faster-whisper model per (model, device, compute type, threads, workers, layer), shared by the encoder
+    and the ASR; ``workers`` CTranslate2 replicas serve that many calls from different Python threads at once.
+    ``layer``: the model cut after that encoder layer (:mod:`emojudge_models.encoders.ct2_layers`; frames only),
+    kept in the cache folder beside the assembled model."""
     from faster_whisper import WhisperModel
 
     folder, files = source.folder, None
-    if source.split:
-        try:
+    try:
+        if source.split:
             folder = assembled_folder(source)
-        except OSError as error:  # no writable cache: the parts go to CTranslate2 from memory
-            log.warning(f"Whisper {source.name} loaded from memory, no cache folder to assemble it in: {error}")
-            files = {name: (source.folder / name).read_bytes() for name in (*MODEL_FILES[1:], "vocabulary.txt")}
-            files["model.bin"] = assemble_weights(source)
+        if layer is not None:
+            folder = cut_folder(
+                folder, layer, cache_root() / f"{source.name}-{weights_sha256(source)[:16]}-layer{layer}"
+            )
+    except OSError as error:  # no writable cache: the model goes to CTranslate2 from memory
+        log.warning(f"Whisper {source.name} loaded from memory, no cache folder to keep it in: {error}")
+        names = [name for name in (*MODEL_FILES[1:], "vocabulary.txt") if (source.folder / name).is_file()]
+        files = {name: (source.folder / name).read_bytes() for name in names}
+        weights = assemble_weights(source) if source.split else source.weight_parts[0].read_bytes()
+        if layer is not None:
+            weights = b"".join(model_bin_chunks(read_model_bin(source.weight_parts[0], weights).cut_after(layer)))
+        files["model.bin"] = weights
+        folder = source.folder
     return WhisperModel(
         str(folder),
         device=device,
@@ -249,7 +263,9 @@ class WhisperCT2Encoder:
     folder; the spec holds its name and weights hash, so features of different models never share a cache key.
     ``window="clip"`` encodes each clip at its own length (fast); ``"full"`` pads its log-mel with zeros (as
     faster-whisper pads) to the 30-s window Whisper was trained on, then keeps only the clip's frames. Clips over
-    30 s are encoded in 30-s chunks and concatenated. ``cpu_threads=0`` leaves the thread count to CTranslate2; on a
+    30 s are encoded in 30-s chunks and concatenated. ``layer``: the frames of that encoder layer (counted from 1)
+    instead of the last (:mod:`emojudge_models.encoders.ct2_layers`); base's layer 2 is the local profile's
+    (bench/RESULTS.md, "Inner Whisper layers"). ``cpu_threads=0`` leaves the thread count to CTranslate2; on a
     2-core CPU "full" windows ran fastest at batch 1-4 (bench/RESULTS.md).
     """
 
@@ -263,6 +279,7 @@ class WhisperCT2Encoder:
         window: str = "clip",
         batch_size: int = 8,
         cpu_threads: int = 0,
+        layer: int | None = None,
     ) -> None:
         if window not in WINDOW_POLICIES:
             raise ValueError(f"window policy must be one of {WINDOW_POLICIES}, got {window!r}")
@@ -273,7 +290,11 @@ class WhisperCT2Encoder:
         self.compute_type = compute_type or default_compute_type(device)
         self.window = window
         self.batch_size = batch_size
-        self.model = load_whisper_model(source, device, self.compute_type, cpu_threads)
+        self.layer = layer
+        try:
+            self.model = load_whisper_model(source, device, self.compute_type, cpu_threads, layer=layer)
+        except ValueError as error:
+            raise ValueError(f"Whisper {source.name}: {error}") from error
         self.spec: dict[str, Any] = {
             "kind": "whisper-ct2",
             "model": source.name,
@@ -282,6 +303,7 @@ class WhisperCT2Encoder:
             "compute_type": self.compute_type,
             "window": window,
             "preprocessing": PREPROCESSING_VERSION,
+            **({"layer": layer} if layer is not None else {}),
         }
         self.dim = int(self._encode(np.zeros((1, self.model.model.n_mels, 2), dtype=np.float32)).shape[-1])
 

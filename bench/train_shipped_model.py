@@ -1,13 +1,14 @@
 """Rebuild the shipped audio model from the shared RAVDESS actors 01-12 (read by path; no clip enters the repository).
 
-Encodes every clip, and its speech copy (the clip trimmed of its silence), with the local profile's audio encoder
-(Whisper base CTranslate2, clip windows), trains the recipe of emojudge_models/models/shipped_recipe.py
-(per-speaker normalised mean+std, logistic regression on clips and speech copies, C by speaker-grouped CV,
-refitted on all 12 actors), measures the recipe under nested speaker-grouped CV, and writes
-``emojudge_models/models/shipped/<name>/`` (config.json, model.safetensors, figures.json, MODEL_CARD.md).
+Encodes every clip, and its speech copy (the clip trimmed of its silence), with Whisper base (CTranslate2, clip
+windows) cut after each of its encoder layers (encoders/ct2_layers.py), trains the recipe of
+emojudge_models/models/shipped_recipe.py (per-speaker normalised mean+std, logistic regression on clips and speech
+copies, layer and C by speaker-grouped CV, refitted on all 12 actors), measures the recipe under nested
+speaker-grouped CV (the layer chosen inside each outer fold), and writes ``emojudge_models/models/shipped/<name>/``
+(config.json, model.safetensors, figures.json, MODEL_CARD.md). The local profile's encoder is the chosen layer's:
+the build stops if the two differ.
 
-Run by hand: ``python bench/train_shipped_model.py [--data ../shared/data/ravdess-dev] [--name NAME]``; ``--name
-ravdess-whisper-base-tinyen-logreg`` trains on base ++ tiny.en frames (the ``concat`` encoder) instead. The weights are
+Run by hand: ``python bench/train_shipped_model.py [--data ../shared/data/ravdess-dev] [--name NAME]``. The weights are
 deterministic for the same frames (lbfgs, seed 0); frames computed on another CPU can differ in the last bits.
 """
 
@@ -38,15 +39,18 @@ DEFAULT_DATA = REPO.parent / "shared/data/ravdess-dev"
 DEFAULT_CACHE = Path("/tmp/emojudge-shipped-cache")
 """Where encoded frames are kept between runs (shared by the benches that import :func:`encode`)."""
 TRAINED_ON = "shipped:ravdess-actors-01-12"
-ENCODERS = {
-    "ravdess-whisper-base-logreg": PROFILES["local"].audio_encoder,
-    "ravdess-whisper-base-tinyen-logreg": {
-        "kind": "concat",
-        "parts": [PROFILES["local"].audio_encoder, {"kind": "whisper-ct2", "model": "tiny.en", "window": "clip"}],
-    },
-}
-"""Shipped model name -> the encoder whose frames it is trained on: the local profile's default, and base ++ tiny.en
-(bench/RESULTS.md, "Shipped model levers")."""
+BASE = {"kind": "whisper-ct2", "model": "base", "window": "clip"}
+ENCODERS = {"ravdess-whisper-base-logreg": PROFILES["local"].audio_encoder}
+"""Shipped model name -> the encoder whose frames it is trained on: the local profile's default (Whisper base's
+chosen layer). Base ++ tiny.en frames, shipped before as a second model, scored below base's layer 2 at 1.5x the
+encoding (bench/RESULTS.md, "Inner Whisper layers")."""
+LAYERS = {"ravdess-whisper-base-logreg": (1, 2, 3, 4, 5, 6)}
+"""Shipped model name -> the Whisper base encoder layers the recipe chooses among (6 is the last: all of them)."""
+
+
+def layer_encoder(layer: int) -> dict:
+    """The spec of Whisper base's frames after encoder layer ``layer``."""
+    return {**BASE, "layer": layer}
 
 
 @functools.cache
@@ -115,24 +119,40 @@ def main() -> None:
 def build(data: Path, cache: Path, name: str, out: Path, actors: list[str] | None = None) -> dict:
     """Train shipped model ``name`` on ``actors`` (numbers; None: all), measure it, write its folder ``out``."""
     started = time.perf_counter()
-    rows, frames, spec = encode(data, cache, ENCODERS[name])
-    _, speech_frames, _ = encode(data, cache, ENCODERS[name], speech_copies=True)
+    configs = {layer: layer_encoder(layer) for layer in LAYERS[name]} if name in LAYERS else {None: ENCODERS[name]}
+    frames, speech_frames, specs = {}, {}, {}
+    for layer, config in configs.items():
+        rows, frames[layer], specs[layer] = encode(data, cache, config)
+        _, speech_frames[layer], _ = encode(data, cache, config, speech_copies=True)
     if actors is not None:
         keep = [i for i, row in enumerate(rows) if row["speaker_id"].removeprefix("ravdess_actor") in actors]
-        rows, frames, speech_frames = (
-            [rows[i] for i in keep],
-            [frames[i] for i in keep],
-            [speech_frames[i] for i in keep],
-        )
+        rows = [rows[i] for i in keep]
+        frames = {layer: [f[i] for i in keep] for layer, f in frames.items()}
+        speech_frames = {layer: [f[i] for i in keep] for layer, f in speech_frames.items()}
     y, speakers = targets(rows)
     nested = shipped_recipe.nested_evaluation(frames, y, speakers, speech_frames)
-    x = shipped_recipe.normalised_stats(frames, speakers)
-    copies = shipped_recipe.normalised_stats(speech_frames, speakers)
-    fit = shipped_recipe.train(*shipped_recipe.with_copies(x, copies, y, speakers))
+    candidates = {}
+    for layer in configs:
+        x = shipped_recipe.normalised_stats(frames[layer], speakers)
+        copies = shipped_recipe.normalised_stats(speech_frames[layer], speakers)
+        candidates[layer], labels, groups = shipped_recipe.with_copies(x, copies, y, speakers)
+    choice = shipped_recipe.choose_layer(candidates, labels, groups)
+    layer, fit = choice.layer, choice.fit
+    if configs[layer] != ENCODERS[name]:
+        raise SystemExit(
+            f"the recipe chose Whisper base layer {layer}, the local profile encodes {ENCODERS[name]}: set the "
+            "profile's layer to the chosen one (emojudge_models/profiles.py) and build again"
+        )
+    spec = specs[layer]
     figures = {
         "nested_speaker_grouped_cv": nested.summary(),
         "cv_scores_by_C": {str(c): round(v, 4) for c, v in fit.cv_scores.items()},
         "C": fit.C,
+        **(
+            {"layer": layer, "cv_scores_by_layer": {str(k): round(v, 4) for k, v in choice.scores.items()}}
+            if layer
+            else {}
+        ),
         "clips": len(rows),
         "speakers": sorted(set(speakers.tolist())),
         "classes_trained": sorted({EMOTIONS[i] for i in y}, key=EMOTIONS.index),

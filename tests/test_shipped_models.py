@@ -95,13 +95,12 @@ def test_the_shipped_model_fits_its_encoder_on_any_device_and_carries_its_card_a
     model = _shipped()
     assert model.trained_on == SHIPPED_KEY and model.modality == "audio" and model.task == "categorical"
     spec = model.encoder_spec
-    assert spec["model"] == "base" and spec["window"] == "clip"
+    assert spec["model"] == "base" and spec["window"] == "clip" and spec["layer"] == 2
+    last_layer = {key: value for key, value in spec.items() if key != "layer"}
+    assert shipped_for("audio", "categorical", last_layer) is None, "frames of another layer are not its inputs"
     assert shipped_for("audio", "categorical", {**spec, "device": "cuda", "compute_type": "float16"}) is model
     assert shipped_for("audio", "categorical", {**spec, "model": "tiny.en"}) is None
-    both = _shipped("ravdess-whisper-base-tinyen-logreg")
-    parts = [{**part, "device": "cuda", "compute_type": "float16"} for part in both.encoder_spec["parts"]]
-    assert both.encoder_spec["parts"][0] == spec and both.card.is_file()
-    assert shipped_for("audio", "categorical", {"kind": "concat", "parts": parts}) is both
+    assert [m.name for m in shipped_models()] == [BASE_MODEL] and model.card.is_file()
     assert shipped_for("text", "categorical", spec) is None and shipped_for("audio", "attributes", spec) is None
     assert encoder_identity(spec) == {k: v for k, v in spec.items() if k not in ("device", "compute_type")}
     card = model.card.read_text()

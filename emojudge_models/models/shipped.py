@@ -143,8 +143,13 @@ def model_metadata(
 def model_card(metadata: dict[str, Any], figures: dict[str, Any]) -> str:
     """MODEL_CARD.md of a shipped model trained on RAVDESS actors 01-12 (bench/train_shipped_model.py)."""
     nested = figures["nested_speaker_grouped_cv"]
-    folds = "; ".join(f"{'+'.join(f['test_speakers'])}: {f['f1_macro']:.3f} (C {f['C']:g})" for f in nested["folds"])
+    folds = "; ".join(
+        f"{'+'.join(f['test_speakers'])}: {f['f1_macro']:.3f} (C {f['C']:g}"
+        + (f", layer {f['layer']})" if "layer" in f else ")")
+        for f in nested["folds"]
+    )
     low, high = nested["speaker_bootstrap_95"]
+    layer_word = " and the encoder layer" if "layer" in figures else ""
     numbers = [speaker.removeprefix("ravdess_actor") for speaker in figures["speakers"]]
     consecutive = [int(number) for number in numbers] == list(range(int(numbers[0]), int(numbers[0]) + len(numbers)))
     actors = f"{numbers[0]}-{numbers[-1]}" if consecutive and len(numbers) > 2 else ", ".join(numbers)
@@ -153,13 +158,15 @@ def model_card(metadata: dict[str, Any], figures: dict[str, Any]) -> str:
     speech = nested.get("f1_macro_pooled_speech_copies")
     speech_copies = "not measured" if speech is None else f"{speech:.3f}"
     spec = json.dumps(encoder_identity(metadata["encoder_spec"]), sort_keys=True)
-    if metadata["encoder_spec"].get("kind") == "concat":
-        encoder_note = (
-            "Whisper base ++ tiny.en CTranslate2 frames side by side, each clip at its own length; not the default: "
-            "select it with EMOJUDGE_AUDIO_ENCODER (encoders/concat.py)"
-        )
-    else:
-        encoder_note = "the `local` profile's default: Whisper base CTranslate2, each clip at its own length"
+    encoder_note = "the `local` profile's default: Whisper base CTranslate2, each clip at its own length"
+    if "layer" in figures:
+        encoder_note += f", the frames of its encoder layer {figures['layer']} of 6 (encoders/ct2_layers.py)"
+    layer_choice = (
+        ""
+        if "layer" not in figures
+        else f" The encoder layer is chosen the same way, among Whisper base's layers 1-6 (each one's best C compared; "
+        f"grouped-CV F1-macro by layer: {figures['cv_scores_by_layer']}): layer {figures['layer']}."
+    )
     return f"""# {metadata["name"]}
 
 The audio emotion model EmoJudge uses, with the encoder below, for any evaluation set nobody has trained models
@@ -199,12 +206,12 @@ trailing silence, {TRIM_TOP_DB:g} dB under its peak, encoded on its own), so tha
 with little silence around it, is scored as well as a studio clip. C chosen from {{0.001, 0.01, 0.1, 1, 10}}
 by speaker-grouped CV over the {n} actors ({groups} groups, a clip and its copy always together; F1-macro by C:
 {figures["cv_scores_by_C"]}), chosen C = {figures["C"]:g}, then refitted on all {figures["clips"]} clips and
-their copies.
+their copies.{layer_choice}
 
 ## Figures on unseen speakers (nested, speaker-grouped)
 
-Nested CV over actors {actors}: each of {groups} groups of actors held out in turn, the whole recipe (C included,
-by grouped CV on the other actors alone) run on the other actors and scored once on the held-out group:
+Nested CV over actors {actors}: each of {groups} groups of actors held out in turn, the whole recipe (C{layer_word}
+included, by grouped CV on the other actors alone) run on the other actors and scored once on the held-out group:
 
 | figure | value |
 |---|---|
@@ -215,7 +222,7 @@ by grouped CV on the other actors alone) run on the other actors and scored once
 | accuracy, pooled | {nested["accuracy_pooled"]:.3f} |
 | F1-macro pooled, held-out clips normalised as one set without speaker ids | {nested["f1_macro_pooled_set_norm"]:.3f} |
 
-Per fold (held-out actors: F1-macro, C chosen): {folds}. Measured {figures["measured"]}.
+Per fold (held-out actors: F1-macro, what was chosen): {folds}. Measured {figures["measured"]}.
 These are figures on the same corpus (unseen actors, same sentences and studio); expect less on spontaneous speech,
 other languages and noisy recordings. Train your own models on labelled data of your domain to replace it
 (`EMOJUDGE_TRAIN_SETS`, `emojudge materialize <set>`): a set is scored by user-trained models when there are any.

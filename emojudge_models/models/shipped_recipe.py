@@ -21,7 +21,7 @@ speaker group, normalised with the other copies of its speaker. :func:`nested_ev
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +39,7 @@ from emojudge_models.models.linear_probe import (
     pooled_stats,
 )
 
-RECIPE_VERSION = "shipped-logreg-grouped-cv-speech-copies-2"
+RECIPE_VERSION = "shipped-logreg-grouped-cv-speech-copies-layer-3"
 """Bump when the recipe changes what it trains (part of the shipped model's key)."""
 N_GROUPS = 6
 """Speaker groups of the cross-validation (RAVDESS actors 01-12: six groups of two actors)."""
@@ -120,6 +120,26 @@ def train(x: np.ndarray, y: np.ndarray, speakers: np.ndarray, seed: int = 0) -> 
 
 
 @dataclass(frozen=True)
+class LayerChoice:
+    """The chosen layer (None: frames of one unnamed encoder), its fit, and each candidate's grouped-CV score."""
+
+    layer: int | None
+    fit: RecipeFit
+    scores: dict[int | None, float]
+
+
+def choose_layer(
+    candidates: Mapping[int | None, np.ndarray], y: np.ndarray, speakers: np.ndarray, seed: int = 0
+) -> LayerChoice:
+    """The layer (a key of ``candidates``: training rows of each layer's frames) whose recipe fit scores the best
+    grouped-CV F1-macro at its chosen C; ties go to the lower layer (fewer layers to run)."""
+    fits = {layer: train(x, y, speakers, seed) for layer, x in candidates.items()}
+    scores = {layer: fit.cv_scores[fit.C] for layer, fit in fits.items()}
+    best = max(fits, key=lambda layer: (scores[layer], -(layer or 0)))
+    return LayerChoice(best, fits[best], scores)
+
+
+@dataclass(frozen=True)
 class NestedFigures:
     """Held-out predictions of every outer fold, and the figures reported from them."""
 
@@ -146,32 +166,42 @@ class NestedFigures:
 
 
 def nested_evaluation(
-    frames: Sequence[np.ndarray],
+    frames: Sequence[np.ndarray] | Mapping[int | None, Sequence[np.ndarray]],
     y: np.ndarray,
     speakers: np.ndarray,
-    speech_frames: Sequence[np.ndarray] | None = None,
+    speech_frames: Sequence[np.ndarray] | Mapping[int | None, Sequence[np.ndarray]] | None = None,
     seed: int = 0,
     train_on_copies: bool = True,
 ) -> NestedFigures:
-    """The recipe under nested speaker-grouped CV: each outer group held out, the recipe (C chosen by grouped CV
-    on the remaining speakers alone) fitted on the rest (with their speech copies, when ``speech_frames`` gives
-    them, unless ``train_on_copies`` is false: the recipe of before, for comparison) and scored once on it: on the
-    clips, and on their speech copies."""
+    """The recipe under nested speaker-grouped CV: each outer group held out, the recipe (C, and the layer when
+    ``frames`` maps layers to their frames, chosen by grouped CV on the remaining speakers alone) fitted on the rest
+    (with their speech copies, when ``speech_frames`` gives them, unless ``train_on_copies`` is false: the recipe of
+    before, for comparison) and scored once on it: on the clips, and on their speech copies."""
     speakers = np.asarray([str(s) for s in speakers])
-    x = normalised_stats(frames, speakers)
-    copies = None if speech_frames is None else normalised_stats(speech_frames, speakers)
+    by_layer = frames if isinstance(frames, Mapping) else {None: frames}
+    speech_by_layer = (
+        speech_frames if isinstance(speech_frames, Mapping) or speech_frames is None else {None: speech_frames}
+    )
+    x = {layer: normalised_stats(layer_frames, speakers) for layer, layer_frames in by_layer.items()}
+    copies = (
+        None if speech_by_layer is None else {layer: normalised_stats(speech_by_layer[layer], speakers) for layer in x}
+    )
     predicted = np.empty(len(y), dtype=np.int64)
     predicted_set = np.empty(len(y), dtype=np.int64)
     predicted_speech = None if copies is None else np.empty(len(y), dtype=np.int64)
     folds = []
     for index, group in enumerate(speaker_groups(speakers, N_GROUPS)):
         held = np.isin(speakers, group)
-        train_copies = None if copies is None or not train_on_copies else copies[~held]
-        fit = train(*with_copies(x[~held], train_copies, y[~held], speakers[~held]), seed=seed)
-        predicted[held] = predict_stats(fit.model, x[held]).argmax(axis=1)
+        candidates = {}
+        for layer in x:
+            train_copies = None if copies is None or not train_on_copies else copies[layer][~held]
+            candidates[layer], labels, groups = with_copies(x[layer][~held], train_copies, y[~held], speakers[~held])
+        choice = choose_layer(candidates, labels, groups, seed)
+        layer, fit = choice.layer, choice.fit
+        predicted[held] = predict_stats(fit.model, x[layer][held]).argmax(axis=1)
         if predicted_speech is not None:
-            predicted_speech[held] = predict_stats(fit.model, copies[held]).argmax(axis=1)
-        held_frames = [frames[i] for i in np.flatnonzero(held)]
+            predicted_speech[held] = predict_stats(fit.model, copies[layer][held]).argmax(axis=1)
+        held_frames = [by_layer[layer][i] for i in np.flatnonzero(held)]
         predicted_set[held] = predict_stats(fit.model, normalised_stats(held_frames, [None] * len(held_frames))).argmax(
             axis=1
         )
@@ -180,6 +210,7 @@ def nested_evaluation(
                 "fold": index,
                 "test_speakers": list(group),
                 "C": fit.C,
+                **({"layer": layer} if layer is not None else {}),
                 "f1_macro": round(f1_macro_of_indices(y[held], predicted[held]), 4),
             }
         )

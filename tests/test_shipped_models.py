@@ -131,6 +131,22 @@ def test_recipe_chooses_c_by_speaker_groups_and_its_numpy_scores_match_the_torch
     assert len(nested["folds"]) == 6 and nested["f1_macro_pooled"] > 0.8
 
 
+def test_the_recipe_chooses_the_encoder_layer_inside_each_training_fold() -> None:
+    """Of two layers' frames, only layer 2's carry the class: the recipe picks it by grouped CV on the training
+    speakers, in every outer fold of the nested figure, and says so; ties go to the lower layer."""
+    rng = np.random.default_rng(4)
+    speakers = np.repeat([f"s{i}" for i in range(6)], 6)
+    y = np.tile(np.arange(3), 12)
+    noise = [rng.normal(size=(10, 4)).astype(np.float32) for _ in y]
+    signal = [(rng.normal(size=(10, 4)) + 3.0 * np.eye(4)[label]).astype(np.float32) for label in y]
+    nested = shipped_recipe.nested_evaluation({1: noise, 2: signal}, y, speakers).summary()
+    assert [fold["layer"] for fold in nested["folds"]] == [2] * 6 and nested["f1_macro_pooled"] > 0.8
+    stats = {layer: shipped_recipe.normalised_stats(f, speakers) for layer, f in ((1, noise), (2, signal))}
+    choice = shipped_recipe.choose_layer(stats, y, speakers)
+    assert choice.layer == 2 and choice.scores[2] > 0.8 > choice.scores[1] and choice.fit.C in choice.fit.cv_scores
+    assert shipped_recipe.choose_layer({3: stats[2], 2: stats[2]}, y, speakers).layer == 2
+
+
 def test_a_speech_copy_is_the_clip_without_the_silence_around_its_speech() -> None:
     rng = np.random.default_rng(2)
     rate = 16_000

@@ -24,9 +24,10 @@ Usage: python bench/bench_episodes.py [--quick] [--long] [--seeds 2] [--diarize-
    speech inside segments, the episode path's defaults, no count given.
 
 ``--models recipe`` scores with the shipped model's recipe instead (models/shipped_recipe.py: clips and their speech
-copies, C by grouped CV), trained by ``bench/train_shipped_model.py`` on the fold's training actors alone into a
-folder the fold's home reads as ``EMOJUDGE_SHIPPED_MODELS``; nothing is trained in the home: what a user who trains
-nothing gets, on voices the model never heard.
+copies, Whisper base layer and C by grouped CV), trained by ``bench/train_shipped_model.py`` on the fold's training
+actors alone into a folder the fold's home reads as ``EMOJUDGE_SHIPPED_MODELS``, the home encoding with the layer that
+fold chose (``EMOJUDGE_AUDIO_ENCODER``); nothing is trained in the home: what a user who trains nothing gets, on
+voices the model never heard.
 ``--quick`` is fold A only with four 2-minute episodes (both regimes, MP3 and WAV, 3 and 5 speakers): a few minutes.
 ``--diarize-only`` skips training and scoring: segments and speakers only, in this process (``segment_and_diarize``
 as ingest calls it), for every fold. ``--long`` adds one 60-minute episode per fold.
@@ -75,6 +76,8 @@ REGIMES = ("turn", "clip")
 OVERLAP_S = 0.25
 """A reference clip belongs to a segment when they overlap by at least this much."""
 EPISODE_MINUTES = 2.0
+RECIPE_MODEL = "ravdess-whisper-base-logreg"
+"""The shipped model ``--models recipe`` trains per fold (bench/train_shipped_model.py)."""
 
 
 @dataclass(frozen=True)
@@ -510,7 +513,16 @@ class _FoldScorer:
 
     def _env(self, fold: str) -> dict[str, str]:
         home = self.work / f"home-{self.models}-{fold}"
-        shipped = {"EMOJUDGE_SHIPPED_MODELS": str(self._recipe(fold))} if self.models == "recipe" else {}
+        shipped = {}
+        if self.models == "recipe":  # the fold's recipe chose its encoder layer on the fold's training actors
+            from train_shipped_model import layer_encoder
+
+            folder = self._recipe(fold)
+            figures = json.loads((folder / RECIPE_MODEL / "figures.json").read_text())
+            shipped = {
+                "EMOJUDGE_SHIPPED_MODELS": str(folder),
+                "EMOJUDGE_AUDIO_ENCODER": json.dumps(layer_encoder(figures["layer"])),
+            }
         return {
             **shipped,
             **os.environ,
@@ -540,10 +552,9 @@ class _FoldScorer:
         from train_shipped_model import build
 
         folder = self.work / f"shipped-{fold}"
-        name = "ravdess-whisper-base-logreg"
-        if not (folder / name / "model.safetensors").is_file():
+        if not (folder / RECIPE_MODEL / "model.safetensors").is_file():
             actors = [actor.removeprefix("ravdess_actor") for actor in self._training_actors(fold)]
-            build(self.data, self.work / "frames", name, folder / name, actors)
+            build(self.data, self.work / "frames", RECIPE_MODEL, folder / RECIPE_MODEL, actors, check_profile=False)
         return folder
 
     def _trained(self, fold: str) -> dict[str, str]:

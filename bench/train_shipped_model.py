@@ -116,8 +116,12 @@ def main() -> None:
     )
 
 
-def build(data: Path, cache: Path, name: str, out: Path, actors: list[str] | None = None) -> dict:
-    """Train shipped model ``name`` on ``actors`` (numbers; None: all), measure it, write its folder ``out``."""
+def build(
+    data: Path, cache: Path, name: str, out: Path, actors: list[str] | None = None, check_profile: bool = True
+) -> dict:
+    """Train shipped model ``name`` on ``actors`` (numbers; None: all), measure it, write its folder ``out``.
+    ``check_profile``: stop unless the chosen layer is the local profile's (a bench training a fold's model passes
+    False and scores with the fold's chosen layer: ``figures["layer"]``)."""
     started = time.perf_counter()
     configs = {layer: layer_encoder(layer) for layer in LAYERS[name]} if name in LAYERS else {None: ENCODERS[name]}
     frames, speech_frames, specs = {}, {}, {}
@@ -138,7 +142,7 @@ def build(data: Path, cache: Path, name: str, out: Path, actors: list[str] | Non
         candidates[layer], labels, groups = shipped_recipe.with_copies(x, copies, y, speakers)
     choice = shipped_recipe.choose_layer(candidates, labels, groups)
     layer, fit = choice.layer, choice.fit
-    if configs[layer] != ENCODERS[name]:
+    if check_profile and configs[layer] != ENCODERS[name]:
         raise SystemExit(
             f"the recipe chose Whisper base layer {layer}, the local profile encodes {ENCODERS[name]}: set the "
             "profile's layer to the chosen one (emojudge_models/profiles.py) and build again"

@@ -1,9 +1,10 @@
 """Spoken-language identification with the multilingual Whisper model the pipeline already has.
 
-The ASR's default, tiny.en, is English-only and cannot tell languages apart; the local profile's audio encoder is the
-multilingual Whisper base (CTranslate2), which can. :class:`LanguageDetector` uses the ASR's own model when it is a
-multilingual CTranslate2 Whisper, else the packaged base; :func:`load_whisper_model` shares one loaded copy with the
-encoder (same device, compute type and threads). Each clip's first ``DETECTION_WINDOW_S`` seconds are zero-padded
+The ASR's default, tiny.en, is English-only and cannot tell languages apart; the multilingual Whisper base
+(CTranslate2), whose encoder's layer 2 gives the local profile's audio frames, can. :class:`LanguageDetector` uses the
+ASR's own model when it is a multilingual CTranslate2 Whisper, else the packaged base, whole (the audio encoder's copy
+is cut after layer 2 and cannot detect a language); :func:`load_whisper_model` shares one loaded copy per model,
+device, compute type and threads. Each clip's first ``DETECTION_WINDOW_S`` seconds are zero-padded
 to that length, encoded, and CTranslate2's ``detect_language`` gives the probability of every language.
 
 Why a 10-s window: on a 2-core CPU the full 30-s window cost about 0.9 CPU-s per clip, 10 s about 0.15, the clip's

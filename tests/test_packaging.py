@@ -161,7 +161,7 @@ def test_the_shipped_model_loads_from_the_installed_wheel_and_scores_real_clips(
 ) -> None:
     """The shipped weights load from site-packages (not the checkout) and label actor 03's clips: nearly all right
     (actor 03 is in its training data), the angry ones angry."""
-    assert len(SHIPPED_MODEL_FILES) == 8, "two shipped models, four files each"
+    assert len(SHIPPED_MODEL_FILES) == 4, "one shipped model, four files"
     result = subprocess.run(
         [str(_installed(wheel, tmp_path)), "-c", SCORE_FROM_WHEEL, str(ravdess_dir)],
         cwd=tmp_path,

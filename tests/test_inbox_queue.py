@@ -182,6 +182,7 @@ def test_inbox_add_waits_for_a_file_still_being_written_and_registers_it_once(
     assert sorted(p.name for p in (emojudge_home / "inbox").iterdir()) == ["show.wav"], "no partial copy left"
 
 
+@pytest.mark.slow_fault
 @pytest.mark.reliability
 def test_inbox_add_refuses_a_file_that_never_stops_changing_in_one_line(
     emojudge_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
@@ -231,6 +232,7 @@ def test_the_scan_keeps_its_old_cursor_entries_working(tmp_path: Path) -> None:
 # --- a vanished file ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow_fault
 @pytest.mark.reliability
 def test_an_episode_whose_file_vanished_is_marked_missing_skipped_and_back_once_re_added(
     emojudge_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture

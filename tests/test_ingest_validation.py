@@ -285,6 +285,7 @@ def test_corpus_broken_after_registration_fails_ingest_in_one_line(tmp_path: Pat
     )
 
 
+@pytest.mark.slow_fault
 def test_a_name_registered_for_another_corpus_is_re_pointed_only_with_replace(tmp_path: Path) -> None:
     """`eval-set add demo OTHER.csv` silently re-pointed the training set; now it is one line and exit 2 unless
     --replace is given. Adding the same corpus again stays a no-op."""

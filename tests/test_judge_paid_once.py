@@ -96,6 +96,7 @@ def test_the_heartbeat_renews_claims_and_releases_them_at_the_end(tmp_path: Path
     assert other.claim(["p1"]).mine == ["p1"]
 
 
+@pytest.mark.slow_fault
 @pytest.mark.reliability
 def test_two_runs_of_the_same_set_at_once_ask_each_prompt_once(tmp_path: Path, fault_ledger) -> None:
     """Two real processes judge the same 12-utterance set side by side (slow answers, so their runs overlap): the

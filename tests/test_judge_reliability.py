@@ -142,6 +142,7 @@ def test_an_html_200_is_asked_again_on_rerun_then_given_up_after_the_bound(tmp_p
         assert con.execute("SELECT count(*) FROM predictions WHERE eval_set = 'dev'").fetchone()[0] == 3
 
 
+@pytest.mark.slow_fault
 def test_a_chat_judge_killed_part_way_is_asked_only_the_rest_on_rerun(tmp_path: Path, fault_ledger) -> None:
     """SIGKILL the judging process the moment the server has answered 5 of 12 (no grace for the warehouse writer):
     every answered call is in the judge journal, so the rerun asks exactly the other 7; an answered call asked again

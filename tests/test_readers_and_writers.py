@@ -93,6 +93,7 @@ def test_a_reader_holding_a_session_open_never_blocks_writes(tmp_path: Path) -> 
         assert con.execute("SELECT count(*), any_value(run_id) FROM utterances").fetchone() == (24, "r6")
 
 
+@pytest.mark.slow_fault
 def test_a_polling_reader_never_sees_a_half_written_partition(tmp_path: Path, fault_ledger) -> None:
     write_partition(tmp_path, "a", 300, "r0")
     # The reader polls for at least 3 s and until it has seen both sizes (bounded); the writer starts once the
@@ -134,6 +135,7 @@ def test_a_polling_reader_never_sees_a_half_written_partition(tmp_path: Path, fa
     assert set(seen) <= {(300, 1), (500, 1)} and len(seen) >= 2
 
 
+@pytest.mark.slow_fault
 def test_a_stray_writer_lock_is_waited_for_then_reported_in_one_line(tmp_path: Path) -> None:
     write_partition(tmp_path, "a", 1, "r1")
     holder = start_python(

@@ -204,8 +204,8 @@ def test_streaming_bookkeeping_keeps_no_python_object_per_utterance(tmp_path: Pa
     lengths, targets, groups in numpy and Arrow arrays). Before, each utterance kept two Python strings across
     epochs and the normaliser a dict entry during preparation (about 1.5 KB per utterance at the peak)."""
     _kept_for_two_epochs(tmp_path / "warm-up", 100)  # first-use allocations (imports, caches) out of the way
-    small_blocks, small_bytes, small_n = _kept_for_two_epochs(tmp_path / "small", 300)
-    large_blocks, large_bytes, large_n = _kept_for_two_epochs(tmp_path / "large", 3000)
+    small_blocks, small_bytes, small_n = _kept_for_two_epochs(tmp_path / "small", 200)
+    large_blocks, large_bytes, large_n = _kept_for_two_epochs(tmp_path / "large", 2000)
     assert large_n > 9 * small_n
     assert large_blocks - small_blocks < 100, (small_blocks, large_blocks)
     assert (large_bytes - small_bytes) / (large_n - small_n) < 256, (small_bytes, large_bytes)

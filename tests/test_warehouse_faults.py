@@ -142,6 +142,7 @@ def test_a_materialize_waiting_for_a_held_file_says_so_on_the_console(tmp_path: 
         running.stderr.close()
 
 
+@pytest.mark.slow_fault
 def test_a_damaged_snapshot_is_rebuilt_from_the_main_file_with_one_warning(tmp_path: Path, corpus: Path) -> None:
     """Garbage in emojudge.read.duckdb used to be a traceback in `eval-set list`."""
     home = tmp_path / "home"
@@ -169,6 +170,7 @@ def dead_pid() -> int:
     return process.pid
 
 
+@pytest.mark.slow_fault
 def test_leftover_partial_files_are_removed_at_the_next_write_session(tmp_path: Path, corpus: Path) -> None:
     """A kill or a full disk during a snapshot copy or a shard write used to leave its temporary file for ever."""
     home = tmp_path / "home"

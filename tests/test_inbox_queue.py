@@ -123,6 +123,7 @@ def test_wait_until_settled_returns_at_once_for_an_old_file_and_refuses_a_changi
 # --- the sensor and inbox add, against a real writer -----------------------------------------------------------------
 
 
+@pytest.mark.slow_fault
 @pytest.mark.reliability
 def test_sensor_takes_a_file_written_in_bursts_once_complete(tmp_path: Path) -> None:
     """Ticks every 0.05 s while a process writes the file in bursts 0.3 s apart: the old two-equal-ticks rule took the
@@ -152,6 +153,7 @@ def test_sensor_takes_a_file_written_in_bursts_once_complete(tmp_path: Path) -> 
     assert _episode_sets(home) == [(f"ep-{sha[:12]}", str((inbox / "show.wav").resolve()))]
 
 
+@pytest.mark.slow_fault
 @pytest.mark.reliability
 def test_inbox_add_waits_for_a_file_still_being_written_and_registers_it_once(
     emojudge_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture

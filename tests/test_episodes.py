@@ -25,18 +25,22 @@ import pytest
 import soundfile as sf
 from conftest import tone
 from matplotlib.image import imread
+from resemblyzer.audio import normalize_volume
+from resemblyzer.hparams import audio_norm_target_dBFS
 from sklearn.metrics import adjusted_rand_score
 
 from emojudge_models.episodes import speakers as speakers_module
-from emojudge_models.episodes.decode import EpisodeReader, EpisodeRejected, decode_episode
+from emojudge_models.episodes.decode import BLOCK_SAMPLES, EpisodeReader, EpisodeRejected, decode_episode
 from emojudge_models.episodes.ingest import can_reuse, ingest_episode, ingest_key
 from emojudge_models.episodes.segment import (
     DEFAULT_MAX_GAP_S,
     DEFAULT_MAX_S,
     DEFAULT_MIN_S,
     Segment,
+    cut,
     evidence_groups,
     merge_pieces,
+    piece_evidence,
     plan_segments,
     segment_audio_sha256,
     segment_episode,
@@ -53,6 +57,8 @@ from emojudge_models.episodes.speakers import (
     cluster_to_count,
     diarize,
     segment_and_diarize,
+    voice_encoder,
+    voice_vectors,
 )
 from emojudge_models.episodes.timeline import (
     SHARE_COLUMNS,
@@ -190,7 +196,8 @@ def test_streamed_blocks_match_the_whole_decode_and_m4a_hash_covers_seeks(built:
         with pytest.raises(RuntimeError, match="read every block"):
             _ = reader.sha256
         blocks = list(reader.blocks())
-        assert max(len(block) for block in blocks) < SAMPLE_RATE_HZ
+        assert max(len(block) for block in blocks) == BLOCK_SAMPLES == SAMPLE_RATE_HZ
+        assert all(len(block) == BLOCK_SAMPLES for block in blocks[:-1])
         np.testing.assert_array_equal(np.concatenate(blocks), decoded.wave)
         assert reader.sha256 == decoded.sha256
 
@@ -282,6 +289,29 @@ def test_chunked_vad_joins_regions_cut_at_chunk_boundaries(decoded) -> None:
         return marked
 
     assert np.count_nonzero(mask(chunked) ^ mask(whole)) / SAMPLE_RATE_HZ < 1.0
+    assert (
+        speech_regions(decoded.wave, chunk_s=20.0, workers=2)
+        == chunked
+        == speech_regions(decoded.wave, chunk_s=20.0, workers=1)
+    )
+
+
+def test_batched_voice_vectors_and_shared_evidence_equal_the_one_by_one_results(decoded, segments) -> None:
+    encoder = voice_encoder()
+    one_by_one = np.stack(
+        [
+            encoder.embed_utterance(
+                normalize_volume(cut(decoded.wave, seg), audio_norm_target_dBFS, increase_only=True)
+            )
+            for seg in segments
+        ]
+    )
+    for threads in (1, 2):
+        np.testing.assert_allclose(voice_vectors(decoded.wave, segments, threads=threads), one_by_one, atol=1e-5)
+    pieces = [(round(seg.start_s * SAMPLE_RATE_HZ), round(seg.end_s * SAMPLE_RATE_HZ)) for seg in segments]
+    np.testing.assert_array_equal(
+        piece_evidence(decoded.wave, pieces, workers=3), piece_evidence(decoded.wave, pieces, workers=1)
+    )
 
 
 def test_long_regions_split_at_the_quietest_point_and_short_ones_merge_with_the_nearer_neighbour() -> None:

@@ -30,6 +30,10 @@ SILENCE_PEAK = 1e-4
 """An episode whose absolute peak stays below this (-80 dBFS) is all silence."""
 SILENT_REASON = "all silence (peak below -80 dBFS)"
 READ_BUFFER_BYTES = 1 << 16
+BLOCK_SAMPLES = SAMPLE_RATE_HZ
+"""Samples per decoded block (1 s). The resampler gathers them in FFmpeg; one block per codec frame (384 samples of
+a 48 kHz MP3) cost Python overhead per frame: the built hour's MP3 decoded in 9.1 s that way, in 5.5 s in 1-s blocks,
+the same samples (bench/RESULTS.md)."""
 """How many bytes of the compressed file FFmpeg reads at a time."""
 
 
@@ -192,7 +196,7 @@ class EpisodeReader:
         return np.ascontiguousarray(planes[self.channel - 1], dtype=np.float32)
 
     def blocks(self) -> Iterator[np.ndarray]:
-        """Yield the episode as consecutive 16 kHz mono float32 blocks (one per decoded frame, a few ms to ~100 ms).
+        """Yield the episode as consecutive 16 kHz mono float32 blocks of :data:`BLOCK_SAMPLES` (the last shorter).
 
         Raises :class:`EpisodeRejected` if decoding fails, the decoded audio runs past the maximum duration or falls
         far short of the duration the container declares (a truncated file: :mod:`emojudge_models.ingest.truncation`).
@@ -203,7 +207,9 @@ class EpisodeReader:
         try:
             for frame in self._container.decode(audio=0):
                 if resampler is None:
-                    resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=SAMPLE_RATE_HZ)
+                    resampler = av.AudioResampler(
+                        format="fltp", layout=frame.layout.name, rate=SAMPLE_RATE_HZ, frame_size=BLOCK_SAMPLES
+                    )
                 for out in resampler.resample(frame):
                     block = self._mono(out.to_ndarray())
                     decoded += len(block)

@@ -50,9 +50,8 @@ DEFAULT_MAX_S = 11.0
 DEFAULT_MAX_GAP_S = 2.0
 VAD_CHUNK_S = 600.0
 """The VAD runs on 10-minute pieces of the episode (see :func:`speech_regions`)."""
-MAX_VAD_WORKERS = 2
-"""VAD pieces (and shares of the pitch evidence) run at once when not given: the cores, at most this many (a VAD
-piece holds about 250 MB while it runs)."""
+MAX_EVIDENCE_WORKERS = 2
+"""Threads sharing the pitch evidence when not given: the cores, at most this many."""
 ENERGY_HOP = SAMPLE_RATE_HZ // 100
 """10 ms hop of the energy curve used to place splits."""
 ENERGY_WINDOW_HOPS = 10
@@ -123,34 +122,21 @@ def cut(wave: np.ndarray, segment: Segment) -> np.ndarray:
 
 
 def speech_regions(
-    wave: np.ndarray, vad_options: VadOptions | None = None, chunk_s: float = VAD_CHUNK_S, workers: int | None = None
+    wave: np.ndarray, vad_options: VadOptions | None = None, chunk_s: float = VAD_CHUNK_S
 ) -> list[tuple[int, int]]:
     """Silero VAD speech regions of a 16 kHz mono wave as ``(start_sample, end_sample)`` pairs, in order.
 
     faster-whisper's VAD copies its input twice (padding, then 64-sample context per 512-sample window), so it runs
-    here on ``chunk_s`` pieces: extra memory stays near 250 MB per piece (measured) instead of twice the episode
-    (1.8 GB for 4 h). Its ONNX session runs on one thread, so ``workers`` pieces (default: the cores, at most
-    :data:`MAX_VAD_WORKERS`) run at once. A region cut by a chunk boundary is joined again when its two halves are
-    closer than the VAD's minimum silence.
+    here on ``chunk_s`` pieces: extra memory stays near 250 MB (measured) instead of twice the episode (1.8 GB for 4 h).
+    A region cut by a chunk boundary is joined again when its two halves are closer than the VAD's minimum silence.
     """
     options = vad_options or utterance_vad_options()
     step = max(round(chunk_s * SAMPLE_RATE_HZ), SAMPLE_RATE_HZ)
     join = options.min_silence_duration_ms * SAMPLE_RATE_HZ // 1000
-    offsets = range(0, len(wave), step)
-
-    def stamps(offset: int) -> list[dict[str, int]]:
-        chunk = np.asarray(wave[offset : offset + step], dtype=np.float32)
-        return get_speech_timestamps(chunk, vad_options=options, sampling_rate=SAMPLE_RATE_HZ)
-
-    workers = min(workers or cores_up_to(MAX_VAD_WORKERS), len(offsets))
-    if workers > 1:
-        with ThreadPoolExecutor(workers, thread_name_prefix="vad") as pool:
-            found = list(pool.map(stamps, offsets))
-    else:
-        found = [stamps(offset) for offset in offsets]
     regions: list[tuple[int, int]] = []
-    for offset, chunk_stamps in zip(offsets, found, strict=True):
-        for stamp in chunk_stamps:
+    for offset in range(0, len(wave), step):
+        chunk = np.asarray(wave[offset : offset + step], dtype=np.float32)
+        for stamp in get_speech_timestamps(chunk, vad_options=options, sampling_rate=SAMPLE_RATE_HZ):
             start, end = offset + int(stamp["start"]), offset + int(stamp["end"])
             if regions and offset > 0 and start - regions[-1][1] <= join and regions[-1][1] >= offset - join:
                 regions[-1] = (regions[-1][0], max(end, regions[-1][1]))
@@ -229,9 +215,11 @@ def cores_up_to(cap: int) -> int:
 def piece_evidence(wave: np.ndarray, pieces: Sequence[tuple[int, int]], workers: int | None = None) -> np.ndarray:
     """Per piece: loudness (RMS in dBFS) and median pitch (YIN, semitones above 100 Hz), shape (pieces, 2).
 
-    ``workers`` threads (default: the cores, at most :data:`MAX_VAD_WORKERS`) take contiguous shares of the pieces:
-    YIN's FFTs run outside the GIL (the built hour's 1,152 pieces: 4.8 s on one, 2.4 s on two, the same values)."""
-    workers = min(workers or cores_up_to(MAX_VAD_WORKERS), max(len(pieces), 1))
+    ``workers`` threads (default: the cores, at most :data:`MAX_EVIDENCE_WORKERS`) take contiguous shares of the
+    pieces: YIN's FFTs run outside the GIL (the built hour's 1,152 pieces: 4.8 s on one thread, 2.4 s on two, the same
+    values). The VAD stays on one thread: two 10-minute pieces at once took 4.0 s instead of 7.8 s for the hour but
+    held 250 MB more, which lifted the run's peak RSS from 1.46 to 1.66 GB (bench/RESULTS.md)."""
+    workers = min(workers or cores_up_to(MAX_EVIDENCE_WORKERS), max(len(pieces), 1))
     if workers == 1:
         return _evidence(wave, pieces)
     bounds = np.linspace(0, len(pieces), workers + 1).round().astype(int)

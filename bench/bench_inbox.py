@@ -1,7 +1,7 @@
 """The podcast inbox end to end: a long episode built from real speech, scored as a user's inbox would score it.
 
 Usage: python bench/bench_inbox.py [--minutes 60] [--home DIR] [--decode-hours 2] [--no-ami] [--no-score]
-                                   [--judge local|scripted]
+                                   [--judge local|scripted] [--device cpu|cuda]
 
 1. Builds an episode from RAVDESS clips (``../shared/data/ravdess-dev``): four actors (two male, two female) taking
    turns of 1-4 clips, 0.25-0.8 s between clips of a turn and 0.6-2.5 s between turns, each actor panned
@@ -494,6 +494,9 @@ def main() -> None:
     parser.add_argument("--no-score", action="store_true", help="segmentation and speakers only (no models)")
     parser.add_argument("--data", type=Path, default=RAVDESS, help="RAVDESS folder with manifest.csv")
     parser.add_argument("--judge", choices=("local", "scripted"), default="local", help="see the module doc")
+    parser.add_argument(
+        "--device", default="cpu", help="EMOJUDGE_DEVICE of the scoring runs (cuda: encoders and the ASR on the GPU)"
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -518,6 +521,7 @@ def main() -> None:
         "DAGSTER_HOME": str(home / "dagster"),
         "EMOJUDGE_INBOX": str(work / "inbox"),
         "EMOJUDGE_TRAIN_SETS": SET_NAME,
+        "EMOJUDGE_DEVICE": args.device,
     }
     with contextlib.ExitStack() as stack:
         if args.judge == "scripted":
@@ -534,7 +538,7 @@ def _report(args: argparse.Namespace, work: Path, home: Path, env: dict[str, str
     lines = [
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.machine()}, {os.cpu_count()} CPUs, "
         f"load average at start {os.getloadavg()[0]:.2f}; episode {args.minutes:g} min, judge {args.judge}, "
-        f"work folder {work}",
+        f"device {args.device}, work folder {work}",
         "",
     ]
     printed = 0

@@ -243,7 +243,8 @@ class Settings(BaseModel):
         {},
         'ASR options as JSON ({"model": path or HF id, "beam_size": 5, "workers": 0, "pad_s": 5, ...}); default '
         "Whisper tiny.en, on CPU one single-thread worker per core (workers 0), a short segment's window its length "
-        "+ 5 s (pad_s; null: 15-s windows)",
+        "+ 5 s (pad_s; null: 15-s windows), batches of up to 8 windows and 45 s (batch_size, batch_window_s); on "
+        'EMOJUDGE_DEVICE unless it sets "device"',
     )
     set_languages: dict[str, str] = _setting(
         {}, 'language of sets whose manifest has no language column, JSON ({"emodb": "de"}); not the ASR\'s: no text'

@@ -356,6 +356,19 @@ class IngestResource(dg.ConfigurableResource):
     asr: dict[str, Any] = setting("asr")
     set_languages: dict[str, str] = setting("set_languages")
     pitch_tracker: PitchTracker = setting("pitch_tracker")
+    device: Device = setting("device")
+
+    def asr_options(self) -> dict[str, Any]:
+        """EMOJUDGE_ASR's options, on EMOJUDGE_DEVICE unless they name a device (``auto``: CUDA when CTranslate2
+        sees a GPU, else the CPU)."""
+        if "device" in self.asr:
+            return dict(self.asr)
+        device = self.device
+        if device == "auto":
+            import ctranslate2
+
+            device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+        return {**self.asr, "device": device}
 
 
 def default_ingest(settings: Settings) -> IngestResource:

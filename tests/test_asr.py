@@ -103,6 +103,17 @@ def test_batches_hold_one_group_each_in_the_order_pieces_come() -> None:
     texts = transcribe_in_pieces(waves, 16_000, decode, batch_size=2, group=lambda piece: len(piece) > 4_000)
     assert texts == ["1000", "5000", "2000", "6000", "3000"]
     assert seen == [[1_000, 2_000], [3_000], [5_000, 6_000]]
+    seen.clear()
+    sizes = {False: 3, True: 1}  # e.g. long windows one at a time
+    transcribe_in_pieces(waves, 16_000, decode, 2, group=lambda piece: len(piece) > 4_000, group_batch=sizes.get)
+    assert seen == [[1_000, 2_000, 3_000], [5_000], [6_000]]
+
+
+def test_batches_hold_at_most_45_seconds_of_windows_on_cpu(asr: WhisperASR) -> None:
+    assert (asr.batch_size, asr.batch_window_s) == (8, 45.0)
+    per_window_s = {seconds: asr.windows_per_batch(seconds * 100) for seconds in (3, 6, 9, 15)}
+    assert per_window_s == {3: 8, 6: 7, 9: 5, 15: 3}
+    assert WhisperASR(batch_size=2, batch_window_s=10).windows_per_batch(1500) == 1
 
 
 def test_a_looping_text_is_told_from_a_sentence_said_once() -> None:
@@ -191,6 +202,19 @@ def test_model_key_names_the_model_and_every_decoding_option(asr: WhisperASR) ->
         build_asr({"kind": "kaldi"})
     with pytest.raises(ValueError, match="clip 1: expected a non-empty mono"):
         asr.transcribe_clips([np.zeros(16_000, np.float32), np.zeros((16_000, 2), np.float32)])
+
+
+def test_the_asr_runs_on_the_pipeline_s_device_unless_its_options_name_one() -> None:
+    import ctranslate2
+
+    from emojudge_pipeline.resources import IngestResource
+
+    assert IngestResource(device="cuda", asr={"beam_size": 1}).asr_options() == {"beam_size": 1, "device": "cuda"}
+    assert IngestResource(device="cuda", asr={"device": "cpu"}).asr_options() == {"device": "cpu"}
+    gpu = ctranslate2.get_cuda_device_count() > 0
+    assert IngestResource(device="auto", asr={}).asr_options() == {"device": "cuda" if gpu else "cpu"}
+    cpu = build_asr(IngestResource(device="cpu", asr={}).asr_options())
+    assert cpu.asr_model_key == build_asr({}).asr_model_key  # the device is not in the key; the compute type is
 
 
 @pytest.fixture(scope="module")

@@ -48,6 +48,11 @@ MAX_WINDOW_S = 30.0
 DEFAULT_WINDOW_S = 15.0
 DEFAULT_PAD_S = 5.0
 DEFAULT_BATCH_SIZE = 8
+"""Windows per batch on CPU (see :class:`WhisperASR`)."""
+DEFAULT_BATCH_WINDOW_S = 45.0
+"""Seconds of windows per batch on CPU (see :meth:`WhisperASR.windows_per_batch`)."""
+GPU_BATCH_SIZE = 32
+"""Windows per batch on a GPU, where no window budget applies (not measured: no GPU was lent)."""
 SPLIT_SEARCH_S = 5.0
 """A piece longer than the window is cut at the quietest 20 ms within this many seconds before the window end."""
 MAX_AUTO_WORKERS = 4
@@ -119,11 +124,13 @@ def transcribe_in_pieces(
     batch_size: int,
     workers: int = 1,
     group: Callable[[np.ndarray], Hashable] = lambda piece: None,
+    group_batch: Callable[[Hashable], int] | None = None,
 ) -> list[str]:
     """Decode every wave in batches of pieces of at most ``max_samples``; a wave's piece texts are joined in order.
 
-    A batch holds only pieces of one ``group`` (e.g. their window length), in the order they come. ``workers``
-    batches are decoded at once, on as many threads (``decode`` must be thread-safe).
+    A batch holds only pieces of one ``group`` (e.g. their window length), in the order they come, at most
+    ``group_batch(group)`` of them (default ``batch_size``). ``workers`` batches are decoded at once, on as many
+    threads (``decode`` must be thread-safe).
     """
     for index, wave in enumerate(waves):
         if wave.ndim != 1 or len(wave) == 0:
@@ -132,8 +139,11 @@ def transcribe_in_pieces(
     for index, wave in enumerate(waves):
         for piece in split_at_pauses(wave, max_samples):
             groups.setdefault(group(piece), []).append((index, piece))
+    sizes = {key: group_batch(key) if group_batch else batch_size for key in groups}
     batches = [
-        pieces[start : start + batch_size] for pieces in groups.values() for start in range(0, len(pieces), batch_size)
+        pieces[start : start + sizes[key]]
+        for key, pieces in groups.items()
+        for start in range(0, len(pieces), sizes[key])
     ]
     inputs = [[piece for _, piece in batch] for batch in batches]
     if workers > 1 and len(batches) > 1:
@@ -196,11 +206,12 @@ class DecodingOptions:
 class WhisperASR:
     """Batched Whisper decoding, one window per clip or segment; longer ones are cut at pauses and joined.
 
-    ``batch_size`` windows of one length are encoded and decoded together. With 15-s windows 2 used the least CPU
-    time; with windows sized to the segment (9 s on average) 8 took 14% less time than 2 on the built hour's first
-    300 segments (2-vCPU AMD EPYC: 20.2 s against 23.6 s, the same 300 texts; bench/RESULTS.md). ``workers`` batches
-    run at once, each on ``cpu_threads`` threads (0 and 0: chosen by :func:`asr_lanes`); none of them changes the
-    text.
+    Up to ``batch_size`` windows of one length, at most ``batch_window_s`` seconds of them, are encoded and decoded
+    together (default 8 and 45 s on CPU; 32 and no bound on a GPU). With windows sized to the segment (9 s on
+    average) batches of 8 took 14% less time than batches of 2 on the built hour's first 300 segments (2-vCPU AMD EPYC:
+    20.2 s against 23.6 s, the same 300 texts), but 8 windows of 15 s held 470 MB more than one window: the 45-s bound
+    kept the speed (26.7 s against 26.8 s on 384 segments) at 230 MB (bench/RESULTS.md). ``workers`` batches run at
+    once, each on ``cpu_threads`` threads (0 and 0: chosen by :func:`asr_lanes`); none of them changes the text.
 
     A window whose no-speech probability exceeds ``no_speech_threshold`` while its mean log-probability stays below
     ``log_prob_threshold`` gives "" (Whisper's rule), and so does one decoded to punctuation only (tiny.en reads 2 s
@@ -213,23 +224,27 @@ class WhisperASR:
         device: str = "cpu",
         compute_type: str | None = None,
         beam_size: int = 5,
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_size: int | None = None,
         window_s: float = DEFAULT_WINDOW_S,
         language: str = "en",
         cpu_threads: int = 0,
         workers: int = 0,
         pad_s: float | None = DEFAULT_PAD_S,
+        batch_window_s: float | None = None,
     ) -> None:
         if not 1.0 <= window_s <= MAX_WINDOW_S:
             raise ValueError(f"window_s must lie between 1 and {MAX_WINDOW_S:g} s, got {window_s}")
         if pad_s is not None and pad_s < 0:
             raise ValueError(f"pad_s must be at least 0 s (or None for full windows), got {pad_s}")
+        on_cpu = device_kind(device) == "cpu"
+        batch_size = batch_size or (DEFAULT_BATCH_SIZE if on_cpu else GPU_BATCH_SIZE)
         if batch_size < 1 or beam_size < 1:
             raise ValueError(f"batch_size and beam_size must be at least 1, got {batch_size} and {beam_size}")
         source = resolve_model(model_path if model_path is not None else DEFAULT_MODEL)
         compute_type = compute_type or default_compute_type(device)
         self.options = DecodingOptions(language=language, beam_size=beam_size, window_s=window_s, pad_s=pad_s)
         self.batch_size = batch_size
+        self.batch_window_s = batch_window_s or (DEFAULT_BATCH_WINDOW_S if on_cpu else math.inf)
         self.workers, threads = asr_lanes(device, workers, cpu_threads)
         self.model = load_whisper_model(source, device, compute_type, threads, self.workers)
         self.spec: dict[str, Any] = {
@@ -261,8 +276,21 @@ class WhisperASR:
     def _transcribe(self, waves: list[np.ndarray]) -> list[str]:
         max_samples = int(self.options.window_s * SAMPLE_RATE_HZ)
         return transcribe_in_pieces(
-            waves, max_samples, self._decode, self.batch_size, self.workers, group=self.window_frames
+            waves,
+            max_samples,
+            self._decode,
+            self.batch_size,
+            self.workers,
+            group=self.window_frames,
+            group_batch=self.windows_per_batch,
         )
+
+    def windows_per_batch(self, window_frames: int) -> int:
+        """Windows of ``window_frames`` decoded together: at most ``batch_size``, and at most ``batch_window_s`` seconds
+        of windows in all (beam search keeps every hypothesis's attention over its window, so memory grows with the
+        batch times the window)."""
+        fits = self.batch_window_s * MEL_FRAMES_PER_SECOND // window_frames
+        return int(max(1, min(self.batch_size, fits)))
 
     def window_frames(self, piece: np.ndarray) -> int:
         """Mel frames of ``piece``'s window: the piece and ``pad_s`` of padding in whole seconds, at most the full

@@ -110,7 +110,7 @@ def transcripts(
     context: dg.AssetExecutionContext, warehouse_db: WarehouseResource, ingest: IngestResource
 ) -> dg.MaterializeResult:
     eval_set = context.partition_key
-    detected = _detect_languages(warehouse_db, eval_set, ingest.asr, context.log)
+    detected = _detect_languages(warehouse_db, eval_set, ingest.asr_options(), context.log)
     release_loaded_models()  # the detector's Whisper: the ASR's model is loaded next, one at a time
     with warehouse_db.connect() as con:
         todo = warehouse.query_df(con, "asr/missing_transcripts.sql", [eval_set])
@@ -130,7 +130,7 @@ def transcripts(
                 **_shown(detected),
             }
         )
-    recognizer = build_recognizer(ingest.asr)
+    recognizer = build_recognizer(ingest.asr_options())
     key = recognizer.asr_model_key
     source = f"asr:{key}"
     with warehouse_db.connect() as con:

@@ -27,6 +27,9 @@ Usage: python bench/bench_inbox.py [--minutes 60] [--home DIR] [--decode-hours 2
    segment range and with 1-4 s segments.
 6. Decode alone of a ``--decode-hours`` 48 kHz stereo MP3 in its own process: wall time and peak RSS.
 
+``--device cuda`` scores with ``EMOJUDGE_DEVICE=cuda`` (the Whisper encoders and the ASR on the GPU; the VAD and the
+voice encoder stay on the CPU), for a machine lent a GPU.
+
 Prints a markdown report; paste it into bench/RESULTS.md with the machine.
 """
 

@@ -17,6 +17,8 @@ from emojudge_models.encoders.whisper_ct2 import (
     WhisperCT2Encoder,
     assemble_weights,
     assembled_folder,
+    default_compute_type,
+    load_whisper_model,
     resolve_model,
 )
 from emojudge_models.ingest.audio import load_wave
@@ -257,3 +259,21 @@ def test_a_model_cut_after_an_encoder_layer_gives_that_layer_s_frames(
     with pytest.raises(ValueError, match=r"short\.bin: CTranslate2 model file ends early"):
         read_model_bin(tmp_path / "short.bin")
     release_loaded_models()
+
+
+def test_a_torch_style_gpu_index_reaches_ctranslate2_as_device_and_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    import faster_whisper
+
+    seen: list[dict] = []
+    monkeypatch.setattr(faster_whisper, "WhisperModel", lambda folder, **options: seen.append(options) or options)
+    load_whisper_model(resolve_model("tiny.en"), "cuda:1", default_compute_type("cuda:1"), 0, workers=3)
+    assert seen == [
+        {
+            "device": "cuda",
+            "device_index": 1,
+            "compute_type": "float16",
+            "cpu_threads": 0,
+            "num_workers": 3,
+            "files": None,
+        }
+    ]

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from emojudge_models.encoders.ct2_layers import cut_folder, model_bin_chunks, read_model_bin
+from emojudge_models.features.batching import device_kind
 from emojudge_models.loaded_models import kept_loaded
 
 log = logging.getLogger(__name__)
@@ -211,7 +212,7 @@ def _write_parts(source: ModelSource, path: Path) -> None:
 
 
 def default_compute_type(device: str) -> str:
-    return "int8" if device == "cpu" else "float16"
+    return "int8" if device_kind(device) == "cpu" else "float16"
 
 
 @kept_loaded(maxsize=4)
@@ -219,7 +220,8 @@ def load_whisper_model(
     source: ModelSource, device: str, compute_type: str, cpu_threads: int, workers: int = 1, layer: int | None = None
 ):
     """One faster-whisper model per (model, device, compute type, threads, workers, layer), shared by the encoder
-    and the ASR; ``workers`` CTranslate2 replicas serve that many calls from different Python threads at once.
+    and the ASR. ``device``: ``cpu``, ``cuda`` or ``cuda:N`` as torch names them (CTranslate2 takes the index
+    apart); ``workers`` CTranslate2 replicas serve that many calls from different Python threads at once.
     ``layer``: the model cut after that encoder layer (:mod:`emojudge_models.encoders.ct2_layers`; frames only),
     kept in the cache folder beside the assembled model."""
     from faster_whisper import WhisperModel
@@ -241,9 +243,11 @@ def load_whisper_model(
             weights = b"".join(model_bin_chunks(read_model_bin(source.weight_parts[0], weights).cut_after(layer)))
         files["model.bin"] = weights
         folder = source.folder
+    kind, _, index = device.partition(":")
     return WhisperModel(
         str(folder),
-        device=device,
+        device=kind,
+        device_index=int(index or 0),
         compute_type=compute_type,
         cpu_threads=cpu_threads,
         num_workers=workers,

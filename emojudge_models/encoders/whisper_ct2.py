@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 
 from emojudge_models.encoders.ct2_layers import cut_folder, model_bin_chunks, read_model_bin
-from emojudge_models.features.batching import device_kind
 from emojudge_models.loaded_models import kept_loaded
 
 log = logging.getLogger(__name__)
@@ -212,7 +211,7 @@ def _write_parts(source: ModelSource, path: Path) -> None:
 
 
 def default_compute_type(device: str) -> str:
-    return "int8" if device_kind(device) == "cpu" else "float16"
+    return "int8" if device.partition(":")[0] == "cpu" else "float16"
 
 
 @kept_loaded(maxsize=4)

@@ -30,11 +30,11 @@ SILENCE_PEAK = 1e-4
 """An episode whose absolute peak stays below this (-80 dBFS) is all silence."""
 SILENT_REASON = "all silence (peak below -80 dBFS)"
 READ_BUFFER_BYTES = 1 << 16
+"""How many bytes of the compressed file FFmpeg reads at a time."""
 BLOCK_SAMPLES = SAMPLE_RATE_HZ
 """Samples per decoded block (1 s). The resampler gathers them in FFmpeg; one block per codec frame (384 samples of
 a 48 kHz MP3) cost Python overhead per frame: the built hour's MP3 decoded in 9.1 s that way, in 5.5 s in 1-s blocks,
 the same samples (bench/RESULTS.md)."""
-"""How many bytes of the compressed file FFmpeg reads at a time."""
 
 
 class EpisodeRejected(ValueError):

@@ -50,6 +50,16 @@ run_monitoring:
   max_resume_run_attempts: 0
   poll_interval_seconds: 30
   free_slots_after_run_end_seconds: 30
+# queued runs (the inbox sensor's, the rescoring's) start within a second, not on the queue's default 5-s check
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    dequeue_interval_seconds: 1
+# each sensor ticks on its own thread: the inbox sensor waits inside its tick for a file about to settle
+sensors:
+  use_threads: true
+  num_workers: 4
 telemetry:
   enabled: false
 """

@@ -2,6 +2,7 @@
 dead runs, the podcast inbox, and rescoring of episodes scored by an older model."""
 
 import hashlib
+import time
 
 import dagster as dg
 
@@ -18,10 +19,15 @@ RESCORE_JOB = "rescore_eval_set"
 RESCORE_KEEPS = ("utterances", "transcripts", "prosody")
 """Assets a rescoring leaves standing: an episode's segments, speakers, transcripts and prosody come from its audio,
 not from the models, so a new model version needs none of them again (and nothing is decoded)."""
-INBOX_TICK_S = 10
-"""Seconds between the inbox sensor's scans, the default settle time: a dropped file is taken one to two ticks after
-its last write. At 30 s the daemon path of the built hour waited 30-60 s for the sensor (bench/RESULTS.md); a scan
-lists one folder and reads the cursor."""
+INBOX_TICK_S = 9
+"""The inbox sensor's minimum interval: a scan every 10 s (a scan lists one folder and reads the cursor: about 25 ms).
+Dagster's sensor daemon looks every 5 s and skips a sensor whose last tick began less than this long ago, so an
+interval of 10 s would scan every 15 s."""
+SETTLE_WAIT_S = 10.0
+"""A file due to settle within this many seconds is waited for inside the tick and taken then, so an episode is
+taken the settle time after its last write rather than up to a tick later (the daemon path of the built hour waited
+15 s from the drop for a 10-s settle time; bench/RESULTS.md). The sensors tick on their own threads
+(emojudge_pipeline/instance.py), so the wait holds up no other sensor."""
 INBOX_LOCK_WAIT_S = 20.0
 """How long the inbox sensor waits for a running write session; a busy warehouse retries on the next tick."""
 
@@ -69,6 +75,9 @@ def dead_run_sensor(context: dg.SensorEvaluationContext):
 )
 def inbox_sensor(context: dg.SensorEvaluationContext, warehouse_db: WarehouseResource, inbox: InboxResource):
     scan = scan_inbox(inbox.path, context.cursor, inbox.settle_s)
+    if not scan.ready and scan.settles_in_s is not None and scan.settles_in_s <= SETTLE_WAIT_S:
+        time.sleep(scan.settles_in_s)
+        scan = scan_inbox(inbox.path, scan.cursor, inbox.settle_s)
     if not scan.ready:
         context.update_cursor(scan.cursor)
         waiting = f"; {len(scan.waiting)} file(s) still changing" if scan.waiting else ""

@@ -17,9 +17,11 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import dagster as dg
 import librosa
@@ -35,7 +37,7 @@ from emojudge_models.episodes.ingest import ingest_episode
 from emojudge_models.episodes.speakers import SpeakerHint
 from emojudge_models.loaded_models import models_kept
 from emojudge_models.store import warehouse
-from emojudge_pipeline import cli
+from emojudge_pipeline import cli, sensors
 from emojudge_pipeline.assets.ingest import _speakers_hint
 from emojudge_pipeline.resources import InboxResource, WarehouseResource
 from emojudge_pipeline.sensors import RESCORE_JOB, RESCORE_KEEPS, inbox_sensor, rescore_schedule, rescore_sensor
@@ -52,21 +54,24 @@ SETTLE_S = 0.3
 
 class Ticks:
     """Evaluates the inbox sensor like the daemon does: one tick at a time, keeping the cursor between ticks;
-    ``settled=True`` waits the settle time first."""
+    ``settled=True`` waits the settle time first. ``wait_s``: the sensor's :data:`~sensors.SETTLE_WAIT_S` (0: each
+    tick only looks, so a test sees the rule tick by tick)."""
 
-    def __init__(self, home: Path, inbox: Path) -> None:
+    def __init__(self, home: Path, inbox: Path, wait_s: float = 0.0) -> None:
         self.instance = dg.DagsterInstance.ephemeral()
         self.resources = {
             "warehouse_db": WarehouseResource(home=str(home)),
             "inbox": InboxResource(folder=str(inbox), settle_s=SETTLE_S),
         }
         self.cursor: str | None = None
+        self.wait_s = wait_s
 
     def __call__(self, settled: bool = False) -> list[dg.RunRequest]:
         if settled:
             time.sleep(SETTLE_S)
         context = dg.build_sensor_context(cursor=self.cursor, instance=self.instance, resources=self.resources)
-        result = inbox_sensor(context)
+        with mock.patch.object(sensors, "SETTLE_WAIT_S", self.wait_s):
+            result = inbox_sensor(context)
         if isinstance(result, dg.SkipReason):
             self.cursor = context.cursor
             return []
@@ -120,6 +125,36 @@ def test_inbox_sensor_takes_stable_new_bytes_once(tmp_path: Path) -> None:
     assert edited.run_key not in (sha, grown.run_key) and edited.partition_key == f"ep-{edited.run_key[:12]}"
     assert tick() == []
     assert json.loads(tick.cursor)["files"].keys() == {"show.mp3", "renamed.mp3", "growing.wav"}
+
+
+def test_a_file_about_to_settle_is_taken_in_the_same_tick_once_it_held_still(tmp_path: Path) -> None:
+    home, inbox = tmp_path / "home", tmp_path / "inbox"
+    inbox.mkdir()
+    tick = Ticks(home, inbox, wait_s=SETTLE_S / 2)
+    show = inbox / "show.mp3"
+    show.write_bytes(b"episode " * 1000)
+    time.sleep(SETTLE_S * 0.6)
+    started = time.monotonic()
+    [request] = tick()
+    assert SETTLE_S * 0.3 <= time.monotonic() - started < SETTLE_S, "taken in this tick, once it held still"
+    assert request.run_key == hashlib.sha256(show.read_bytes()).hexdigest()
+
+    later = inbox / "later.mp3"
+    later.write_bytes(b"later " * 1000)
+    started = time.monotonic()
+    assert tick() == [] and time.monotonic() - started < SETTLE_S / 2, "not due within the wait: left to a later tick"
+    [taken] = tick(settled=True)
+    assert taken.run_key == hashlib.sha256(later.read_bytes()).hexdigest()
+
+    growing = inbox / "growing.wav"
+    growing.write_bytes(b"part one")
+    time.sleep(SETTLE_S * 0.6)
+    writer = threading.Timer(SETTLE_S * 0.15, lambda: growing.write_bytes(b"part one, part two"))
+    writer.start()
+    assert tick() == [], "written again during the wait: not settled after all"
+    writer.join()
+    [grown] = tick(settled=True)
+    assert grown.run_key == hashlib.sha256(b"part one, part two").hexdigest()
 
 
 def test_scan_forgets_removed_files_but_not_their_bytes(tmp_path: Path) -> None:

@@ -198,6 +198,8 @@ def test_our_dagster_yaml_is_rewritten_with_run_monitoring_and_a_users_own_is_ke
     with instance.instance() as inst:
         assert inst.run_monitoring_enabled and inst.run_monitoring_max_resume_run_attempts == 0
         assert inst.run_monitoring_settings["free_slots_after_run_end_seconds"] == 30
+        assert inst.run_coordinator.dequeue_interval_seconds == 1
+        assert inst.get_settings("sensors") == {"use_threads": True, "num_workers": 4}
     assert config.read_text() == instance.DAGSTER_YAML
     own = "concurrency:\n  pools:\n    default_limit: 2\n"
     config.write_text(own)

@@ -18,7 +18,7 @@ import duckdb
 import pandas as pd
 
 from emojudge_models.episodes import EPISODE_SUFFIXES
-from emojudge_models.episodes.admission import DEFAULT_SETTLE_S, FileState, is_settled
+from emojudge_models.episodes.admission import DEFAULT_SETTLE_S, FileState, is_settled, quiet_s
 from emojudge_models.episodes.ingest import episode_set_name
 from emojudge_models.episodes.speakers import NO_HINT, SpeakerHint
 from emojudge_models.ingest.audio import file_sha256
@@ -41,6 +41,8 @@ class InboxScan:
     """(path, SHA-256) of each file to register, in name order."""
     waiting: list[Path] = field(default_factory=list)
     cursor: str = ""
+    settles_in_s: float | None = None
+    """Seconds until the first waiting file settles if it holds still (None: nothing is waiting)."""
 
 
 def episode_files(folder: Path) -> list[Path]:
@@ -83,6 +85,8 @@ def scan_inbox(
         files[path.name] = [current.size, current.mtime_ns, sha, since]
         if sha is None:
             scan.waiting.append(path)
+            left = max(0.0, settle_s - quiet_s(current, since, now))
+            scan.settles_in_s = left if scan.settles_in_s is None else min(scan.settles_in_s, left)
     scan.cursor = json.dumps({"files": files, "seen": seen[-SEEN_LIMIT:]}, sort_keys=True)
     return scan
 

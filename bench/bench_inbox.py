@@ -1,7 +1,7 @@
 """The podcast inbox end to end: a long episode built from real speech, scored as a user's inbox would score it.
 
 Usage: python bench/bench_inbox.py [--minutes 60] [--home DIR] [--decode-hours 2] [--no-ami] [--no-score]
-                                   [--judge local|scripted] [--device cpu|cuda]
+                                   [--judge local|scripted] [--device cpu|cuda] [--daemon ui|bare]
 
 1. Builds an episode from RAVDESS clips (``../shared/data/ravdess-dev``): four actors (two male, two female) taking
    turns of 1-4 clips, 0.25-0.8 s between clips of a turn and 0.6-2.5 s between turns, each actor panned
@@ -15,10 +15,12 @@ Usage: python bench/bench_inbox.py [--minutes 60] [--home DIR] [--decode-hours 2
    ``--judge scripted`` swaps the local Gemma judge for ``openai-chat`` against the tests' scripted local server
    (it keeps the fused label, answering at once): the rest of the local profile is unchanged, and the run's time
    is then the pipeline's without the judge's (which on a loaded 2-core machine can dominate it).
-3b. The daemon path: the same audio dropped into the inbox of a running ``dagster-daemon`` (started first; the drop
-   follows its first inbox-sensor tick) (inbox sensor, score job, with its executor: the steps in the run's process
-   on one machine); drop-to-done time, steps, and the episode's
-   decodes across the run's processes; the report ends with ``inbox: hour cli=<s>s daemon=<s>s recall=<r> decodes=<n>``.
+3b. The daemon path: the same audio dropped into the inbox of a running daemon (started first; the drop follows its
+   first inbox-sensor tick): ``--daemon ui`` (default) runs ``emojudge ui``, as the README has users leave it
+   running; ``--daemon bare`` runs ``dagster-daemon`` alone (see :data:`DAEMONS`). The inbox sensor takes the file,
+   the score job runs with its executor (the steps in the run's process on one machine). Reports drop-to-done time,
+   its phases (settle and sensor, queue, run process start, steps), the steps, and the episode's decodes across the
+   run's processes; the report ends with ``inbox: hour cli=<s>s daemon=<s>s recall=<r> decodes=<n>``.
 4. Reads the segments and speakers the run wrote: segment recall (a reference clip counts when one segment covers it,
    each boundary within 0.5 s), reference speech covered by segments, frame ARI of the speakers (10 ms frames with one
    reference speaker). In another process, the ``utterances`` step split into decode and segments + speakers (VAD,
@@ -305,11 +307,46 @@ def child_score(episode: Path, speakers: int) -> dict:
     return {"name": name, "wall_s": wall, "steps": steps, "ran": ran[-1:], **_peaks()}
 
 
-def child_daemon(episode: Path, timeout_s: float = 3600.0) -> dict:
-    """The path users leave running: a real ``dagster-daemon`` whose inbox sensor finds ``episode`` dropped into the
-    inbox (an ID3v1 tag appended, so it is a new episode with the same audio), registers it and launches the score
-    job (run launcher: its own process, which runs the steps with the score job's executor). Times the drop to the
-    run's end and counts the episode's decodes in ``decodes.log`` across the run's processes."""
+DAEMONS = ("ui", "bare")
+"""How the daemon path's daemon runs: ``ui`` is ``emojudge ui`` (``dagster dev``: the webserver, the daemon and one
+code server that imports the pipeline once), what the README has users leave running; ``bare`` is ``dagster-daemon
+run -m emojudge_pipeline.definitions`` alone, which spawns its own code server and replaces it on every 60-s
+workspace refresh (each replacement imports the pipeline again: 6-7 CPU-s)."""
+
+
+def _daemon_command(how: str) -> tuple[list[str], str | None]:
+    """The command of the daemon path's daemon (see :data:`DAEMONS`) and its webserver's URL (None: no webserver)."""
+    import socket
+
+    bin_dir = Path(sys.executable).parent
+    if how == "bare":
+        return [str(bin_dir / "dagster-daemon"), "run", "-m", "emojudge_pipeline.definitions"], None
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return [str(bin_dir / "emojudge"), "ui", "--port", str(port)], f"http://127.0.0.1:{port}"
+
+
+def _await_webserver(url: str, timeout_s: float) -> None:
+    """Wait until the webserver at ``url`` answers (a user's UI is up before they drop a file)."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/server_info", timeout=5):
+                return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.5)
+    raise SystemExit(f"the webserver at {url} did not answer within {timeout_s:.0f} s")
+
+
+def child_daemon(episode: Path, how: str = "ui", timeout_s: float = 3600.0) -> dict:
+    """The path users leave running: a real Dagster daemon (``how``, see :data:`DAEMONS`) whose inbox sensor finds
+    ``episode`` dropped into the inbox (an ID3v1 tag appended, so it is a new episode with the same audio), registers
+    it and launches the score job (run launcher: its own process, which runs the steps with the score job's
+    executor). Times the drop to the run's end and counts the episode's decodes across the run's processes."""
     import hashlib
     import shutil
     import signal
@@ -333,13 +370,16 @@ def child_daemon(episode: Path, timeout_s: float = 3600.0) -> dict:
     sha = hashlib.sha256(staged.read_bytes()).hexdigest()
     name = episode_set_name(sha)
     launched = time.time()
+    command, url = _daemon_command(how)
     daemon = subprocess.Popen(
-        [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-m", "emojudge_pipeline.definitions"],
+        command,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     try:
+        if url:
+            _await_webserver(url, timeout_s=300.0)
         ready_s = _await_sensor_tick(instance, "inbox_sensor", launched, timeout_s=300.0)
         os.replace(staged, dropped)
         os.utime(dropped)  # written just now, as a copy into the inbox would be: it settles 10 s from here
@@ -511,6 +551,9 @@ def main() -> None:
     parser.add_argument(
         "--device", default="cpu", help="EMOJUDGE_DEVICE of the scoring runs (cuda: encoders and the ASR on the GPU)"
     )
+    parser.add_argument(
+        "--daemon", choices=DAEMONS, default="ui", help="the daemon path's daemon: emojudge ui, or dagster-daemon alone"
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -518,7 +561,7 @@ def main() -> None:
         result = {
             "train": lambda: child_train(Path(rest[0])),
             "score": lambda: child_score(Path(rest[0]), int(rest[1])),
-            "daemon": lambda: child_daemon(Path(rest[0])),
+            "daemon": lambda: child_daemon(Path(rest[0]), rest[1]),
             "ingest": lambda: child_ingest(Path(rest[0]), int(rest[1]), float(rest[2]), float(rest[3])),
             "decode": lambda: child_decode(Path(rest[0])),
             "ami": child_ami,
@@ -625,10 +668,11 @@ def _report(args: argparse.Namespace, work: Path, home: Path, env: dict[str, str
             f"**{frame_ari(spans, labels, reference, seconds):.3f}**",
         ]
         emit()
-        daemon = _child(["daemon", str(episode)], env)
+        daemon = _child(["daemon", str(episode), args.daemon], env)
         daemon_spans, daemon_labels, _ = _segments_from_warehouse(home, daemon["name"])
         lines += [
-            f"- daemon path (dagster-daemon, inbox sensor, the score job's executor; no speaker count): "
+            f"- daemon path ({'`emojudge ui`' if args.daemon == 'ui' else 'dagster-daemon alone'}, inbox sensor, the "
+            "score job's executor; no speaker count): "
             f"**{daemon['wall_s']:.1f} s** from the drop to the run's end (the daemon ticked the inbox sensor "
             f"{daemon['ready_s']:.0f} s after its start, then the file was dropped; the sensor takes a file "
             f"once it held still for 10 s), {daemon['decodes']} decode(s) of the episode across the run's "

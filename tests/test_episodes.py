@@ -37,6 +37,7 @@ from emojudge_models.episodes.segment import (
     DEFAULT_MAX_S,
     DEFAULT_MIN_S,
     Segment,
+    StreamedSpeechRegions,
     cut,
     evidence_groups,
     merge_pieces,
@@ -289,6 +290,22 @@ def test_chunked_vad_joins_regions_cut_at_chunk_boundaries(decoded) -> None:
         return marked
 
     assert np.count_nonzero(mask(chunked) ^ mask(whole)) / SAMPLE_RATE_HZ < 1.0
+
+
+def test_the_vad_streamed_beside_the_decode_finds_the_regions_of_the_decoded_wave(built: BuiltEpisode) -> None:
+    handed: list[int] = []
+    with StreamedSpeechRegions(chunk_s=20.0) as vad:
+
+        def feed(wave: np.ndarray, filled: int) -> None:
+            handed.append(filled)
+            vad.feed(wave, filled)
+
+        decoded = decode_episode(built.mp3, on_decoded=feed)
+        started_during_decode = vad.started
+        regions = vad.regions(decoded.wave)
+    assert handed == sorted(handed) and handed[-1] == len(decoded.wave)
+    assert started_during_decode == len(decoded.wave) // (20 * SAMPLE_RATE_HZ) >= 2
+    assert regions == speech_regions(decoded.wave, chunk_s=20.0) and len(regions) > 10
 
 
 def test_batched_voice_vectors_and_shared_evidence_equal_the_one_by_one_results(decoded, segments) -> None:

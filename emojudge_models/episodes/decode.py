@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -262,9 +262,12 @@ def decode_episode(
     max_duration_s: float = DEFAULT_MAX_EPISODE_S,
     min_duration_s: float = MIN_EPISODE_S,
     channel: int | None = None,
+    on_decoded: Callable[[np.ndarray, int], None] | None = None,
 ) -> DecodedEpisode:
     """Decode ``path`` (WAV, FLAC, MP3, M4A/AAC, OGG/Opus; any rate and channel count) to 16 kHz mono float32: the
-    mean of its channels, or only ``channel`` (1-based) when given.
+    mean of its channels, or only ``channel`` (1-based) when given. ``on_decoded(wave, filled)`` is called after each
+    block with the samples decoded so far (``wave[:filled]``; they are not written again), so work on the start of
+    the episode can begin during the decode.
 
     Checks the header's duration before decoding, then the decoded duration, finiteness and silence. Every failure
     is one :class:`EpisodeRejected`. The output buffer is sized from the header, so a long episode is not copied
@@ -279,6 +282,8 @@ def decode_episode(
                 wave = np.resize(wave, max(len(wave) * 3 // 2, filled + len(block)))
             wave[filled : filled + len(block)] = block
             filled += len(block)
+            if on_decoded is not None:
+                on_decoded(wave, filled)
         sha256 = reader.sha256
         header = reader.header
     path = Path(path)

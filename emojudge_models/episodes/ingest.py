@@ -41,6 +41,7 @@ from emojudge_models.episodes.segment import (
     DEFAULT_MAX_S,
     DEFAULT_MIN_S,
     Segment,
+    StreamedSpeechRegions,
     segment_audio_sha256,
     segment_episode,
     segment_id,
@@ -144,7 +145,14 @@ def _channel_count(path: Path, max_episode_s: float) -> int:
         return reader.header.channels
 
 
-def _mixed(episode: str, speakers: SpeakerHint, decoded: DecodedEpisode, min_s: float, max_s: float) -> list[_Track]:
+def _mixed(
+    episode: str,
+    speakers: SpeakerHint,
+    decoded: DecodedEpisode,
+    regions: list[tuple[int, int]],
+    min_s: float,
+    max_s: float,
+) -> list[_Track]:
     """The mixed-down episode as one track, its speakers found by voice (no track when the VAD heard no speech)."""
     segments, who = segment_and_diarize(
         episode,
@@ -154,6 +162,7 @@ def _mixed(episode: str, speakers: SpeakerHint, decoded: DecodedEpisode, min_s: 
         n_speakers=speakers.count,
         min_speakers=speakers.minimum,
         max_speakers=speakers.maximum,
+        regions=regions,
     )
     if not segments:
         return []
@@ -176,14 +185,14 @@ def _decode_tracks(
     """
     count = _channel_count(path, max_episode_s) if channels == "split" else 1
     if count < 2:
-        decoded = _decode_and_keep(path, max_episode_s, None, decoded_store)
+        decoded, regions = _decode_and_keep(path, max_episode_s, None, decoded_store)
         _check_identity(path, episode, decoded.sha256)
-        return decoded.sha256, decoded.header, _mixed(episode, speakers, decoded, min_s, max_s)
+        return decoded.sha256, decoded.header, _mixed(episode, speakers, decoded, regions, min_s, max_s)
     tracks: list[_Track] = []
     first: tuple[str, EpisodeHeader] | None = None
     for channel in range(1, count + 1):
         try:
-            decoded = _decode_and_keep(path, max_episode_s, channel, decoded_store)
+            decoded, regions = _decode_and_keep(path, max_episode_s, channel, decoded_store)
         except EpisodeRejected as rejected:
             if rejected.reason != SILENT_REASON:
                 raise
@@ -191,7 +200,7 @@ def _decode_tracks(
         if first is None:
             _check_identity(path, episode, decoded.sha256)
             first = (decoded.sha256, decoded.header)
-        segments = segment_episode(decoded.wave, min_s=min_s, max_s=max_s)
+        segments = segment_episode(decoded.wave, min_s=min_s, max_s=max_s, regions=regions)
         if segments:
             vectors = voice_vectors(decoded.wave, segments)
             tracks.append(_Track(channel, segments, [f"{episode}:C{channel}"] * len(segments), vectors))
@@ -203,15 +212,16 @@ def _decode_tracks(
 
 def _decode_and_keep(
     path: Path, max_episode_s: float, channel: int | None, store: DecodedEpisodes | None
-) -> DecodedEpisode:
-    """Decode the episode (or one channel) and keep the result in ``store``, so the later steps of the run (and any
-    other process on this home) map it instead of decoding again."""
+) -> tuple[DecodedEpisode, list[tuple[int, int]]]:
+    """Decode the episode (or one channel), keep the result in ``store``, so the later steps of the run (and any
+    other process on this home) map it instead of decoding again, and find its speech regions while it decodes."""
     started = time.monotonic()
-    decoded = decode_episode(path, max_duration_s=max_episode_s, channel=channel)
-    if store is not None:
-        store.store(decoded.sha256, channel, decoded.wave)
-        store.record_decode(decoded.sha256, channel, str(path), decoded.duration_s, time.monotonic() - started)
-    return decoded
+    with StreamedSpeechRegions() as vad:
+        decoded = decode_episode(path, max_duration_s=max_episode_s, channel=channel, on_decoded=vad.feed)
+        if store is not None:
+            store.store(decoded.sha256, channel, decoded.wave)
+            store.record_decode(decoded.sha256, channel, str(path), decoded.duration_s, time.monotonic() - started)
+        return decoded, vad.regions(decoded.wave)
 
 
 def _check_identity(path: Path, episode: str, sha256: str) -> None:

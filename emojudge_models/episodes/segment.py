@@ -36,7 +36,7 @@ import heapq
 import itertools
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import librosa
@@ -131,13 +131,69 @@ def speech_regions(
     A region cut by a chunk boundary is joined again when its two halves are closer than the VAD's minimum silence.
     """
     options = vad_options or utterance_vad_options()
-    step = max(round(chunk_s * SAMPLE_RATE_HZ), SAMPLE_RATE_HZ)
+    step = _vad_step(chunk_s)
+    pieces = [(offset, _piece_regions(wave, offset, step, options)) for offset in range(0, len(wave), step)]
+    return _joined(pieces, options)
+
+
+class StreamedSpeechRegions:
+    """:func:`speech_regions` of a wave still being decoded: each VAD piece runs on a worker thread as soon as the
+    decoder has filled it, so the VAD of one piece runs beside the decoding of the next (on two cores the built hour's
+    decode and VAD took 13 s one after the other; see bench/RESULTS.md). The regions are those of
+    :func:`speech_regions` (the same pieces, joined the same way). Use as a context manager: leaving it (a decode
+    that failed) drops the pieces not started."""
+
+    def __init__(self, vad_options: VadOptions | None = None, chunk_s: float = VAD_CHUNK_S) -> None:
+        self._options = vad_options or utterance_vad_options()
+        self._step = _vad_step(chunk_s)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="vad")
+        self._pieces: list[tuple[int, Future[list[tuple[int, int]]]]] = []
+        self._next = 0
+
+    def __enter__(self) -> StreamedSpeechRegions:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    @property
+    def started(self) -> int:
+        """Pieces whose VAD has been started so far."""
+        return len(self._pieces)
+
+    def feed(self, wave: np.ndarray, filled: int) -> None:
+        """``wave[:filled]`` is decoded: start the VAD of every piece it completes (the decoder's callback)."""
+        while self._next + self._step <= filled:
+            self._start(wave)
+
+    def regions(self, wave: np.ndarray) -> list[tuple[int, int]]:
+        """The speech regions of the complete ``wave`` (the pieces not started yet run now)."""
+        while self._next < len(wave):
+            self._start(wave)
+        return _joined([(offset, piece.result()) for offset, piece in self._pieces], self._options)
+
+    def _start(self, wave: np.ndarray) -> None:
+        offset, self._next = self._next, self._next + self._step
+        self._pieces.append((offset, self._pool.submit(_piece_regions, wave, offset, self._step, self._options)))
+
+
+def _vad_step(chunk_s: float) -> int:
+    return max(round(chunk_s * SAMPLE_RATE_HZ), SAMPLE_RATE_HZ)
+
+
+def _piece_regions(wave: np.ndarray, offset: int, step: int, options: VadOptions) -> list[tuple[int, int]]:
+    """Speech regions of ``wave[offset:offset + step]``, in samples of the whole wave."""
+    piece = np.asarray(wave[offset : offset + step], dtype=np.float32)
+    stamps = get_speech_timestamps(piece, vad_options=options, sampling_rate=SAMPLE_RATE_HZ)
+    return [(offset + int(stamp["start"]), offset + int(stamp["end"])) for stamp in stamps]
+
+
+def _joined(pieces: list[tuple[int, list[tuple[int, int]]]], options: VadOptions) -> list[tuple[int, int]]:
+    """The pieces' regions in order, a region cut by a piece boundary joined again (see :func:`speech_regions`)."""
     join = options.min_silence_duration_ms * SAMPLE_RATE_HZ // 1000
     regions: list[tuple[int, int]] = []
-    for offset in range(0, len(wave), step):
-        chunk = np.asarray(wave[offset : offset + step], dtype=np.float32)
-        for stamp in get_speech_timestamps(chunk, vad_options=options, sampling_rate=SAMPLE_RATE_HZ):
-            start, end = offset + int(stamp["start"]), offset + int(stamp["end"])
+    for offset, piece in pieces:
+        for start, end in piece:
             if regions and offset > 0 and start - regions[-1][1] <= join and regions[-1][1] >= offset - join:
                 regions[-1] = (regions[-1][0], max(end, regions[-1][1]))
             else:
@@ -324,10 +380,13 @@ def segment_episode(
     max_s: float = DEFAULT_MAX_S,
     max_gap_s: float = DEFAULT_MAX_GAP_S,
     vad_options: VadOptions | None = None,
+    regions: list[tuple[int, int]] | None = None,
 ) -> list[Segment]:
-    """Segments of a 16 kHz mono episode wave: VAD speech regions, split and merged to ``[min_s, max_s]``.
+    """Segments of a 16 kHz mono episode wave: VAD speech regions (``regions`` when already found), split and merged
+    to ``[min_s, max_s]``.
 
     Every VAD speech sample lies in exactly one segment; only isolated short speech (no neighbour within
     ``max_gap_s`` that keeps the merge within ``max_s``) yields a segment shorter than ``min_s``.
     """
-    return plan_segments(wave, speech_regions(wave, vad_options), min_s, max_s, max_gap_s)
+    regions = speech_regions(wave, vad_options) if regions is None else regions
+    return plan_segments(wave, regions, min_s, max_s, max_gap_s)

@@ -302,12 +302,14 @@ def segment_and_diarize(
     encoder: VoiceEncoder | None = None,
     min_speakers: int | None = None,
     max_speakers: int | None = None,
+    regions: list[tuple[int, int]] | None = None,
 ) -> tuple[list[Segment], Diarization]:
     """The episode's segments and their speakers, by the two passes of the module doc (no segment spans two
     speakers; each keeps up to ``segment.PAUSE_CONTEXT_S`` of the pauses around it); ``n_speakers`` is the count,
-    else it is estimated within ``[min_speakers, max_speakers]`` (see :func:`cluster_speakers`)."""
+    else it is estimated within ``[min_speakers, max_speakers]`` (see :func:`cluster_speakers`). ``regions``: the
+    VAD's speech regions when already found (:class:`~segment.StreamedSpeechRegions`)."""
     bounds = {"max_speakers": max_speakers, "min_speakers": min_speakers}
-    pieces = split_regions(wave, speech_regions(wave), min_s, max_s)
+    pieces = split_regions(wave, speech_regions(wave) if regions is None else regions, min_s, max_s)
     if len(pieces) < MIN_CENTERED:
         turns = merge_pieces(pieces, min_s, max_s, max_gap_s)
         turn_vectors = voice_vectors(wave, turns, encoder)

@@ -287,24 +287,50 @@ def child_train(data: Path) -> dict:
     return {"trained": True, "wall_s": time.perf_counter() - started, **_peaks()}
 
 
+class _RssTrace:
+    """This process's RSS every 50 ms in a thread (wall time, bytes), to tell which step held the peak."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        page = os.sysconf("SC_PAGE_SIZE")
+        while not self._stop.wait(0.05):
+            with open("/proc/self/statm") as statm:
+                self.samples.append((time.time(), int(statm.read().split()[1]) * page))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peak_mb(self, start: float, end: float) -> float:
+        """Peak RSS in MB between two wall times (0 when no sample fell between them)."""
+        return max((rss for at, rss in self.samples if start <= at <= end), default=0) / 2**20
+
+
 def child_score(episode: Path, speakers: int) -> dict:
     import dagster as dg
 
     from emojudge_pipeline import cli
 
+    trace = _RssTrace()
     started = time.perf_counter()
     [added] = _cli(["inbox", "add", "--speakers", str(speakers), str(episode)])
     name = added.split()[0]
     ran = _cli(["inbox", "run"])
     wall = time.perf_counter() - started
+    trace.stop()
     instance = cli.instance()
     [run] = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": name}), limit=1)
-    steps = {
-        stat.step_key: round(stat.end_time - stat.start_time, 1)
-        for stat in instance.get_run_step_stats(run.run_id)
-        if stat.start_time and stat.end_time
-    }
-    return {"name": name, "wall_s": wall, "steps": steps, "ran": ran[-1:], **_peaks()}
+    stats = [stat for stat in instance.get_run_step_stats(run.run_id) if stat.start_time and stat.end_time]
+    steps = {stat.step_key: round(stat.end_time - stat.start_time, 1) for stat in stats}
+    step_peaks = {stat.step_key: round(trace.peak_mb(stat.start_time, stat.end_time)) for stat in stats}
+    return {"name": name, "wall_s": wall, "steps": steps, "step_peaks_mb": step_peaks, "ran": ran[-1:], **_peaks()}
 
 
 DAEMONS = ("ui", "bare")
@@ -661,6 +687,7 @@ def _report(args: argparse.Namespace, work: Path, home: Path, env: dict[str, str
             f"(children, e.g. the judge server: {score['children_peak_rss_mb']:.0f} MB); {len(spans)} segments, "
             f"{len({*labels})} speakers, {predictions} predictions",
             "- Dagster steps (s): " + ", ".join(f"{key} {value}" for key, value in score["steps"].items()),
+            "- peak RSS by step (MB): " + ", ".join(f"{key} {value}" for key, value in score["step_peaks_mb"].items()),
             f"- segment recall (one segment per clip, boundaries within {TOLERANCE_S} s): "
             f"**{segment_recall(spans, reference):.3f}**; reference speech inside segments "
             f"{speech_covered(spans, reference, seconds):.3f}",

@@ -133,14 +133,16 @@ def test_a_file_about_to_settle_is_taken_in_the_same_tick_once_it_held_still(tmp
     tick = Ticks(home, inbox, wait_s=SETTLE_S / 2)
     show = inbox / "show.mp3"
     show.write_bytes(b"episode " * 1000)
-    time.sleep(SETTLE_S * 0.6)
-    started = time.monotonic()
+    written = time.time() - SETTLE_S * 0.7  # due to settle 0.09 s from now, within the tick's wait
+    os.utime(show, (written, written))
     [request] = tick()
-    assert SETTLE_S * 0.3 <= time.monotonic() - started < SETTLE_S, "taken in this tick, once it held still"
+    assert time.time() >= written + SETTLE_S, "taken in this tick, and only once it held still"
     assert request.run_key == hashlib.sha256(show.read_bytes()).hexdigest()
 
     later = inbox / "later.mp3"
     later.write_bytes(b"later " * 1000)
+    ahead = time.time() + 60  # an mtime ahead proves nothing: it settles SETTLE_S after the scan first sees it
+    os.utime(later, (ahead, ahead))
     started = time.monotonic()
     assert tick() == [] and time.monotonic() - started < SETTLE_S / 2, "not due within the wait: left to a later tick"
     [taken] = tick(settled=True)

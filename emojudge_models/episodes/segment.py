@@ -274,7 +274,7 @@ def piece_evidence(wave: np.ndarray, pieces: Sequence[tuple[int, int]], workers:
     ``workers`` threads (default: the cores, at most :data:`MAX_EVIDENCE_WORKERS`) take contiguous shares of the
     pieces: YIN's FFTs run outside the GIL (the built hour's 1,152 pieces: 4.8 s on one thread, 2.4 s on two, the same
     values). The VAD stays on one thread: two 10-minute pieces at once took 4.0 s instead of 7.8 s for the hour but
-    held 250 MB more while they ran, and the hour's run peaks at 1.45 GB against a 1.5 GB bound (bench/RESULTS.md)."""
+    held 250 MB more while they ran, and the hour's run already peaks near its 1.5 GB bound (bench/RESULTS.md)."""
     workers = min(workers or cores_up_to(MAX_EVIDENCE_WORKERS), max(len(pieces), 1))
     if workers == 1:
         return _evidence(wave, pieces)
